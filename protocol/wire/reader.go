@@ -1,0 +1,179 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Errors a caller may want to tell apart (wrapped with detail).
+var (
+	ErrInvalidHeader = errors.New("invalid packet header")
+	ErrTooLarge      = errors.New("packet too large")
+	ErrCipher        = errors.New("encryption mismatch")
+)
+
+// TextMessage is what a peer sent instead of a chunk header at the start of
+// the stream: xpra writes "disconnect: <reason>\n" in plain text before it
+// has parsed our hello, or an HTTP error page (PROTOCOL.md §1.6).
+type TextMessage struct {
+	Text string // the first line, without the newline
+}
+
+func (t *TextMessage) Error() string {
+	return fmt.Sprintf("peer sent text instead of an xpra packet: %q", t.Text)
+}
+
+// Disconnect returns the reason of a "disconnect: ..." line.
+func (t *TextMessage) Disconnect() (string, bool) {
+	reason, ok := strings.CutPrefix(t.Text, "disconnect: ")
+	return reason, ok
+}
+
+// MaxTextLine bounds how much of a plain-text reply is read.
+const MaxTextLine = 1024
+
+// Decrypter removes the AES layer of a chunk (protocol/cipher implements it).
+type Decrypter interface {
+	// WireSize is how many payload bytes follow a header announcing size.
+	WireSize(size uint32) (int, error)
+	// Open decrypts wire (WireSize bytes) into the size plaintext bytes.
+	Open(dst, wire []byte, size uint32) ([]byte, error)
+}
+
+// Frame is one chunk read from the stream.
+type Frame struct {
+	Header  Header
+	Payload []byte // decrypted, still compressed; owned by the caller
+}
+
+// Reader reads frames from a byte stream. It is not safe for concurrent use.
+type Reader struct {
+	br       *bufio.Reader
+	maxSize  int
+	maxIndex int
+	dec      Decrypter
+	started  bool
+}
+
+// readChunk is how much payload memory is committed before the bytes arrive:
+// a peer that announces a large chunk and then stalls holds at most this
+// much (plus what it actually sent), not the announced size.
+const readChunk = 64 << 10
+
+// NewReader reads frames from r with the default limits.
+func NewReader(r io.Reader) *Reader {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	return &Reader{br: br, maxSize: DefaultMaxPacketSize, maxIndex: MaxIndexV3}
+}
+
+// SetMaxSize sets the per-chunk limit (bytes on the wire), capped at AbsMaxSize.
+func (r *Reader) SetMaxSize(n int) {
+	r.maxSize = min(max(n, HeaderSize), AbsMaxSize)
+}
+
+// MaxSize returns the per-chunk limit.
+func (r *Reader) MaxSize() int { return r.maxSize }
+
+// SetMaxIndex sets the largest raw-chunk index accepted (MaxIndexV3 or MaxIndexV6).
+func (r *Reader) SetMaxIndex(n int) { r.maxIndex = n }
+
+// SetDecrypter installs (or with nil removes) the AES layer for what follows.
+func (r *Reader) SetDecrypter(d Decrypter) { r.dec = d }
+
+// Buffered returns how many bytes are already read from the stream but not
+// yet returned as frames.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// ReadFrame reads the next chunk. At the very start of the stream a text line
+// instead of a header is returned as a *TextMessage error.
+func (r *Reader) ReadFrame() (Frame, error) {
+	hb, err := r.br.Peek(HeaderSize)
+	if len(hb) > 0 && hb[0] != Magic {
+		if !r.started {
+			return Frame{}, r.readText()
+		}
+		return Frame{}, fmt.Errorf("%w: invalid packet header byte 0x%02x, not an xpra packet", ErrInvalidHeader, hb[0])
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(hb) > 0 {
+			return Frame{}, fmt.Errorf("%w: stream ended inside a chunk header (%d bytes)", ErrInvalidHeader, len(hb))
+		}
+		return Frame{}, err
+	}
+	h, err := ParseHeader(hb)
+	if err != nil {
+		return Frame{}, fmt.Errorf("%w: %w", ErrInvalidHeader, err)
+	}
+	if int(h.Index) > r.maxIndex {
+		return Frame{}, fmt.Errorf("%w: chunk index %d above the maximum %d", ErrInvalidHeader, h.Index, r.maxIndex)
+	}
+	wireSize := int(h.Size)
+	switch {
+	case h.Encrypted() && r.dec == nil:
+		return Frame{}, fmt.Errorf("%w: invalid encryption packet flag (no cipher configured)", ErrCipher)
+	case !h.Encrypted() && r.dec != nil:
+		return Frame{}, fmt.Errorf("%w: unencrypted packet dropped (a cipher is configured)", ErrCipher)
+	case h.Encrypted():
+		if wireSize, err = r.dec.WireSize(h.Size); err != nil {
+			return Frame{}, fmt.Errorf("%w: %w", ErrCipher, err)
+		}
+	}
+	if wireSize > r.maxSize {
+		return Frame{}, fmt.Errorf("%w: packet size requested is %d but maximum allowed is %d", ErrTooLarge, wireSize, r.maxSize)
+	}
+	r.started = true
+	if _, err := r.br.Discard(HeaderSize); err != nil {
+		return Frame{}, err
+	}
+	payload, err := r.readN(wireSize)
+	if err != nil {
+		return Frame{}, fmt.Errorf("reading %s payload: %w", h, err)
+	}
+	if h.Encrypted() {
+		if payload, err = r.dec.Open(payload[:0], payload, h.Size); err != nil {
+			return Frame{}, fmt.Errorf("%w: %w", ErrCipher, err)
+		}
+	}
+	return Frame{Header: h, Payload: payload}, nil
+}
+
+// readN reads exactly n bytes. The buffer doubles as data arrives instead of
+// being sized from the header up front.
+func (r *Reader) readN(n int) ([]byte, error) {
+	buf := make([]byte, min(n, readChunk))
+	got := 0
+	for {
+		m, err := io.ReadFull(r.br, buf[got:])
+		got += m
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("stream ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+		if got == n {
+			return buf, nil
+		}
+		buf = append(buf, make([]byte, min(n-len(buf), len(buf)))...)
+	}
+}
+
+// readText consumes one line (bounded) of a plain-text reply.
+func (r *Reader) readText() error {
+	var line []byte
+	for len(line) < MaxTextLine {
+		b, err := r.br.ReadByte()
+		if err != nil || b == '\n' {
+			break
+		}
+		line = append(line, b)
+	}
+	return &TextMessage{Text: string(bytes.TrimRight(line, "\r"))}
+}
