@@ -3,6 +3,6 @@ module github.com/xpra-proxy/xpra-proxy
 go 1.26
 
 require (
-	github.com/andybalholm/brotli v1.2.8 // indirect
-	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/andybalholm/brotli v1.2.8
+	github.com/pierrec/lz4/v4 v4.1.33
 )
