@@ -157,7 +157,7 @@ func TestParseCaps(t *testing.T) {
 		{"other cipher", set(good(), "cipher", "DES"), false},
 		{"short iv", set(good(), "cipher.iv", "0123"), false},
 		{"too few iterations", set(good(), "cipher.key_stretch_iterations", int64(10)), false},
-		{"too many iterations", set(good(), "cipher.key_stretch_iterations", int64(1 << 30)), false},
+		{"too many iterations", set(good(), "cipher.key_stretch_iterations", int64(1<<30)), false},
 		{"no salt", set(good(), "cipher.key_salt", []byte{}), false},
 		{"odd padding", set(good(), "cipher.padding", "ISO"), false},
 		{"v6 GCM", value.Dict{{Key: "encryption", Value: value.Dict{{Key: "mode", Value: "GCM"}}}}, false},
