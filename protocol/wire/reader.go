@@ -91,6 +91,16 @@ func (r *Reader) SetDecrypter(d Decrypter) { r.dec = d }
 // yet returned as frames.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
+// Drain returns the bytes read from the stream but not yet returned as
+// frames, and forgets them: what a process handing a connection over to
+// another must pass along.
+func (r *Reader) Drain() []byte {
+	b, _ := r.br.Peek(r.br.Buffered())
+	out := append([]byte(nil), b...)
+	_, _ = r.br.Discard(len(out))
+	return out
+}
+
 // ReadFrame reads the next chunk. At the very start of the stream a text line
 // instead of a header is returned as a *TextMessage error.
 func (r *Reader) ReadFrame() (Frame, error) {
