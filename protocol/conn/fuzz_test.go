@@ -1,0 +1,73 @@
+package conn
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
+)
+
+// FuzzReadPacket runs arbitrary bytes through the whole receive path a
+// proxy leg uses: framing, raw chunks, decompression, decoding, aliases.
+// Seeds are the real captures. Nothing may panic, and no packet may come
+// out larger than the limits allow.
+func FuzzReadPacket(f *testing.F) {
+	if files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "xpra", "traces", "[a-d]*.bin")); len(files) > 0 {
+		for _, p := range files {
+			if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
+				f.Add(b)
+			}
+		}
+	}
+	f.Add([]byte("P\x01\x00\x00\x00\x00\x00\x09\xc2\x84ping\x3f\x03\xe8"))
+	f.Add([]byte("disconnect: go away\n"))
+	const max = 1 << 20
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := New(rw{bytes.NewReader(in), io.Discard})
+		c.Reader().SetMaxSize(max)
+		c.SetMaxDecompressed(max)
+		c.SetAnnouncedAliases(packet.NewAliases("hello", "ping", "ping_echo"))
+		for range 64 {
+			p, err := c.ReadPacket()
+			if err != nil {
+				return
+			}
+			if len(p) == 0 {
+				t.Fatal("empty packet returned without error")
+			}
+		}
+	})
+}
+
+// FuzzPeekType checks the allocation-free type peek against the full
+// decoder: when both succeed they agree.
+func FuzzPeekType(f *testing.F) {
+	f.Add(byte(wire.Rencode), []byte("\xc2\x84ping\x3f\x03\xe8"))
+	f.Add(byte(wire.RencodePlus), []byte("\xc2\x01\x05"))
+	f.Add(byte(wire.Bencode), []byte("l4:pingi1000ee"))
+	f.Fuzz(func(t *testing.T, enc byte, payload []byte) {
+		e := wire.Encoding(enc % 3)
+		name, alias, err := PeekType(e, payload)
+		if err != nil {
+			return
+		}
+		p, derr := Decode(e, payload)
+		if derr != nil || len(p) == 0 {
+			return // peeking reads only the head of the packet
+		}
+		switch v := p[0].(type) {
+		case string:
+			if v != name {
+				t.Fatalf("peek %q, decode %q", name, v)
+			}
+		case int64:
+			if alias != v {
+				t.Fatalf("peek alias %d, decode %d", alias, v)
+			}
+		}
+	})
+}
