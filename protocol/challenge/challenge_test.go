@@ -3,6 +3,7 @@ package challenge
 import (
 	"bytes"
 	"encoding/hex"
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"os/exec"
 	"strings"
 	"testing"
@@ -180,30 +181,32 @@ func FuzzParseChallenge(f *testing.F) {
 	b, _ := rencode.Encode(Challenge{ServerSalt: seq(0, 32), Digest: "hmac+sha256", SaltDigest: "hmac+sha256", Prompt: "password"}.Packet(), rencode.Legacy)
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		v, err := rencode.Decode(in, rencode.Legacy)
-		if err != nil {
-			return
-		}
-		p, ok := v.([]any)
-		if !ok {
-			return
-		}
-		c, err := ParseChallenge(p)
-		if err != nil {
-			return
-		}
-		if len(c.ServerSalt) < minSalt || len(c.Digest) > maxField {
-			t.Fatalf("accepted %+v", c)
-		}
-		if Known(c.Method()) {
-			cs, err := NewClientSalt("hmac+sha256", len(c.ServerSalt))
+		fuzzcheck.Bounded(t, 1<<20, func() {
+			v, err := rencode.Decode(in, rencode.Legacy)
 			if err != nil {
-				t.Fatal(err)
+				return
 			}
-			k, _ := CombineSalts("hmac+sha256", cs, c.ServerSalt)
-			if _, err := Response(c.Method(), []byte("pw"), k); err != nil {
-				t.Fatal(err)
+			p, ok := v.([]any)
+			if !ok {
+				return
 			}
-		}
+			c, err := ParseChallenge(p)
+			if err != nil {
+				return
+			}
+			if len(c.ServerSalt) < minSalt || len(c.Digest) > maxField {
+				t.Fatalf("accepted %+v", c)
+			}
+			if Known(c.Method()) {
+				cs, err := NewClientSalt("hmac+sha256", len(c.ServerSalt))
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, _ := CombineSalts("hmac+sha256", cs, c.ServerSalt)
+				if _, err := Response(c.Method(), []byte("pw"), k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	})
 }

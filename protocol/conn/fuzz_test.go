@@ -2,6 +2,7 @@ package conn
 
 import (
 	"bytes"
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,19 +28,21 @@ func FuzzReadPacket(f *testing.F) {
 	f.Add([]byte("disconnect: go away\n"))
 	const max = 1 << 20
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c := New(rw{bytes.NewReader(in), io.Discard})
-		c.Reader().SetMaxSize(max)
-		c.SetMaxDecompressed(max)
-		c.SetAnnouncedAliases(packet.NewAliases("hello", "ping", "ping_echo"))
-		for range 64 {
-			p, err := c.ReadPacket()
-			if err != nil {
-				return
+		fuzzcheck.Bounded(t, 16<<20, func() {
+			c := New(rw{bytes.NewReader(in), io.Discard})
+			c.Reader().SetMaxSize(max)
+			c.SetMaxDecompressed(max)
+			c.SetAnnouncedAliases(packet.NewAliases("hello", "ping", "ping_echo"))
+			for range 64 {
+				p, err := c.ReadPacket()
+				if err != nil {
+					return
+				}
+				if len(p) == 0 {
+					t.Fatal("empty packet returned without error")
+				}
 			}
-			if len(p) == 0 {
-				t.Fatal("empty packet returned without error")
-			}
-		}
+		})
 	})
 }
 
@@ -50,24 +53,26 @@ func FuzzPeekType(f *testing.F) {
 	f.Add(byte(wire.RencodePlus), []byte("\xc2\x01\x05"))
 	f.Add(byte(wire.Bencode), []byte("l4:pingi1000ee"))
 	f.Fuzz(func(t *testing.T, enc byte, payload []byte) {
-		e := wire.Encoding(enc % 3)
-		name, alias, err := PeekType(e, payload)
-		if err != nil {
-			return
-		}
-		p, derr := Decode(e, payload)
-		if derr != nil || len(p) == 0 {
-			return // peeking reads only the head of the packet
-		}
-		switch v := p[0].(type) {
-		case string:
-			if v != name {
-				t.Fatalf("peek %q, decode %q", name, v)
+		fuzzcheck.Bounded(t, 16<<20, func() {
+			e := wire.Encoding(enc % 3)
+			name, alias, err := PeekType(e, payload)
+			if err != nil {
+				return
 			}
-		case int64:
-			if alias != v {
-				t.Fatalf("peek alias %d, decode %d", alias, v)
+			p, derr := Decode(e, payload)
+			if derr != nil || len(p) == 0 {
+				return // peeking reads only the head of the packet
 			}
-		}
+			switch v := p[0].(type) {
+			case string:
+				if v != name {
+					t.Fatalf("peek %q, decode %q", name, v)
+				}
+			case int64:
+				if alias != v {
+					t.Fatalf("peek alias %d, decode %d", alias, v)
+				}
+			}
+		})
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"io"
 	"os"
 	"path/filepath"
@@ -271,29 +272,31 @@ func FuzzReadFrame(f *testing.F) {
 	}
 	const limit = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := NewReader(bytes.NewReader(data))
-		r.SetMaxSize(limit)
-		var rc RawChunks
-		total := 0
-		for {
-			fr, err := r.ReadFrame()
-			if err != nil {
-				return
-			}
-			if len(fr.Payload) > limit || len(fr.Payload) != int(fr.Header.Size) {
-				t.Fatalf("payload %d bytes for %v (limit %d)", len(fr.Payload), fr.Header, limit)
-			}
-			total += HeaderSize + len(fr.Payload)
-			if total > len(data) {
-				t.Fatalf("read %d bytes of frames from %d bytes of input", total, len(data))
-			}
-			if fr.Header.Index > 0 {
-				if rc.Add(fr.Header.Index, fr.Payload) != nil {
+		fuzzcheck.Bounded(t, 2*limit+1<<20, func() {
+			r := NewReader(bytes.NewReader(data))
+			r.SetMaxSize(limit)
+			var rc RawChunks
+			total := 0
+			for {
+				fr, err := r.ReadFrame()
+				if err != nil {
 					return
 				}
-			} else {
-				_ = rc.Apply(make([]any, 8))
+				if len(fr.Payload) > limit || len(fr.Payload) != int(fr.Header.Size) {
+					t.Fatalf("payload %d bytes for %v (limit %d)", len(fr.Payload), fr.Header, limit)
+				}
+				total += HeaderSize + len(fr.Payload)
+				if total > len(data) {
+					t.Fatalf("read %d bytes of frames from %d bytes of input", total, len(data))
+				}
+				if fr.Header.Index > 0 {
+					if rc.Add(fr.Header.Index, fr.Payload) != nil {
+						return
+					}
+				} else {
+					_ = rc.Apply(make([]any, 8))
+				}
 			}
-		}
+		})
 	})
 }

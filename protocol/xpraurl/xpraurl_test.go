@@ -1,6 +1,7 @@
 package xpraurl
 
 import (
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"reflect"
 	"strings"
 	"testing"
@@ -302,23 +303,25 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, s string, v6 bool) {
-		d := V3
-		if v6 {
-			d = V6
-		}
-		tg, err := Parse(s, d)
-		if err != nil {
-			return
-		}
-		u := tg.URL()
-		again, err := Parse(u, d)
-		if err != nil {
-			t.Fatalf("Parse(%q) ok, but Parse(URL()=%q): %v", s, u, err)
-		}
-		if !reflect.DeepEqual(again, tg) {
-			t.Fatalf("Parse(%q) round trip via %q\n got %+v\nwant %+v", s, u, again, tg)
-		}
-		_ = tg.String()
-		_ = tg.Address()
+		fuzzcheck.Bounded(t, 1<<20, func() {
+			d := V3
+			if v6 {
+				d = V6
+			}
+			tg, err := Parse(s, d)
+			if err != nil {
+				return
+			}
+			u := tg.URL()
+			again, err := Parse(u, d)
+			if err != nil {
+				t.Fatalf("Parse(%q) ok, but Parse(URL()=%q): %v", s, u, err)
+			}
+			if !reflect.DeepEqual(again, tg) {
+				t.Fatalf("Parse(%q) round trip via %q\n got %+v\nwant %+v", s, u, again, tg)
+			}
+			_ = tg.String()
+			_ = tg.Address()
+		})
 	})
 }
