@@ -1,0 +1,20 @@
+#!/bin/bash
+# install-deps.sh - the Debian 12 packages the tests need, as root. Real peers:
+# xpra 3.1.3 with Xvfb and an X client to draw, python3-rencode and python3-lz4
+# so tests can cross-check our codecs against the libraries xpra itself uses.
+# Does nothing when everything is already installed.
+set -euo pipefail
+PKGS="xpra xvfb xauth x11-apps xterm python3-gi-cairo python3-pil python3-lz4
+python3-cryptography python3-netifaces python3-setproctitle python3-xdg
+python3-pyinotify python3-rencode ca-certificates git"
+missing=()
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
+apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
