@@ -28,7 +28,7 @@ func TestAgainstRealXpra(t *testing.T) {
 	servers := xpralab.StartAll(t,
 		xpralab.Options{Args: []string{"--tcp-auth=password,value=secret"}},
 		xpralab.Options{
-			Args:  []string{"--tcp-auth=password,value=secret", "--tcp-encryption=AES", "--tcp-encryption-keyfile=" + key},
+			Args: []string{"--tcp-auth=password,value=secret", "--tcp-encryption=AES", "--tcp-encryption-keyfile=" + key},
 		})
 	plain, aes := servers[0], servers[1]
 
