@@ -20,6 +20,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 )
@@ -86,6 +87,17 @@ func dial(ctx context.Context, t xpraurl.Target) (net.Conn, error) {
 			return nil, fmt.Errorf("probe: connecting to %s: %w", t.Address(), err)
 		}
 		return c, nil
+	case "ws":
+		c, err := d.DialContext(ctx, "tcp", t.Address())
+		if err != nil {
+			return nil, fmt.Errorf("probe: connecting to %s: %w", t.Address(), err)
+		}
+		wc, err := websocket.Dial(ctx, c, t.Address(), "/")
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+		return wc, nil
 	case "socket":
 		c, err := d.DialContext(ctx, "unix", t.SocketPath)
 		if err != nil {

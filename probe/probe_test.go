@@ -3,6 +3,7 @@ package probe_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ func TestAgainstRealXpra(t *testing.T) {
 	}
 	aesKey := []byte("lab-aes-secret")
 	servers := xpralab.StartAll(t,
-		xpralab.Options{Args: []string{"--tcp-auth=password,value=secret"}},
+		xpralab.Options{Args: []string{"--tcp-auth=password,value=secret", "--ws-auth=password,value=secret"}, WS: true},
 		xpralab.Options{
 			Args: []string{"--tcp-auth=password,value=secret", "--tcp-encryption=AES", "--tcp-encryption-keyfile=" + key},
 		})
@@ -47,6 +48,8 @@ func TestAgainstRealXpra(t *testing.T) {
 		{name: "info with a wrong password", o: probe.Options{URL: plain.TCP("alice:wrong"), Request: "info"}, reason: "authentication failed"},
 		{name: "info over the unix socket", o: probe.Options{URL: "socket://" + plain.SocketPath, Request: "info"}, key: "server.mode"},
 		{name: "id over the unix socket", o: probe.Options{URL: plain.SocketPath, Request: "id"}, key: "display", want: plain.Display},
+		{name: "info over websocket", o: probe.Options{URL: fmt.Sprintf("ws://alice:secret@127.0.0.1:%d/", plain.WSPort), Request: "info"}, key: "server.mode", challenge: true},
+		{name: "wrong password over websocket", o: probe.Options{URL: fmt.Sprintf("ws://alice:wrong@127.0.0.1:%d/", plain.WSPort), Request: "info"}, reason: "authentication failed"},
 		{name: "AES version", o: probe.Options{URL: aes.TCP(""), Request: "version", EncryptionKey: aesKey}, key: "version", want: "3.1.3"},
 		{name: "AES info with the password", o: probe.Options{URL: aes.TCP("alice:secret"), Request: "info", EncryptionKey: aesKey}, key: "server.mode", challenge: true},
 		{name: "AES info with a wrong password", o: probe.Options{URL: aes.TCP("alice:wrong"), Request: "info", EncryptionKey: aesKey}, reason: "authentication failed"},

@@ -36,6 +36,7 @@ const cleanPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 type Options struct {
 	Args []string // extra xpra arguments, e.g. "--tcp-auth=password,value=secret"
 	App  string   // X program started in the session ("" for none)
+	WS   bool     // also listen for websocket connections (Server.WSPort)
 	// Ready is the probe used to tell the server is up; the default asks
 	// for its version over TCP, which every server answers without auth.
 	Ready *probe.Options
@@ -45,6 +46,7 @@ type Options struct {
 type Server struct {
 	Display    string // ":N"
 	Port       int    // loopback TCP port
+	WSPort     int    // loopback websocket port, when Options.WS
 	User       *user.User
 	UID, GID   int
 	SocketPath string // its unix socket
@@ -202,6 +204,10 @@ func launch(t testing.TB, o Options) *Server {
 		"--mdns=no", "--pulseaudio=no", "--notifications=no", "--systemd-run=no", "--dbus-launch=",
 		"--dbus-proxy=no", "--dbus-control=no", "--printing=no", "--webcam=no", "--opengl=no",
 		"--speaker=off", "--microphone=off", "--file-transfer=no", "--html=off", "--start=" + o.App}
+	if o.WS {
+		s.WSPort = FreePort(t)
+		args = append(args, fmt.Sprintf("--bind-ws=127.0.0.1:%d", s.WSPort))
+	}
 	args = append(args, o.Args...)
 	out, err := s.command(context.Background(), args...).CombinedOutput()
 	t.Cleanup(func() { s.Stop(t) })
