@@ -51,7 +51,7 @@ func readDump(t *testing.T, path string) []dumpFrame {
 // helloAliases returns the alias table of the first hello in a capture
 // that carries one (a client with a password sends a minimal hello first):
 // what its sender told the other side it may use.
-func helloAliases(t *testing.T, path string) packet.Aliases {
+func helloAliases(t testing.TB, path string) packet.Aliases {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
