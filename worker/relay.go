@@ -1,0 +1,240 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
+)
+
+// Timing of the proxy's own pings (reference: 5 s interval, 90 s timeout).
+const (
+	PingInterval = 5 * time.Second
+	PingTimeout  = 90 * time.Second
+)
+
+// Leg is one side of a relayed connection.
+type Leg struct {
+	Name  string // "client" or "server", for logs and disconnect reasons
+	Net   net.Conn
+	Conn  *conn.Conn
+	Form  caps.Form // the peer's caps layout
+	bytes atomic.Int64
+	echo  atomic.Int64 // unix ms of the last echo of one of our pings
+	pings bool         // the peer echoes our pings (3.1: it said ping-echo-sourceid)
+}
+
+// NewLeg wraps a connection.
+func NewLeg(name string, nc net.Conn, c *conn.Conn) *Leg {
+	l := &Leg{Name: name, Net: nc, Conn: c}
+	l.echo.Store(time.Now().UnixMilli())
+	return l
+}
+
+// Bytes is how many bytes were read from this leg's peer.
+func (l *Leg) Bytes() int64 { return l.bytes.Load() }
+
+// Relay moves packets between an authenticated client and its server.
+type Relay struct {
+	Client, Server *Leg
+	UUID           string // ours, carried in our pings so we recognise the echoes
+	Log            *slog.Logger
+	ProxyInfo      func() value.Dict // added to info-response under "proxy"
+
+	maxSize  int
+	stopOnce sync.Once
+	stopped  chan struct{}
+	reason   string
+}
+
+// NewRelay prepares a relay between two legs whose hellos are done.
+func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
+	var id [16]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read does not fail on Linux
+	return &Relay{
+		Client: client, Server: server, Log: log,
+		UUID:    hex.EncodeToString(id[:]),
+		maxSize: wire.AbsMaxSize,
+		stopped: make(chan struct{}),
+	}
+}
+
+// Run relays until either side goes away, a disconnect passes, ctx ends
+// or a ping times out. It returns the reason the relay stopped.
+func (r *Relay) Run(ctx context.Context) string {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); r.pump(r.Client, r.Server) }()
+	go func() { defer wg.Done(); r.pump(r.Server, r.Client) }()
+	go func() { defer wg.Done(); r.pinger(ctx) }()
+	select {
+	case <-ctx.Done():
+		r.Stop(r.Client, "proxy stopping", true)
+	case <-r.stopped:
+	}
+	// Unblock the pumps: both sockets close once the disconnects are out.
+	_ = r.Client.Net.Close()
+	_ = r.Server.Net.Close()
+	wg.Wait()
+	return r.reason
+}
+
+// Stop ends the relay once. Unless the peer already said goodbye, each side
+// that did not cause the stop is told why, as the reference does.
+func (r *Relay) Stop(cause *Leg, reason string, tellBoth bool) {
+	r.stopOnce.Do(func() {
+		r.reason = reason
+		for _, l := range []*Leg{r.Client, r.Server} {
+			if l != cause || tellBoth {
+				_ = l.Net.SetWriteDeadline(time.Now().Add(time.Second))
+				_ = l.Conn.WritePacket(packet.NewDisconnect(packet.ReasonServerShutdown, reason))
+			}
+		}
+		close(r.stopped)
+	})
+}
+
+// pump forwards src's frames to dst, acting on the few packet types the
+// proxy owns and passing everything else through as bytes.
+func (r *Relay) pump(src, dst *Leg) {
+	rd := src.Conn.Reader()
+	var raws []wire.Frame
+	for {
+		f, err := rd.ReadFrame()
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+				r.Stop(src, src.Name+" connection lost", false)
+			default:
+				r.Log.Warn("relay read failed", "from", src.Name, "err", err)
+				r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
+			}
+			return
+		}
+		src.bytes.Add(int64(wire.HeaderSize + len(f.Payload)))
+		if f.Header.Index > 0 {
+			if len(raws) == wire.MaxPendingRaw {
+				r.Stop(src, src.Name+" sent too many raw packets", false)
+				return
+			}
+			raws = append(raws, f)
+			continue
+		}
+		forward, err := r.inspect(src, dst, raws, f)
+		if err != nil {
+			r.Log.Warn("relay packet failed", "from", src.Name, "err", err)
+			r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
+			return
+		}
+		if forward {
+			if err := dst.Conn.WriteFrames(append(raws, f)...); err != nil {
+				r.Stop(dst, dst.Name+" connection lost", false)
+				return
+			}
+		}
+		clear(raws)
+		raws = raws[:0]
+	}
+}
+
+// inspect looks at a main chunk's packet type and handles the packets the
+// proxy owns. It reports whether the frames should be forwarded untouched.
+func (r *Relay) inspect(src, dst *Leg, raws []wire.Frame, f wire.Frame) (bool, error) {
+	payload, err := conn.Plain(f, r.maxSize)
+	if err != nil {
+		return false, err
+	}
+	name, _, err := conn.PeekType(f.Header.Encoding(), payload)
+	if err != nil {
+		return false, err
+	}
+	switch name {
+	case packet.PingEcho, packet.InfoResponse, packet.Disconnect:
+	default:
+		return true, nil // an aliased type (int) is forwarded as it is, too
+	}
+	p, err := conn.DecodeFrames(raws, f, r.maxSize, packet.Aliases{})
+	if err != nil {
+		return false, err
+	}
+	switch name {
+	case packet.PingEcho:
+		if len(p) >= 7 {
+			if sid, _ := value.AsString(p[6]); sid == r.UUID {
+				src.echo.Store(time.Now().UnixMilli())
+				return false, nil
+			}
+		}
+		return true, nil
+	case packet.InfoResponse:
+		if src != r.Server || len(p) < 2 || r.ProxyInfo == nil {
+			return true, nil
+		}
+		d, ok := p[1].(value.Dict)
+		if !ok {
+			return true, nil
+		}
+		d = append(d, value.Item{Key: "proxy", Value: r.ProxyInfo()})
+		p[1] = d
+		return false, dst.Conn.WritePacket(p)
+	case packet.Disconnect:
+		reason, details := packet.DisconnectReason(p)
+		_ = dst.Conn.WriteFrames(append(raws, f)...)
+		r.stopOnce.Do(func() {
+			r.reason = fmt.Sprintf("disconnect from %s: %s %v", src.Name, reason, details)
+			close(r.stopped)
+		})
+		return false, nil
+	}
+	return true, nil
+}
+
+// pinger sends the proxy's own pings to both sides and stops the relay
+// when echoes stop coming.
+func (r *Relay) pinger(ctx context.Context) {
+	t := time.NewTicker(PingInterval)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.stopped:
+			return
+		case now := <-t.C:
+			for _, l := range []*Leg{r.Client, r.Server} {
+				if !l.pings {
+					continue
+				}
+				if now.Sub(time.UnixMilli(l.echo.Load())) > PingTimeout {
+					r.Stop(l, "proxy to "+l.Name+" ping timeout", false)
+					return
+				}
+				mono := int64(now.Sub(start) / time.Millisecond)
+				if err := l.Conn.WritePacket(conn.Packet{packet.Ping, mono, now.UnixMilli(), r.UUID}); err != nil {
+					r.Stop(l, l.Name+" connection lost", false)
+					return
+				}
+			}
+		}
+	}
+}
+
+// EnablePings turns on the proxy's pings towards a leg whose hello says it
+// echoes a ping's source id (3.1: "ping-echo-sourceid"; 6.x always does).
+func (l *Leg) EnablePings(h caps.Caps) {
+	l.pings = h.Bool("ping-echo-sourceid", false) || l.Form == caps.Nested
+}
