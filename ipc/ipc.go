@@ -1,0 +1,197 @@
+// Package ipc is the typed channel between the supervisor (root) and a
+// pre-auth process: one SOCK_SEQPACKET socketpair per connection, one JSON
+// message per datagram, bounded in size, with the sender's credentials
+// attached by the kernel and checked by the supervisor.
+//
+// Every exchange is a request from the pre-auth process and one reply:
+//
+//	AuthBegin  {username, display, digests, salt-digests}
+//	    → Challenge {salt, digest, salt-digest, prompt}   answer it
+//	    → NoChallenge {}                                   no password needed
+//	    → Denied {reason}                                  tell the client, stop
+//	AuthVerify {response, client-salt} + handover memfd
+//	    → Accepted {worker}     the relay worker took the connection over
+//	    → Denied {reason}
+//
+// The handover memfd holds the client's hello and negotiated state; the
+// supervisor passes it to the relay worker without reading it.
+package ipc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message kinds.
+const (
+	AuthBegin   = "auth-begin"
+	Challenge   = "challenge"
+	NoChallenge = "no-challenge"
+	Denied      = "denied"
+	AuthVerify  = "auth-verify"
+	Accepted    = "accepted"
+)
+
+// MaxMessage bounds one datagram; a message is a few hundred bytes.
+const MaxMessage = 64 << 10
+
+// Message is every field any message uses; Kind says which are set.
+type Message struct {
+	Kind string `json:"kind"`
+
+	// AuthBegin
+	Username    string   `json:"username,omitempty"`
+	Display     string   `json:"display,omitempty"`
+	Digests     []string `json:"digests,omitempty"`
+	SaltDigests []string `json:"salt_digests,omitempty"`
+
+	// Challenge
+	Salt       []byte `json:"salt,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	SaltDigest string `json:"salt_digest,omitempty"`
+	Prompt     string `json:"prompt,omitempty"`
+
+	// AuthVerify
+	Response   []byte `json:"response,omitempty"`
+	ClientSalt []byte `json:"client_salt,omitempty"`
+
+	// Denied
+	Reason string `json:"reason,omitempty"`
+
+	// Accepted
+	Worker int `json:"worker,omitempty"`
+}
+
+// Conn is one end of the channel.
+type Conn struct {
+	c *net.UnixConn
+}
+
+// Pair makes a connected pair: the supervisor's end (receiving the
+// sender's credentials) and the child's end as a file to pass on.
+func Pair() (*Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ipc: socketpair: %w", err)
+	}
+	if err := unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("ipc: SO_PASSCRED: %w", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "ipc")
+	defer parent.Close()
+	c, err := FromFile(parent)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c, os.NewFile(uintptr(fds[1]), "ipc"), nil
+}
+
+// FromFile wraps an inherited end (the file may be closed afterwards).
+func FromFile(f *os.File) (*Conn, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("ipc: %w", err)
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("ipc: %s is not a unix socket", f.Name())
+	}
+	return &Conn{c: uc}, nil
+}
+
+// Close closes this end.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Send sends m, with at most one file attached.
+func (c *Conn) Send(m Message, file *os.File) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("ipc: encoding %s: %w", m.Kind, err)
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("ipc: %s message of %d bytes exceeds %d", m.Kind, len(b), MaxMessage)
+	}
+	var oob []byte
+	if file != nil {
+		oob = unix.UnixRights(int(file.Fd()))
+	}
+	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
+		return fmt.Errorf("ipc: sending %s: %w", m.Kind, err)
+	}
+	return nil
+}
+
+// Peer is who sent a message, as the kernel saw it.
+type Peer struct {
+	Pid      int32
+	UID, GID uint32
+	Known    bool // credentials were attached (the receiving end asked for them)
+}
+
+// ErrClosed means the other end went away.
+var ErrClosed = errors.New("ipc: peer closed the channel")
+
+// Recv reads one message and the file attached to it, if any.
+func (c *Conn) Recv() (Message, *os.File, Peer, error) {
+	buf := make([]byte, MaxMessage+1)
+	oob := make([]byte, unix.CmsgSpace(4)+unix.CmsgSpace(unix.SizeofUcred))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	if errors.Is(err, io.EOF) {
+		return Message{}, nil, Peer{}, ErrClosed
+	}
+	if err != nil {
+		return Message{}, nil, Peer{}, fmt.Errorf("ipc: receiving: %w", err)
+	}
+	var file *os.File
+	var peer Peer
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return Message{}, nil, peer, fmt.Errorf("ipc: control message: %w", err)
+		}
+		for _, cm := range msgs {
+			if fds, err := unix.ParseUnixRights(&cm); err == nil {
+				for i, fd := range fds {
+					if i == 0 && file == nil {
+						unix.CloseOnExec(fd)
+						file = os.NewFile(uintptr(fd), "ipc-attachment")
+					} else {
+						unix.Close(fd) // one file per message: drop extras
+					}
+				}
+			} else if cred, err := unix.ParseUnixCredentials(&cm); err == nil {
+				peer = Peer{Pid: cred.Pid, UID: cred.Uid, GID: cred.Gid, Known: true}
+			}
+		}
+	}
+	if n == 0 && flags == 0 {
+		if file != nil {
+			file.Close()
+		}
+		return Message{}, nil, peer, ErrClosed
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > MaxMessage {
+		if file != nil {
+			file.Close()
+		}
+		return Message{}, nil, peer, fmt.Errorf("ipc: message truncated (over %d bytes or too many descriptors)", MaxMessage)
+	}
+	var m Message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		if file != nil {
+			file.Close()
+		}
+		return Message{}, nil, peer, fmt.Errorf("ipc: decoding message: %w", err)
+	}
+	return m, file, peer, nil
+}
