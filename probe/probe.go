@@ -18,6 +18,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/challenge"
 	"github.com/xpra-proxy/xpra-proxy/protocol/cipher"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
@@ -183,8 +184,8 @@ func (s *session) sendHello(answer value.Dict) error {
 		{Key: "lz4", Value: true},
 		{Key: "zlib", Value: true},
 		{Key: "compression_level", Value: int64(1)},
-		{Key: "digest", Value: strings(challenge.Supported())},
-		{Key: "salt-digest", Value: strings(challenge.SupportedSalt())},
+		{Key: "digest", Value: strings(digest.Supported())},
+		{Key: "salt-digest", Value: strings(digest.SupportedSalt())},
 		{Key: "request", Value: s.o.Request},
 		{Key: s.o.Request + "_request", Value: true},
 		{Key: "info-namespace", Value: true},
@@ -256,22 +257,22 @@ func (s *session) answer(p conn.Packet) error {
 		}
 		s.c.SetEncrypter(enc)
 	}
-	clientSalt, err := challenge.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
+	clientSalt, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	combined, err := challenge.CombineSalts(ch.SaltDigest, clientSalt, ch.ServerSalt)
+	combined, err := digest.CombineSalts(ch.SaltDigest, clientSalt, ch.ServerSalt)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	resp, err := challenge.Response(ch.Method(), []byte(s.target.Password), combined)
+	resp, err := digest.Response(ch.Method(), []byte(s.target.Password), combined)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
 	return s.sendHello(value.Dict{
 		{Key: "challenge_response", Value: resp},
 		{Key: "challenge_client_salt", Value: clientSalt},
-		{Key: "challenge_padding", Value: challenge.Padding(len(resp))},
+		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
 	})
 }
 
