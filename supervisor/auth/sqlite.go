@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	// modernc.org/sqlite is a pure Go translation of SQLite: no cgo, so
+	// the proxy stays a static binary. It registers the driver "sqlite".
+	_ "modernc.org/sqlite"
+)
+
+// Defaults of xpra's sqlite module; the queries can be overridden.
+const (
+	sqliteDefaultFile          = "sqlite.sdb"
+	sqliteDefaultPasswordQuery = "SELECT password FROM users WHERE username=(?)"
+	sqliteDefaultSessionsQuery = "SELECT uid, gid, displays, env_options, session_options FROM users WHERE username=(?) AND password=(?)"
+)
+
+// sqliteTimeout bounds one authentication's queries, so a locked or huge
+// database cannot hold up the supervisor.
+const sqliteTimeout = 5 * time.Second
+
+// sqliteModule is xpra's "sqlite" module: the password query lists the
+// user's passwords, and the one the client proved selects its session row.
+type sqliteModule struct {
+	path          string
+	dsn           string
+	passwordQuery string
+	sessionsQuery string
+}
+
+func newSQLite(spec Spec) (Module, error) {
+	name := spec.Options["filename"]
+	if name == "" {
+		name = sqliteDefaultFile
+	}
+	// Resolved now (as the reference joins it with the start directory), so
+	// a later chdir cannot change which database is read.
+	path, err := filepath.Abs(name)
+	if err != nil {
+		return nil, fmt.Errorf("auth: module sqlite: filename %q: %w", name, err)
+	}
+	m := &sqliteModule{
+		path:          path,
+		dsn:           sqliteDSN(path, "ro"),
+		passwordQuery: spec.Options["password_query"],
+		sessionsQuery: spec.Options["sessions_query"],
+	}
+	if m.passwordQuery == "" {
+		m.passwordQuery = sqliteDefaultPasswordQuery
+	}
+	if m.sessionsQuery == "" {
+		m.sessionsQuery = sqliteDefaultSessionsQuery
+	}
+	return m, nil
+}
+
+// sqliteDSN is a SQLite URI for path opened in mode (ro, rw, rwc). The
+// characters a URI gives meaning to are escaped so any file name works;
+// the busy timeout lets a read wait out a concurrent admin write.
+func sqliteDSN(path, mode string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + esc + "?mode=" + mode + "&_pragma=busy_timeout(2000)"
+}
+
+func (m *sqliteModule) Name() string         { return "sqlite" }
+func (m *sqliteModule) NeedsChallenge() bool { return true }
+
+func (m *sqliteModule) Authenticate(r Request) (*Session, error) {
+	if r.Verify == nil && r.Plain == nil {
+		return nil, fmt.Errorf("%w: sqlite: no challenge answered", ErrDenied)
+	}
+	// Opened per attempt, like the reference: the admin command may edit
+	// or replace the file while the proxy runs, and read-only mode means
+	// a missing file is an error instead of a new empty database.
+	db, err := sql.Open("sqlite", m.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite: opening %s: %w", ErrDenied, m.path, err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), sqliteTimeout)
+	defer cancel()
+
+	passwords, err := m.passwords(ctx, db, r.Username)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite: %s: password query: %w", ErrDenied, m.path, err)
+	}
+	if len(passwords) == 0 {
+		verifies(dummyPassword)(r) // same work as for a known user
+		return nil, fmt.Errorf("%w: sqlite: user %q not found in %s", ErrDenied, r.Username, m.path)
+	}
+	var password string
+	found := false
+	for _, p := range passwords {
+		if verifies([]byte(p))(r) {
+			password, found = p, true
+			break
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: sqlite: wrong password for user %q", ErrDenied, r.Username)
+	}
+	// The password is passed as a string: SQLite never finds a TEXT
+	// column equal to a BLOB parameter.
+	row := db.QueryRowContext(ctx, m.sessionsQuery, r.Username, password)
+	var uid, gid, displays, env, opts sql.NullString
+	if err := row.Scan(&uid, &gid, &displays, &env, &opts); err != nil {
+		if err == sql.ErrNoRows {
+			return nil, fmt.Errorf("%w: sqlite: no session row for user %q", ErrDenied, r.Username)
+		}
+		return nil, fmt.Errorf("%w: sqlite: %s: sessions query: %w", ErrDenied, m.path, err)
+	}
+	s := Session{Displays: []string{}, Env: ParseOptions(env.String), SessionOptions: ParseOptions(opts.String)}
+	if s.UID, err = LookupUID(uid.String); err != nil {
+		return nil, fmt.Errorf("%w: sqlite: user %q: uid: %w", ErrDenied, r.Username, err)
+	}
+	if s.GID, err = LookupGID(gid.String); err != nil {
+		return nil, fmt.Errorf("%w: sqlite: user %q: gid: %w", ErrDenied, r.Username, err)
+	}
+	if d := ParseDisplays(displays.String); d != nil {
+		s.Displays = d
+	}
+	return &s, nil
+}
+
+// passwords runs the password query. NULL passwords are skipped: they
+// match nothing.
+func (m *sqliteModule) passwords(ctx context.Context, db *sql.DB, username string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, m.passwordQuery, username)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p sql.NullString
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		if p.Valid {
+			out = append(out, p.String)
+		}
+	}
+	return out, rows.Err()
+}
