@@ -8,7 +8,7 @@
 //	AuthBegin  {username, display, digests, salt-digests}
 //	    → Challenge {salt, digest, salt-digest, prompt}   answer it
 //	    → NoChallenge {}                                   no password needed
-//	    → Denied {reason}                                  tell the client, stop
+//	    → Denied {reason, details}                         tell the client, stop
 //	AuthVerify {response, client-salt} + handover memfd
 //	    → Accepted {worker}     the relay worker took the connection over
 //	    → Denied {reason}
@@ -61,8 +61,9 @@ type Message struct {
 	Response   []byte `json:"response,omitempty"`
 	ClientSalt []byte `json:"client_salt,omitempty"`
 
-	// Denied
-	Reason string `json:"reason,omitempty"`
+	// Denied: the disconnect reason and details the client is shown
+	Reason  string   `json:"reason,omitempty"`
+	Details []string `json:"details,omitempty"`
 
 	// Accepted
 	Worker int `json:"worker,omitempty"`

@@ -1,0 +1,80 @@
+// Command xpra-proxy is the root supervisor of the xpra proxy: it listens
+// (or takes systemd's sockets), authenticates, and starts the pre-auth and
+// relay workers. It never parses what clients send.
+//
+//	xpra-proxy --bind-tcp=0.0.0.0:14500 --tcp-auth=sqlite,filename=/etc/xpra-proxy/users.sdb
+//	xpra-proxy auth sqlite FILE create|add|remove|list ...
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/supervisor"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "auth" {
+		os.Exit(auth.Admin(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	log := newLogger()
+	// Inherited descriptors must not reach the workers (systemd's sockets
+	// are taken by name below and are close-on-exec after that too).
+	if err := namedfd.CloseOnExecAll(); err != nil {
+		log.Error("start-up", "err", err)
+		return 1
+	}
+	cfg, err := supervisor.ParseFlags(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "xpra-proxy:", err)
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		log.Warn("not running as root: workers cannot switch users, only the current user's sessions are reachable")
+	}
+	s, err := supervisor.New(cfg, log)
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return 1
+	}
+	ls, err := supervisor.Listen(cfg)
+	if err != nil {
+		log.Error("listening", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := s.Serve(ctx, ls); err != nil {
+		log.Error("serving", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// newLogger logs to stderr; under systemd the journal adds the time.
+func newLogger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if os.Getenv("XPRA_PROXY_DEBUG") != "" {
+		opts.Level = slog.LevelDebug
+	}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config holds the supervisor's settings. Names follow `xpra proxy`'s
+// options; the same keys may come from a TOML file (--config), with
+// command-line flags overriding it.
+type Config struct {
+	BindTCP      []string `toml:"bind-tcp"`      // HOST:PORT, repeatable
+	BindUnix     []string `toml:"bind-unix"`     // PATH, repeatable (xpra: --bind)
+	Auth         []string `toml:"auth"`          // modules for unix sockets
+	TCPAuth      []string `toml:"tcp-auth"`      // modules for TCP
+	PasswordFile string   `toml:"password-file"` // the file module's default
+	SocketDirs   []string `toml:"socket-dirs"`   // where workers look for sessions
+	// Not xpra options: the proxy's own.
+	PreauthUser        string   `toml:"preauth-user"`         // runs pre-auth processes (default xpra-proxy, else nobody)
+	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
+	MaxPreauth         int      `toml:"max-preauth"`          // concurrent unauthenticated connections
+	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
+	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses "30s", "2m".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Defaults are the settings before any file or flag.
+func Defaults() Config {
+	return Config{
+		PreauthUser:        "xpra-proxy",
+		MaxPreauth:         200, // the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
+		LoginTimeout:       Duration{120 * time.Second},
+		PreauthPacketLimit: 1 << 20,
+	}
+}
+
+// LoadFile merges a TOML file into c, rejecting keys it does not know (a
+// typo in a security setting must not be ignored).
+func (c *Config) LoadFile(path string) error {
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+type listFlag struct{ l *[]string }
+
+func (f listFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return strings.Join(*f.l, " ")
+}
+func (f listFlag) Set(v string) error { *f.l = append(*f.l, v); return nil }
+
+// ParseFlags reads the command line: --config first, then flags on top.
+func ParseFlags(args []string) (Config, error) {
+	c := Defaults()
+	var file string
+	var cli Config
+	fs := flag.NewFlagSet("xpra-proxy", flag.ContinueOnError)
+	fs.StringVar(&file, "config", "", "TOML settings file (e.g. /etc/xpra-proxy/xpra-proxy.toml)")
+	fs.Var(listFlag{&cli.BindTCP}, "bind-tcp", "listen on HOST:PORT (repeatable)")
+	fs.Var(listFlag{&cli.BindUnix}, "bind-unix", "listen on a unix socket PATH (repeatable)")
+	fs.Var(listFlag{&cli.BindUnix}, "bind", "same as --bind-unix (xpra's name)")
+	fs.Var(listFlag{&cli.Auth}, "auth", "auth module for unix sockets, e.g. multifile,filename=/etc/xpra/users (repeatable: chained)")
+	fs.Var(listFlag{&cli.TCPAuth}, "tcp-auth", "auth module for TCP, e.g. sqlite,filename=/etc/xpra/users.sdb")
+	fs.StringVar(&cli.PasswordFile, "password-file", "", "password file for the file module")
+	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
+	fs.StringVar(&cli.PreauthUser, "preauth-user", "", "user running pre-auth processes (default xpra-proxy, else nobody)")
+	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
+	fs.IntVar(&cli.MaxPreauth, "max-preauth", 0, "concurrent unauthenticated connections (default 200)")
+	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if file != "" {
+		if err := c.LoadFile(file); err != nil {
+			return c, err
+		}
+	}
+	merge(&c, cli)
+	return c, c.check()
+}
+
+// merge applies the flags that were given over c.
+func merge(c *Config, cli Config) {
+	for _, p := range []struct{ dst, src *[]string }{
+		{&c.BindTCP, &cli.BindTCP}, {&c.BindUnix, &cli.BindUnix}, {&c.Auth, &cli.Auth},
+		{&c.TCPAuth, &cli.TCPAuth}, {&c.SocketDirs, &cli.SocketDirs},
+	} {
+		if len(*p.src) > 0 {
+			*p.dst = *p.src
+		}
+	}
+	for _, p := range []struct{ dst, src *string }{
+		{&c.PasswordFile, &cli.PasswordFile}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
+	} {
+		if *p.src != "" {
+			*p.dst = *p.src
+		}
+	}
+	if cli.MaxPreauth > 0 {
+		c.MaxPreauth = cli.MaxPreauth
+	}
+	if cli.LoginTimeout.Duration > 0 {
+		c.LoginTimeout = cli.LoginTimeout
+	}
+}
+
+func (c *Config) check() error {
+	if c.MaxPreauth <= 0 {
+		return errors.New("max-preauth must be positive")
+	}
+	if c.Worker == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding xpra-proxy-worker: %w", err)
+		}
+		c.Worker = filepath.Join(filepath.Dir(exe), "xpra-proxy-worker")
+		if _, err := os.Stat(c.Worker); err != nil {
+			c.Worker = "/usr/libexec/xpra-proxy/xpra-proxy-worker"
+		}
+	}
+	return nil
+}

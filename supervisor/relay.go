@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"container/list"
+	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
+)
+
+// startRelay execs the relay worker as the session's owner: its uid, gid
+// and supplementary groups (as initgroups would), a clean environment,
+// and only its named descriptors.
+func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover *os.File) (int, error) {
+	u, err := user.LookupId(strconv.Itoa(sess.UID))
+	if err != nil {
+		return 0, fmt.Errorf("uid %d not found: %w", sess.UID, err)
+	}
+	groups, err := u.GroupIds()
+	if err != nil {
+		return 0, fmt.Errorf("groups of %s: %w", u.Username, err)
+	}
+	cred := &syscall.Credential{Uid: uint32(sess.UID), Gid: uint32(sess.GID), Groups: []uint32{}}
+	for _, g := range groups {
+		if n, err := strconv.Atoi(g); err == nil && n != 0 {
+			cred.Groups = append(cred.Groups, uint32(n))
+		}
+	}
+	doc, err := launch.Write(launch.Launch{
+		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
+		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
+		Listener: x.typ, Peer: x.peer, Module: module,
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer doc.Close()
+	cmd := s.command("--relay", "--listener="+x.typ, "--peer="+x.peer)
+	cmd.Env = append(filterEnv(sess.Env),
+		"PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
+		"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
+	namedfd.Attach(cmd, namedfd.Fd{Name: "client", File: x.client}, namedfd.Fd{Name: "handover", File: handover},
+		namedfd.Fd{Name: "launch", File: doc})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	pid := cmd.Process.Pid
+	go func() {
+		err := cmd.Wait()
+		s.log.Info("relay worker ended", "worker", pid, "user", u.Username, "peer", x.peer, "status", fmt.Sprint(err))
+	}()
+	return pid, nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// filterEnv keeps the env options a module set, minus what could change
+// how the worker program itself runs (the reference applies them
+// unfiltered).
+func filterEnv(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		switch {
+		case !envName.MatchString(k), strings.HasPrefix(k, "LD_"), strings.HasPrefix(k, "GO"),
+			k == "PATH", k == "HOME", k == "USER", k == "LOGNAME", k == namedfd.EnvVar, strings.ContainsRune(v, 0):
+			continue
+		}
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// saltCache remembers combined salts so an answer is never accepted twice
+// (the reference keeps the same kind of replay cache), bounded by evicting
+// the oldest.
+type saltCache struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List
+	seen  map[string]*list.Element
+}
+
+func newSaltCache(max int) *saltCache {
+	return &saltCache{max: max, order: list.New(), seen: map[string]*list.Element{}}
+}
+
+// add reports false when the salt was seen before.
+func (c *saltCache) add(salt string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[salt]; ok {
+		return false
+	}
+	c.seen[salt] = c.order.PushBack(salt)
+	if c.order.Len() > c.max {
+		old := c.order.Remove(c.order.Front()).(string)
+		delete(c.seen, old)
+	}
+	return true
+}
