@@ -35,9 +35,14 @@ type Options struct {
 	URL           string // tcp://user:pass@host:port/DISPLAY, socket:///path, ...
 	Password      string // overrides the URL's password when set
 	EncryptionKey []byte // AES secret (the server's keyfile); nil: no AES
-	Request       string // "version", "info", "id", "connect_test"
+	Request       string // "version", "info", "id", "connect_test", or Connect
 	Timeout       time.Duration
 }
+
+// Connect as a Request makes an ordinary (window-less) client connection
+// and returns the server's hello: through a proxy, it shows which session
+// was reached (its "display").
+const Connect = "connect"
 
 // Result is what the server answered.
 type Result struct {
@@ -194,6 +199,11 @@ func (s *session) sendHello(answer value.Dict) error {
 		{Key: "windows", Value: false},
 		{Key: "wants_aliases", Value: false},
 		{Key: "websocket.multi-packet", Value: true},
+	}
+	if s.o.Request == Connect {
+		// A plain (window-less) client connection: no request at all.
+		d.Delete("request")
+		d.Delete(Connect + "_request")
 	}
 	if s.target.HasPassword {
 		d.Set("challenge", true)

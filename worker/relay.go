@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
@@ -116,7 +117,7 @@ func (r *Relay) pump(src, dst *Leg) {
 		f, err := rd.ReadFrame()
 		if err != nil {
 			switch {
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 				r.Stop(src, src.Name+" connection lost", false)
 			default:
 				r.Log.Warn("relay read failed", "from", src.Name, "err", err)

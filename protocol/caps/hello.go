@@ -2,6 +2,8 @@ package caps
 
 import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"strconv"
+	"strings"
 )
 
 // legacyRequests are 3.1's boolean request flags, in the order 3.1's server
@@ -130,3 +132,14 @@ func (h Hello) HasEncoder(name string) bool { return contains(h.Encoders, name) 
 
 // HasCompressor reports whether the peer can decompress the named algorithm.
 func (h Hello) HasCompressor(name string) bool { return contains(h.Compressors, name) }
+
+// Form is the caps layout of the peer that sent the hello: 3.1 flattens,
+// 6.x nests (and so do 5.x's encryption caps); by version, because a 3.1
+// hello also holds a dict (its aliases).
+func (h Hello) Form() Form {
+	major, _, _ := strings.Cut(h.Version, ".")
+	if n, err := strconv.Atoi(major); err == nil && n >= 5 {
+		return Nested
+	}
+	return Flat
+}

@@ -1,0 +1,169 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
+	"github.com/xpra-proxy/xpra-proxy/protocol/challenge"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+)
+
+// ProtocolVersion is the xpra version the proxy speaks to clients.
+const ProtocolVersion = "3.1.3"
+
+// PreauthOptions shape the pre-auth stage.
+type PreauthOptions struct {
+	Listener     string
+	Peer         string
+	PacketLimit  int           // largest packet accepted before authentication
+	LoginTimeout time.Duration // hello and challenge answer, in total
+	Log          *slog.Logger
+}
+
+// authFailureDelay is how long a refused client waits for its disconnect,
+// as the reference does, which also slows password guessing.
+const authFailureDelay = time.Second
+
+// Preauth runs the unprivileged first stage of a connection: it reads the
+// client's hello, answers a version request, relays the password
+// challenge the supervisor chose, and hands the connection over. It never
+// sees a stored secret.
+func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) error {
+	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
+	c := conn.New(nc)
+	c.Reader().SetMaxSize(o.PacketLimit)
+	c.SetMaxDecompressed(4 * o.PacketLimit)
+	refuse := func(reason string, details ...string) error {
+		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WritePacket(packet.NewDisconnect(reason, details...)); err != nil {
+			return fmt.Errorf("refusing (%s): %w", reason, err)
+		}
+		return fmt.Errorf("refused: %s %v", reason, details)
+	}
+	hello, err := readHello(c)
+	if err != nil {
+		// Garbage gets a clear reason where the stream still allows one.
+		return errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
+	}
+	h := caps.ParseHello(hello)
+	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
+		return errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
+	}
+	if h.Request == "version" || h.Bool("version_request", false) {
+		// Answered before authentication, as xpra does.
+		return c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}})
+	}
+	if h.Has("cipher") || h.Has("encryption") {
+		return refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
+	}
+	if err := sup.Send(ipc.Message{Kind: ipc.AuthBegin, Username: h.Username, Display: h.Display,
+		Digests: h.Digests, SaltDigests: h.SaltDigests}, nil); err != nil {
+		return err
+	}
+	m, _, _, err := sup.Recv()
+	if err != nil {
+		return err
+	}
+	var verify ipc.Message
+	switch m.Kind {
+	case ipc.Denied:
+		time.Sleep(authFailureDelay)
+		return refuse(m.Reason, m.Details...)
+	case ipc.Challenge:
+		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
+		if hello, err = askChallenge(c, ch); err != nil {
+			return errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+		}
+		h = caps.ParseHello(hello)
+		verify = ipc.Message{Kind: ipc.AuthVerify, Response: h.ChallengeResponse, ClientSalt: h.ChallengeClientSalt}
+	case ipc.NoChallenge:
+		if h.Challenge {
+			// The client has a password and waits for a challenge: a fake
+			// one lets it go on (as the reference does); its answer is ignored.
+			d, err := digest.ChooseDigest(h.Digests, digest.ServerOrder)
+			if err != nil {
+				d = digest.HMAC
+			}
+			sd, err := digest.ChooseDigest(h.SaltDigests, digest.ServerOrder[:6])
+			if err != nil {
+				sd = "hmac+sha256"
+			}
+			ch := challenge.Challenge{ServerSalt: digest.NewServerSalt(), Digest: d, SaltDigest: sd, Prompt: "password"}
+			if hello, err = askChallenge(c, ch); err != nil {
+				return errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+			}
+		}
+		verify = ipc.Message{Kind: ipc.AuthVerify}
+	default:
+		return fmt.Errorf("supervisor sent %q", m.Kind)
+	}
+	state := handover.State{Hello: hello, Encoding: c.Encoding(), Leftover: c.Reader().Drain(),
+		Listener: o.Listener, Peer: o.Peer}
+	blob, err := state.Marshal()
+	if err != nil {
+		return errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
+	}
+	mfd, err := launch.Memfd("handover", blob)
+	if err != nil {
+		return err
+	}
+	defer mfd.Close()
+	if err := sup.Send(verify, mfd); err != nil {
+		return err
+	}
+	m, _, _, err = sup.Recv()
+	if err != nil {
+		return err
+	}
+	switch m.Kind {
+	case ipc.Accepted:
+		o.Log.Debug("handed over", "worker", m.Worker)
+		return nil // the relay worker owns the connection now: say nothing more
+	case ipc.Denied:
+		time.Sleep(authFailureDelay)
+		return refuse(m.Reason, m.Details...)
+	}
+	return fmt.Errorf("supervisor sent %q", m.Kind)
+}
+
+// readHello reads the first packet, which must be a hello with a dict.
+func readHello(c *conn.Conn) (value.Dict, error) {
+	p, err := c.ReadPacket()
+	if err != nil {
+		return nil, fmt.Errorf("reading hello: %w", err)
+	}
+	if len(p) < 2 || p[0] != packet.Hello {
+		return nil, fmt.Errorf("first packet is %v, not a hello", p[0])
+	}
+	d, ok := p[1].(value.Dict)
+	if !ok {
+		return nil, fmt.Errorf("hello capabilities are a %s", value.TypeName(p[1]))
+	}
+	return d, nil
+}
+
+// askChallenge sends a challenge and reads the hello that answers it.
+func askChallenge(c *conn.Conn, ch challenge.Challenge) (value.Dict, error) {
+	if err := c.WritePacket(ch.Packet()); err != nil {
+		return nil, fmt.Errorf("sending challenge: %w", err)
+	}
+	hello, err := readHello(c)
+	if err != nil {
+		return nil, fmt.Errorf("reading challenge answer: %w", err)
+	}
+	h := caps.ParseHello(hello)
+	if len(h.ChallengeResponse) == 0 {
+		return nil, errors.New("the answer has no challenge_response")
+	}
+	return hello, nil
+}

@@ -1,0 +1,320 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
+	"github.com/xpra-proxy/xpra-proxy/protocol/challenge"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
+	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+)
+
+// connectTimeout bounds connecting to the target and its hello.
+const connectTimeout = 30 * time.Second
+
+type readWriter struct {
+	io.Reader
+	io.Writer
+}
+
+// Session is one authenticated connection in its relay worker, running
+// as the session's owner.
+type Session struct {
+	State  handover.State
+	Launch launch.Launch
+	Log    *slog.Logger
+
+	client *conn.Conn
+	hello  caps.Hello
+}
+
+// Run serves the client: a request the proxy answers itself, or a relay
+// to the chosen session until either side leaves.
+func (s *Session) Run(ctx context.Context, nc net.Conn) error {
+	// Bytes the pre-auth stage read past the hello come first.
+	s.client = conn.New(readWriter{io.MultiReader(bytes.NewReader(s.State.Leftover), nc), nc})
+	s.hello = caps.ParseHello(s.State.Hello)
+	if err := s.client.ApplyPeerHello(s.hello, int(s.hello.CompressionLevel)); err != nil {
+		return s.refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder")
+	}
+	switch req := s.request(); req {
+	case "":
+	case "info", "id", "connect_test":
+		return s.answer(req)
+	case "detach":
+		// relayed to the real server, as the reference does
+	default:
+		return s.refuse("invalid request", req)
+	}
+	display, err := ChooseDisplay(s.hello.Display, s.displays())
+	if err != nil {
+		var te *TargetError
+		if errors.As(err, &te) {
+			return s.refuse(te.Reason, te.Detail)
+		}
+		return err
+	}
+	if !s.hello.Connect {
+		// connect=False: the client only wants to know where it would go.
+		return s.client.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "display", Value: display}}})
+	}
+	s.Log = s.Log.With("display", display)
+	server, target, err := s.connect(ctx, display)
+	if err != nil {
+		s.Log.Warn("connecting to the session", "err", err)
+		return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
+	}
+	return s.relay(ctx, nc, server, target)
+}
+
+// request is the one-shot request of the hello, "" for a UI client.
+func (s *Session) request() string {
+	if s.hello.Request != "" {
+		return s.hello.Request
+	}
+	for _, r := range []string{"info", "id", "connect_test", "version", "screenshot", "event", "print", "exit", "stop", "detach"} {
+		if s.hello.Bool(r+"_request", false) {
+			return r
+		}
+	}
+	return ""
+}
+
+func (s *Session) refuse(reason string, details ...string) error {
+	_ = s.client.WritePacket(packet.NewDisconnect(reason, details...))
+	return fmt.Errorf("refused: %s %v", reason, details)
+}
+
+// answer replies to info, id and connect_test for the proxy itself.
+func (s *Session) answer(req string) error {
+	host, _ := os.Hostname()
+	var d value.Dict
+	switch req {
+	case "connect_test":
+		v, _ := s.hello.Lookup("connect_test_request")
+		d = value.Dict{{Key: "connect_test_response", Value: v}}
+	case "id":
+		d = value.Dict{{Key: "session-type", Value: "proxy"}, {Key: "session-name", Value: "xpra-proxy"},
+			{Key: "platform", Value: runtime.GOOS}, {Key: "pid", Value: int64(os.Getpid())}}
+	default:
+		d = value.Dict{{Key: "server.type", Value: "xpra-proxy"}, {Key: "server.mode", Value: "proxy"},
+			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
+			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: ProtocolVersion},
+			{Key: "proxy.version", Value: Version}, {Key: "proxy.user", Value: s.Launch.Username}}
+		for i, disp := range s.displays() {
+			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
+		}
+	}
+	if err := s.client.WritePacket(conn.Packet{packet.Hello, d}); err != nil {
+		return err
+	}
+	// The client hangs up once it has its answer.
+	time.Sleep(100 * time.Millisecond)
+	return nil
+}
+
+func (s *Session) socketDirs() []string {
+	if len(s.Launch.SocketDirs) > 0 {
+		return sockdir.Expand(s.Launch.SocketDirs, s.Launch.UID, s.Launch.Username, s.Launch.Home)
+	}
+	return sockdir.Dirs(s.Launch.UID, s.Launch.Home)
+}
+
+// displays are the sessions the user may reach: the module's list, or the
+// user's live local sessions ("username matters").
+func (s *Session) displays() []string {
+	if s.Launch.Displays != nil {
+		return s.Launch.Displays
+	}
+	sessions, err := sockdir.List(s.socketDirs(), sockdir.Hostname())
+	if err != nil {
+		s.Log.Warn("listing sessions", "err", err)
+	}
+	var out []string
+	for _, se := range sessions {
+		if se.State == sockdir.Live {
+			out = append(out, se.Display)
+		}
+	}
+	return out
+}
+
+// connect opens the target as this (unprivileged) user: the permissions
+// on the user's own sockets do the access control.
+func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraurl.Target, error) {
+	t, err := xpraurl.Parse(display, xpraurl.V3)
+	if err != nil {
+		return nil, t, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	var d net.Dialer
+	switch t.Scheme {
+	case "":
+		path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), t.Display)
+		if err != nil {
+			return nil, t, err
+		}
+		c, err := d.DialContext(ctx, "unix", path)
+		return c, t, err
+	case "socket":
+		c, err := d.DialContext(ctx, "unix", t.SocketPath)
+		return c, t, err
+	case "tcp":
+		c, err := d.DialContext(ctx, "tcp", t.Address())
+		return c, t, err
+	case "ws":
+		c, err := d.DialContext(ctx, "tcp", t.Address())
+		if err != nil {
+			return nil, t, err
+		}
+		wc, err := websocket.Dial(ctx, c, t.Address(), "/")
+		if err != nil {
+			c.Close()
+			return nil, t, err
+		}
+		return wc, t, nil
+	}
+	return nil, t, fmt.Errorf("%s targets are not supported yet", t.Scheme)
+}
+
+// relay does the hello with the server, then moves packets both ways.
+func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target) error {
+	defer snc.Close()
+	_ = snc.SetDeadline(time.Now().Add(connectTimeout))
+	sc := conn.New(snc)
+	form := s.hello.Form()
+	opts := ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
+		Digests: digest.Supported(), SaltDigests: digest.SupportedSalt(), UID: s.Launch.UID, GID: s.Launch.GID, Form: form}
+	if t.Username != "" {
+		opts.Username = t.Username
+	}
+	password, hasPassword := t.Password, t.HasPassword
+	if !hasPassword {
+		password, hasPassword = s.Launch.SessionOptions["password"]
+	}
+	hello := s.State.Hello
+	if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+		return fmt.Errorf("sending hello to the server: %w", err)
+	}
+	for {
+		p, err := sc.ReadPacket()
+		if err != nil {
+			var de *conn.DisconnectError
+			if errors.As(err, &de) {
+				return s.refuse(de.Reason, de.Details...)
+			}
+			s.Log.Warn("server hello", "err", err)
+			return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
+		}
+		switch p[0] {
+		case packet.Challenge:
+			ch, err := challenge.ParseChallenge(p)
+			if err != nil {
+				return s.refuse(packet.ReasonAuthError, "invalid challenge from the server")
+			}
+			var answer value.Dict
+			if hasPassword {
+				if answer, err = answerChallenge(ch, password); err != nil {
+					s.Log.Warn("server challenge", "err", err)
+					return s.refuse(packet.ReasonAuthError, err.Error())
+				}
+			} else {
+				// Pass the server's own challenge through to the client.
+				if err := s.client.WritePacket(p); err != nil {
+					return err
+				}
+				cp, err := s.client.ReadPacket()
+				if err != nil || cp[0] != packet.Hello || len(cp) < 2 {
+					return fmt.Errorf("client answer to the server's challenge: %v", err)
+				}
+				d, _ := cp[1].(value.Dict)
+				for _, it := range d {
+					if k, _ := value.AsString(it.Key); strings.HasPrefix(k, "challenge") {
+						answer = append(answer, it)
+					}
+				}
+			}
+			opts.ChallengeAnswers = answer
+			if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+				return err
+			}
+		case packet.Hello:
+			d, ok := p[1].(value.Dict)
+			if len(p) < 2 || !ok {
+				return s.refuse(packet.ReasonProtocolError, "invalid hello from the server")
+			}
+			sh := caps.ParseHello(d)
+			if err := sc.ApplyPeerHello(sh, 0); err != nil {
+				return s.refuse(packet.ReasonProtocolError, err.Error())
+			}
+			if err := s.client.WritePacket(conn.Packet{packet.Hello, ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
+				return err
+			}
+			_ = snc.SetDeadline(time.Time{})
+			_ = cnc.SetDeadline(time.Time{})
+			client := NewLeg("client", cnc, s.client)
+			client.Form = form
+			client.EnablePings(s.hello.Caps)
+			server := NewLeg("server", snc, sc)
+			server.Form = sh.Form()
+			server.EnablePings(sh.Caps)
+			r := NewRelay(client, server, s.Log)
+			r.ProxyInfo = func() value.Dict {
+				return value.Dict{{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
+					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
+			}
+			s.Log.Info("relaying", "server", sh.Str("version", ""))
+			reason := r.Run(ctx)
+			s.Log.Info("relay ended", "reason", reason, "client_bytes", client.Bytes(), "server_bytes", server.Bytes())
+			return nil
+		default:
+			// Servers may send pings or logging before their hello: drop.
+		}
+	}
+}
+
+// answerChallenge answers a real server's challenge with the target's
+// password, refusing insecure salt digests as the reference does.
+func answerChallenge(ch challenge.Challenge, password string) (value.Dict, error) {
+	if !strings.HasPrefix(ch.SaltDigest, "hmac") {
+		return nil, fmt.Errorf("server uses legacy salt digest '%s'", ch.SaltDigest)
+	}
+	if !digest.Known(ch.Method()) {
+		return nil, fmt.Errorf("server requested unsupported digest '%s'", ch.Digest)
+	}
+	cs, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
+	if err != nil {
+		return nil, err
+	}
+	k, err := digest.CombineSalts(ch.SaltDigest, cs, ch.ServerSalt)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := digest.Response(ch.Method(), []byte(password), k)
+	if err != nil {
+		return nil, err
+	}
+	return value.Dict{
+		{Key: "challenge_response", Value: resp},
+		{Key: "challenge_client_salt", Value: cs},
+		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
+	}, nil
+}
