@@ -52,6 +52,10 @@ func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) error {
 	}
 	hello, err := readHello(c)
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return errors.Join(err, refuse(packet.ReasonLoginTimeout))
+		}
 		// Garbage gets a clear reason where the stream still allows one.
 		return errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}

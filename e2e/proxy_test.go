@@ -1,0 +1,255 @@
+// Package e2e runs our proxy between real xpra 3.1.3 clients and servers:
+// the seed's walkthroughs, the privilege separation as /proc shows it, and
+// hostile input. It needs root, xpra and Xvfb (CI installs them).
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/probe"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+)
+
+const cleanPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// xpraClient runs the real xpra 3.1.3 client (as root, like an admin would).
+func xpraClient(t *testing.T, timeout time.Duration, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "xpra", args...)
+	cmd.Env = []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}
+	cmd.Dir = "/"
+	out, _ := cmd.CombinedOutput() // the exit code varies; the output says what happened
+	return string(out)
+}
+
+func run(t *testing.T, o probe.Options) (*probe.Result, error) {
+	t.Helper()
+	o.Timeout = 30 * time.Second
+	return probe.Run(context.Background(), o)
+}
+
+func refusal(err error) string {
+	var de *conn.DisconnectError
+	if errors.As(err, &de) {
+		return strings.TrimSpace(de.Reason + " " + strings.Join(de.Details, " "))
+	}
+	return ""
+}
+
+// nameOf asks a server directly for its id: its session name (each test
+// server gets its own with --session-name).
+func nameOf(t *testing.T, s *xpralab.Server) string {
+	t.Helper()
+	res, err := run(t, probe.Options{URL: s.TCP(""), Request: "id"})
+	if err != nil {
+		t.Fatalf("id of %s: %v", s.Display, err)
+	}
+	name := res.ReplyCaps().Str("session-name", "")
+	if name == "" {
+		t.Fatalf("server %s has no session name", s.Display)
+	}
+	return name
+}
+
+// reached connects through the proxy and returns the session name of the
+// server the proxy connected us to (its hello's "uuid" is per user, not
+// per session).
+func reached(t *testing.T, url string) (string, error) {
+	t.Helper()
+	res, err := run(t, probe.Options{URL: url, Request: probe.Connect})
+	if err != nil {
+		return "", err
+	}
+	if !res.ReplyCaps().Bool("proxy", false) {
+		t.Errorf("the server hello came back without the proxy's identity")
+	}
+	return res.ReplyCaps().Str("session_name", ""), nil
+}
+
+func TestProxy(t *testing.T) {
+	xpralab.Require(t)
+	testenv.Command(t, "xvfb-run")
+	servers := xpralab.StartAll(t, xpralab.Options{App: "xclock -update 1", Args: []string{"--session-name=lab-a"}},
+		xpralab.Options{Args: []string{"--session-name=lab-b"}})
+	a, b := servers[0], servers[1]
+	user := a.User.Username
+	uuidA, uuidB := nameOf(t, a), nameOf(t, b)
+	groups, _ := a.User.GroupIds()
+
+	// "Basic Usage": the client-named user's own sessions, one password.
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	creds := user + ":secret"
+
+	t.Run("version", func(t *testing.T) {
+		res, err := run(t, probe.Options{URL: p.URL("", ""), Request: "version"})
+		if err != nil || res.ReplyCaps().Str("version", "") != "3.1.3" {
+			t.Fatalf("probe version: %v", err)
+		}
+		if out := xpraClient(t, 30*time.Second, "version", p.URL("", "")); !strings.Contains(out, "3.1.3") {
+			t.Fatalf("xpra version:\n%s", out)
+		}
+	})
+	t.Run("info", func(t *testing.T) {
+		out := xpraClient(t, 30*time.Second, "info", p.URL(creds, ""))
+		if !strings.Contains(out, "server.type=xpra-proxy") {
+			t.Fatalf("xpra info:\n%s", out)
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		_, err := run(t, probe.Options{URL: p.URL(user+":wrong", a.Display), Request: probe.Connect})
+		if refusal(err) != "authentication failed" {
+			t.Fatalf("want the refusal 'authentication failed', got %v", err)
+		}
+		out := xpraClient(t, 30*time.Second, "info", p.URL(user+":wrong", ""))
+		if !strings.Contains(out, "authentication failed") {
+			t.Fatalf("xpra info with a wrong password:\n%s", out)
+		}
+	})
+	t.Run("sessions chosen by display", func(t *testing.T) {
+		for _, c := range []struct {
+			s    *xpralab.Server
+			uuid string
+		}{{a, uuidA}, {b, uuidB}} {
+			got, err := reached(t, p.URL(creds, c.s.Display))
+			if err != nil || got != c.uuid {
+				t.Fatalf("/%s reached %q (%v), want %q", c.s.Display, got, err, c.uuid)
+			}
+		}
+		_, err := reached(t, p.URL(creds, ""))
+		if r := refusal(err); !strings.Contains(r, "please specify a display, more than one is available") {
+			t.Fatalf("no display with two sessions: %q (%v)", r, err)
+		}
+		_, err = reached(t, p.URL(creds, ":9999"))
+		if r := refusal(err); r != "session not found error display ':9999' not found" {
+			t.Fatalf("unknown display: %q (%v)", r, err)
+		}
+	})
+	t.Run("attach and confinement", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "xpra", "attach", p.URL(creds, a.Display),
+			"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
+			"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no")
+		cmd.Env = []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}
+		out := &proxylab.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		// xvfb-run starts Xvfb and the client: stop them all, as a group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); cancel(); cmd.Wait() }()
+		worker := findWorker(t, p.Pid(), "--relay")
+		checkConfined(t, worker, a.UID, a.GID, groups)
+		deadline := time.Now().Add(40 * time.Second)
+		for !strings.Contains(out.String(), "Attached to") && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(out.String(), "Attached to") {
+			t.Fatalf("xpra attach through the proxy:\n%s", out)
+		}
+		// It keeps drawing: bytes keep flowing from the server for a while.
+		time.Sleep(3 * time.Second)
+		if strings.Contains(out.String(), "Disconnect") || strings.Contains(out.String(), "connection lost") {
+			t.Fatalf("the attached client was disconnected:\n%s", out)
+		}
+	})
+	t.Run("pre-auth confinement", func(t *testing.T) {
+		// A client that connects and says nothing keeps its pre-auth
+		// process waiting: look at it.
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		pre := findWorker(t, p.Pid(), "--preauth")
+		out, _ := exec.Command("id", "-u", proxylab.PreauthUser).Output()
+		uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		out, _ = exec.Command("id", "-g", proxylab.PreauthUser).Output()
+		gid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		checkConfined(t, pre, uid, gid, nil)
+	})
+}
+
+// TestRemoteTargets is the seed's "Remote Hosts" walkthrough: a sqlite
+// database made by xpra's own helper, and the same in a multifile, send
+// users to sessions by URL (here the servers' TCP ports), with per-target
+// options.
+func TestRemoteTargets(t *testing.T) {
+	xpralab.Require(t)
+	py := testenv.PythonModules(t, "xpra.server.auth.sqlite_auth")
+	servers := xpralab.StartAll(t, xpralab.Options{Args: []string{"--session-name=remote-a"}}, xpralab.Options{Args: []string{"--session-name=remote-b"}})
+	a, b := servers[0], servers[1]
+	uuidA, uuidB := nameOf(t, a), nameOf(t, b)
+	dir := xpralab.Dir(t)
+	owner, group := a.User.Username, a.User.Username
+
+	db := filepath.Join(dir, "xpra-auth.sdb")
+	helper := "/usr/lib/python3/dist-packages/xpra/server/auth/sqlite_auth.py"
+	for _, args := range [][]string{
+		{db, "create"},
+		{db, "add", "foo", "bar", owner, group, fmt.Sprintf("tcp://127.0.0.1:%d/", a.Port)},
+		{db, "add", "moo", "cow", owner, group, fmt.Sprintf("tcp://127.0.0.1:%d/", b.Port), "", "compression=0"},
+	} {
+		cmd := exec.Command(py, append([]string{helper}, args...)...)
+		cmd.Env = []string{"PATH=" + cleanPath}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sqlite_auth.py %v: %v\n%s", args, err, out)
+		}
+	}
+	multi := filepath.Join(dir, "users.txt")
+	os.WriteFile(multi, []byte(fmt.Sprintf("# user|password|uid|gid|displays|env|session options\nfoo|bar|%s|%s|tcp://127.0.0.1:%d/\nmoo|cow|%s|%s|tcp://127.0.0.1:%d/||compression=0\n",
+		owner, group, a.Port, owner, group, b.Port)), 0o600)
+
+	for _, mod := range []string{"sqlite,filename=" + db, "multifile,filename=" + multi} {
+		t.Run(strings.Split(mod, ",")[0], func(t *testing.T) {
+			p := proxylab.Start(t, "--tcp-auth="+mod)
+			if got, err := reached(t, p.URL("foo:bar", "")); err != nil || got != uuidA {
+				t.Fatalf("foo reached %q (%v), want %q", got, err, uuidA)
+			}
+			if got, err := reached(t, p.URL("moo:cow", "")); err != nil || got != uuidB {
+				t.Fatalf("moo reached %q (%v), want %q", got, err, uuidB)
+			}
+			if _, err := reached(t, p.URL("moo:bar", "")); refusal(err) != "authentication failed" {
+				t.Fatalf("moo with foo's password: %v", err)
+			}
+			if out := xpraClient(t, 30*time.Second, "info", p.URL("foo:wrong", "")); !strings.Contains(out, "authentication failed") {
+				t.Fatalf("real client, wrong password:\n%s", out)
+			}
+			// Nothing broke: the right password still works.
+			if got, err := reached(t, p.URL("foo:bar", "")); err != nil || got != uuidA {
+				t.Fatalf("after the failures foo reached %q (%v)", got, err)
+			}
+		})
+	}
+
+	t.Run("password-file", func(t *testing.T) {
+		pw := filepath.Join(dir, "password.txt")
+		os.WriteFile(pw, []byte("filesecret\n"), 0o600)
+		p := proxylab.Start(t, "--tcp-auth=file", "--password-file="+pw)
+		if got, err := reached(t, p.URL(owner+":filesecret", a.Display)); err != nil || got != uuidA {
+			t.Fatalf("reached %q (%v), want %q", got, err, uuidA)
+		}
+		if _, err := reached(t, p.URL(owner+":nope", a.Display)); refusal(err) != "authentication failed" {
+			t.Fatalf("wrong password: %v", err)
+		}
+	})
+}

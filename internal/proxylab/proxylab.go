@@ -1,0 +1,173 @@
+// Package proxylab builds and runs our own binaries (xpra-proxy, its
+// worker, xpra-probe) for end-to-end tests, the way a distribution would
+// install them: in a directory every user may read, run by root, with the
+// dedicated pre-auth user present.
+package proxylab
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+)
+
+// PreauthUser is the system user pre-auth processes run as.
+const PreauthUser = "xpra-proxy"
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Build compiles the commands once per test binary and returns their
+// directory.
+func Build(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "xpra-proxy-bin-")
+		if buildErr != nil {
+			return
+		}
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			goBin = "go"
+		}
+		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy", "./cmd/xpra-proxy-worker", "./cmd/xpra-probe")
+		cmd.Dir = moduleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func moduleRoot() string {
+	wd, _ := os.Getwd()
+	for dir := wd; dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+	}
+	return wd
+}
+
+// EnsurePreauthUser creates the xpra-proxy system user, as the package's
+// postinst does.
+func EnsurePreauthUser(t testing.TB) {
+	t.Helper()
+	if exec.Command("id", PreauthUser).Run() == nil {
+		return
+	}
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", PreauthUser).CombinedOutput()
+	if err != nil && exec.Command("id", PreauthUser).Run() != nil {
+		t.Fatalf("useradd %s: %v: %s", PreauthUser, err, out)
+	}
+}
+
+// Proxy is a running xpra-proxy.
+type Proxy struct {
+	Port int
+	Bin  string
+	cmd  *exec.Cmd
+	log  *Buffer
+}
+
+// Start runs xpra-proxy as root on a loopback port with args, and stops
+// it when the test ends.
+func Start(t testing.TB, args ...string) *Proxy {
+	t.Helper()
+	testenv.Root(t)
+	bin := Build(t)
+	EnsurePreauthUser(t)
+	p := &Proxy{Port: xpralab.FreePort(t), Bin: bin, log: &Buffer{}}
+	full := append([]string{fmt.Sprintf("--bind-tcp=127.0.0.1:%d", p.Port)}, args...)
+	p.cmd = exec.Command(filepath.Join(bin, "xpra-proxy"), full...)
+	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("xpra-proxy log:\n%s", p.Logs())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", p.Addr())
+		if err == nil {
+			c.Close()
+			return p
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("xpra-proxy exited: %v\n%s", err, p.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xpra-proxy not listening after 15s:\n%s", p.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Addr is the proxy's TCP address.
+func (p *Proxy) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
+
+// URL is tcp://USERINFO@proxy/DISPLAY.
+func (p *Proxy) URL(userinfo, display string) string {
+	if userinfo != "" {
+		userinfo += "@"
+	}
+	return fmt.Sprintf("tcp://%s%s/%s", userinfo, p.Addr(), strings.TrimPrefix(display, ":"))
+}
+
+// Logs returns what the proxy and its workers logged so far.
+func (p *Proxy) Logs() string { return p.log.String() }
+
+// Pid is the supervisor's pid.
+func (p *Proxy) Pid() int { return p.cmd.Process.Pid }
+
+// Buffer collects output written from other goroutines.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
