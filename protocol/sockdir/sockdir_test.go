@@ -1,11 +1,14 @@
 package sockdir
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -93,16 +96,47 @@ func TestProbe(t *testing.T) {
 }
 
 func TestProbeInaccessible(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("running as root: permission bits do not stop root's connect(), so INACCESSIBLE cannot be produced")
+	if path := os.Getenv("SOCKDIR_PROBE_CHILD"); path != "" {
+		fmt.Println(Probe(path)) // the child half, run unprivileged
+		return
 	}
-	p := filepath.Join(t.TempDir(), "h-1")
+	dir, err := os.MkdirTemp("", "sockdir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "h-1")
 	makeFixture(t, p, live)
 	if err := os.Chmod(p, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := Probe(p); got != Inaccessible {
-		t.Errorf("Probe = %s, want %s", got, Inaccessible)
+	if os.Geteuid() != 0 {
+		if got := Probe(p); got != Inaccessible {
+			t.Errorf("Probe = %s, want %s", got, Inaccessible)
+		}
+		return
+	}
+	// Root's connect() ignores permission bits: probe as nobody instead,
+	// from a copy of this test binary nobody may run (go test keeps it in a
+	// private directory).
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "sockdir.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestProbeInaccessible$")
+	cmd.Env = []string{"SOCKDIR_PROBE_CHILD=" + p}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("probing as nobody: %v", err)
+	}
+	if got := strings.TrimSpace(strings.Split(string(out), "\n")[0]); got != string(Inaccessible) {
+		t.Errorf("Probe as nobody = %q, want %s", got, Inaccessible)
 	}
 }
 
