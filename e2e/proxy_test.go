@@ -54,9 +54,9 @@ func refusal(err error) string {
 
 // nameOf asks a server directly for its id: its session name (each test
 // server gets its own with --session-name).
-func nameOf(t *testing.T, s *xpralab.Server) string {
+func nameOf(t *testing.T, s *xpralab.Server, userinfo ...string) string {
 	t.Helper()
-	res, err := run(t, probe.Options{URL: s.TCP(""), Request: "id"})
+	res, err := run(t, probe.Options{URL: s.TCP(strings.Join(userinfo, "")), Request: "id"})
 	if err != nil {
 		t.Fatalf("id of %s: %v", s.Display, err)
 	}
@@ -196,9 +196,12 @@ func TestProxy(t *testing.T) {
 func TestRemoteTargets(t *testing.T) {
 	xpralab.Require(t)
 	py := testenv.PythonModules(t, "xpra.server.auth.sqlite_auth")
-	servers := xpralab.StartAll(t, xpralab.Options{Args: []string{"--session-name=remote-a"}}, xpralab.Options{Args: []string{"--session-name=remote-b"}})
+	// b asks for its own password: the proxy answers b's challenge with the
+	// credentials in the target URL.
+	servers := xpralab.StartAll(t, xpralab.Options{Args: []string{"--session-name=remote-a"}},
+		xpralab.Options{Args: []string{"--session-name=remote-b", "--tcp-auth=password,value=remotepw"}})
 	a, b := servers[0], servers[1]
-	uuidA, uuidB := nameOf(t, a), nameOf(t, b)
+	uuidA, uuidB := nameOf(t, a), nameOf(t, b, "x:remotepw")
 	dir := xpralab.Dir(t)
 	owner, group := a.User.Username, a.User.Username
 
@@ -207,7 +210,7 @@ func TestRemoteTargets(t *testing.T) {
 	for _, args := range [][]string{
 		{db, "create"},
 		{db, "add", "foo", "bar", owner, group, fmt.Sprintf("tcp://127.0.0.1:%d/", a.Port)},
-		{db, "add", "moo", "cow", owner, group, fmt.Sprintf("tcp://127.0.0.1:%d/", b.Port), "", "compression=0"},
+		{db, "add", "moo", "cow", owner, group, fmt.Sprintf("tcp://x:remotepw@127.0.0.1:%d/", b.Port), "", "compression=0"},
 	} {
 		cmd := exec.Command(py, append([]string{helper}, args...)...)
 		cmd.Env = []string{"PATH=" + cleanPath}
@@ -216,7 +219,7 @@ func TestRemoteTargets(t *testing.T) {
 		}
 	}
 	multi := filepath.Join(dir, "users.txt")
-	os.WriteFile(multi, []byte(fmt.Sprintf("# user|password|uid|gid|displays|env|session options\nfoo|bar|%s|%s|tcp://127.0.0.1:%d/\nmoo|cow|%s|%s|tcp://127.0.0.1:%d/||compression=0\n",
+	os.WriteFile(multi, []byte(fmt.Sprintf("# user|password|uid|gid|displays|env|session options\nfoo|bar|%s|%s|tcp://127.0.0.1:%d/\nmoo|cow|%s|%s|tcp://x:remotepw@127.0.0.1:%d/||compression=0\n",
 		owner, group, a.Port, owner, group, b.Port)), 0o600)
 
 	for _, mod := range []string{"sqlite,filename=" + db, "multifile,filename=" + multi} {
