@@ -127,6 +127,15 @@ func Decompress(level byte, payload []byte, max int) ([]byte, error) {
 		}
 		return out, nil
 	case Brotli:
+		// The decoder allocates the window the stream declares before it
+		// produces a byte: refuse windows beyond the limit up front.
+		w, err := brotliWindow(payload)
+		if err != nil {
+			return nil, fmt.Errorf("compress: brotli: %w", err)
+		}
+		if w > max {
+			return nil, fmt.Errorf("%w: brotli window of %d bytes", ErrTooLarge, w)
+		}
 		out, err := readLimited(brotli.NewReader(bytes.NewReader(payload)), max, len(payload))
 		if err != nil {
 			return nil, fmt.Errorf("compress: brotli: %w", err)
@@ -157,6 +166,34 @@ func decompressLZ4(payload []byte, max int) ([]byte, error) {
 		return nil, fmt.Errorf("compress: lz4: block gave %d bytes, prefix said %d", n, size)
 	}
 	return out, nil
+}
+
+// brotliWindow reads the window size from a brotli stream header (RFC
+// 7932 §9.1: WBITS, bits read from the least significant end).
+func brotliWindow(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, errors.New("empty stream")
+	}
+	bits := uint(b[0])
+	if len(b) > 1 {
+		bits |= uint(b[1]) << 8
+	}
+	wbits := 16
+	switch {
+	case bits&1 == 0:
+	case (bits>>1)&7 != 0:
+		wbits = 17 + int((bits>>1)&7)
+	default:
+		switch m := (bits >> 4) & 7; m {
+		case 0:
+			wbits = 17
+		case 1:
+			return 0, errors.New("large-window brotli streams are not accepted")
+		default:
+			wbits = 8 + int(m)
+		}
+	}
+	return 1<<wbits - 16, nil
 }
 
 // readLimited reads r to EOF into a buffer that grows by doubling but is
@@ -222,8 +259,14 @@ func Compress(a Algo, level int, data []byte) ([]byte, byte, error) {
 		if len(data) > 1<<20 {
 			level = min(level, 9) // as xpra: the top levels are too slow on big inputs
 		}
+		// The smallest window that holds the data: receivers (ours
+		// included) refuse windows larger than their packet limit.
+		lgwin := 10
+		for lgwin < 24 && 1<<lgwin-16 < len(data) {
+			lgwin++
+		}
 		var b bytes.Buffer
-		w := brotli.NewWriterLevel(&b, level)
+		w := brotli.NewWriterOptions(&b, brotli.WriterOptions{Quality: level, LGWin: lgwin})
 		if _, err := w.Write(data); err != nil {
 			return nil, 0, fmt.Errorf("compress: brotli: %w", err)
 		}

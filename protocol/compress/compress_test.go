@@ -87,7 +87,11 @@ func TestRoundTrip(t *testing.T) {
 				if AlgoOf(lvl) != a {
 					t.Fatalf("%s %s: level byte %#x names %s", a, name, lvl, AlgoOf(lvl))
 				}
-				back, err := Decompress(lvl, out, len(in))
+				limit := len(in)
+				if a == Brotli {
+					limit = 1 << 20 // brotli's window is at least 1 KiB
+				}
+				back, err := Decompress(lvl, out, limit)
 				if err != nil {
 					t.Fatalf("%s %s level %d: %v", a, name, level, err)
 				}
@@ -149,6 +153,33 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("allocated %d bytes for a %d-byte limit", grew, max)
 			}
 		})
+	}
+}
+
+// A brotli stream declaring a window beyond the limit is refused before
+// the decoder allocates it (found by FuzzReadPacket: 78 bytes made the
+// decoder allocate 16 MiB).
+func TestBrotliWindowLimit(t *testing.T) {
+	var b bytes.Buffer
+	w := brotli.NewWriterOptions(&b, brotli.WriterOptions{Quality: 5, LGWin: 24})
+	w.Write([]byte("small"))
+	w.Close()
+	if _, err := Decompress(0x45, b.Bytes(), 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("16 MiB window with a 1 MiB limit: %v", err)
+	}
+	if out, err := Decompress(0x45, b.Bytes(), 16<<20); err != nil || string(out) != "small" {
+		t.Fatalf("16 MiB window with a 16 MiB limit: %q %v", out, err)
+	}
+	for _, tc := range []struct {
+		hdr  []byte
+		want int
+	}{{[]byte{0}, 1<<16 - 16}, {[]byte{0x0b}, 1<<22 - 16}, {[]byte{0x21}, 1<<10 - 16}, {[]byte{0x01}, 1<<17 - 16}} {
+		if got, err := brotliWindow(tc.hdr); err != nil || got != tc.want {
+			t.Errorf("brotliWindow(% x) = %d, %v; want %d", tc.hdr, got, err, tc.want)
+		}
+	}
+	if _, err := brotliWindow([]byte{0x11}); err == nil {
+		t.Error("large-window stream accepted")
 	}
 }
 
