@@ -92,8 +92,10 @@ func TestProxy(t *testing.T) {
 	uuidA, uuidB := nameOf(t, a), nameOf(t, b)
 	groups, _ := a.User.GroupIds()
 
-	// "Basic Usage": the client-named user's own sessions, one password.
-	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	// "Basic Usage": the client-named user's own sessions, one password;
+	// a unix socket beside the TCP port, without authentication.
+	sock := filepath.Join(xpralab.Dir(t), "proxy.sock")
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--bind-unix="+sock, "--unix-auth=none")
 	creds := user + ":secret"
 
 	t.Run("version", func(t *testing.T) {
@@ -138,6 +140,12 @@ func TestProxy(t *testing.T) {
 		_, err = reached(t, p.URL(creds, ":9999"))
 		if r := refusal(err); r != "session not found error display ':9999' not found" {
 			t.Fatalf("unknown display: %q (%v)", r, err)
+		}
+	})
+	t.Run("unix socket listener", func(t *testing.T) {
+		res, err := run(t, probe.Options{URL: "socket://" + user + "@" + sock, Request: "info"})
+		if err != nil || res.ReplyCaps().Str("server.type", "") != "xpra-proxy" {
+			t.Fatalf("info over the proxy's unix socket: %v", err)
 		}
 	})
 	t.Run("attach and confinement", func(t *testing.T) {

@@ -91,6 +91,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Var(listFlag{&cli.BindUnix}, "bind-unix", "listen on a unix socket PATH (repeatable)")
 	fs.Var(listFlag{&cli.BindUnix}, "bind", "same as --bind-unix (xpra's name)")
 	fs.Var(listFlag{&cli.Auth}, "auth", "auth module for unix sockets, e.g. multifile,filename=/etc/xpra/users (repeatable: chained)")
+	fs.Var(listFlag{&cli.Auth}, "unix-auth", "same as --auth")
 	fs.Var(listFlag{&cli.TCPAuth}, "tcp-auth", "auth module for TCP, e.g. sqlite,filename=/etc/xpra/users.sdb")
 	fs.StringVar(&cli.PasswordFile, "password-file", "", "password file for the file module")
 	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
