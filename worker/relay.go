@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/bufpool"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -108,10 +109,52 @@ func (r *Relay) Stop(cause *Leg, reason string, tellBoth bool) {
 	})
 }
 
+// queueDepth bounds the frames read from one side and not yet written to
+// the other: reading the next frame overlaps writing this one, and a slow
+// receiver pushes back on the sender instead of filling memory (the
+// reference's queues are unbounded).
+const queueDepth = 8
+
+// eagerAlloc: after authentication, frames up to this size (a draw's pixels)
+// are read into one buffer sized from the header.
+const eagerAlloc = 4 << 20
+
 // pump forwards src's frames to dst, acting on the few packet types the
-// proxy owns and passing everything else through as bytes.
+// proxy owns and passing everything else through as bytes. Raw chunks go
+// on at once: only main chunks are inspected, and none of the packets the
+// proxy consumes (pings' echoes, disconnects) carries raw chunks.
 func (r *Relay) pump(src, dst *Leg) {
+	queue := make(chan wire.Frame, queueDepth)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for f := range queue {
+			err := dst.Conn.WriteFrames(f)
+			bufpool.Put(f.Payload) // written: nothing refers to it any more
+			if err != nil {
+				r.Stop(dst, dst.Name+" connection lost", false)
+				for range queue {
+				}
+				return
+			}
+		}
+	}()
+	defer func() {
+		if queue != nil {
+			close(queue)
+			<-writerDone
+		}
+	}()
+	send := func(f wire.Frame) bool {
+		select {
+		case queue <- f:
+			return true
+		case <-r.stopped:
+			return false
+		}
+	}
 	rd := src.Conn.Reader()
+	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
 	var raws []wire.Frame
 	for {
 		f, err := rd.ReadFrame()
@@ -131,20 +174,37 @@ func (r *Relay) pump(src, dst *Leg) {
 				r.Stop(src, src.Name+" sent too many raw packets", false)
 				return
 			}
-			raws = append(raws, f)
+			// Only counted: its buffer is recycled once written, so a main
+			// chunk with raw chunks is never decoded (none of the packets
+			// the proxy acts on has any).
+			raws = append(raws, wire.Frame{Header: f.Header})
+			if !send(f) {
+				return
+			}
 			continue
 		}
 		forward, err := r.inspect(src, dst, raws, f)
+		var bye *peerDisconnect
+		if errors.As(err, &bye) {
+			// Pass the peer's goodbye on after what was queued before it.
+			if send(f) {
+				close(queue)
+				<-writerDone
+				queue = nil
+			}
+			r.stopOnce.Do(func() {
+				r.reason = bye.reason
+				close(r.stopped)
+			})
+			return
+		}
 		if err != nil {
 			r.Log.Warn("relay packet failed", "from", src.Name, "err", err)
 			r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
 			return
 		}
-		if forward {
-			if err := dst.Conn.WriteFrames(append(raws, f)...); err != nil {
-				r.Stop(dst, dst.Name+" connection lost", false)
-				return
-			}
+		if forward && !send(f) {
+			return
 		}
 		clear(raws)
 		raws = raws[:0]
@@ -163,7 +223,14 @@ func (r *Relay) inspect(src, dst *Leg, raws []wire.Frame, f wire.Frame) (bool, e
 		return false, err
 	}
 	switch name {
-	case packet.PingEcho, packet.InfoResponse, packet.Disconnect:
+	case packet.PingEcho, packet.InfoResponse:
+		if len(raws) > 0 {
+			return true, nil // not ours to decode: see pump
+		}
+	case packet.Disconnect:
+		if len(raws) > 0 {
+			return false, &peerDisconnect{fmt.Sprintf("disconnect from %s", src.Name)}
+		}
 	default:
 		return true, nil // an aliased type (int) is forwarded as it is, too
 	}
@@ -193,15 +260,15 @@ func (r *Relay) inspect(src, dst *Leg, raws []wire.Frame, f wire.Frame) (bool, e
 		return false, dst.Conn.WritePacket(p)
 	case packet.Disconnect:
 		reason, details := packet.DisconnectReason(p)
-		_ = dst.Conn.WriteFrames(append(raws, f)...)
-		r.stopOnce.Do(func() {
-			r.reason = fmt.Sprintf("disconnect from %s: %s %v", src.Name, reason, details)
-			close(r.stopped)
-		})
-		return false, nil
+		return false, &peerDisconnect{fmt.Sprintf("disconnect from %s: %s %v", src.Name, reason, details)}
 	}
 	return true, nil
 }
+
+// peerDisconnect is how inspect tells pump that a side said goodbye.
+type peerDisconnect struct{ reason string }
+
+func (e *peerDisconnect) Error() string { return e.reason }
 
 // pinger sends the proxy's own pings to both sides and stops the relay
 // when echoes stop coming.

@@ -57,6 +57,8 @@ type Reader struct {
 	maxIndex int
 	dec      Decrypter
 	started  bool
+	eager    int // frames up to this size are allocated whole
+	alloc    func(int) []byte
 }
 
 // readChunk is how much payload memory is committed before the bytes arrive:
@@ -83,6 +85,12 @@ func (r *Reader) MaxSize() int { return r.maxSize }
 
 // SetMaxIndex sets the largest raw-chunk index accepted (MaxIndexV3 or MaxIndexV6).
 func (r *Reader) SetMaxIndex(n int) { r.maxIndex = n }
+
+// SetEagerAlloc makes frames up to n bytes allocate their whole payload
+// at once. Before authentication sizes are not trusted and buffers grow as
+// bytes arrive; an authenticated relay saves the copies of growing.
+// alloc, when set, provides those buffers (a relay recycles them).
+func (r *Reader) SetEagerAlloc(n int, alloc func(int) []byte) { r.eager, r.alloc = n, alloc }
 
 // SetDecrypter installs (or with nil removes) the AES layer for what follows.
 func (r *Reader) SetDecrypter(d Decrypter) { r.dec = d }
@@ -157,6 +165,22 @@ func (r *Reader) ReadFrame() (Frame, error) {
 // readN reads exactly n bytes. The buffer doubles as data arrives instead of
 // being sized from the header up front.
 func (r *Reader) readN(n int) ([]byte, error) {
+	if n <= r.eager {
+		// A trusted size: one allocation, no copies while growing.
+		var buf []byte
+		if r.alloc != nil {
+			buf = r.alloc(n)
+		} else {
+			buf = make([]byte, n)
+		}
+		if _, err := io.ReadFull(r.br, buf); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("stream ended before %d bytes: %w", n, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+		return buf, nil
+	}
 	buf := make([]byte, min(n, readChunk))
 	got := 0
 	for {
