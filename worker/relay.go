@@ -56,10 +56,12 @@ type Relay struct {
 	Log            *slog.Logger
 	ProxyInfo      func() value.Dict // added to info-response under "proxy"
 
-	maxSize  int
-	stopOnce sync.Once
-	stopped  chan struct{}
-	reason   string
+	maxSize      int
+	pingEvery    time.Duration
+	pingDeadline time.Duration
+	stopOnce     sync.Once
+	stopped      chan struct{}
+	reason       string
 }
 
 // NewRelay prepares a relay between two legs whose hellos are done.
@@ -69,7 +71,7 @@ func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
 	return &Relay{
 		Client: client, Server: server, Log: log,
 		UUID:    hex.EncodeToString(id[:]),
-		maxSize: wire.AbsMaxSize,
+		maxSize: wire.AbsMaxSize, pingEvery: PingInterval, pingDeadline: PingTimeout,
 		stopped: make(chan struct{}),
 	}
 }
@@ -109,6 +111,13 @@ func (r *Relay) Stop(cause *Leg, reason string, tellBoth bool) {
 	})
 }
 
+// outgoing is a frame to forward as it came, or a packet the relay
+// rewrote (info-response).
+type outgoing struct {
+	frame  wire.Frame
+	packet conn.Packet
+}
+
 // queueDepth bounds the frames read from one side and not yet written to
 // the other: reading the next frame overlaps writing this one, and a slow
 // receiver pushes back on the sender instead of filling memory (the
@@ -124,13 +133,18 @@ const eagerAlloc = 4 << 20
 // on at once: only main chunks are inspected, and none of the packets the
 // proxy consumes (pings' echoes, disconnects) carries raw chunks.
 func (r *Relay) pump(src, dst *Leg) {
-	queue := make(chan wire.Frame, queueDepth)
+	queue := make(chan outgoing, queueDepth)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		for f := range queue {
-			err := dst.Conn.WriteFrames(f)
-			bufpool.Put(f.Payload) // written: nothing refers to it any more
+		for o := range queue {
+			var err error
+			if o.packet != nil {
+				err = dst.Conn.WritePacket(o.packet)
+			} else {
+				err = dst.Conn.WriteFrames(o.frame)
+				bufpool.Put(o.frame.Payload) // written: nothing refers to it any more
+			}
 			if err != nil {
 				r.Stop(dst, dst.Name+" connection lost", false)
 				for range queue {
@@ -147,7 +161,7 @@ func (r *Relay) pump(src, dst *Leg) {
 	}()
 	send := func(f wire.Frame) bool {
 		select {
-		case queue <- f:
+		case queue <- outgoing{frame: f}:
 			return true
 		case <-r.stopped:
 			return false
@@ -183,7 +197,15 @@ func (r *Relay) pump(src, dst *Leg) {
 			}
 			continue
 		}
-		forward, err := r.inspect(src, dst, raws, f)
+		forward, rewritten, err := r.inspect(src, raws, f)
+		if rewritten != nil {
+			// In order with what was queued before it.
+			select {
+			case queue <- outgoing{packet: rewritten}:
+			case <-r.stopped:
+				return
+			}
+		}
 		var bye *peerDisconnect
 		if errors.As(err, &bye) {
 			// Pass the peer's goodbye on after what was queued before it.
@@ -212,57 +234,58 @@ func (r *Relay) pump(src, dst *Leg) {
 }
 
 // inspect looks at a main chunk's packet type and handles the packets the
-// proxy owns. It reports whether the frames should be forwarded untouched.
-func (r *Relay) inspect(src, dst *Leg, raws []wire.Frame, f wire.Frame) (bool, error) {
+// proxy owns. It reports whether the frames should be forwarded untouched,
+// or returns the packet to send in their place.
+func (r *Relay) inspect(src *Leg, raws []wire.Frame, f wire.Frame) (bool, conn.Packet, error) {
 	payload, err := conn.Plain(f, r.maxSize)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	name, _, err := conn.PeekType(f.Header.Encoding(), payload)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	switch name {
 	case packet.PingEcho, packet.InfoResponse:
 		if len(raws) > 0 {
-			return true, nil // not ours to decode: see pump
+			return true, nil, nil // not ours to decode: see pump
 		}
 	case packet.Disconnect:
 		if len(raws) > 0 {
-			return false, &peerDisconnect{fmt.Sprintf("disconnect from %s", src.Name)}
+			return false, nil, &peerDisconnect{fmt.Sprintf("disconnect from %s", src.Name)}
 		}
 	default:
-		return true, nil // an aliased type (int) is forwarded as it is, too
+		return true, nil, nil // an aliased type (int) is forwarded as it is, too
 	}
 	p, err := conn.DecodeFrames(raws, f, r.maxSize, packet.Aliases{})
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	switch name {
 	case packet.PingEcho:
 		if len(p) >= 7 {
 			if sid, _ := value.AsString(p[6]); sid == r.UUID {
 				src.echo.Store(time.Now().UnixMilli())
-				return false, nil
+				return false, nil, nil
 			}
 		}
-		return true, nil
+		return true, nil, nil
 	case packet.InfoResponse:
 		if src != r.Server || len(p) < 2 || r.ProxyInfo == nil {
-			return true, nil
+			return true, nil, nil
 		}
 		d, ok := p[1].(value.Dict)
 		if !ok {
-			return true, nil
+			return true, nil, nil
 		}
 		d = append(d, value.Item{Key: "proxy", Value: r.ProxyInfo()})
 		p[1] = d
-		return false, dst.Conn.WritePacket(p)
+		return false, p, nil
 	case packet.Disconnect:
 		reason, details := packet.DisconnectReason(p)
-		return false, &peerDisconnect{fmt.Sprintf("disconnect from %s: %s %v", src.Name, reason, details)}
+		return false, nil, &peerDisconnect{fmt.Sprintf("disconnect from %s: %s %v", src.Name, reason, details)}
 	}
-	return true, nil
+	return true, nil, nil
 }
 
 // peerDisconnect is how inspect tells pump that a side said goodbye.
@@ -273,7 +296,7 @@ func (e *peerDisconnect) Error() string { return e.reason }
 // pinger sends the proxy's own pings to both sides and stops the relay
 // when echoes stop coming.
 func (r *Relay) pinger(ctx context.Context) {
-	t := time.NewTicker(PingInterval)
+	t := time.NewTicker(r.pingEvery)
 	defer t.Stop()
 	start := time.Now()
 	for {
@@ -287,7 +310,7 @@ func (r *Relay) pinger(ctx context.Context) {
 				if !l.pings {
 					continue
 				}
-				if now.Sub(time.UnixMilli(l.echo.Load())) > PingTimeout {
+				if now.Sub(time.UnixMilli(l.echo.Load())) > r.pingDeadline {
 					r.Stop(l, "proxy to "+l.Name+" ping timeout", false)
 					return
 				}
