@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -282,6 +283,10 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
 			}
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
+			// The hellos are done: give their garbage back to the system
+			// before settling in for a long relay (one worker per connection,
+			// so its footprint is the proxy's per-connection cost).
+			debug.FreeOSMemory()
 			reason := r.Run(ctx)
 			s.Log.Info("relay ended", "reason", reason, "client_bytes", client.Bytes(), "server_bytes", server.Bytes())
 			return nil
