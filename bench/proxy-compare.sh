@@ -61,10 +61,10 @@ for who in ref ours; do
 done
 
 fi
-echo; echo "== synthetic draw flood: 400 draws of 256 KiB through each relay (one run each, alternating)"
-for round in 1 2; do
-  $PY "$TOOLS/proxy_bench.py" --fake-port $FAKE --direct || echo "(failed)"
-  $PY "$TOOLS/proxy_bench.py" --fake-port $FAKE --via "tcp://127.0.0.1:$COPYPORT/" --proxy-pid "$copy_pid" || echo "(failed)"
-  $PY "$TOOLS/proxy_bench.py" --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$OURPORT/" --proxy-pid "$our_pid" || echo "(failed)"
-  $PY "$TOOLS/proxy_bench.py" --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$REFPORT/" --proxy-pid "$ref_pid" || echo "(failed)"
+echo; echo "== synthetic draw flood: 400 draws of 256 KiB through each relay, timed from the first draw (bench/flood.py)"
+for round in $(seq "${FLOOD_ROUNDS:-2}"); do
+  $PY bench/flood.py --fake-port $FAKE --direct || echo "(failed)"
+  $PY bench/flood.py --fake-port $FAKE --via "tcp://127.0.0.1:$COPYPORT/" --proxy-pid "$copy_pid" || echo "(failed)"
+  $PY bench/flood.py --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$OURPORT/" --proxy-pid "$our_pid" || echo "(failed)"
+  $PY bench/flood.py --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$REFPORT/" --proxy-pid "$ref_pid" || echo "(failed)"
 done

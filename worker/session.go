@@ -30,10 +30,14 @@ import (
 // connectTimeout bounds connecting to the target and its hello.
 const connectTimeout = 30 * time.Second
 
+// readWriter reads what the pre-auth stage read ahead, then the socket;
+// it writes to the socket directly (conn.Splitter), keeping writev.
 type readWriter struct {
 	io.Reader
 	io.Writer
 }
+
+func (rw readWriter) WriteHalf() io.Writer { return rw.Writer }
 
 // Session is one authenticated connection in its relay worker, running
 // as the session's owner.

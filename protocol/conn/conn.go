@@ -290,7 +290,7 @@ func (c *Conn) WritePacket(p Packet) error {
 	} else {
 		bufs = append(bufs, hdr, payload)
 	}
-	if _, err := bufs.WriteTo(c.rw); err != nil {
+	if _, err := bufs.WriteTo(c.writer()); err != nil {
 		return fmt.Errorf("sending %v packet: %w", p[0], err)
 	}
 	return nil
@@ -313,6 +313,21 @@ func (c *Conn) seal(h wire.Header, payload []byte) ([]byte, []byte, error) {
 		room += len(payload) // WritePacket joins small payloads to their header
 	}
 	return wire.AppendHeader(make([]byte, 0, room), h), payload, nil
+}
+
+// Splitter is a stream whose reading and writing halves differ (bytes
+// handed over from another reader first, then the socket). Writes go to
+// Writer() itself, so a *net.TCPConn still gets one writev per packet.
+type Splitter interface {
+	io.ReadWriter
+	WriteHalf() io.Writer
+}
+
+func (c *Conn) writer() io.Writer {
+	if s, ok := c.rw.(Splitter); ok {
+		return s.WriteHalf()
+	}
+	return c.rw
 }
 
 // DisconnectError is a peer's disconnect packet or plain-text disconnect line.

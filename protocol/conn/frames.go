@@ -29,7 +29,7 @@ func (c *Conn) WriteFrames(frames ...wire.Frame) error {
 			bufs = append(bufs, hdr, payload)
 		}
 	}
-	if _, err := bufs.WriteTo(c.rw); err != nil {
+	if _, err := bufs.WriteTo(c.writer()); err != nil {
 		return fmt.Errorf("forwarding %d frames: %w", len(frames), err)
 	}
 	return nil
