@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
@@ -154,11 +155,23 @@ func (s *Session) displays() []string {
 	}
 	var out []string
 	for _, se := range sessions {
-		if se.State == sockdir.Live {
+		if se.State == sockdir.Live && s.ownSocket(se.Path) {
 			out = append(out, se.Display)
 		}
 	}
 	return out
+}
+
+// ownSocket reports whether the user owns a socket found by scanning: a
+// shared directory (/run/xpra) may hold other users' sessions that the
+// user's groups let it open, which are not its sessions.
+func (s *Session) ownSocket(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == s.Launch.UID
 }
 
 // connect opens the target as this (unprivileged) user: the permissions
@@ -176,6 +189,9 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 		path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), t.Display)
 		if err != nil {
 			return nil, t, err
+		}
+		if !s.ownSocket(path) {
+			return nil, t, fmt.Errorf("%s is not owned by uid %d", path, s.Launch.UID)
 		}
 		c, err := d.DialContext(ctx, "unix", path)
 		return c, t, err
