@@ -219,7 +219,10 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 // relay does the hello with the server, then moves packets both ways.
 func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target) error {
 	defer snc.Close()
+	// Both sides get the handshake's time: a client asked to answer the
+	// server's own challenge must not hold the worker forever.
 	_ = snc.SetDeadline(time.Now().Add(connectTimeout))
+	_ = cnc.SetDeadline(time.Now().Add(connectTimeout))
 	sc := conn.New(snc)
 	form := s.hello.Form()
 	opts := ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
@@ -278,8 +281,12 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				return err
 			}
 		case packet.Hello:
-			d, ok := p[1].(value.Dict)
-			if len(p) < 2 || !ok {
+			var d value.Dict
+			ok := len(p) >= 2
+			if ok {
+				d, ok = p[1].(value.Dict)
+			}
+			if !ok {
 				return s.refuse(packet.ReasonProtocolError, "invalid hello from the server")
 			}
 			sh := caps.ParseHello(d)

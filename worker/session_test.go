@@ -1,0 +1,56 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+)
+
+// A server whose reply is malformed gets the client a clean refusal, not a
+// crashed worker.
+func TestRelayHandshakeBadServerHello(t *testing.T) {
+	for name, reply := range map[string]conn.Packet{
+		"hello without caps":  {packet.Hello},
+		"hello caps not dict": {packet.Hello, int64(5)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cl, cw := net.Pipe()
+			sv, sw := net.Pipe()
+			defer cl.Close()
+			defer sv.Close()
+			hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
+			s := &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			s.client = conn.New(cw)
+			s.hello = caps.ParseHello(hello)
+			done := make(chan error, 1)
+			go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()
+			server := conn.New(sv)
+			if p, err := server.ReadPacket(); err != nil || p[0] != packet.Hello {
+				t.Fatalf("server got %v, %v", p, err)
+			}
+			go server.WritePacket(reply)
+			p, err := conn.New(cl).ReadPacket()
+			if err != nil || p[0] != packet.Disconnect {
+				t.Fatalf("client got %v, %v; want a disconnect", p, err)
+			}
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("the handshake succeeded")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the relay did not return")
+			}
+		})
+	}
+}
