@@ -21,7 +21,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
-	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 )
@@ -85,33 +84,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 func dial(ctx context.Context, t xpraurl.Target) (net.Conn, error) {
-	var d net.Dialer
-	switch t.Scheme {
-	case "tcp":
-		c, err := d.DialContext(ctx, "tcp", t.Address())
-		if err != nil {
-			return nil, fmt.Errorf("probe: connecting to %s: %w", t.Address(), err)
-		}
-		return c, nil
-	case "ws":
-		c, err := d.DialContext(ctx, "tcp", t.Address())
-		if err != nil {
-			return nil, fmt.Errorf("probe: connecting to %s: %w", t.Address(), err)
-		}
-		wc, err := websocket.Dial(ctx, c, t.Address(), "/")
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("probe: %w", err)
-		}
-		return wc, nil
-	case "socket":
-		c, err := d.DialContext(ctx, "unix", t.SocketPath)
-		if err != nil {
-			return nil, fmt.Errorf("probe: connecting to %s: %w", t.SocketPath, err)
-		}
-		return c, nil
+	c, err := t.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
 	}
-	return nil, fmt.Errorf("probe: %s connections are not supported by the probe", t.Scheme)
+	return c, nil
 }
 
 type session struct {

@@ -24,7 +24,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
-	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 )
 
@@ -183,9 +182,7 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	var d net.Dialer
-	switch t.Scheme {
-	case "":
+	if t.Scheme == "" {
 		path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), t.Display)
 		if err != nil {
 			return nil, t, err
@@ -193,27 +190,10 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 		if !s.ownSocket(path) {
 			return nil, t, fmt.Errorf("%s is not owned by uid %d", path, s.Launch.UID)
 		}
-		c, err := d.DialContext(ctx, "unix", path)
-		return c, t, err
-	case "socket":
-		c, err := d.DialContext(ctx, "unix", t.SocketPath)
-		return c, t, err
-	case "tcp":
-		c, err := d.DialContext(ctx, "tcp", t.Address())
-		return c, t, err
-	case "ws":
-		c, err := d.DialContext(ctx, "tcp", t.Address())
-		if err != nil {
-			return nil, t, err
-		}
-		wc, err := websocket.Dial(ctx, c, t.Address(), "/")
-		if err != nil {
-			c.Close()
-			return nil, t, err
-		}
-		return wc, t, nil
+		t = xpraurl.Target{Scheme: "socket", SocketPath: path, Display: t.Display}
 	}
-	return nil, t, fmt.Errorf("%s targets are not supported yet", t.Scheme)
+	c, err := t.Dial(ctx)
+	return c, t, err
 }
 
 // relay does the hello with the server, then moves packets both ways.
