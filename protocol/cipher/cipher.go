@@ -236,14 +236,15 @@ func (p Params) padByte(n int) byte {
 }
 
 type state struct {
-	p     Params
-	block stdcipher.Block
-	cbcE  stdcipher.BlockMode
-	cbcD  stdcipher.BlockMode
-	ctr   stdcipher.Stream
+	p       Params
+	block   stdcipher.Block
+	encrypt bool
+	// The direction's running context when p.Stream (one of the two).
+	cbc stdcipher.BlockMode
+	ctr stdcipher.Stream
 }
 
-func newState(p Params, secret []byte) (state, error) {
+func newState(p Params, secret []byte, encrypt bool) (state, error) {
 	if len(p.IV) != ivLen {
 		return state{}, fmt.Errorf("cipher: iv must be %d bytes, got %d", ivLen, len(p.IV))
 	}
@@ -255,7 +256,36 @@ func newState(p Params, secret []byte) (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("cipher: %w", err)
 	}
-	return state{p: p, block: b}, nil
+	s := state{p: p, block: b, encrypt: encrypt}
+	if p.Stream {
+		s.cbc, s.ctr = s.modes(p.IV)
+	}
+	return s, nil
+}
+
+// modes starts a context for iv: CTR, or CBC in this state's direction.
+func (s *state) modes(iv []byte) (stdcipher.BlockMode, stdcipher.Stream) {
+	switch {
+	case s.p.Mode == "CTR":
+		return nil, stdcipher.NewCTR(s.block, iv)
+	case s.encrypt:
+		return stdcipher.NewCBCEncrypter(s.block, iv), nil
+	}
+	return stdcipher.NewCBCDecrypter(s.block, iv), nil
+}
+
+// crypt runs buf through the stream's context, or through a fresh one for
+// a chunk's own iv.
+func (s *state) crypt(buf, iv []byte) {
+	cbc, ctr := s.cbc, s.ctr
+	if !s.p.Stream {
+		cbc, ctr = s.modes(iv)
+	}
+	if ctr != nil {
+		ctr.XORKeyStream(buf, buf)
+	} else {
+		cbc.CryptBlocks(buf, buf)
+	}
 }
 
 // Encrypter seals what we send with the peer's announced parameters.
@@ -263,16 +293,9 @@ type Encrypter struct{ state }
 
 // NewEncrypter builds the sending context for a peer's parameters.
 func NewEncrypter(p Params, secret []byte) (*Encrypter, error) {
-	s, err := newState(p, secret)
+	s, err := newState(p, secret, true)
 	if err != nil {
 		return nil, err
-	}
-	if p.Stream {
-		if p.Mode == "CTR" {
-			s.ctr = stdcipher.NewCTR(s.block, p.IV)
-		} else {
-			s.cbcE = stdcipher.NewCBCEncrypter(s.block, p.IV)
-		}
 	}
 	return &Encrypter{s}, nil
 }
@@ -298,17 +321,7 @@ func (e *Encrypter) Seal(dst, plain []byte) ([]byte, int) {
 	for range pad {
 		dst = append(dst, e.p.padByte(pad))
 	}
-	out := dst[body:]
-	switch {
-	case e.p.Mode == "CTR" && e.p.Stream:
-		e.ctr.XORKeyStream(out, out)
-	case e.p.Mode == "CTR":
-		stdcipher.NewCTR(e.block, iv).XORKeyStream(out, out)
-	case e.p.Stream:
-		e.cbcE.CryptBlocks(out, out)
-	default:
-		stdcipher.NewCBCEncrypter(e.block, iv).CryptBlocks(out, out)
-	}
+	e.crypt(dst[body:], iv)
 	return dst, size
 }
 
@@ -318,16 +331,9 @@ type Decrypter struct{ state }
 
 // NewDecrypter builds the receiving context for our parameters.
 func NewDecrypter(p Params, secret []byte) (*Decrypter, error) {
-	s, err := newState(p, secret)
+	s, err := newState(p, secret, false)
 	if err != nil {
 		return nil, err
-	}
-	if p.Stream {
-		if p.Mode == "CTR" {
-			s.ctr = stdcipher.NewCTR(s.block, p.IV)
-		} else {
-			s.cbcD = stdcipher.NewCBCDecrypter(s.block, p.IV)
-		}
 	}
 	return &Decrypter{s}, nil
 }
@@ -369,16 +375,7 @@ func (d *Decrypter) Open(dst, wire []byte, size uint32) ([]byte, error) {
 	}
 	out := append(dst, wire...)
 	buf := out[len(dst):]
-	switch {
-	case d.p.Mode == "CTR" && d.p.Stream:
-		d.ctr.XORKeyStream(buf, buf)
-	case d.p.Mode == "CTR":
-		stdcipher.NewCTR(d.block, iv).XORKeyStream(buf, buf)
-	case d.p.Stream:
-		d.cbcD.CryptBlocks(buf, buf)
-	default:
-		stdcipher.NewCBCDecrypter(d.block, iv).CryptBlocks(buf, buf)
-	}
+	d.crypt(buf, iv)
 	if pad := len(buf) - body; pad > 0 {
 		want := d.p.padByte(pad)
 		if !bytes.Equal(buf[body:], bytes.Repeat([]byte{want}, pad)) {
