@@ -117,9 +117,18 @@ func TestProbeInaccessible(t *testing.T) {
 		}
 		return
 	}
-	// Root's connect() ignores permission bits: probe as nobody instead,
-	// from a copy of this test binary nobody may run (go test keeps it in a
-	// private directory).
+	// Root's connect() ignores permission bits: probe as nobody instead.
+	if got := asNobody(t, dir, "TestProbeInaccessible", "SOCKDIR_PROBE_CHILD="+p); got != string(Inaccessible) {
+		t.Errorf("Probe as nobody = %q, want %s", got, Inaccessible)
+	}
+}
+
+// asNobody runs one test of this binary as nobody with env set and returns
+// the first line it prints: permission checks do not apply to root. The
+// binary is copied into dir (which nobody can read) because go test keeps
+// it in a private directory.
+func asNobody(t *testing.T, dir, test, env string) string {
+	t.Helper()
 	self, err := os.ReadFile(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
@@ -128,16 +137,14 @@ func TestProbeInaccessible(t *testing.T) {
 	if err := os.WriteFile(bin, self, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestProbeInaccessible$")
-	cmd.Env = []string{"SOCKDIR_PROBE_CHILD=" + p}
+	cmd := exec.Command(bin, "-test.run=^"+test+"$")
+	cmd.Env = []string{env}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("probing as nobody: %v", err)
+		t.Fatalf("running %s as nobody: %v", test, err)
 	}
-	if got := strings.TrimSpace(strings.Split(string(out), "\n")[0]); got != string(Inaccessible) {
-		t.Errorf("Probe as nobody = %q, want %s", got, Inaccessible)
-	}
+	return strings.TrimSpace(strings.Split(string(out), "\n")[0])
 }
 
 func TestDirs(t *testing.T) {
@@ -343,18 +350,34 @@ func TestListErrors(t *testing.T) {
 	if _, err := List([]string{t.TempDir()}, "../h"); err == nil {
 		t.Error("List with hostname containing '/' succeeded")
 	}
-	if os.Geteuid() == 0 {
-		t.Log("running as root: skipping the unreadable-directory case (root reads any directory)")
+}
+
+func TestListUnreadable(t *testing.T) {
+	if d := os.Getenv("SOCKDIR_LIST_CHILD"); d != "" {
+		_, err := List([]string{d}, "h") // the child half, run unprivileged
+		fmt.Println(err)
 		return
 	}
-	d := filepath.Join(t.TempDir(), "locked")
+	base, err := os.MkdirTemp("", "sockdir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	d := filepath.Join(base, "locked")
 	makeFixture(t, d, dir)
 	if err := os.Chmod(d, 0); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Chmod(d, 0o755) })
-	if _, err := List([]string{d}, "h"); err == nil || !strings.Contains(err.Error(), "sockdir: reading") {
-		t.Errorf("List(unreadable dir) error = %v", err)
+	var got string
+	if os.Geteuid() == 0 {
+		got = asNobody(t, base, "TestListUnreadable", "SOCKDIR_LIST_CHILD="+d) // root reads any directory
+	} else if _, err := List([]string{d}, "h"); err != nil {
+		got = err.Error()
+	}
+	if !strings.Contains(got, "sockdir: reading") {
+		t.Errorf("List(unreadable dir) error = %q", got)
 	}
 }
 
