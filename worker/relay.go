@@ -169,7 +169,7 @@ func (r *Relay) pump(src, dst *Leg) {
 	}
 	rd := src.Conn.Reader()
 	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
-	var raws []wire.Frame
+	pendingRaw := 0 // raw chunks forwarded ahead of the next main chunk
 	for {
 		f, err := rd.ReadFrame()
 		if err != nil {
@@ -184,20 +184,20 @@ func (r *Relay) pump(src, dst *Leg) {
 		}
 		src.bytes.Add(int64(wire.HeaderSize + len(f.Payload)))
 		if f.Header.Index > 0 {
-			if len(raws) == wire.MaxPendingRaw {
+			if pendingRaw == wire.MaxPendingRaw {
 				r.Stop(src, src.Name+" sent too many raw packets", false)
 				return
 			}
 			// Only counted: its buffer is recycled once written, so a main
 			// chunk with raw chunks is never decoded (none of the packets
 			// the proxy acts on has any).
-			raws = append(raws, wire.Frame{Header: f.Header})
+			pendingRaw++
 			if !send(f) {
 				return
 			}
 			continue
 		}
-		forward, rewritten, err := r.inspect(src, raws, f)
+		forward, rewritten, err := r.inspect(src, pendingRaw > 0, f)
 		if rewritten != nil {
 			// In order with what was queued before it.
 			select {
@@ -228,15 +228,14 @@ func (r *Relay) pump(src, dst *Leg) {
 		if forward && !send(f) {
 			return
 		}
-		clear(raws)
-		raws = raws[:0]
+		pendingRaw = 0
 	}
 }
 
 // inspect looks at a main chunk's packet type and handles the packets the
 // proxy owns. It reports whether the frames should be forwarded untouched,
 // or returns the packet to send in their place.
-func (r *Relay) inspect(src *Leg, raws []wire.Frame, f wire.Frame) (bool, conn.Packet, error) {
+func (r *Relay) inspect(src *Leg, hasRaw bool, f wire.Frame) (bool, conn.Packet, error) {
 	payload, err := conn.Plain(f, r.maxSize)
 	if err != nil {
 		return false, nil, err
@@ -247,17 +246,17 @@ func (r *Relay) inspect(src *Leg, raws []wire.Frame, f wire.Frame) (bool, conn.P
 	}
 	switch name {
 	case packet.PingEcho, packet.InfoResponse:
-		if len(raws) > 0 {
+		if hasRaw {
 			return true, nil, nil // not ours to decode: see pump
 		}
 	case packet.Disconnect:
-		if len(raws) > 0 {
+		if hasRaw {
 			return false, nil, &peerDisconnect{fmt.Sprintf("disconnect from %s", src.Name)}
 		}
 	default:
 		return true, nil, nil // an aliased type (int) is forwarded as it is, too
 	}
-	p, err := conn.DecodeFrames(raws, f, r.maxSize, packet.Aliases{})
+	p, err := conn.DecodeFrames(nil, f, r.maxSize, packet.Aliases{})
 	if err != nil {
 		return false, nil, err
 	}
