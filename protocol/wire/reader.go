@@ -112,45 +112,64 @@ func (r *Reader) Drain() []byte {
 // ReadFrame reads the next chunk. At the very start of the stream a text line
 // instead of a header is returned as a *TextMessage error.
 func (r *Reader) ReadFrame() (Frame, error) {
+	h, n, err := r.ReadHeader()
+	if err != nil {
+		return Frame{}, err
+	}
+	return r.ReadPayload(h, n)
+}
+
+// ReadHeader reads and checks the next chunk header as ReadFrame does, and
+// leaves its payload (n bytes on the wire) in the stream. The caller either
+// calls ReadPayload or takes the n bytes itself: TakeBuffered first, then
+// the stream underneath (a relay moving a large chunk between two sockets
+// in the kernel).
+func (r *Reader) ReadHeader() (h Header, n int, err error) {
 	hb, err := r.br.Peek(HeaderSize)
 	if len(hb) > 0 && hb[0] != Magic {
 		if !r.started {
-			return Frame{}, r.readText()
+			return Header{}, 0, r.readText()
 		}
-		return Frame{}, fmt.Errorf("%w: invalid packet header byte 0x%02x, not an xpra packet", ErrInvalidHeader, hb[0])
+		return Header{}, 0, fmt.Errorf("%w: invalid packet header byte 0x%02x, not an xpra packet", ErrInvalidHeader, hb[0])
 	}
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(hb) > 0 {
-			return Frame{}, fmt.Errorf("%w: stream ended inside a chunk header (%d bytes)", ErrInvalidHeader, len(hb))
+			return Header{}, 0, fmt.Errorf("%w: stream ended inside a chunk header (%d bytes)", ErrInvalidHeader, len(hb))
 		}
-		return Frame{}, err
+		return Header{}, 0, err
 	}
-	h, err := ParseHeader(hb)
+	h, err = ParseHeader(hb)
 	if err != nil {
-		return Frame{}, fmt.Errorf("%w: %w", ErrInvalidHeader, err)
+		return Header{}, 0, fmt.Errorf("%w: %w", ErrInvalidHeader, err)
 	}
 	if int(h.Index) > r.maxIndex {
-		return Frame{}, fmt.Errorf("%w: chunk index %d above the maximum %d", ErrInvalidHeader, h.Index, r.maxIndex)
+		return Header{}, 0, fmt.Errorf("%w: chunk index %d above the maximum %d", ErrInvalidHeader, h.Index, r.maxIndex)
 	}
 	wireSize := int(h.Size)
 	switch {
 	case h.Encrypted() && r.dec == nil:
-		return Frame{}, fmt.Errorf("%w: invalid encryption packet flag (no cipher configured)", ErrCipher)
+		return Header{}, 0, fmt.Errorf("%w: invalid encryption packet flag (no cipher configured)", ErrCipher)
 	case !h.Encrypted() && r.dec != nil:
-		return Frame{}, fmt.Errorf("%w: unencrypted packet dropped (a cipher is configured)", ErrCipher)
+		return Header{}, 0, fmt.Errorf("%w: unencrypted packet dropped (a cipher is configured)", ErrCipher)
 	case h.Encrypted():
 		if wireSize, err = r.dec.WireSize(h.Size); err != nil {
-			return Frame{}, fmt.Errorf("%w: %w", ErrCipher, err)
+			return Header{}, 0, fmt.Errorf("%w: %w", ErrCipher, err)
 		}
 	}
 	if wireSize > r.maxSize {
-		return Frame{}, fmt.Errorf("%w: packet size requested is %d but maximum allowed is %d", ErrTooLarge, wireSize, r.maxSize)
+		return Header{}, 0, fmt.Errorf("%w: packet size requested is %d but maximum allowed is %d", ErrTooLarge, wireSize, r.maxSize)
 	}
 	r.started = true
 	if _, err := r.br.Discard(HeaderSize); err != nil {
-		return Frame{}, err
+		return Header{}, 0, err
 	}
-	payload, err := r.readN(wireSize)
+	return h, wireSize, nil
+}
+
+// ReadPayload reads the n-byte payload of the header ReadHeader returned
+// and decrypts it.
+func (r *Reader) ReadPayload(h Header, n int) (Frame, error) {
+	payload, err := r.readN(n)
 	if err != nil {
 		return Frame{}, fmt.Errorf("reading %s payload: %w", h, err)
 	}
@@ -160,6 +179,17 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		}
 	}
 	return Frame{Header: h, Payload: payload}, nil
+}
+
+// TakeBuffered moves up to len(p) bytes that are already buffered into p,
+// without reading the stream, and returns how many it moved.
+func (r *Reader) TakeBuffered(p []byte) int {
+	n := min(len(p), r.br.Buffered())
+	if n == 0 {
+		return 0 // bufio would read the stream for an empty buffer
+	}
+	n, _ = r.br.Read(p[:n]) // served from the buffer: cannot fail
+	return n
 }
 
 // readN reads exactly n bytes. The buffer doubles as data arrives instead of

@@ -109,6 +109,54 @@ func TestReaderErrors(t *testing.T) {
 	}
 }
 
+// A caller that takes a payload itself (ReadHeader, TakeBuffered, then the
+// stream underneath) leaves the reader at the next frame, whether the
+// payload was wholly, partly or not at all buffered.
+func TestReadHeaderTakeBuffered(t *testing.T) {
+	tests := []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"inside the buffer", 1000},
+		{"larger than the buffer", 300 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload := bytes.Repeat([]byte{0xa5, 0x5a, 0x01}, tt.size/3+1)[:tt.size]
+			var stream []byte
+			stream = AppendHeader(stream, Header{Index: 1, Size: uint32(tt.size)})
+			stream = append(stream, payload...)
+			stream = AppendHeader(stream, Header{Flags: FlagRencode, Size: 3})
+			stream = append(stream, 1, 2, 3)
+			under := bytes.NewReader(stream)
+			r := NewReader(under)
+			h, n, err := r.ReadHeader()
+			if err != nil || h.Index != 1 || n != tt.size {
+				t.Fatalf("ReadHeader = %v, %d, %v", h, n, err)
+			}
+			got := make([]byte, n)
+			k := r.TakeBuffered(got)
+			if k > n {
+				t.Fatalf("TakeBuffered took %d bytes of a %d byte payload", k, n)
+			}
+			if _, err := io.ReadFull(under, got[k:]); err != nil {
+				t.Fatalf("rest of the payload from the stream: %v", err)
+			}
+			if !bytes.Equal(got, payload) {
+				t.Fatal("payload differs")
+			}
+			f, err := r.ReadFrame()
+			if err != nil || f.Header.Index != 0 || !bytes.Equal(f.Payload, []byte{1, 2, 3}) {
+				t.Fatalf("next frame %v %v, %v", f.Header, f.Payload, err)
+			}
+			if r.TakeBuffered(make([]byte, 10)) != 0 {
+				t.Fatal("TakeBuffered returned bytes at the end of the stream")
+			}
+		})
+	}
+}
+
 // TV11: plain-text replies a 3.1.3 server sends before it parsed a hello.
 func TestTextBeforeHello(t *testing.T) {
 	tests := []struct {
