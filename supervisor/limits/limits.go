@@ -1,0 +1,359 @@
+// Package limits bounds the unauthenticated work the root supervisor takes
+// on, in the spirit of sshd: a global cap with random early drop
+// (MaxStartups), a cap per source address block (PerSourceMaxStartups,
+// PerSourceNetBlockSize) and growing penalties for sources whose logins
+// fail (PerSourcePenalties). It is pure bookkeeping: the caller passes the
+// clock and the randomness, and closes what is refused.
+//
+// Unix-socket peers (an invalid netip.Addr) count toward the global cap but
+// are exempt from everything per source: they have no address, and a local
+// user has cheaper ways to be a nuisance.
+package limits
+
+import (
+	"container/list"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Config sets the limits. Zero values are not defaults: see Defaults.
+type Config struct {
+	MaxStartups Startups     // global cap on unauthenticated connections
+	PerSource   int          // unauthenticated connections per source block; 0: no limit
+	NetBlock    NetBlockSize // how addresses group into source blocks
+	// A failed login bars its source from new connections for PenaltyMin,
+	// doubling with each consecutive failure up to PenaltyMax. 0: no
+	// penalties.
+	PenaltyMin, PenaltyMax time.Duration
+	PenaltyForget          time.Duration // a source without failures for this long is forgotten
+	PenaltyTable           int           // most sources remembered
+}
+
+// Defaults are sshd's shape with the proxy's numbers: the reference proxy
+// refuses at 200 unauthenticated connections.
+func Defaults() Config {
+	return Config{
+		MaxStartups:   Startups{Start: 50, Rate: 30, Full: 200},
+		PerSource:     10,
+		NetBlock:      NetBlockSize{IPv4: 32, IPv6: 128},
+		PenaltyMin:    time.Second,
+		PenaltyMax:    30 * time.Second,
+		PenaltyForget: 10 * time.Minute,
+		PenaltyTable:  65536,
+	}
+}
+
+// Check reports the first setting that makes no sense.
+func (c Config) Check() error {
+	if err := c.MaxStartups.check(); err != nil {
+		return fmt.Errorf("max-startups %s: %w", c.MaxStartups, err)
+	}
+	if c.PerSource < 0 {
+		return fmt.Errorf("per-source-max-startups %d: must be 0 (no limit) or more", c.PerSource)
+	}
+	if err := c.NetBlock.check(); err != nil {
+		return fmt.Errorf("per-source-net-block-size %s: %w", c.NetBlock, err)
+	}
+	if c.PenaltyMin == 0 {
+		return nil // penalties off: the rest does not matter
+	}
+	switch {
+	case c.PenaltyMin < 0:
+		return fmt.Errorf("per-source-penalty %s: must not be negative", c.PenaltyMin)
+	case c.PenaltyMax < c.PenaltyMin:
+		return fmt.Errorf("per-source-penalty-max %s is below per-source-penalty %s", c.PenaltyMax, c.PenaltyMin)
+	case c.PenaltyForget < c.PenaltyMax:
+		// Otherwise a source would be forgotten, and so freed, while its
+		// penalty still runs.
+		return fmt.Errorf("per-source-penalty-forget %s is below per-source-penalty-max %s", c.PenaltyForget, c.PenaltyMax)
+	case c.PenaltyTable <= 0:
+		return fmt.Errorf("per-source-penalty-table %d: must be positive", c.PenaltyTable)
+	}
+	return nil
+}
+
+// Reasons a connection is refused.
+const (
+	ReasonFull      = "full"              // MaxStartups' full reached
+	ReasonDrop      = "random early drop" // between start and full, by chance
+	ReasonPerSource = "per-source limit"  // the source block's PerSource reached
+	ReasonPenalty   = "penalty"           // the source block failed a login recently
+)
+
+// Refusal is the error of a refused connection.
+type Refusal struct {
+	Reason string
+	Until  time.Time // for ReasonPenalty: when the penalty ends
+}
+
+func (r *Refusal) Error() string {
+	if r.Reason == ReasonPenalty {
+		return fmt.Sprintf("connection refused: penalty until %s", r.Until.Format(time.RFC3339))
+	}
+	return "connection refused: " + r.Reason
+}
+
+// Stats are counts for logs and the service manager's status line.
+type Stats struct {
+	Startups  int // unauthenticated connections now
+	Sources   int // source blocks with unauthenticated connections now
+	Tracked   int // source blocks in the penalty table
+	Penalized int // of which barred now
+	Admitted  uint64
+	// Refused by reason, since start.
+	Full, Dropped, PerSource, Penalty uint64
+	Evicted                           uint64 // penalty records pushed out of a full table
+}
+
+// Limiter admits or refuses connections. It is safe for concurrent use.
+type Limiter struct {
+	cfg Config
+	now func() time.Time
+	rnd func() float64
+
+	mu        sync.Mutex
+	startups  int
+	perSource map[netip.Prefix]int // only blocks with connections: at most Full entries
+	penalties map[netip.Prefix]*list.Element
+	byFailure *list.List // of *record, most recent failure first
+	stats     Stats
+}
+
+// record is what the penalty table knows of one source block.
+type record struct {
+	block    netip.Prefix
+	failures int       // consecutive, since the last success or forgetting
+	last     time.Time // of the last failure
+	until    time.Time // end of the penalty
+}
+
+// New makes a Limiter. now and rnd (uniform in [0, 1)) are injected for
+// tests; nil means the real clock and math/rand.
+func New(cfg Config, now func() time.Time, rnd func() float64) (*Limiter, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	return &Limiter{cfg: cfg, now: now, rnd: rnd, perSource: map[netip.Prefix]int{},
+		penalties: map[netip.Prefix]*list.Element{}, byFailure: list.New()}, nil
+}
+
+// block is the source block of src; false for unix peers (invalid src).
+func (l *Limiter) block(src netip.Addr) (netip.Prefix, bool) {
+	if !src.IsValid() {
+		return netip.Prefix{}, false
+	}
+	src = src.Unmap().WithZone("") // ::ffff:a.b.c.d is an IPv4 peer on a dual-stack socket
+	bits := l.cfg.NetBlock.IPv6
+	if src.Is4() {
+		bits = l.cfg.NetBlock.IPv4
+	}
+	p, err := src.Prefix(bits)
+	if err != nil {
+		panic(err) // bits were checked against the family's size
+	}
+	return p, true
+}
+
+// Admit decides on a new connection from src (invalid for a unix peer),
+// checking as sshd does: penalty, then the source's limit, then the global
+// one. On admission the caller must call release once the connection is
+// authenticated or gone; on refusal err is a *Refusal and the caller closes
+// the connection. A refusal never lengthens a penalty: only failed logins
+// do.
+func (l *Limiter) Admit(src netip.Addr) (release func(), err error) {
+	block, hasBlock := l.block(src)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if hasBlock {
+		if r := l.penalized(block, now); r != nil {
+			l.stats.Penalty++
+			return nil, r
+		}
+		if l.cfg.PerSource > 0 && l.perSource[block] >= l.cfg.PerSource {
+			l.stats.PerSource++
+			return nil, &Refusal{Reason: ReasonPerSource}
+		}
+	}
+	if reason := l.drop(); reason != "" {
+		if reason == ReasonFull {
+			l.stats.Full++
+		} else {
+			l.stats.Dropped++
+		}
+		return nil, &Refusal{Reason: reason}
+	}
+	l.startups++
+	if hasBlock {
+		l.perSource[block]++
+	}
+	l.stats.Admitted++
+	var once sync.Once
+	return func() { once.Do(func() { l.release(block, hasBlock) }) }, nil
+}
+
+func (l *Limiter) release(block netip.Prefix, hasBlock bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.startups--
+	if hasBlock {
+		if l.perSource[block]--; l.perSource[block] <= 0 {
+			delete(l.perSource, block)
+		}
+	}
+}
+
+// drop is sshd's should_drop_connection, integer percentages included,
+// for the connections held now: "" admits.
+func (l *Limiter) drop() string {
+	s, n := l.cfg.MaxStartups, l.startups
+	switch {
+	case n < s.Start:
+		return ""
+	case n >= s.Full:
+		return ReasonFull
+	}
+	p := s.Rate + (100-s.Rate)*(n-s.Start)/(s.Full-s.Start)
+	if r := int(l.rnd() * 100); r < p {
+		return ReasonDrop
+	}
+	return ""
+}
+
+// Check refuses src while it is under penalty. The supervisor asks before
+// verifying a password on a connection admitted earlier: without it, each
+// of a source's PerSource parallel connections would get its guess during
+// the penalty. (Two answers verified in the same instant can still both
+// pass; the next failure then lengthens the penalty.)
+func (l *Limiter) Check(src netip.Addr) error {
+	block, ok := l.block(src)
+	if !ok {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.penalized(block, l.now()); r != nil {
+		l.stats.Penalty++
+		return r
+	}
+	return nil
+}
+
+// penalized returns the refusal for a block under penalty, after
+// forgetting the records that are due.
+func (l *Limiter) penalized(block netip.Prefix, now time.Time) *Refusal {
+	l.forget(now)
+	e, ok := l.penalties[block]
+	if !ok {
+		return nil
+	}
+	if r := e.Value.(*record); now.Before(r.until) {
+		return &Refusal{Reason: ReasonPenalty, Until: r.until}
+	}
+	return nil
+}
+
+// forget drops the records whose last failure is PenaltyForget old. The
+// list is in order of last failure, so they are all at its back.
+func (l *Limiter) forget(now time.Time) {
+	for e := l.byFailure.Back(); e != nil; e = l.byFailure.Back() {
+		r := e.Value.(*record)
+		if now.Sub(r.last) < l.cfg.PenaltyForget {
+			return
+		}
+		l.byFailure.Remove(e)
+		delete(l.penalties, r.block)
+	}
+}
+
+// Failed records a failed login from src: the source may not connect again
+// for PenaltyMin, doubled for each consecutive failure, up to PenaltyMax.
+// Failures of connections admitted before the penalty count too: each was
+// a guess.
+func (l *Limiter) Failed(src netip.Addr) {
+	block, ok := l.block(src)
+	if !ok || l.cfg.PenaltyMin == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.forget(now)
+	var r *record
+	if e, ok := l.penalties[block]; ok {
+		r = e.Value.(*record)
+		l.byFailure.MoveToFront(e)
+	} else {
+		// The table is full: push out the source whose last failure is the
+		// oldest. Trade-off: an attacker holding many source blocks can
+		// flush the table, and so shorten the penalty of its own oldest
+		// blocks, but that costs it one failed login per entry (65536 by
+		// default, each a full pre-auth exchange within the global cap),
+		// and nobody innocent is ever refused because of the table. The
+		// other choice, refusing every source not in a full table (sshd's
+		// overflow=deny-all), would let that same attacker lock everyone
+		// out.
+		if l.byFailure.Len() >= l.cfg.PenaltyTable {
+			old := l.byFailure.Back()
+			l.byFailure.Remove(old)
+			delete(l.penalties, old.Value.(*record).block)
+			l.stats.Evicted++
+		}
+		r = &record{block: block}
+		l.penalties[block] = l.byFailure.PushFront(r)
+	}
+	r.failures++
+	r.last = now
+	r.until = now.Add(l.penalty(r.failures))
+}
+
+// penalty is PenaltyMin doubled for each failure after the first, at most
+// PenaltyMax.
+func (l *Limiter) penalty(failures int) time.Duration {
+	d := l.cfg.PenaltyMin
+	for i := 1; i < failures && d < l.cfg.PenaltyMax; i++ {
+		d *= 2
+	}
+	return min(d, l.cfg.PenaltyMax)
+}
+
+// Succeeded records a successful login from src: the source's record,
+// penalty included, is cleared.
+func (l *Limiter) Succeeded(src netip.Addr) {
+	block, ok := l.block(src)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.penalties[block]; ok {
+		l.byFailure.Remove(e)
+		delete(l.penalties, block)
+	}
+}
+
+// Stats returns the current counts. It walks the penalty table, so call it
+// for a log line or a status update, not per connection.
+func (l *Limiter) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.forget(now)
+	s := l.stats
+	s.Startups, s.Sources, s.Tracked = l.startups, len(l.perSource), l.byFailure.Len()
+	for e := l.byFailure.Front(); e != nil; e = e.Next() {
+		if now.Before(e.Value.(*record).until) {
+			s.Penalized++
+		}
+	}
+	return s
+}
