@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/bencode"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
@@ -53,6 +54,7 @@ type Conn struct {
 	maxIndex  int
 	enc       *cipher.Encrypter
 	hdr       []byte
+	written   atomic.Int64
 }
 
 // New wraps a stream. The first packet is sent with legacy rencode and no
@@ -290,11 +292,16 @@ func (c *Conn) WritePacket(p Packet) error {
 	} else {
 		bufs = append(bufs, hdr, payload)
 	}
-	if _, err := bufs.WriteTo(c.writer()); err != nil {
+	n, err := bufs.WriteTo(c.writer())
+	c.written.Add(n)
+	if err != nil {
 		return fmt.Errorf("sending %v packet: %w", p[0], err)
 	}
 	return nil
 }
+
+// Written is how many bytes WritePacket and WriteFrames have written.
+func (c *Conn) Written() int64 { return c.written.Load() }
 
 // seal encrypts a chunk when a cipher is set and returns its header bytes.
 func (c *Conn) seal(h wire.Header, payload []byte) ([]byte, []byte, error) {

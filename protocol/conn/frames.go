@@ -29,7 +29,9 @@ func (c *Conn) WriteFrames(frames ...wire.Frame) error {
 			bufs = append(bufs, hdr, payload)
 		}
 	}
-	if _, err := bufs.WriteTo(c.writer()); err != nil {
+	n, err := bufs.WriteTo(c.writer())
+	c.written.Add(n)
+	if err != nil {
 		return fmt.Errorf("forwarding %d frames: %w", len(frames), err)
 	}
 	return nil
