@@ -31,10 +31,11 @@ const Version = "3.1.3"
 
 // Options says where to connect and what to ask.
 type Options struct {
-	URL           string // tcp://user:pass@host:port/DISPLAY, socket:///path, ...
-	Password      string // overrides the URL's password when set
-	EncryptionKey []byte // AES secret (the server's keyfile); nil: no AES
-	Request       string // "version", "info", "id", "connect_test", or Connect
+	URL           string       // tcp://user:pass@host:port/DISPLAY, socket:///path, ...
+	Password      string       // overrides the URL's password when set
+	EncryptionKey []byte       // AES secret (the server's keyfile); nil: no AES
+	Request       string       // "version", "info", "id", "connect_test", or Connect
+	LocalAddr     *net.TCPAddr // where TCP connections come from; nil: the system's choice
 	Timeout       time.Duration
 }
 
@@ -69,7 +70,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	nc, err := dial(ctx, target)
+	nc, err := dial(ctx, target, o.LocalAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +84,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return s.run()
 }
 
-func dial(ctx context.Context, t xpraurl.Target) (net.Conn, error) {
-	c, err := t.Dial(ctx)
+func dial(ctx context.Context, t xpraurl.Target, local *net.TCPAddr) (net.Conn, error) {
+	c, err := t.DialFrom(ctx, local)
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}

@@ -16,9 +16,18 @@ var ErrLocalDisplay = errors.New("xpraurl: a local display has no address of its
 // Dial opens the stream of an xpra connection to t: TCP, a unix socket,
 // or TCP with a websocket handshake ("binary", frames masked as a client's).
 func (t Target) Dial(ctx context.Context) (net.Conn, error) {
+	return t.DialFrom(ctx, nil)
+}
+
+// DialFrom is Dial from a given local address for TCP (nil: the system's
+// choice). Tests use loopback addresses to appear as several sources.
+func (t Target) DialFrom(ctx context.Context, local *net.TCPAddr) (net.Conn, error) {
 	var d net.Dialer
 	switch t.Scheme {
 	case "tcp", "ws":
+		if local != nil {
+			d.LocalAddr = local
+		}
 		c, err := d.DialContext(ctx, "tcp", t.Address())
 		if err != nil {
 			return nil, fmt.Errorf("connecting to %s: %w", t.Address(), err)
