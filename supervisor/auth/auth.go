@@ -37,6 +37,9 @@ type Request struct {
 	// Plain is the password itself when the client answered an xor
 	// challenge (PAM-style modules); nil otherwise.
 	Plain []byte
+	// RemoteHost is the client's address without the port, "" on unix
+	// sockets (PAM_RHOST).
+	RemoteHost string
 }
 
 // Module is one configured authentication module.
@@ -55,6 +58,26 @@ type Module interface {
 // ErrDenied is the error of a refused authentication; its text is what
 // the client is told ("authentication failed"), so details go in the log.
 var ErrDenied = errors.New("authentication failed")
+
+// Refusal is a denial whose Detail the client may be shown after
+// "authentication failed" (e.g. "account expired"); Log is for the log
+// only. It wraps ErrDenied.
+type Refusal struct {
+	Detail string
+	Log    string
+}
+
+func (e *Refusal) Error() string {
+	msg := ErrDenied.Error()
+	for _, s := range []string{e.Detail, e.Log} {
+		if s != "" {
+			msg += ": " + s
+		}
+	}
+	return msg
+}
+
+func (e *Refusal) Unwrap() error { return ErrDenied }
 
 // Spec is a parsed module string.
 type Spec struct {

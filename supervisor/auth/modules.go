@@ -47,8 +47,10 @@ func New(spec Spec, cfg Config) (Module, error) {
 		return newMultifile(spec)
 	case "sqlite":
 		return newSQLite(spec)
+	case "pam":
+		return newPAM(spec)
 	}
-	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite)", spec.Name)
+	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam)", spec.Name)
 }
 
 // simple is a module that grants the client-named user's own sessions.
