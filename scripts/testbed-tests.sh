@@ -1,0 +1,55 @@
+#!/bin/bash
+# testbed-tests.sh - run the tests that need systemd as PID 1, dbus, logind
+# and real PAM (go build tag "testbed") inside the systemd-nspawn testbed of
+# ../shared/lab/systemd (see its LAB.md). As root, on Debian 12.
+#
+#   bash scripts/testbed-tests.sh [go test flags for the binary, e.g. -test.run=Logout]
+#
+# The first run on a machine builds the testbed's base tree (debootstrap,
+# 1.5-4 min, cached in /var/tmp/systemd-testbed); after that a run is the
+# compile plus about 15 s. Exits non-zero if a test fails (or cannot run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+testbed=${TESTBED_SCRIPT:-$(cd .. && pwd)/shared/lab/systemd/boot-systemd-testbed.sh}
+if [ ! -x "$testbed" ]; then
+  echo "testbed-tests: $testbed not found (../shared/lab/systemd must be beside the checkout)" >&2
+  exit 1
+fi
+. scripts/ensure-go.sh >/dev/null
+
+# Packages whose tests run in the testbed.
+pkgs=(./logind)
+
+share=$(mktemp -d /var/tmp/xpra-proxy-testbed.XXXXXX)
+trap 'rm -rf "$share"' EXIT
+chmod 755 "$share"
+go vet -tags testbed "${pkgs[@]}"
+for p in "${pkgs[@]}"; do
+  go test -c -tags testbed -o "$share/$(basename "$p").test" "$p"
+done
+# The shipped PAM service and supervisor sandbox, for the tests to use.
+mkdir "$share/packaging"
+[ -f packaging/pam.d/debian/xpra-proxy ] && cp packaging/pam.d/debian/xpra-proxy "$share/packaging/xpra-proxy.pam"
+[ -f packaging/systemd/xpra-proxy.service ] && cp packaging/systemd/xpra-proxy.service "$share/packaging/"
+"$testbed" build
+
+status=0
+log="$share/out.log"
+for p in "${pkgs[@]}"; do
+  name=$(basename "$p")
+  echo "== testbed: $name"
+  envs=()
+  [ -n "${CI:-}" ] && envs+=(--env "CI=$CI")
+  "$testbed" run --bind-ro "$share:/opt/xpra-proxy-tests" "${envs[@]}" --timeout 600 -- \
+    "/opt/xpra-proxy-tests/$name.test" -test.v -test.count=1 -test.timeout=8m "$@" 2>&1 | tee -a "$log" || status=1
+done
+passed=$(grep -c -- '^--- PASS' "$log" || true)
+failed=$(grep -c -- '^--- FAIL' "$log" || true)
+skipped=$(grep -c -- '^--- SKIP' "$log" || true)
+if [ "$status" = 0 ] && [ "$passed" = 0 ]; then
+  echo "testbed-tests: no test ran" >&2
+  status=1
+fi
+echo "testbed: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
