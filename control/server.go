@@ -26,16 +26,22 @@ const (
 	// MaxConnections is how many control connections are served at once;
 	// more are closed as soon as they are accepted, as the reference does.
 	MaxConnections = 20
-	// PacketLimit bounds a packet read from a control client: its hello is
-	// a few KiB.
+	// PacketLimit bounds a packet read from a control client, before and
+	// after decompression: its hello is a few KiB.
 	PacketLimit = 64 << 10
 	// HelloTimeout is how long a client has to send its hello.
 	HelloTimeout = 20 * time.Second
 	// ExitTimeout is how long a client that got its reply may stay before
 	// it is disconnected ("client exit timeout").
 	ExitTimeout = 5 * time.Second
+	// CloseGrace is how long a client has to read a disconnect and hang
+	// up before the connection is closed under it (the reference
+	// force-closes 1 s after a disconnect too).
+	CloseGrace = time.Second
 	// writeTimeout bounds every write to a client that does not read.
 	writeTimeout = 5 * time.Second
+	// drainLimit bounds what is read and thrown away while closing.
+	drainLimit = 1 << 20
 )
 
 // DefaultVersion answers a version request when Server.Version is empty:
@@ -52,13 +58,16 @@ const onlyHandles = "this socket only handles 'info', 'version' and 'stop' reque
 // and stop requests from the session's owner or root, without
 // authentication (the socket's mode and the peer's uid are the check).
 type Server struct {
-	Owner   int                 // the session owner's uid; root may talk too
-	Info    func() value.Dict   // the info reply (nested dicts are fine)
-	Version string              // the version reply; DefaultVersion when empty
-	Stop    func(reason string) // called once, on the first stop request
-	Log     *slog.Logger
+	Owner   int               // the session owner's uid; root may talk too
+	Info    func() value.Dict // the info reply (nested dicts are fine)
+	Version string            // the version reply; DefaultVersion when empty
+	// Stop is called once, on the first stop request, after the client
+	// has its reply and before Serve winds down. It must only signal the
+	// worker to stop (cancel a context, say): Serve waits for it to return.
+	Stop func(reason string)
+	Log  *slog.Logger
 
-	helloTimeout, exitTimeout time.Duration // zero: the defaults; tests shorten them
+	helloTimeout, exitTimeout, closeGrace time.Duration // zero: the defaults; tests shorten them
 
 	once     sync.Once
 	stopOnce sync.Once
@@ -73,6 +82,9 @@ func (s *Server) setup() {
 		}
 		if s.exitTimeout == 0 {
 			s.exitTimeout = ExitTimeout
+		}
+		if s.closeGrace == 0 {
+			s.closeGrace = CloseGrace
 		}
 	})
 }
@@ -147,13 +159,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			s.handle(nc)
 		}()
 	}
-	// The worker is going away: connections still open end with it.
-	mu.Lock()
-	for nc := range active {
-		nc.Close()
+	// The worker is going away: connections still open get the grace
+	// period (the one that asked to stop is reading its reply), then end.
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(s.closeGrace):
+		mu.Lock()
+		for nc := range active {
+			nc.Close()
+		}
+		mu.Unlock()
+		<-finished
 	}
-	mu.Unlock()
-	wg.Wait()
 	if cerr := closeListener(l); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -226,7 +248,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 	s.setup()
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(PacketLimit)
-	c.SetMaxDecompressed(4 * PacketLimit)
+	c.SetMaxDecompressed(PacketLimit)
 	send := func(p conn.Packet) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return c.WritePacket(p)
@@ -234,8 +256,9 @@ func (s *Server) serveConn(nc net.Conn) error {
 	refuse := func(reason string, details ...string) error {
 		err := fmt.Errorf("refused: %s %q", reason, details)
 		if werr := send(packet.NewDisconnect(reason, details...)); werr != nil {
-			err = errors.Join(err, werr)
+			return errors.Join(err, werr)
 		}
+		s.hangUp(nc)
 		return err
 	}
 	cred, err := peerCred(nc)
@@ -299,6 +322,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 		if err != nil {
 			return fmt.Errorf("answering stop: %w", err)
 		}
+		s.hangUp(nc)
 		return nil
 	case is("version"):
 		log.Debug("control request", "request", "version")
@@ -322,12 +346,28 @@ func (s *Server) linger(c *conn.Conn, nc net.Conn, send func(conn.Packet) error,
 		if _, err := c.ReadPacket(); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return send(packet.NewDisconnect(packet.ReasonClientExitTimeout, detail))
+				if err := send(packet.NewDisconnect(packet.ReasonClientExitTimeout, detail)); err != nil {
+					return err
+				}
+				s.hangUp(nc)
+				return nil
 			}
 			return nil // the client hung up, as it should
 		}
 		// Anything it sends meanwhile is ignored; the deadline still holds.
 	}
+}
+
+// hangUp ends a connection after a disconnect: closing at once would let
+// the client's next write fail (EPIPE) before it has read our reason, and
+// it would then report a lost connection instead. So the client gets the
+// grace period to read and hang up; what it sends meanwhile is dropped.
+func (s *Server) hangUp(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(s.closeGrace))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, drainLimit))
 }
 
 func (s *Server) info() value.Dict {

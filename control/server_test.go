@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +239,7 @@ func TestServeConnTimeouts(t *testing.T) {
 			srv, cli := socketPair(t)
 			defer cli.Close()
 			s := &Server{Owner: os.Getuid(), Info: testInfo,
-				helloTimeout: 100 * time.Millisecond, exitTimeout: 100 * time.Millisecond}
+				helloTimeout: 100 * time.Millisecond, exitTimeout: 100 * time.Millisecond, closeGrace: 100 * time.Millisecond}
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -275,7 +276,7 @@ func TestPeerChecks(t *testing.T) {
 	t.Run("no credentials", func(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
-		s := &Server{Owner: os.Getuid(), Info: testInfo}
+		s := &Server{Owner: os.Getuid(), Info: testInfo, closeGrace: 50 * time.Millisecond}
 		errc := make(chan error, 1)
 		go func() { errc <- s.serveConn(srv); srv.Close() }()
 		got := readAll(t, cli)
@@ -296,8 +297,10 @@ func TestPeerChecks(t *testing.T) {
 		s := &Server{Owner: os.Getuid() + 1, Info: testInfo}
 		go func() { _ = s.serveConn(srv); srv.Close() }()
 		got := readAll(t, cli)
-		if len(got) != 1 || got[0][0] != packet.Disconnect || got[0][1] != packet.ReasonPermissionError {
-			t.Errorf("server sent %v, want a permission error", got)
+		want := []conn.Packet{disconnect(packet.ReasonPermissionError,
+			"uid "+strconv.Itoa(os.Getuid())+" may not use this control socket")}
+		if !samePackets(got, want) {
+			t.Errorf("server sent %v, want %v", got, want)
 		}
 	})
 }
@@ -427,7 +430,7 @@ func TestServeCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Owner: os.Getuid(), Info: testInfo}
+	s := &Server{Owner: os.Getuid(), Info: testInfo, closeGrace: 50 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ctx, l) }()

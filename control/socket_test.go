@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 )
 
 func TestPath(t *testing.T) {
@@ -27,8 +29,8 @@ func TestPath(t *testing.T) {
 // TestListenMode: the socket is 0600 and the caller's whatever the umask.
 func TestListenMode(t *testing.T) {
 	for _, umask := range []int{0, 0o022, 0o077, 0o277} {
-		old := syscall.Umask(umask)
 		path := filepath.Join(t.TempDir(), "sub", "h-proxy-1")
+		old := syscall.Umask(umask)
 		l, err := Listen(path, os.Getuid())
 		syscall.Umask(old)
 		if err != nil {
@@ -161,5 +163,21 @@ func TestListenerCloseKeepsSuccessor(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); err != nil {
 		t.Errorf("closing the first listener removed its successor: %v", err)
+	}
+}
+
+// TestNotASession: the relay's own session scan (sockdir) never takes a
+// live control socket for a session, as the reference skips ":proxy-*".
+func TestNotASession(t *testing.T) {
+	dir := t.TempDir()
+	host := sockdir.Hostname()
+	l, err := Listen(Path(dir, host, os.Getpid()), os.Getuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sessions, err := sockdir.List([]string{dir}, host)
+	if err != nil || len(sessions) != 0 {
+		t.Errorf("sockdir.List found %v, %v; want no session", sessions, err)
 	}
 }
