@@ -295,7 +295,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 		return refuse(packet.ReasonControlCommand, onlyHandles)
 	}
 	h := caps.ParseHello(d)
-	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
+	if err := c.ApplyPeerHello(h, int(min(max(h.CompressionLevel, 0), 9))); err != nil {
 		return errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
 	}
 	if h.Challenge {
