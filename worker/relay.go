@@ -30,24 +30,66 @@ const (
 
 // Leg is one side of a relayed connection.
 type Leg struct {
-	Name  string // "client" or "server", for logs and disconnect reasons
-	Net   net.Conn
-	Conn  *conn.Conn
-	Form  caps.Form // the peer's caps layout
-	bytes atomic.Int64
-	echo  atomic.Int64 // unix ms of the last echo of one of our pings
-	pings bool         // the peer echoes our pings (3.1: it said ping-echo-sourceid)
+	Name string // "client" or "server", for logs and disconnect reasons
+	Net  net.Conn
+	Conn *conn.Conn
+	Form caps.Form // the peer's caps layout
+	// CutThrough lets large raw chunks move between this leg's socket and
+	// the other's in the kernel (splice) instead of through the relay's
+	// memory. NewLeg sets it when Net is a TCP or unix stream socket. It
+	// requires that Conn reads from Net with nothing in between but its
+	// own buffer (a prefix that its first read takes whole is fine), writes
+	// to Net, and neither encrypts nor decrypts; clear it otherwise.
+	CutThrough bool
+
+	read     atomic.Int64 // bytes read from the peer while relaying
+	spliced  atomic.Int64 // bytes written to the peer by the cut-through path
+	written0 int64        // Conn.Written() when the leg was made
+	echo     atomic.Int64 // unix ms of the last echo of one of our pings
+	pings    bool         // the peer echoes our pings (3.1: it said ping-echo-sourceid)
+
+	// wlock is held by whoever writes to the peer (frames, a spliced
+	// chunk, pings, the goodbye), so nothing lands inside a chunk; a
+	// channel, so that waiting for it can give up.
+	wlock chan struct{}
+	torn  bool // guarded by wlock: a write failed, maybe mid-chunk; nothing more may follow
 }
 
-// NewLeg wraps a connection.
+// NewLeg wraps a connection whose hellos are done.
 func NewLeg(name string, nc net.Conn, c *conn.Conn) *Leg {
-	l := &Leg{Name: name, Net: nc, Conn: c}
+	l := &Leg{Name: name, Net: nc, Conn: c, CutThrough: streamSocket(nc) != nil,
+		written0: c.Written(), wlock: make(chan struct{}, 1)}
 	l.echo.Store(time.Now().UnixMilli())
 	return l
 }
 
-// Bytes is how many bytes were read from this leg's peer.
-func (l *Leg) Bytes() int64 { return l.bytes.Load() }
+// BytesRead is how many bytes the relay has read from this leg's peer.
+func (l *Leg) BytesRead() int64 { return l.read.Load() }
+
+// BytesWritten is how many bytes the relay has written to this leg's peer:
+// forwarded frames, spliced chunks and the relay's own packets.
+func (l *Leg) BytesWritten() int64 { return l.Conn.Written() - l.written0 + l.spliced.Load() }
+
+// Bytes is BytesRead.
+func (l *Leg) Bytes() int64 { return l.BytesRead() }
+
+func (l *Leg) unlock() { <-l.wlock }
+
+// writeLocked runs fn, the write side held, unless an earlier write
+// failed; a failure leaves the leg torn.
+func (l *Leg) writeLocked(fn func() error) error {
+	if l.torn {
+		return errTorn
+	}
+	err := fn()
+	if err != nil {
+		l.torn = true
+	}
+	return err
+}
+
+// errTorn: an earlier write to the peer failed, possibly inside a chunk.
+var errTorn = errors.New("an earlier write failed")
 
 // Relay moves packets between an authenticated client and its server.
 type Relay struct {
@@ -57,6 +99,7 @@ type Relay struct {
 	ProxyInfo      func() value.Dict // added to info-response under "proxy"
 
 	maxSize      int
+	spliceMin    int // raw chunks this large go cut-through
 	pingEvery    time.Duration
 	pingDeadline time.Duration
 	stopOnce     sync.Once
@@ -71,7 +114,7 @@ func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
 	return &Relay{
 		Client: client, Server: server, Log: log,
 		UUID:    hex.EncodeToString(id[:]),
-		maxSize: wire.AbsMaxSize, pingEvery: PingInterval, pingDeadline: PingTimeout,
+		maxSize: wire.AbsMaxSize, spliceMin: SpliceMin, pingEvery: PingInterval, pingDeadline: PingTimeout,
 		stopped: make(chan struct{}),
 	}
 }
@@ -80,10 +123,17 @@ func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
 // or a ping times out. It returns the reason the relay stopped.
 func (r *Relay) Run(ctx context.Context) string {
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); r.pump(r.Client, r.Server) }()
-	go func() { defer wg.Done(); r.pump(r.Server, r.Client) }()
-	go func() { defer wg.Done(); r.pinger(ctx) }()
+	start := time.Now()
+	for _, fn := range []func(){
+		func() { r.pump(r.Client, r.Server) },
+		func() { r.pump(r.Server, r.Client) },
+		// One pinger per leg: a peer that stops reading blocks only its own.
+		func() { r.pinger(ctx, r.Client, start) },
+		func() { r.pinger(ctx, r.Server, start) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn() }()
+	}
 	select {
 	case <-ctx.Done():
 		r.Stop(r.Client, "proxy stopping", true)
@@ -103,20 +153,53 @@ func (r *Relay) Stop(cause *Leg, reason string, tellBoth bool) {
 		r.reason = reason
 		for _, l := range []*Leg{r.Client, r.Server} {
 			if l != cause || tellBoth {
-				_ = l.Net.SetWriteDeadline(time.Now().Add(time.Second))
-				_ = l.Conn.WritePacket(packet.NewDisconnect(packet.ReasonServerShutdown, reason))
+				r.goodbye(l, reason)
 			}
 		}
 		close(r.stopped)
 	})
 }
 
-// outgoing is a frame to forward as it came, or a packet the relay
-// rewrote (info-response).
+// goodbye sends a disconnect within a second. A write in progress fails at
+// the same deadline; a chunk still being spliced whose source stalled
+// keeps the write side, and that peer gets no goodbye.
+func (r *Relay) goodbye(l *Leg, reason string) {
+	deadline := time.Now().Add(time.Second)
+	_ = l.Net.SetWriteDeadline(deadline)
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case l.wlock <- struct{}{}:
+	case <-t.C:
+		return
+	}
+	defer l.unlock()
+	_ = l.writeLocked(func() error {
+		return l.Conn.WritePacket(packet.NewDisconnect(packet.ReasonServerShutdown, reason))
+	})
+}
+
+// outgoing is a frame to forward as it came, a packet the relay rewrote
+// (info-response), or a raw chunk to forward cut-through.
 type outgoing struct {
 	frame  wire.Frame
 	packet conn.Packet
+	cut    *cut
 }
+
+// cut is a raw chunk whose header has been read and whose payload is
+// still in the source: head is what the source's reader had buffered of
+// it, rest is still in the socket. The writer moves it and answers on
+// done: nil, the source's error, or errWriterStopped.
+type cut struct {
+	header wire.Header
+	head   []byte
+	rest   int
+	done   chan error
+}
+
+// errWriterStopped: the writer failed and has stopped the relay itself.
+var errWriterStopped = errors.New("writer stopped")
 
 // queueDepth bounds the frames read from one side and not yet written to
 // the other: reading the next frame overlaps writing this one, and a slow
@@ -128,22 +211,75 @@ const queueDepth = 8
 // are read into one buffer sized from the header.
 const eagerAlloc = 4 << 20
 
+// SpliceMin: raw chunks this large move cut-through between plain
+// sockets (BENCHMARKS.md, "Relaying a draw flood", has the measurements).
+const SpliceMin = 64 << 10
+
 // pump forwards src's frames to dst, acting on the few packet types the
 // proxy owns and passing everything else through as bytes. Raw chunks go
 // on at once: only main chunks are inspected, and none of the packets the
-// proxy consumes (pings' echoes, disconnects) carries raw chunks.
+// proxy consumes (pings' echoes, disconnects) carries raw chunks. Large
+// raw chunks between two plain sockets go cut-through: their header is
+// written, then the payload is spliced from one socket to the other
+// while the writer holds dst, after everything queued before it.
 func (r *Relay) pump(src, dst *Leg) {
+	var sp *splicer
+	if src.CutThrough && dst.CutThrough {
+		sp = newSplicer(src.Net, dst.Net)
+	}
 	queue := make(chan outgoing, queueDepth)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
+		defer sp.close()
+		// dst's write side is held from a packet's first raw chunk to its
+		// main chunk: the receiver attaches raw chunks to the next main
+		// chunk, so no ping or goodbye may come in between.
+		held := false
+		defer func() {
+			if held {
+				dst.torn = true // part of a packet went out, never its end
+				dst.unlock()
+			}
+		}()
 		for o := range queue {
-			var err error
-			if o.packet != nil {
-				err = dst.Conn.WritePacket(o.packet)
-			} else {
-				err = dst.Conn.WriteFrames(o.frame)
-				bufpool.Put(o.frame.Payload) // written: nothing refers to it any more
+			if !held {
+				dst.wlock <- struct{}{}
+				held = true
+			}
+			var srcErr error
+			err := dst.writeLocked(func() error {
+				switch {
+				case o.cut != nil:
+					var err error
+					srcErr, err = r.cutThrough(src, dst, sp, o.cut)
+					if srcErr != nil {
+						return srcErr // dst has part of a chunk: torn
+					}
+					return err
+				case o.packet != nil:
+					return dst.Conn.WritePacket(o.packet)
+				default:
+					err := dst.Conn.WriteFrames(o.frame)
+					bufpool.Put(o.frame.Payload) // written: nothing refers to it any more
+					return err
+				}
+			})
+			if err != nil || (o.cut == nil && (o.packet != nil || o.frame.Header.Index == 0)) {
+				dst.unlock()
+				held = false
+			}
+			if o.cut != nil {
+				bufpool.Put(o.cut.head)
+				switch {
+				case srcErr != nil:
+					o.cut.done <- srcErr // the reader stops the relay, as for any read error
+					continue
+				case err != nil:
+					o.cut.done <- errWriterStopped
+				default:
+					o.cut.done <- nil
+				}
 			}
 			if err != nil {
 				r.Stop(dst, dst.Name+" connection lost", false)
@@ -159,9 +295,9 @@ func (r *Relay) pump(src, dst *Leg) {
 			<-writerDone
 		}
 	}()
-	send := func(f wire.Frame) bool {
+	send := func(o outgoing) bool {
 		select {
-		case queue <- outgoing{frame: f}:
+		case queue <- o:
 			return true
 		case <-r.stopped:
 			return false
@@ -169,21 +305,16 @@ func (r *Relay) pump(src, dst *Leg) {
 	}
 	rd := src.Conn.Reader()
 	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
-	pendingRaw := 0 // raw chunks forwarded ahead of the next main chunk
+	done := make(chan error, 1) // one cut in flight at a time
+	pendingRaw := 0             // raw chunks forwarded ahead of the next main chunk
 	for {
-		f, err := rd.ReadFrame()
+		h, n, err := rd.ReadHeader()
 		if err != nil {
-			switch {
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-				r.Stop(src, src.Name+" connection lost", false)
-			default:
-				r.Log.Warn("relay read failed", "from", src.Name, "err", err)
-				r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
-			}
+			r.readFailed(src, err)
 			return
 		}
-		src.bytes.Add(int64(wire.HeaderSize + len(f.Payload)))
-		if f.Header.Index > 0 {
+		src.read.Add(wire.HeaderSize)
+		if h.Index > 0 {
 			if pendingRaw == wire.MaxPendingRaw {
 				r.Stop(src, src.Name+" sent too many raw packets", false)
 				return
@@ -192,7 +323,36 @@ func (r *Relay) pump(src, dst *Leg) {
 			// chunk with raw chunks is never decoded (none of the packets
 			// the proxy acts on has any).
 			pendingRaw++
-			if !send(f) {
+			if sp != nil && n >= r.spliceMin && !h.Encrypted() {
+				head := bufpool.Get(min(rd.Buffered(), n))
+				head = head[:rd.TakeBuffered(head)]
+				src.read.Add(int64(len(head)))
+				if !send(outgoing{cut: &cut{header: h, head: head, rest: n - len(head), done: done}}) {
+					return
+				}
+				// The writer reads src now: wait for it.
+				select {
+				case err := <-done:
+					if err == nil {
+						continue
+					}
+					if !errors.Is(err, errWriterStopped) {
+						r.readFailed(src, fmt.Errorf("reading %s payload: %w", h, err))
+					}
+					return
+				case <-r.stopped:
+					return
+				}
+			}
+		}
+		f, err := rd.ReadPayload(h, n)
+		if err != nil {
+			r.readFailed(src, err)
+			return
+		}
+		src.read.Add(int64(n))
+		if f.Header.Index > 0 {
+			if !send(outgoing{frame: f}) {
 				return
 			}
 			continue
@@ -200,16 +360,14 @@ func (r *Relay) pump(src, dst *Leg) {
 		forward, rewritten, err := r.inspect(src, pendingRaw > 0, f)
 		if rewritten != nil {
 			// In order with what was queued before it.
-			select {
-			case queue <- outgoing{packet: rewritten}:
-			case <-r.stopped:
+			if !send(outgoing{packet: rewritten}) {
 				return
 			}
 		}
 		var bye *peerDisconnect
 		if errors.As(err, &bye) {
 			// Pass the peer's goodbye on after what was queued before it.
-			if send(f) {
+			if send(outgoing{frame: f}) {
 				close(queue)
 				<-writerDone
 				queue = nil
@@ -225,11 +383,40 @@ func (r *Relay) pump(src, dst *Leg) {
 			r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
 			return
 		}
-		if forward && !send(f) {
+		if forward && !send(outgoing{frame: f}) {
 			return
 		}
 		pendingRaw = 0
 	}
+}
+
+// readFailed stops the relay for a read error from src.
+func (r *Relay) readFailed(src *Leg, err error) {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		r.Stop(src, src.Name+" connection lost", false)
+	default:
+		r.Log.Warn("relay read failed", "from", src.Name, "err", err)
+		r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
+	}
+}
+
+// cutThrough writes a raw chunk's header and buffered head to dst, then
+// splices the rest of its payload from src's socket. The caller holds
+// dst's write side. srcErr is src's failure (dst then has part of the
+// chunk), dstErr dst's.
+func (r *Relay) cutThrough(src, dst *Leg, sp *splicer, c *cut) (srcErr, dstErr error) {
+	var hdr [wire.HeaderSize]byte
+	bufs := net.Buffers{wire.AppendHeader(hdr[:0], c.header), c.head}
+	n, err := bufs.WriteTo(dst.Net)
+	dst.spliced.Add(n)
+	if err != nil {
+		return nil, fmt.Errorf("forwarding %s: %w", c.header, err)
+	}
+	if c.rest == 0 {
+		return nil, nil
+	}
+	return sp.move(c.rest, func(n int) { src.read.Add(int64(n)) }, func(n int) { dst.spliced.Add(int64(n)) })
 }
 
 // inspect looks at a main chunk's packet type and handles the packets the
@@ -292,33 +479,68 @@ type peerDisconnect struct{ reason string }
 
 func (e *peerDisconnect) Error() string { return e.reason }
 
-// pinger sends the proxy's own pings to both sides and stops the relay
-// when echoes stop coming.
-func (r *Relay) pinger(ctx context.Context) {
+// pinger sends the proxy's own pings to one leg and stops the relay when
+// its echoes stop coming. While the leg's write side is busy (a slow
+// peer, or a spliced chunk whose source stalled) the deadline is still
+// watched.
+func (r *Relay) pinger(ctx context.Context, l *Leg, start time.Time) {
+	if !l.pings {
+		return
+	}
 	t := time.NewTicker(r.pingEvery)
 	defer t.Stop()
-	start := time.Now()
+	// A leg is blamed for echoes it did not send, not for pings it could
+	// not be sent: while its write side is busy, its deadline runs from
+	// when the wait began, so a chunk spliced from a stalled source times
+	// out the source first.
+	stale := func(now, waitFrom time.Time) bool {
+		last := time.UnixMilli(l.echo.Load())
+		if waitFrom.After(last) {
+			last = waitFrom
+		}
+		if now.Sub(last) <= r.pingDeadline {
+			return false
+		}
+		r.Stop(l, "proxy to "+l.Name+" ping timeout", false)
+		return true
+	}
 	for {
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.stopped:
 			return
-		case now := <-t.C:
-			for _, l := range []*Leg{r.Client, r.Server} {
-				if !l.pings {
-					continue
-				}
-				if now.Sub(time.UnixMilli(l.echo.Load())) > r.pingDeadline {
-					r.Stop(l, "proxy to "+l.Name+" ping timeout", false)
+		case now = <-t.C:
+		}
+		if stale(now, time.Time{}) {
+			return
+		}
+		for locked, waitFrom := false, now; !locked; {
+			select {
+			case l.wlock <- struct{}{}:
+				locked = true
+			case now = <-t.C:
+				if stale(now, waitFrom) {
 					return
 				}
-				mono := int64(now.Sub(start) / time.Millisecond)
-				if err := l.Conn.WritePacket(conn.Packet{packet.Ping, mono, now.UnixMilli(), r.UUID}); err != nil {
-					r.Stop(l, l.Name+" connection lost", false)
-					return
-				}
+			case <-ctx.Done():
+				return
+			case <-r.stopped:
+				return
 			}
+		}
+		now = time.Now()
+		mono := int64(now.Sub(start) / time.Millisecond)
+		err := l.writeLocked(func() error {
+			return l.Conn.WritePacket(conn.Packet{packet.Ping, mono, now.UnixMilli(), r.UUID})
+		})
+		l.unlock()
+		if err != nil {
+			if !errors.Is(err, errTorn) { // else whoever tore it has stopped the relay
+				r.Stop(l, l.Name+" connection lost", false)
+			}
+			return
 		}
 	}
 }
