@@ -154,20 +154,20 @@ func (c *Conn) Terminate(ctx context.Context, id string) error {
 func (c *Conn) WaitGone(ctx context.Context, id string) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	state := "there"
 	for {
 		s, err := c.Session(ctx, id)
-		if errors.Is(err, ErrNoSession) {
+		switch {
+		case errors.Is(err, ErrNoSession):
 			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("logind: session %s still %s: %w", id, s.State, ctx.Err())
-		}
-		if err != nil {
+		case err == nil:
+			state = s.State
+		case ctx.Err() == nil:
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("logind: session %s still %s: %w", id, s.State, ctx.Err())
+			return fmt.Errorf("logind: session %s still %s: %w", id, state, ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -340,6 +340,19 @@ func TestSessionAsLogindShowsIt(t *testing.T) {
 		}
 		props = append(props, p)
 	}
+	// An admin's drop-in for every session unit (prefix drop-in).
+	dropin := "/run/systemd/system/" + logind.UnitPrefix + ".service.d"
+	if err := os.MkdirAll(dropin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dropin+"/50-test.conf", []byte("[Service]\nEnvironment=FROM_DROPIN=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.RemoveAll(dropin)
+		exec.Command("systemctl", "daemon-reload").Run()
+	})
+	run(t, "systemctl", "daemon-reload")
 	sp := spec(leaderPath, "/bin/sh", "-c", `echo "$XDG_SESSION_ID" > "$HOME/started"; exec sleep infinity`)
 	sp.Display = ":77"
 	sp.Env = []string{"XPRA_TEST_VAR=hello world"}
@@ -425,7 +438,7 @@ func TestSessionAsLogindShowsIt(t *testing.T) {
 	}
 	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", payload))
 	for _, kv := range []string{"XDG_SESSION_ID=" + s.ID, "XDG_RUNTIME_DIR=/run/user/" + u2.Uid, "HOME=" + u2.HomeDir,
-		"USER=" + testUser, "XDG_SESSION_TYPE=x11", "XPRA_TEST_VAR=hello world"} {
+		"USER=" + testUser, "XDG_SESSION_TYPE=x11", "XPRA_TEST_VAR=hello world", "FROM_DROPIN=1"} {
 		if !slices.Contains(strings.Split(string(env), "\x00"), kv) {
 			t.Errorf("payload environment lacks %q", kv)
 		}
@@ -571,7 +584,10 @@ func TestSurvivesSupervisorRestart(t *testing.T) {
 Environment=%s=supervisor XPRA_PROXY_TEST_STATE=%s XPRA_PROXY_TEST_LEADER=%s
 ExecStart=%s
 ReadWritePaths=%s
-`, roleEnv, state, leaderPath, self, runDir) + supervisorSandbox(t)
+`, roleEnv, state, leaderPath, self, runDir) + supervisorSandbox(t) +
+		// Sessions are not the supervisor's children: they survive even
+		// where its restart kills everything in its cgroup.
+		"KillMode=control-group\n"
 	if err := os.WriteFile("/run/systemd/system/xpra-proxy.service", []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -611,6 +627,9 @@ ReadWritePaths=%s
 	s2, err := c.Session(ctx, st.Session)
 	if err != nil {
 		t.Fatalf("the session went with the supervisor's restart: %v", err)
+	}
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.Leader)); strings.Contains(string(cg), "xpra-proxy.service") || !strings.Contains(string(cg), s.Scope) {
+		t.Errorf("the session's leader is not in its own scope:\n%s", cg)
 	}
 	if s2.Leader != s.Leader || !alive(int(s.Leader)) || s2.State == "closing" {
 		t.Fatalf("session after the restart: %+v (before: leader %d)", s2, s.Leader)
