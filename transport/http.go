@@ -119,7 +119,10 @@ func ServeHTTP(ctx context.Context, nc net.Conn, o HTTPOptions) (ws net.Conn, pa
 	select {
 	case r = <-h.done:
 	case <-ctx.Done():
-		r.err = ctx.Err()
+		// Whichever finishes first wins: an upgrade completed just now
+		// is returned rather than leaked.
+		h.finish(upgraded{err: ctx.Err()})
+		r = <-h.done
 	}
 	// Close the listener and a connection still served; a hijacked one is
 	// no longer the server's and stays open.
@@ -160,8 +163,12 @@ type handler struct {
 	once  sync.Once
 }
 
-func (h *handler) finish(u upgraded) {
-	h.once.Do(func() { h.done <- u })
+// finish reports the connection's outcome once; it returns false if an
+// outcome was already reported, and the caller then owns what u holds.
+func (h *handler) finish(u upgraded) bool {
+	won := false
+	h.once.Do(func() { h.done <- u; won = true })
+	return won
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -309,7 +316,10 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 		h.finish(upgraded{err: fmt.Errorf("transport: websocket upgrade: %w", err)})
 		return
 	}
-	h.finish(upgraded{ws: websocket.NewConn(WithPrefix(conn, early), nil, false), path: r.URL.Path})
+	ws := websocket.NewConn(WithPrefix(conn, early), nil, false)
+	if !h.finish(upgraded{ws: ws, path: r.URL.Path}) {
+		ws.Close() // ServeHTTP has given up (its context ended)
+	}
 }
 
 // oneConnListener hands out one connection, then waits to be closed, so

@@ -301,14 +301,17 @@ func TestWrapTLSTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("silent client after the handshake", func(t *testing.T) {
-		addr, res := serveTLS(t, cfg, SSLAuto, 0)
+		// Undecided after PeekTimeout, and the stream still works after it.
+		addr, res := serveTLS(t, cfg, SSLAuto, 5)
 		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if r := <-res; r.err != nil || r.kind != NeedMore {
-			t.Fatalf("kind %v, err %v", r.kind, r.err)
+		time.Sleep(PeekTimeout + 300*time.Millisecond)
+		c.Write([]byte("late!"))
+		if r := <-res; r.err != nil || r.kind != NeedMore || string(r.data) != "late!" {
+			t.Fatalf("kind %v, data %q, err %v", r.kind, r.data, r.err)
 		}
 	})
 	t.Run("ssl off", func(t *testing.T) {
