@@ -33,6 +33,11 @@ type Session struct {
 	Since      time.Time
 }
 
+// IsProxy reports whether the proxy started the session (its PAM service is
+// ServiceName), which is what `xpra-proxy sessions` lists and the only kind
+// `xpra-proxy terminate` should end.
+func (s Session) IsProxy() bool { return s.Service == ServiceName }
+
 // ErrNoSession means logind does not know the session (any more).
 var ErrNoSession = errors.New("no such session")
 

@@ -373,8 +373,8 @@ func TestSessionAsLogindShowsIt(t *testing.T) {
 	if s != want {
 		t.Errorf("session\n got %+v\nwant %+v", s, want)
 	}
-	if s.State != "active" && s.State != "online" {
-		t.Errorf("state %q", s.State)
+	if s.State != "active" && s.State != "online" || !s.IsProxy() {
+		t.Errorf("state %q, IsProxy %v", s.State, s.IsProxy())
 	}
 	show := loginctlShow(t, s.ID)
 	for k, v := range map[string]string{"Name": testUser, "User": strconv.Itoa(int(uid)), "Class": "user", "Type": "x11",
@@ -499,6 +499,9 @@ func TestSurvivesTheUsersLogout(t *testing.T) {
 	// (the first is systemd's "(sd-pam)").
 	leftover := childRunning(t, login.Leader, "600")
 	run(t, "systemctl", "stop", "xpst-login")
+	if login.IsProxy() {
+		t.Errorf("a testbed-login session counts as the proxy's: %+v", login)
+	}
 	if err := c.WaitGone(ctxT(t, 15*time.Second), login.ID); err != nil {
 		t.Fatalf("the login session did not end: %v", err)
 	}
