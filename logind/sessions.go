@@ -204,8 +204,9 @@ type Event struct {
 }
 
 // Watch delivers logind's SessionNew and SessionRemoved signals until ctx is
-// done, then closes the channel. It uses a connection of its own, so a slow
-// reader delays only its own events.
+// done or the bus connection ends, then closes the channel (a caller that
+// must not miss events watches again and lists). It uses a connection of its
+// own, so a slow reader delays only its own events.
 func (c *Conn) Watch(ctx context.Context) (<-chan Event, error) {
 	bus, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
 	if err != nil {
