@@ -193,7 +193,7 @@ func TestForwardFailures(t *testing.T) {
 		c.Write([]byte("hello\n"))
 		c.(*net.TCPConn).SetLinger(0)
 		time.Sleep(50 * time.Millisecond)
-		c.Close() // RST
+		c.Close()     // RST
 		wait(t, done) // returns, whatever it reports
 	})
 }

@@ -80,7 +80,8 @@ func securityHeaders(h http.Header) {
 // connection is closed. Returns ErrHTMLOff at once when HTTP is off,
 // ErrNoUpgrade when the connection ends without an upgrade, ctx.Err()
 // when ctx ends first (nc is then closed). Wrap nc WithPrefix for peeked
-// bytes. The returned connection has no deadlines set.
+// bytes. The returned connection, a *websocket.Conn (SetMaxFrame bounds
+// frame sizes), has no deadlines set.
 func ServeHTTP(ctx context.Context, nc net.Conn, o HTTPOptions) (ws net.Conn, path string, err error) {
 	if o.WWW == "" && !o.WebSocketOnly {
 		return nil, "", ErrHTMLOff
