@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/xpra-proxy/xpra-proxy/pamauth"
 )
@@ -138,8 +139,10 @@ func (m *pamModule) Authenticate(r Request) (*Session, error) {
 	if r.Username == "" {
 		return nil, fmt.Errorf("%w: pam: no username given", ErrDenied)
 	}
+	password := systemPassword(r.Plain)
+	defer clear(password)
 	rep, err := m.helper.Run(context.Background(), pamauth.Request{
-		Service: m.service, Username: r.Username, Password: r.Plain, RHost: r.RemoteHost,
+		Service: m.service, Username: r.Username, Password: password, RHost: r.RemoteHost,
 	})
 	if errors.Is(err, pamauth.ErrTimeout) {
 		return nil, &Refusal{Detail: pamauth.ReasonTimeout, Log: fmt.Sprintf("pam: user %q: %v", r.Username, err)}
@@ -166,4 +169,20 @@ func (m *pamModule) Authenticate(r Request) (*Session, error) {
 			rep.User, rep.UID, rep.GID, sess.UID, sess.GID)
 	}
 	return sess, nil
+}
+
+// systemPassword is the password as PAM compares it with the system's
+// hashes, which are of UTF-8 text on any current system. xpra 3.1's
+// clients encode the password they type as latin-1 (their strtobytes), so
+// a password that is not valid UTF-8 is read as latin-1 and re-encoded;
+// one that is valid UTF-8 goes as it came. The result is a copy.
+func systemPassword(p []byte) []byte {
+	if utf8.Valid(p) {
+		return slices.Clone(p)
+	}
+	out := make([]byte, 0, 2*len(p))
+	for _, b := range p {
+		out = utf8.AppendRune(out, rune(b)) // latin-1 is the first 256 code points
+	}
+	return out
 }

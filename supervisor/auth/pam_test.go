@@ -114,6 +114,20 @@ func TestPAMTransport(t *testing.T) {
 	}
 }
 
+func TestSystemPassword(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"secret", "secret"},
+		{"pässword", "pässword"},     // UTF-8, as xpra 6 and our probe send it
+		{"p\xe4ssword", "pässword"},  // latin-1, as xpra 3.1's client sends it
+		{"\xff\xfe", "\u00ff\u00fe"}, // any byte is a latin-1 character
+		{"🐴", "🐴"},
+	} {
+		if got := systemPassword([]byte(c.in)); string(got) != c.want {
+			t.Errorf("systemPassword(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
 // xorAnswer does what a client and then the supervisor do with an xor
 // challenge: the client masks the password with the combined salt, the
 // supervisor unmasks it for PAM.
