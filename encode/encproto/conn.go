@@ -18,6 +18,11 @@ const maxFdsPerRead = 4
 
 // Conn reads and writes whole messages with their descriptors.
 type Conn struct {
+	// BodyTimeout, when set, bounds reading the rest of a message once
+	// its header came (the server's guard against a peer that stalls
+	// mid-message; waiting for the next header is not bounded).
+	BodyTimeout time.Duration
+
 	c    *net.UnixConn
 	hdr  [HeaderSize]byte
 	oob  []byte
@@ -122,6 +127,10 @@ func (c *Conn) Read(maxBody uint32) (Header, []byte, int, error) {
 	}
 	if h.Len > maxBody {
 		return fail(protoErr("%v body of %d bytes exceeds %d", h.Type, h.Len, maxBody))
+	}
+	if c.BodyTimeout > 0 {
+		c.c.SetReadDeadline(time.Now().Add(c.BodyTimeout))
+		defer c.c.SetReadDeadline(time.Time{})
 	}
 	if cap(c.body) < int(h.Len) {
 		c.body = make([]byte, h.Len)

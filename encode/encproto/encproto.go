@@ -5,6 +5,7 @@
 //	Hello    {version}                      → HelloReply {version, codecs, max size, note}
 //	Open     {codec, pixel format, w, h,    → Opened {ctx, backend, gpu, fallback reason}
 //	          quality, speed, profile}        | Error{Refused: reason}  (send without the pool)
+//	                                          | Error{Invalid}          (size, format, profile)
 //	Compress {ctx, stride, offset,          → Compressed {keyframe, bitstream}
 //	          keyframe, quality, speed}       | Error{BadFrame|NoContext|EncodeFailed}
 //	          + memfd (SCM_RIGHTS)
@@ -399,6 +400,7 @@ const (
 	NoContext    ErrorCode = 3 // no such context on this connection
 	BadFrame     ErrorCode = 4 // memfd, stride or size unusable
 	EncodeFailed ErrorCode = 5 // the backend failed on this frame
+	Invalid      ErrorCode = 6 // parameters out of range (size, format, profile)
 )
 
 func (c ErrorCode) String() string {
@@ -413,6 +415,8 @@ func (c ErrorCode) String() string {
 		return "bad frame"
 	case EncodeFailed:
 		return "encode failed"
+	case Invalid:
+		return "invalid parameters"
 	}
 	return fmt.Sprintf("error(%d)", uint16(c))
 }

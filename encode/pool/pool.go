@@ -219,6 +219,14 @@ func (p *Pool) Close() {
 	}
 }
 
+// NoGPU says why no GPU is used ("" when GPUs are), without querying
+// them.
+func (p *Pool) NoGPU() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.noGPU
+}
+
 // DisableGPUs makes every later placement CPU, e.g. when NVML sees GPUs
 // but the NVENC library cannot be loaded.
 func (p *Pool) DisableGPUs(reason string) {

@@ -1,0 +1,307 @@
+// Command xpra-proxy-encode is the shared encoder worker: one long-lived
+// process, run as its own system user (the only one given the GPU device
+// nodes), owning every encoding context of every session behind the
+// proxy. Session workers connect to its unix socket (encode/client).
+//
+// Started as root with --user=NAME, it binds the socket, then drops to
+// NAME (groups, gid, uid) and re-executes itself holding only the
+// listening socket. Started as any other user, it binds the socket
+// itself. It refuses to serve as root.
+//
+//	xpra-proxy-encode --user=xpra-encode --socket=/run/xpra-proxy-encode/socket \
+//	    --allow-uids=1000-59999 --max-cpu=8 --max-per-user=16
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	socket := flag.String("socket", "/run/xpra-proxy-encode/socket", "unix socket to serve")
+	userName := flag.String("user", "", "system user to run as (required when started as root)")
+	allow := flag.String("allow-uids", "1000-59999", "uids that may connect: ranges like 1000-59999,65534, or 'any' (every uid but root; root only when listed)")
+	maxPerGPU := flag.Int("max-per-gpu", 0, "contexts per GPU (0: NVML's capacity only)")
+	maxGPUPerUser := flag.Int("max-gpu-per-user", 4, "GPU contexts per uid; past it the user's contexts use the CPU")
+	maxCPU := flag.Int("max-cpu", 8, "x264 contexts in total; past it video is refused")
+	maxPerUser := flag.Int("max-per-user", 16, "contexts of every kind per uid")
+	maxUtil := flag.Uint("max-utilization", 90, "no new context on a GPU whose encoder is busier (percent)")
+	maxW := flag.Int("max-width", 4096, "largest context width")
+	maxH := flag.Int("max-height", 4096, "largest context height")
+	maxConns := flag.Int("max-conns", 256, "connections in total")
+	maxConnsPerUID := flag.Int("max-conns-per-uid", 16, "connections per uid")
+	threads := flag.Int("threads", 0, "x264 threads per context (0: x264 chooses)")
+	debug := flag.Bool("debug", false, "log every connection and context")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pid", os.Getpid())
+	// Nothing this process runs may gain privileges; set before anything.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		log.Error("no_new_privs", "err", err)
+		return 1
+	}
+	allowUID, err := parseUIDs(*allow)
+	if err != nil {
+		log.Error("--allow-uids", "err", err)
+		return 2
+	}
+
+	ln, err := listener(*socket, *userName, log)
+	if err != nil {
+		log.Error("start-up", "err", err)
+		return 1
+	}
+	if ln == nil {
+		return 1 // re-exec failed, already logged
+	}
+	if os.Geteuid() == 0 || os.Getuid() == 0 {
+		log.Error("refusing to serve as root: use --user=NAME or systemd User=")
+		return 1
+	}
+
+	p := pool.Open(nil, pool.Config{MaxPerGPU: *maxPerGPU, MaxGPUPerUser: *maxGPUPerUser, MaxCPU: *maxCPU,
+		MaxPerUser: *maxPerUser, MaxUtilization: uint32(*maxUtil)}, log)
+	defer p.Close()
+	srv := server.New(server.Config{MaxWidth: *maxW, MaxHeight: *maxH, MaxConns: *maxConns, MaxConnsPerUID: *maxConnsPerUID,
+		AllowUID: allowUID, Threads: *threads}, p, log)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		log.Info("encoder: stopping", "signal", s)
+		srv.Close()
+	}()
+	st := srv.Status()
+	log.Info("encoder: serving", "socket", *socket, "uid", os.Getuid(), "no_gpu", st.Pool.NoGPU, "gpus", len(st.Pool.Devices))
+	if err := srv.Serve(ln); err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parseUIDs reads "1000-59999,65534" or "any". Root is allowed only
+// when a range names it: relays never run as root.
+func parseUIDs(s string) (func(uint32) bool, error) {
+	if s == "any" {
+		return func(uid uint32) bool { return uid != 0 }, nil
+	}
+	type span struct{ lo, hi uint32 }
+	var spans []span
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.ParseUint(lo, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 32); err != nil || b < a {
+				return nil, fmt.Errorf("bad range %q", part)
+			}
+		}
+		spans = append(spans, span{uint32(a), uint32(b)})
+	}
+	return func(uid uint32) bool {
+		for _, sp := range spans {
+			if uid >= sp.lo && uid <= sp.hi {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// listener returns the socket to serve: inherited from our root self
+// across the re-exec, or bound here. As root it binds, drops to the user
+// and re-executes (it only returns on failure then). listen() is always
+// called by the serving process, after any drop: the kernel records the
+// listener's credentials then, and clients check them (SO_PEERCRED) to
+// know they reached the encoder's user.
+func listener(path, userName string, log *slog.Logger) (*net.UnixListener, error) {
+	if os.Getenv(namedfd.EnvVar) != "" {
+		fds, err := namedfd.Take("listen")
+		if err != nil {
+			return nil, err
+		}
+		if err := checkUser(userName); err != nil {
+			return nil, err
+		}
+		return listen(fds["listen"])
+	}
+	if os.Geteuid() != 0 {
+		if err := checkUser(userName); err != nil {
+			return nil, err
+		}
+		f, err := bind(path, -1, -1)
+		if err != nil {
+			return nil, err
+		}
+		return listen(f)
+	}
+	if userName == "" {
+		return nil, errors.New("started as root without --user: the encoder runs as its own system user")
+	}
+	u, err := user.Lookup(userName)
+	if err != nil {
+		return nil, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if uid == 0 {
+		return nil, fmt.Errorf("--user=%s is root", userName)
+	}
+	f, err := bind(path, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	// Keep only this descriptor across exec, named for namedfd.Take on
+	// the other side: whatever our parent leaked to us is not passed on.
+	if err := closeOnExecAllBut(fd); err != nil {
+		return nil, err
+	}
+	env := []string{namedfd.EnvVar + "=listen=" + strconv.Itoa(fd), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	// Order matters: groups and gid while still root, uid last.
+	if err := syscall.Setgroups(nil); err != nil {
+		return nil, fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return nil, fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return nil, fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	if syscall.Setuid(0) == nil {
+		return nil, errors.New("could regain root after dropping privileges")
+	}
+	log.Info("encoder: dropped to user, re-executing", "user", userName, "uid", uid)
+	err = syscall.Exec(exe, os.Args, env)
+	return nil, fmt.Errorf("re-exec %s: %w", exe, err)
+}
+
+// listen starts listening on a bound socket and wraps it.
+func listen(f *os.File) (*net.UnixListener, error) {
+	defer f.Close()
+	if err := unix.Listen(int(f.Fd()), 128); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listener: %w", err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("listener is not a unix socket")
+	}
+	return ul, nil
+}
+
+// checkUser: a non-root start with --user must already be that user.
+func checkUser(name string) error {
+	if name == "" {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if u.Uid != strconv.Itoa(os.Getuid()) {
+		return fmt.Errorf("running as uid %d, not --user=%s (%s)", os.Getuid(), name, u.Uid)
+	}
+	return nil
+}
+
+// bind makes the socket's directory (owned by the encoder user, 0755)
+// and binds the socket (0666: who may connect is decided by peer
+// credentials) without listening, replacing a stale socket but never a
+// live worker's.
+func bind(path string, uid, gid int) (*os.File, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if uid >= 0 {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another encoder worker is serving it", path)
+		}
+		os.Remove(path)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bind %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if uid >= 0 {
+		if err := os.Chown(path, uid, gid); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// closeOnExecAllBut marks every descriptor but 0, 1, 2 and keep
+// close-on-exec, and clears the flag on keep.
+func closeOnExecAllBut(keep int) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 || fd == keep {
+			continue
+		}
+		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC) // the ReadDir's own fd is gone by now: EBADF is fine
+	}
+	_, err = unix.FcntlInt(uintptr(keep), unix.F_SETFD, 0)
+	return err
+}

@@ -1,0 +1,5 @@
+package client_test
+
+import "syscall"
+
+var stopSignal, contSignal = syscall.SIGSTOP, syscall.SIGCONT
