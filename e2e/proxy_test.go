@@ -95,7 +95,9 @@ func TestProxy(t *testing.T) {
 	// "Basic Usage": the client-named user's own sessions, one password;
 	// a unix socket beside the TCP port, without authentication.
 	sock := filepath.Join(xpralab.Dir(t), "proxy.sock")
-	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--bind-unix="+sock, "--unix-auth=none")
+	// Penalties off: the subtests fail logins on purpose and log in again at
+	// once from the same address (TestLimitsUnderLoad covers penalties).
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--bind-unix="+sock, "--unix-auth=none", "--per-source-penalty=0")
 	creds := user + ":secret"
 
 	t.Run("version", func(t *testing.T) {
@@ -232,7 +234,7 @@ func TestRemoteTargets(t *testing.T) {
 
 	for _, mod := range []string{"sqlite,filename=" + db, "multifile,filename=" + multi} {
 		t.Run(strings.Split(mod, ",")[0], func(t *testing.T) {
-			p := proxylab.Start(t, "--tcp-auth="+mod)
+			p := proxylab.Start(t, "--tcp-auth="+mod, "--per-source-penalty=0") // fails on purpose, then logs in at once
 			if got, err := reached(t, p.URL("foo:bar", "")); err != nil || got != uuidA {
 				t.Fatalf("foo reached %q (%v), want %q", got, err, uuidA)
 			}

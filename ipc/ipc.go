@@ -5,12 +5,15 @@
 //
 // Every exchange is a request from the pre-auth process and one reply:
 //
-//	AuthBegin  {username, display, digests, salt-digests}
+//	AuthBegin  {username, display, digests, salt-digests, transport}
 //	    → Challenge {salt, digest, salt-digest, prompt}   answer it
 //	    → NoChallenge {}                                   no password needed
 //	    → Denied {reason, details}                         tell the client, stop
 //	AuthVerify {response, client-salt} + handover memfd
 //	    → Accepted {worker}     the relay worker took the connection over
+//	    → Accepted {worker} + stream socket   (TLS or WebSocket: the pre-auth
+//	                            process stays, terminating the transport, and
+//	                            relays the plain xpra stream to the worker)
 //	    → Denied {reason}
 //
 // The handover memfd holds the client's hello and negotiated state; the
@@ -50,6 +53,10 @@ type Message struct {
 	Display     string   `json:"display,omitempty"`
 	Digests     []string `json:"digests,omitempty"`
 	SaltDigests []string `json:"salt_digests,omitempty"`
+	// Transport is what arrived on the listener: "tcp", "ssl", "ws" or
+	// "wss" on TCP listeners, "unix" on unix sockets. It picks the auth
+	// modules (--ssl-auth, --ws-auth, ...).
+	Transport string `json:"transport,omitempty"`
 
 	// Challenge
 	Salt       []byte `json:"salt,omitempty"`

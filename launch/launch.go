@@ -24,9 +24,10 @@ type Launch struct {
 	Displays       []string          `json:"displays"` // nil: scan the socket dirs
 	SessionOptions map[string]string `json:"session_options,omitempty"`
 	SocketDirs     []string          `json:"socket_dirs,omitempty"`
-	Listener       string            `json:"listener"` // "tcp", "unix", ...
-	Peer           string            `json:"peer"`     // client address, for logs
-	Module         string            `json:"module"`   // the auth module that granted it
+	Listener       string            `json:"listener"`  // "tcp", "unix", ...
+	Transport      string            `json:"transport"` // what arrived: "tcp", "ssl", "ws", "wss", "unix"
+	Peer           string            `json:"peer"`      // client address, for logs
+	Module         string            `json:"module"`    // the auth module that granted it
 }
 
 // Write stores l in a new sealed-size memfd ready to pass to a child.

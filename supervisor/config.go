@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
 // Config holds the supervisor's settings. Names follow `xpra proxy`'s
@@ -25,9 +26,19 @@ type Config struct {
 	// Not xpra options: the proxy's own.
 	PreauthUser        string   `toml:"preauth-user"`         // runs pre-auth processes (default xpra-proxy, else nobody)
 	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
-	MaxPreauth         int      `toml:"max-preauth"`          // concurrent unauthenticated connections
 	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
 	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
+
+	// sshd's limits on unauthenticated work (package supervisor/limits).
+	MaxStartups            limits.Startups     `toml:"max-startups"`              // start:rate:full, as sshd's MaxStartups
+	PerSourceMaxStartups   int                 `toml:"per-source-max-startups"`   // per source block; 0: no limit
+	PerSourceNetBlockSize  limits.NetBlockSize `toml:"per-source-net-block-size"` // "v4:v6" prefix bits of a source block
+	PerSourcePenalty       Duration            `toml:"per-source-penalty"`        // after a failed login; 0: no penalties
+	PerSourcePenaltyMax    Duration            `toml:"per-source-penalty-max"`    // doubling stops here
+	PerSourcePenaltyForget Duration            `toml:"per-source-penalty-forget"` // a source without failures this long is forgotten
+	PerSourcePenaltyTable  int                 `toml:"per-source-penalty-table"`  // most sources remembered
+
+	FrontConfig // one port for xpra, TLS, WebSocket and HTTP (front.go)
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -45,11 +56,20 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // Defaults are the settings before any file or flag.
 func Defaults() Config {
+	lim := limits.Defaults()
 	return Config{
 		PreauthUser:        "xpra-proxy",
-		MaxPreauth:         200, // the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
 		LoginTimeout:       Duration{120 * time.Second},
 		PreauthPacketLimit: 1 << 20,
+
+		// full 200: the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
+		MaxStartups:            lim.MaxStartups,
+		PerSourceMaxStartups:   lim.PerSource,
+		PerSourceNetBlockSize:  lim.NetBlock,
+		PerSourcePenalty:       Duration{lim.PenaltyMin},
+		PerSourcePenaltyMax:    Duration{lim.PenaltyMax},
+		PerSourcePenaltyForget: Duration{lim.PenaltyForget},
+		PerSourcePenaltyTable:  lim.PenaltyTable,
 	}
 }
 
@@ -97,8 +117,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
 	fs.StringVar(&cli.PreauthUser, "preauth-user", "", "user running pre-auth processes (default xpra-proxy, else nobody)")
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
-	fs.IntVar(&cli.MaxPreauth, "max-preauth", 0, "concurrent unauthenticated connections (default 200)")
+	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	registerFrontFlags(fs, &cli.FrontConfig)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -111,6 +132,8 @@ func ParseFlags(args []string) (Config, error) {
 		}
 	}
 	merge(&c, cli)
+	mergeLimits(&c, cli, fs)
+	mergeFront(&c.FrontConfig, cli.FrontConfig)
 	return c, c.check()
 }
 
@@ -131,17 +154,14 @@ func merge(c *Config, cli Config) {
 			*p.dst = *p.src
 		}
 	}
-	if cli.MaxPreauth > 0 {
-		c.MaxPreauth = cli.MaxPreauth
-	}
 	if cli.LoginTimeout.Duration > 0 {
 		c.LoginTimeout = cli.LoginTimeout
 	}
 }
 
 func (c *Config) check() error {
-	if c.MaxPreauth <= 0 {
-		return errors.New("max-preauth must be positive")
+	if err := c.Limits().Check(); err != nil {
+		return err
 	}
 	if c.Worker == "" {
 		exe, err := os.Executable()
@@ -154,4 +174,51 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// Limits is the limiter's view of the settings.
+func (c Config) Limits() limits.Config {
+	return limits.Config{
+		MaxStartups:   c.MaxStartups,
+		PerSource:     c.PerSourceMaxStartups,
+		NetBlock:      c.PerSourceNetBlockSize,
+		PenaltyMin:    c.PerSourcePenalty.Duration,
+		PenaltyMax:    c.PerSourcePenaltyMax.Duration,
+		PenaltyForget: c.PerSourcePenaltyForget.Duration,
+		PenaltyTable:  c.PerSourcePenaltyTable,
+	}
+}
+
+func registerLimitFlags(fs *flag.FlagSet, cli *Config) {
+	d := Defaults()
+	fs.TextVar(&cli.MaxStartups, "max-startups", d.MaxStartups, "unauthenticated connections, sshd's start:rate:full (random early drop from start, all refused at full) or N")
+	fs.IntVar(&cli.PerSourceMaxStartups, "per-source-max-startups", d.PerSourceMaxStartups, "unauthenticated connections per source block (0: no limit)")
+	fs.TextVar(&cli.PerSourceNetBlockSize, "per-source-net-block-size", d.PerSourceNetBlockSize, "prefix bits grouping IPv4:IPv6 sources into blocks")
+	fs.DurationVar(&cli.PerSourcePenalty.Duration, "per-source-penalty", d.PerSourcePenalty.Duration, "a source's wait after a failed login, doubling with each consecutive failure (0: no penalties)")
+	fs.DurationVar(&cli.PerSourcePenaltyMax.Duration, "per-source-penalty-max", d.PerSourcePenaltyMax.Duration, "longest penalty")
+	fs.DurationVar(&cli.PerSourcePenaltyForget.Duration, "per-source-penalty-forget", d.PerSourcePenaltyForget.Duration, "a source without failures for this long is forgotten")
+	fs.IntVar(&cli.PerSourcePenaltyTable, "per-source-penalty-table", d.PerSourcePenaltyTable, "most sources remembered (the least recently failed is forgotten first)")
+}
+
+// mergeLimits applies the limit flags that were given: their zero values
+// mean something (no limit, no penalties), so presence decides.
+func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-startups":
+			c.MaxStartups = cli.MaxStartups
+		case "per-source-max-startups":
+			c.PerSourceMaxStartups = cli.PerSourceMaxStartups
+		case "per-source-net-block-size":
+			c.PerSourceNetBlockSize = cli.PerSourceNetBlockSize
+		case "per-source-penalty":
+			c.PerSourcePenalty = cli.PerSourcePenalty
+		case "per-source-penalty-max":
+			c.PerSourcePenaltyMax = cli.PerSourcePenaltyMax
+		case "per-source-penalty-forget":
+			c.PerSourcePenaltyForget = cli.PerSourcePenaltyForget
+		case "per-source-penalty-table":
+			c.PerSourcePenaltyTable = cli.PerSourcePenaltyTable
+		}
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
 // The shipped file parses and holds the defaults.
@@ -15,7 +17,7 @@ func TestShippedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Defaults()
-	if c.PreauthUser != d.PreauthUser || c.MaxPreauth != d.MaxPreauth || c.LoginTimeout != d.LoginTimeout ||
+	if c.PreauthUser != d.PreauthUser || c.Limits() != d.Limits() || c.LoginTimeout != d.LoginTimeout ||
 		c.PreauthPacketLimit != d.PreauthPacketLimit || len(c.BindTCP) != 0 {
 		t.Fatalf("shipped config %+v differs from the defaults %+v", c, d)
 	}
@@ -37,8 +39,32 @@ func TestConfig(t *testing.T) {
 			func(c Config) bool {
 				return len(c.BindTCP) == 2 && c.TCPAuth[0] == "none" && c.LoginTimeout.Duration == 5*time.Second
 			}, ""},
-		{"file", `bind-tcp = ["0.0.0.0:14500"]` + "\n" + `tcp-auth = ["sqlite,filename=/x.sdb"]` + "\nmax-preauth = 7\n", nil,
-			func(c Config) bool { return c.BindTCP[0] == "0.0.0.0:14500" && c.MaxPreauth == 7 }, ""},
+		{"file", `bind-tcp = ["0.0.0.0:14500"]` + "\n" + `tcp-auth = ["sqlite,filename=/x.sdb"]` + "\nmax-startups = \"7\"\n", nil,
+			func(c Config) bool {
+				return c.BindTCP[0] == "0.0.0.0:14500" && c.MaxStartups == limits.Startups{Start: 7, Rate: 100, Full: 7}
+			}, ""},
+		{"limits from the file", "max-startups = \"10:30:100\"\nper-source-max-startups = 0\nper-source-net-block-size = \"24:64\"\n" +
+			"per-source-penalty = \"2s\"\nper-source-penalty-max = \"1m\"\nper-source-penalty-forget = \"1h\"\nper-source-penalty-table = 100\n", nil,
+			func(c Config) bool {
+				return c.Limits() == limits.Config{MaxStartups: limits.Startups{Start: 10, Rate: 30, Full: 100}, PerSource: 0,
+					NetBlock: limits.NetBlockSize{IPv4: 24, IPv6: 64}, PenaltyMin: 2 * time.Second, PenaltyMax: time.Minute,
+					PenaltyForget: time.Hour, PenaltyTable: 100}
+			}, ""},
+		{"limit flags override the file, zero included", "per-source-max-startups = 3\nper-source-penalty = \"5s\"\n",
+			[]string{"--max-startups=5:50:20", "--per-source-max-startups=0", "--per-source-net-block-size=16", "--per-source-penalty=0"},
+			func(c Config) bool {
+				l := c.Limits()
+				return l.MaxStartups == limits.Startups{Start: 5, Rate: 50, Full: 20} && l.PerSource == 0 &&
+					l.NetBlock == limits.NetBlockSize{IPv4: 16, IPv6: 128} && l.PenaltyMin == 0 && l.PenaltyMax == 30*time.Second
+			}, ""},
+		{"limit defaults", "", nil, func(c Config) bool { return c.Limits() == limits.Defaults() }, ""},
+		{"bad max-startups", "max-startups = \"100:30:10\"\n", nil, nil, "start 100 is above full 10"},
+		{"max-startups as a number", "max-startups = 200\n", nil,
+			func(c Config) bool { return c.MaxStartups == limits.Startups{Start: 200, Rate: 100, Full: 200} }, ""},
+		{"bad max-startups flag", "", []string{"--max-startups=1:2"}, nil, "want start:rate:full"},
+		{"bad net block", "", []string{"--per-source-net-block-size=33:64"}, nil, "IPv4 block size 33"},
+		{"forget below max", "per-source-penalty-forget = \"5s\"\n", nil, nil, "per-source-penalty-forget 5s is below"},
+		{"max-preauth is gone", "max-preauth = 7\n", nil, nil, "unknown keys: max-preauth"},
 		{"flags override the file", `bind-tcp = ["0.0.0.0:14500"]`, []string{"--bind-tcp=127.0.0.1:9"},
 			func(c Config) bool { return len(c.BindTCP) == 1 && c.BindTCP[0] == "127.0.0.1:9" }, ""},
 		{"xpra's --bind", "", []string{"--bind=/run/x.sock"}, func(c Config) bool { return c.BindUnix[0] == "/run/x.sock" }, ""},

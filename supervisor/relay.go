@@ -19,7 +19,7 @@ import (
 // startRelay execs the relay worker as the session's owner: its uid, gid
 // and supplementary groups (as initgroups would), a clean environment,
 // and only its named descriptors.
-func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover *os.File) (int, error) {
+func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (int, error) {
 	u, err := user.LookupId(strconv.Itoa(sess.UID))
 	if err != nil {
 		return 0, fmt.Errorf("uid %d not found: %w", sess.UID, err)
@@ -37,17 +37,17 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	doc, err := launch.Write(launch.Launch{
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
 		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
-		Listener: x.typ, Peer: x.peer, Module: module,
+		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
 	})
 	if err != nil {
 		return 0, err
 	}
 	defer doc.Close()
-	cmd := s.command("--relay", "--listener="+x.typ, "--peer="+x.peer)
+	cmd := s.command("--relay", "--listener="+x.typ, "--transport="+x.transport, "--peer="+x.peer)
 	cmd.Env = append(filterEnv(sess.Env),
 		"PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
 		"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	namedfd.Attach(cmd, namedfd.Fd{Name: "client", File: x.client}, namedfd.Fd{Name: "handover", File: handover},
+	namedfd.Attach(cmd, namedfd.Fd{Name: "client", File: client}, namedfd.Fd{Name: "handover", File: handover},
 		namedfd.Fd{Name: "launch", File: doc})
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
 	if err := cmd.Start(); err != nil {

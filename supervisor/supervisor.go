@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -25,6 +26,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
 // Supervisor serves the listeners.
@@ -33,16 +35,23 @@ type Supervisor struct {
 	log     *slog.Logger
 	modules map[string][]auth.Module // by listener type
 	preauth *syscall.Credential
-	slots   chan struct{} // bounds concurrent unauthenticated connections
+	limits  *limits.Limiter  // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
+	quiet   *limits.Throttle // of the refused-connection log lines
 	wg      sync.WaitGroup
 	salts   *saltCache
+	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
 }
 
 // New checks the configuration and builds the auth modules.
 func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
-		slots: make(chan struct{}, cfg.MaxPreauth), salts: newSaltCache(1 << 16)}
-	for typ, specs := range map[string][]string{"unix": cfg.Auth, "tcp": cfg.TCPAuth} {
+		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
+	lim, err := limits.New(cfg.Limits(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.limits = lim
+	for typ, specs := range cfg.authSpecs() {
 		challenges := 0
 		for _, text := range specs {
 			spec, err := auth.ParseSpec(text)
@@ -67,6 +76,13 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.preauth = cred
+	fr, err := cfg.FrontConfig.front()
+	if err != nil {
+		return nil, err
+	}
+	if s.front, err = launch.WriteFront(fr); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(cfg.Worker); err != nil {
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
@@ -119,18 +135,40 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.log.Warn("too many unauthenticated connections; dropping one", "peer", c.RemoteAddr().String(), "max", cap(s.slots))
-			c.Close()
+		var src netip.Addr // a unix peer has none: exempt per source
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			src = a.AddrPort().Addr()
+		}
+		release, err := s.limits.Admit(src)
+		if err != nil {
+			s.refuse(c, l.Type, err)
 			continue
 		}
 		s.wg.Go(func() {
-			defer func() { <-s.slots }()
+			defer release()
 			s.handle(ctx, c, l.Type)
 		})
 	}
+}
+
+// refuse closes a connection the limits turned away, before anything is
+// started for it, and logs it: at most 10 lines a second, so that a flood
+// does not flood the journal too.
+func (s *Supervisor) refuse(c net.Conn, typ string, err error) {
+	peer := c.RemoteAddr().String()
+	if typ == "unix" {
+		peer = "unix:" + c.LocalAddr().String()
+	}
+	c.Close()
+	ok, more := s.quiet.Allow()
+	if !ok {
+		return
+	}
+	args := []any{"peer", peer, "listener", typ, "err", err}
+	if more > 0 {
+		args = append(args, "refused_unlogged", more)
+	}
+	s.log.Warn("connection refused", args...)
 }
 
 // fileOf returns a duplicate descriptor of a connection to pass to a child.
@@ -166,7 +204,11 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
 		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, namedfd.Fd{Name: "client", File: client}, namedfd.Fd{Name: "ipc", File: childEnd})
+	fds := []namedfd.Fd{{Name: "client", File: client}, {Name: "ipc", File: childEnd}}
+	if typ == "tcp" {
+		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})
+	}
+	namedfd.Attach(cmd, fds...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	childEnd.Close()
@@ -191,6 +233,16 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 	}()
 	x := exchange{s: s, log: log, ipc: sup, pid: pid, typ: typ, peer: peer, client: client}
 	x.run()
+	if x.terminating {
+		// The pre-auth process now terminates TLS or WebSocket for the
+		// relay: it is no longer unauthenticated, so its slot and login
+		// timer go, and it lives as long as the connection.
+		go func() {
+			err := cmd.Wait()
+			log.Debug("transport process ended", "status", fmt.Sprint(err))
+		}()
+		return
+	}
 	if err := cmd.Wait(); err != nil && x.accepted == 0 {
 		log.Debug("pre-auth process ended", "err", err)
 	}
@@ -210,8 +262,13 @@ type exchange struct {
 	log      *slog.Logger
 	ipc      *ipc.Conn
 	pid      int
-	typ      string
+	typ      string // listener type
 	peer     string
+	// transport is what arrived, as the pre-auth process found it: it
+	// picks the auth modules; "ssl", "ws" and "wss" are terminated by the
+	// pre-auth process, which then stays as the connection's transport.
+	transport   string
+	terminating bool
 	client   *os.File
 	username string
 	module   auth.Module // the one that asked for a password
@@ -256,7 +313,12 @@ func (x *exchange) run() {
 		return
 	}
 	x.username = m.Username
-	modules := x.s.modules[x.typ]
+	if x.transport, err = checkTransport(x.typ, m.Transport); err != nil {
+		x.log.Warn("pre-auth protocol", "err", err)
+		return
+	}
+	x.log = x.log.With("transport", x.transport)
+	modules := x.s.modules[x.transport]
 	if len(modules) == 0 {
 		// As the reference: a proxy without authentication serves nobody.
 		x.log.Error("no authentication module configured for this listener; use none to disable authentication")
@@ -298,6 +360,17 @@ func (x *exchange) run() {
 		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.AuthVerify+" with a memfd")
 		return
 	}
+	// Penalties count answers to a challenge: a source barred after this
+	// connection started gets no guess, and only a proven password clears
+	// the source.
+	src := peerAddr(x.peer) // invalid for unix peers: exempt
+	if x.module != nil {
+		if err := x.s.limits.Check(src); err != nil {
+			x.log.Warn("login refused", "username", x.username, "err", err)
+			x.deny("authentication failed")
+			return
+		}
+	}
 	sess, module, err := x.authenticate(m)
 	if err != nil {
 		x.log.Warn("authentication failed", "username", x.username, "err", err)
@@ -305,19 +378,76 @@ func (x *exchange) run() {
 		if errors.As(err, &te) {
 			x.deny(te.reason, te.detail)
 		} else {
+			if x.module != nil {
+				x.s.limits.Failed(src)
+			}
 			x.deny("authentication failed")
 		}
 		return
 	}
-	pid, err := x.s.startRelay(x, sess, module, handover)
+	client, stream := x.client, (*os.File)(nil)
+	if x.transport != x.typ {
+		// TLS and WebSocket stay with the pre-auth process: the relay gets
+		// one end of a stream socketpair carrying the plain xpra stream.
+		var err error
+		if client, stream, err = streamPair(); err != nil {
+			x.log.Error("stream socketpair", "err", err)
+			x.deny("server error", "failed to start the proxy instance")
+			return
+		}
+		defer client.Close()
+		defer stream.Close()
+	}
+	pid, err := x.s.startRelay(x, sess, module, handover, client)
 	if err != nil {
 		x.log.Error("starting relay worker", "err", err)
 		x.deny("server error", "failed to start the proxy instance")
 		return
 	}
 	x.accepted = pid
+	if x.module != nil {
+		x.s.limits.Succeeded(src)
+	}
 	x.log.Info("authenticated", "username", x.username, "module", module, "uid", sess.UID, "worker", pid)
-	x.reply(ipc.Message{Kind: ipc.Accepted, Worker: pid})
+	if err := x.ipc.Send(ipc.Message{Kind: ipc.Accepted, Worker: pid}, stream); err != nil {
+		x.log.Warn("replying to pre-auth", "err", err)
+		return
+	}
+	x.terminating = stream != nil
+}
+
+// checkTransport validates what the pre-auth process says arrived: only
+// TCP ports carry TLS and WebSocket.
+func checkTransport(listener, transport string) (string, error) {
+	if transport == "" {
+		return listener, nil
+	}
+	switch {
+	case transport == listener:
+		return transport, nil
+	case listener == "tcp" && (transport == "ssl" || transport == "ws" || transport == "wss"):
+		return transport, nil
+	}
+	return "", fmt.Errorf("transport %q on a %s listener", transport, listener)
+}
+
+// streamPair is a connected pair of unix stream sockets, close-on-exec.
+func streamPair() (*os.File, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "client-stream"), os.NewFile(uintptr(fds[1]), "transport-stream"), nil
+}
+
+// peerAddr is the address of a TCP peer ("host:port", as handle names it);
+// invalid for anything else.
+func peerAddr(peer string) netip.Addr {
+	ap, err := netip.ParseAddrPort(peer)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
 
 func (x *exchange) reply(m ipc.Message) {
@@ -353,7 +483,7 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 	req := auth.Request{Username: x.username, Verify: verify}
 	var granted *auth.Session
 	var by string
-	for _, mod := range x.s.modules[x.typ] {
+	for _, mod := range x.s.modules[x.transport] {
 		sess, err := mod.Authenticate(req)
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", mod.Name(), err)

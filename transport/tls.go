@@ -26,6 +26,10 @@ type TLSOptions struct {
 	// PEM ("Proc-Type: 4,ENCRYPTED"). PKCS#8-encrypted keys are refused:
 	// Go's standard library cannot decrypt them.
 	KeyPassword string
+	// CertPEM and KeyPEM, when set, are the contents of ssl-cert and
+	// ssl-key, read by root and passed in (the key file stays root-only);
+	// Cert and Key then only name them in errors.
+	CertPEM, KeyPEM []byte
 	// CACerts (ssl-ca-certs): PEM file or directory of CA certificates
 	// that client certificates must chain to; "" or "default" is the
 	// system's roots. Read only when client certificates are verified.
@@ -101,6 +105,13 @@ func ServerTLS(o TLSOptions) (*tls.Config, error) {
 }
 
 func loadKeyPair(o TLSOptions) (tls.Certificate, error) {
+	if o.CertPEM != nil {
+		keyFile, keyData := o.Key, o.KeyPEM
+		if keyData == nil {
+			keyFile, keyData = o.Cert, o.CertPEM
+		}
+		return parseKeyPair(o, o.CertPEM, keyFile, keyData)
+	}
 	if o.Cert == "" {
 		return tls.Certificate{}, errors.New("transport: ssl-cert is required for TLS")
 	}
@@ -115,6 +126,10 @@ func loadKeyPair(o TLSOptions) (tls.Certificate, error) {
 			return tls.Certificate{}, fmt.Errorf("transport: ssl-key: %w", err)
 		}
 	}
+	return parseKeyPair(o, certData, keyFile, keyData)
+}
+
+func parseKeyPair(o TLSOptions, certData []byte, keyFile string, keyData []byte) (tls.Certificate, error) {
 	var certPEM []byte
 	var key *pem.Block
 	for rest := certData; ; {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
@@ -24,6 +25,7 @@ const ProtocolVersion = "3.1.3"
 // PreauthOptions shape the pre-auth stage.
 type PreauthOptions struct {
 	Listener     string
+	Transport    string // what arrived: "tcp", "ssl", "ws", "wss", "unix"
 	Peer         string
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
@@ -37,8 +39,19 @@ const authFailureDelay = time.Second
 // Preauth runs the unprivileged first stage of a connection: it reads the
 // client's hello, answers a version request, relays the password
 // challenge the supervisor chose, and hands the connection over. It never
-// sees a stored secret.
-func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) error {
+// sees a stored secret. When the supervisor hands back a stream socket
+// (TLS and WebSocket, which this process terminates), Preauth returns it:
+// the caller relays the plain stream between it and nc.
+func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
+	stream, err := preauth(nc, sup, o)
+	if err != nil && stream != nil {
+		stream.Close()
+		stream = nil
+	}
+	return stream, err
+}
+
+func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(o.PacketLimit)
@@ -54,39 +67,39 @@ func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) error {
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return errors.Join(err, refuse(packet.ReasonLoginTimeout))
+			return nil, errors.Join(err, refuse(packet.ReasonLoginTimeout))
 		}
 		// Garbage gets a clear reason where the stream still allows one.
-		return errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
+		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
-		return errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
+		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
 	}
 	if h.Request == "version" || h.Bool("version_request", false) {
 		// Answered before authentication, as xpra does.
-		return c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}})
+		return nil, c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}})
 	}
 	if h.Has("cipher") || h.Has("encryption") {
-		return refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
+		return nil, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
 	}
 	if err := sup.Send(ipc.Message{Kind: ipc.AuthBegin, Username: h.Username, Display: h.Display,
-		Digests: h.Digests, SaltDigests: h.SaltDigests}, nil); err != nil {
-		return err
+		Digests: h.Digests, SaltDigests: h.SaltDigests, Transport: o.Transport}, nil); err != nil {
+		return nil, err
 	}
 	m, _, _, err := sup.Recv()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var verify ipc.Message
 	switch m.Kind {
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return refuse(m.Reason, m.Details...)
+		return nil, refuse(m.Reason, m.Details...)
 	case ipc.Challenge:
 		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
 		if hello, err = askChallenge(c, ch); err != nil {
-			return errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+			return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 		}
 		h = caps.ParseHello(hello)
 		verify = ipc.Message{Kind: ipc.AuthVerify, Response: h.ChallengeResponse, ClientSalt: h.ChallengeClientSalt}
@@ -104,40 +117,42 @@ func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) error {
 			}
 			ch := challenge.Challenge{ServerSalt: digest.NewServerSalt(), Digest: d, SaltDigest: sd, Prompt: "password"}
 			if hello, err = askChallenge(c, ch); err != nil {
-				return errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+				return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 			}
 		}
 		verify = ipc.Message{Kind: ipc.AuthVerify}
 	default:
-		return fmt.Errorf("supervisor sent %q", m.Kind)
+		return nil, fmt.Errorf("supervisor sent %q", m.Kind)
 	}
 	state := handover.State{Hello: hello, Encoding: c.Encoding(), Leftover: c.Reader().Drain(),
 		Listener: o.Listener, Peer: o.Peer}
 	blob, err := state.Marshal()
 	if err != nil {
-		return errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
+		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
 	}
 	mfd, err := launch.Memfd("handover", blob)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer mfd.Close()
 	if err := sup.Send(verify, mfd); err != nil {
-		return err
+		return nil, err
 	}
-	m, _, _, err = sup.Recv()
+	m, stream, _, err := sup.Recv()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch m.Kind {
 	case ipc.Accepted:
 		o.Log.Debug("handed over", "worker", m.Worker)
-		return nil // the relay worker owns the connection now: say nothing more
+		// The relay worker owns the xpra conversation now: say nothing more.
+		// With a stream, this process carries its bytes.
+		return stream, nil
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return refuse(m.Reason, m.Details...)
+		return nil, refuse(m.Reason, m.Details...)
 	}
-	return fmt.Errorf("supervisor sent %q", m.Kind)
+	return nil, fmt.Errorf("supervisor sent %q", m.Kind)
 }
 
 // readHello reads the first packet, which must be a hello with a dict.
