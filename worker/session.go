@@ -289,6 +289,18 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				return value.Dict{{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
 					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
 			}
+			cx := &Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
+				Target: t.String(), Started: time.Now(), Client: client, Server: server}
+			if cx.Transport == "" {
+				cx.Transport = s.Launch.Listener
+			}
+			cctx, stopControl := context.WithCancel(ctx)
+			defer stopControl()
+			go serveControl(cctx, s.socketDirs(), s.Launch.UID, cx.Info, func(reason string) {
+				// Only signal: the control server waits for this to return.
+				s.Log.Info("stopped through the control socket", "reason", reason)
+				go r.Stop(nil, "server shutdown", true)
+			}, s)
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
 			// before settling in for a long relay (one worker per connection,

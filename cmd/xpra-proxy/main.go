@@ -4,6 +4,7 @@
 //
 //	xpra-proxy --bind-tcp=0.0.0.0:14500 --tcp-auth=sqlite,filename=/etc/xpra-proxy/users.sdb
 //	xpra-proxy auth sqlite FILE create|add|remove|list ...
+//	xpra-proxy list [--json]     live connections: user, source, target, transport, bytes, age
 package main
 
 import (
@@ -22,6 +23,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "auth" {
 		os.Exit(auth.Admin(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "list" {
+		os.Exit(list(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:]))
 }

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
+)
+
+// listConns runs the real `xpra-proxy list --json` as root.
+func listConns(t *testing.T) []connlist.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(proxylab.Build(t), "xpra-proxy"), "list", "--json").Output()
+	if err != nil {
+		t.Fatalf("xpra-proxy list --json: %v\n%s", err, out)
+	}
+	var conns []connlist.Conn
+	if err := json.Unmarshal(out, &conns); err != nil {
+		t.Fatalf("xpra-proxy list --json: %v\n%s", err, out)
+	}
+	return conns
+}
+
+func byPid(conns []connlist.Conn, pid int) (connlist.Conn, bool) {
+	for _, c := range conns {
+		if c.Pid == pid {
+			return c, true
+		}
+	}
+	return connlist.Conn{}, false
+}
+
+// TestControl: each connection's worker has a :proxy-PID control socket
+// that the real `xpra info` and `xpra stop` use; stopping one connection
+// leaves the others drawing; `xpra-proxy list` shows them all.
+func TestControl(t *testing.T) {
+	xpralab.Require(t)
+	testenv.Command(t, "xvfb-run")
+	// Two sessions of one user, one client each (a second client of the
+	// same session would take it over).
+	servers := xpralab.StartAll(t, xpralab.Options{App: "xclock -update 1", Args: []string{"--session-name=control-a"}},
+		xpralab.Options{App: "xclock -update 1", Args: []string{"--session-name=control-b"}})
+	srv := servers[0]
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	creds := srv.User.Username + ":secret"
+
+	before := map[int]bool{}
+	for _, c := range listConns(t) {
+		before[c.Pid] = true
+	}
+	first := startAttach(t, p.URL(creds, servers[0].Display))
+	second := startAttach(t, p.URL(creds, servers[1].Display))
+
+	// Both connections are listed with their user, source, transport and
+	// target, and bytes flowing to their clients.
+	var mine []connlist.Conn
+	deadline := time.Now().Add(20 * time.Second)
+	for len(mine) < 2 && time.Now().Before(deadline) {
+		mine = mine[:0]
+		for _, c := range listConns(t) {
+			if !before[c.Pid] && c.Control != "" && c.ToClient > 0 {
+				mine = append(mine, c)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(mine) != 2 {
+		t.Fatalf("xpra-proxy list shows %d new connections with traffic, want 2: %+v", len(mine), mine)
+	}
+	for _, c := range mine {
+		if c.User != srv.User.Username || c.Transport != "tcp" || !strings.HasPrefix(c.Target, "socket://") ||
+			!strings.HasPrefix(c.Source, "127.0.0.1:") || c.Error != "" {
+			t.Errorf("listed connection: %+v", c)
+		}
+	}
+	victim, survivor := mine[0], mine[1]
+	dir, name := filepath.Dir(victim.Control), filepath.Base(victim.Control)
+	display := ":proxy-" + strings.TrimPrefix(name[strings.LastIndex(name, "-proxy-"):], "-proxy-")
+	if display != fmt.Sprintf(":proxy-%d", victim.Pid) {
+		t.Fatalf("control socket %s is not named for pid %d", victim.Control, victim.Pid)
+	}
+
+	// The real xpra client's info and stop, by display name, as root.
+	out := xpraClient(t, 30*time.Second, "info", display, "--socket-dir="+dir)
+	if !strings.Contains(out, "proxy.user="+srv.User.Username) || !strings.Contains(out, fmt.Sprintf("proxy.pid=%d", victim.Pid)) {
+		t.Fatalf("xpra info %s:\n%s", display, out)
+	}
+	out = xpraClient(t, 30*time.Second, "stop", display, "--socket-dir="+dir)
+	if !strings.Contains(out, "has exited") && !strings.Contains(out, "shutdown") {
+		t.Fatalf("xpra stop %s:\n%s", display, out)
+	}
+
+	// Exactly one connection ended: its worker is gone, and one of the two
+	// clients was told; the other keeps drawing.
+	deadline = time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := byPid(listConns(t), victim.Pid); !ok {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	conns := listConns(t)
+	if _, ok := byPid(conns, victim.Pid); ok {
+		t.Fatalf("worker %d still running after xpra stop", victim.Pid)
+	}
+	s1, ok := byPid(conns, survivor.Pid)
+	if !ok {
+		t.Fatalf("the other connection (worker %d) ended too", survivor.Pid)
+	}
+	time.Sleep(3 * time.Second)
+	s2, ok := byPid(listConns(t), survivor.Pid)
+	if !ok || s2.ToClient <= s1.ToClient {
+		t.Fatalf("the other connection stopped drawing: %d then %d bytes to its client (still there: %v)", s1.ToClient, s2.ToClient, ok)
+	}
+	if first.disconnected() == second.disconnected() {
+		t.Fatalf("want exactly one client disconnected; first:\n%s\nsecond:\n%s", first.out, second.out)
+	}
+}

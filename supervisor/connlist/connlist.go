@@ -1,0 +1,200 @@
+// Package connlist finds the proxy's live connections for `xpra-proxy
+// list`: relay workers are found in /proc, and each one's own figures
+// (target, bytes) are asked of its control socket by a query process run
+// as that connection's user, so root never parses what a user's process
+// says beyond a bounded JSON line.
+package connlist
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Conn is one relayed connection.
+type Conn struct {
+	Pid        int    `json:"pid"`
+	User       string `json:"user"`
+	UID        int    `json:"uid"`
+	Source     string `json:"source"`
+	Listener   string `json:"listener"`
+	Transport  string `json:"transport"`
+	Target     string `json:"target"`
+	AgeSeconds int64  `json:"age_seconds"`
+	FromClient int64  `json:"bytes_from_client"`
+	ToClient   int64  `json:"bytes_to_client"`
+	Control    string `json:"control_socket,omitempty"`
+	Error      string `json:"error,omitempty"` // the control socket could not be asked
+}
+
+// maxReply bounds what a query process may print.
+const maxReply = 64 << 10
+
+// Find lists the relay workers running the given worker program and asks
+// each for its figures.
+func Find(ctx context.Context, worker string, socketDirs []string) ([]Conn, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("reading /proc: %w", err)
+	}
+	var out []Conn
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		c, ok := relayWorker(pid, worker)
+		if !ok {
+			continue
+		}
+		query(ctx, worker, socketDirs, &c)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out, nil
+}
+
+// relayWorker reads what /proc says of pid if it is one of our relays.
+func relayWorker(pid int, worker string) (Conn, bool) {
+	c := Conn{Pid: pid}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return c, false
+	}
+	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	if len(args) < 2 || filepath.Base(args[0]) != filepath.Base(worker) {
+		return c, false
+	}
+	relay := false
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "--relay":
+			relay = true
+		case "--peer":
+			c.Source = v
+		case "--listener":
+			c.Listener = v
+		case "--transport":
+			c.Transport = v
+		}
+	}
+	if !relay {
+		return c, false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil {
+		return c, false
+	}
+	c.UID = int(st.Uid)
+	if u, err := user.LookupId(strconv.Itoa(c.UID)); err == nil {
+		c.User = u.Username
+	}
+	if t, err := startTime(pid); err == nil {
+		c.AgeSeconds = int64(time.Since(t).Seconds())
+	}
+	return c, true
+}
+
+// query runs `worker --query=PID` as the connection's user.
+func query(ctx context.Context, worker string, dirs []string, c *Conn) {
+	u, err := user.LookupId(strconv.Itoa(c.UID))
+	if err != nil {
+		c.Error = err.Error()
+		return
+	}
+	gid, _ := strconv.Atoi(u.Gid)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	args := []string{"--query=" + strconv.Itoa(c.Pid)}
+	if len(dirs) > 0 {
+		args = append(args, "--socket-dirs="+strings.Join(dirs, ","))
+	}
+	cmd := exec.CommandContext(ctx, worker, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + u.Username, "LANG=C.UTF-8",
+		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", c.UID)}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(gid), Groups: []uint32{}}}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		c.Error = err.Error()
+		return
+	}
+	if err := cmd.Start(); err != nil {
+		c.Error = err.Error()
+		return
+	}
+	reply, _ := io.ReadAll(io.LimitReader(stdout, maxReply))
+	if err := cmd.Wait(); err != nil {
+		c.Error = strings.TrimSpace(stderr.String())
+		if c.Error == "" {
+			c.Error = err.Error()
+		}
+		return
+	}
+	var got Conn
+	if err := json.Unmarshal(reply, &got); err != nil {
+		c.Error = fmt.Sprintf("reply: %v", err)
+		return
+	}
+	c.Target, c.FromClient, c.ToClient, c.Control = got.Target, got.FromClient, got.ToClient, got.Control
+	if got.Transport != "" {
+		c.Transport = got.Transport
+	}
+}
+
+// startTime is when pid started, from /proc/PID/stat field 22 (clock
+// ticks after boot; Linux's USER_HZ is 100 on every architecture Go runs on).
+func startTime(pid int) (time.Time, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}, err
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return time.Time{}, fmt.Errorf("/proc/%d/stat: no comm", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return time.Time{}, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var info syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&info); err != nil {
+		return time.Time{}, err
+	}
+	boot := time.Now().Add(-time.Duration(info.Uptime) * time.Second)
+	return boot.Add(time.Duration(ticks) * 10 * time.Millisecond), nil
+}
+
+// Write prints conns as a table.
+func Write(w io.Writer, conns []Conn) {
+	fmt.Fprintf(w, "%-8s %-12s %-22s %-9s %-28s %12s %12s %8s\n", "PID", "USER", "SOURCE", "TRANSPORT", "TARGET", "FROM-CLIENT", "TO-CLIENT", "AGE")
+	for _, c := range conns {
+		target := c.Target
+		if c.Error != "" {
+			target = "? (" + c.Error + ")"
+		}
+		fmt.Fprintf(w, "%-8d %-12s %-22s %-9s %-28s %12d %12d %8s\n", c.Pid, c.User, c.Source, c.Transport, target,
+			c.FromClient, c.ToClient, (time.Duration(c.AgeSeconds) * time.Second).String())
+	}
+}
