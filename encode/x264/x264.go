@@ -133,11 +133,30 @@ var _ codec.Encoder = (*Encoder)(nil)
 var Profiles = []string{"baseline", "main", "high"}
 
 // preset maps xpra's speed (0..100) to one of the six presets from
-// "medium" to "ultrafast"; slower ones cannot keep up with a desktop.
-func preset(speed int) C.int { return C.int(min(speed*6/101, 5)) }
+// "medium" to "ultrafast" at the thresholds xpra 3.1's own x264 encoder
+// uses, so a speed means the same work here as there; slower presets
+// cannot keep up with a desktop.
+func preset(speed int) C.int {
+	switch {
+	case speed >= 100:
+		return 5 // ultrafast
+	case speed >= 80:
+		return 4 // superfast
+	case speed >= 60:
+		return 3 // veryfast
+	case speed >= 40:
+		return 2 // faster
+	case speed >= 20:
+		return 1 // fast
+	}
+	return 0 // medium
+}
 
-// crf maps xpra's quality (0..100) to x264's constant rate factor 40..10.
-func crf(quality int) C.float { return C.float(40 - float64(quality)*0.3) }
+// crf maps xpra's quality (0..100) to x264's constant rate factor 50..1,
+// linearly, which gives the bitstream sizes xpra 3.1's own x264 encoder
+// gives at the same quality on the same frames (BENCHMARKS.md): a client
+// asking for a quality gets what it would have got from its server.
+func crf(quality int) C.float { return C.float(50 - float64(quality)*0.49) }
 
 func formatCode(f codec.PixelFormat) C.int {
 	switch f {

@@ -1,0 +1,3 @@
+// Package bench holds the encoder benchmarks (bench_test.go) and the
+// script that drives xpra 3.1.3's own x264 pipeline (xpra_x264.py).
+package bench
