@@ -127,3 +127,31 @@ func TestControl(t *testing.T) {
 		t.Fatalf("want exactly one client disconnected; first:\n%s\nsecond:\n%s", first.out, second.out)
 	}
 }
+
+// TestSupervisorControl: the supervisor's own display answers the real
+// `xpra info` and `xpra list`, and `xpra stop` stops it, for root.
+func TestSupervisorControl(t *testing.T) {
+	xpralab.Require(t)
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	dir := filepath.Dir(p.Control)
+	var out string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if out = xpraClient(t, 30*time.Second, "info", ":proxy", "--socket-dir="+dir); strings.Contains(out, "proxy.relays=") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(out, "server.type=xpra-proxy") || !strings.Contains(out, fmt.Sprintf("proxy.pid=%d", p.Pid())) {
+		t.Fatalf("xpra info :proxy:\n%s", out)
+	}
+	if out := xpraClient(t, 30*time.Second, "list", "--socket-dirs="+dir); !strings.Contains(out, "LIVE session at :proxy") {
+		t.Fatalf("xpra list:\n%s", out)
+	}
+	out = xpraClient(t, 30*time.Second, "stop", ":proxy", "--socket-dir="+dir)
+	select {
+	case <-p.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the supervisor still runs after xpra stop:\n%s", out)
+	}
+}

@@ -16,6 +16,12 @@
 //	                            relays the plain xpra stream to the worker)
 //	    → Denied {reason}
 //
+// The control process (the supervisor's own control socket, served as the
+// xpra-proxy user) asks:
+//
+//	Status {}  → StatusReply {status}   figures for `xpra info`
+//	Stop   {}  → Stopping {}            `xpra stop` by root: the supervisor exits
+//
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.
 package ipc
@@ -39,6 +45,10 @@ const (
 	Denied      = "denied"
 	AuthVerify  = "auth-verify"
 	Accepted    = "accepted"
+	Status      = "status"
+	StatusReply = "status-reply"
+	Stop        = "stop"
+	Stopping    = "stopping"
 )
 
 // MaxMessage bounds one datagram; a message is a few hundred bytes.
@@ -74,6 +84,9 @@ type Message struct {
 
 	// Accepted
 	Worker int `json:"worker,omitempty"`
+
+	// StatusReply: counters by name
+	Figures map[string]int64 `json:"figures,omitempty"`
 }
 
 // Conn is one end of the channel.

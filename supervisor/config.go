@@ -38,6 +38,8 @@ type Config struct {
 	PerSourcePenaltyForget Duration            `toml:"per-source-penalty-forget"` // a source without failures this long is forgotten
 	PerSourcePenaltyTable  int                 `toml:"per-source-penalty-table"`  // most sources remembered
 
+	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
+
 	FrontConfig // one port for xpra, TLS, WebSocket and HTTP (front.go)
 }
 
@@ -119,6 +121,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -148,7 +151,7 @@ func merge(c *Config, cli Config) {
 		}
 	}
 	for _, p := range []struct{ dst, src *string }{
-		{&c.PasswordFile, &cli.PasswordFile}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
+		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src

@@ -54,8 +54,11 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	pid := cmd.Process.Pid
+	s.relays.Add(1)
+	s.authenticated.Add(1)
 	go func() {
 		err := cmd.Wait()
+		s.relays.Add(-1)
 		s.log.Info("relay worker ended", "worker", pid, "user", u.Username, "peer", x.peer, "status", fmt.Sprint(err))
 	}()
 	return pid, nil

@@ -18,6 +18,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type Supervisor struct {
 	wg      sync.WaitGroup
 	salts   *saltCache
 	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
+
+	relays        atomic.Int64 // relay workers running now
+	authenticated atomic.Int64 // connections authenticated since start
 }
 
 // New checks the configuration and builds the auth modules.
@@ -110,12 +114,20 @@ func preauthCredential(name string) (*syscall.Credential, error) {
 // Serve accepts connections until ctx ends, then waits for the connections
 // still in pre-auth (relay workers live on by themselves).
 func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		s.log.Info("listening", "type", l.Type, "addr", l.Addr().String())
 		wg.Go(func() { s.accept(ctx, l) })
 	}
+	wg.Go(func() { s.serveControl(ctx, stop) })
+	if err := notifyReady(); err != nil {
+		s.log.Warn("telling systemd", "err", err)
+	}
+	wg.Go(func() { s.reportStatus(ctx) })
 	<-ctx.Done()
+	_ = notifyStopping()
 	for _, l := range ls {
 		l.Close()
 	}
@@ -258,24 +270,24 @@ func (s *Supervisor) command(args ...string) *exec.Cmd {
 
 // exchange is one connection's conversation with its pre-auth process.
 type exchange struct {
-	s        *Supervisor
-	log      *slog.Logger
-	ipc      *ipc.Conn
-	pid      int
-	typ      string // listener type
-	peer     string
+	s    *Supervisor
+	log  *slog.Logger
+	ipc  *ipc.Conn
+	pid  int
+	typ  string // listener type
+	peer string
 	// transport is what arrived, as the pre-auth process found it: it
 	// picks the auth modules; "ssl", "ws" and "wss" are terminated by the
 	// pre-auth process, which then stays as the connection's transport.
 	transport   string
 	terminating bool
-	client   *os.File
-	username string
-	module   auth.Module // the one that asked for a password
-	salt     []byte      // single use
-	digest   string
-	saltDig  string
-	accepted int
+	client      *os.File
+	username    string
+	module      auth.Module // the one that asked for a password
+	salt        []byte      // single use
+	digest      string
+	saltDig     string
+	accepted    int
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -499,4 +511,27 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 		return nil, "", &targetError{"authentication error", "cannot run proxy instances as root"}
 	}
 	return granted, by, nil
+}
+
+// reportStatus keeps systemd's status line (systemctl status) current.
+func (s *Supervisor) reportStatus(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	last := ""
+	for {
+		f := s.figures()
+		line := fmt.Sprintf("%d relayed, %d logging in, %d authenticated since start, %d sources penalized",
+			f["relays"], f["preauth"], f["authenticated"], f["penalized"])
+		if line != last {
+			if err := notifyStatus("%s", line); err != nil {
+				s.log.Debug("telling systemd", "err", err)
+			}
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -43,6 +43,7 @@ func main() {
 func run() int {
 	preauth := flag.Bool("preauth", false, "run the pre-auth stage")
 	relay := flag.Bool("relay", false, "run the relay stage")
+	controlMode := flag.Bool("control", false, "serve the supervisor's control socket")
 	listener := flag.String("listener", "tcp", "listener type the client came in on")
 	peer := flag.String("peer", "", "client address, for logs")
 	_ = flag.String("transport", "", "what arrived (tcp, ssl, ws, wss, unix): shown by xpra-proxy list")
@@ -58,6 +59,9 @@ func run() int {
 	}
 	var names []string
 	switch {
+	case *controlMode && !*preauth && !*relay:
+		names = []string{"control", "ipc"}
+		log = log.With("stage", "control", "pid", os.Getpid())
 	case *preauth && !*relay:
 		names = []string{"client", "ipc"}
 		if *listener == "tcp" {
@@ -68,7 +72,7 @@ func run() int {
 		names = []string{"client", "handover", "launch"}
 		log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	default:
-		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--preauth or --relay)")
+		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--preauth, --relay or --control)")
 		return 2
 	}
 	fds, err := namedfd.Take(names...)
@@ -83,6 +87,9 @@ func run() int {
 	if os.Geteuid() == 0 {
 		log.Error("refusing to run as root")
 		return 1
+	}
+	if *controlMode {
+		return controlStage(fds["control"], fds["ipc"], log)
 	}
 	nc, err := net.FileConn(fds["client"])
 	fds["client"].Close()
@@ -204,6 +211,30 @@ func queryStage(pid, dirs string) int {
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	return 0
+}
+
+// controlStage serves the supervisor's control socket until it is told to
+// stop or the supervisor goes away.
+func controlStage(lf, ipcf *os.File, log *slog.Logger) int {
+	l, err := net.FileListener(lf)
+	lf.Close()
+	if err != nil {
+		log.Error("control socket", "err", err)
+		return 1
+	}
+	sup, err := ipc.FromFile(ipcf)
+	ipcf.Close()
+	if err != nil {
+		log.Error("ipc", "err", err)
+		return 1
+	}
+	defer sup.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := worker.ServeSupervisorControl(ctx, l, sup, log); err != nil {
+		log.Warn("control socket", "err", err)
 	}
 	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,10 +85,12 @@ func EnsurePreauthUser(t testing.TB) {
 
 // Proxy is a running xpra-proxy.
 type Proxy struct {
-	Port int
-	Bin  string
-	cmd  *exec.Cmd
-	log  *Buffer
+	Port    int
+	Bin     string
+	Control string // the supervisor's control socket (display :proxy in its directory)
+	cmd     *exec.Cmd
+	log     *Buffer
+	done    chan struct{}
 }
 
 // Start runs xpra-proxy as root on a loopback port with args, and stops
@@ -99,6 +102,12 @@ func Start(t testing.TB, args ...string) *Proxy {
 	EnsurePreauthUser(t)
 	p := &Proxy{Port: xpralab.FreePort(t), Bin: bin, log: &Buffer{}}
 	full := append([]string{fmt.Sprintf("--bind-tcp=127.0.0.1:%d", p.Port)}, args...)
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--control-socket") }) {
+		// Tests run many proxies at once: each gets its own :proxy socket.
+		host, _ := os.Hostname()
+		p.Control = filepath.Join(t.TempDir(), host+"-proxy")
+		full = append(full, "--control-socket="+p.Control)
+	}
 	p.cmd = exec.Command(filepath.Join(bin, "xpra-proxy"), full...)
 	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -106,7 +115,8 @@ func Start(t testing.TB, args ...string) *Proxy {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	p.done = make(chan struct{})
+	go func() { exited <- p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(os.Interrupt)
 		select {
@@ -150,6 +160,9 @@ func (p *Proxy) URL(userinfo, display string) string {
 
 // Logs returns what the proxy and its workers logged so far.
 func (p *Proxy) Logs() string { return p.log.String() }
+
+// Done is closed when the supervisor has exited.
+func (p *Proxy) Done() <-chan struct{} { return p.done }
 
 // Pid is the supervisor's pid.
 func (p *Proxy) Pid() int { return p.cmd.Process.Pid }

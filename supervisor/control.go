@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+)
+
+// DefaultControlSocket is the supervisor's own display, ":proxy" to the
+// xpra tools: /run/xpra/<host>-proxy is in the socket-dirs every xpra
+// 3.1 client searches.
+func DefaultControlSocket() string {
+	host, _ := os.Hostname()
+	return filepath.Join("/run/xpra", host+"-proxy")
+}
+
+// serveControl binds the supervisor's control socket (root-only: mode
+// 0600, owner root) and hands it to a control process running as the
+// pre-auth user, which speaks xpra to whoever connects and asks the
+// supervisor for figures or to stop over ipc. Root never parses what a
+// control client sends. It returns when ctx ends or the process dies.
+func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) {
+	path := s.cfg.ControlSocket
+	if path == "off" {
+		return
+	}
+	if path == "" {
+		path = DefaultControlSocket()
+	}
+	l, err := listenControl(path)
+	if err != nil {
+		s.log.Warn("no control socket", "err", err)
+		return
+	}
+	defer os.Remove(path)
+	defer l.Close()
+	lf, err := l.File()
+	if err != nil {
+		s.log.Warn("control socket", "err", err)
+		return
+	}
+	defer lf.Close()
+	for ctx.Err() == nil {
+		start := time.Now()
+		if err := s.runControl(ctx, stop, lf); err != nil && ctx.Err() == nil {
+			s.log.Warn("control process", "err", err)
+		}
+		if time.Since(start) < 5*time.Second {
+			select { // a crash loop must not spin
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
+func listenControl(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s is in use by a live server", path)
+	}
+	_ = os.Remove(path) // a dead socket of an earlier run
+	old := syscall.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	l.SetUnlinkOnClose(false)
+	return l, nil
+}
+
+// runControl execs one control process and answers its requests until
+// it exits.
+func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, listener *os.File) error {
+	sup, childEnd, err := ipc.Pair()
+	if err != nil {
+		return err
+	}
+	defer sup.Close()
+	cmd := s.command("--control")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
+	namedfd.Attach(cmd, namedfd.Fd{Name: "control", File: listener}, namedfd.Fd{Name: "ipc", File: childEnd})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	childEnd.Close()
+	if err != nil {
+		return fmt.Errorf("starting the control process: %w", err)
+	}
+	pid := cmd.Process.Pid
+	go func() {
+		<-ctx.Done()
+		cmd.Process.Kill()
+	}()
+	for {
+		m, f, peer, err := sup.Recv()
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if errors.Is(err, ipc.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		if !peer.Known || int(peer.Pid) != pid || peer.UID != s.preauth.Uid {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return fmt.Errorf("control message from pid %d uid %d", peer.Pid, peer.UID)
+		}
+		switch m.Kind {
+		case ipc.Status:
+			err = sup.Send(ipc.Message{Kind: ipc.StatusReply, Figures: s.figures()}, nil)
+		case ipc.Stop:
+			s.log.Info("stop requested on the control socket")
+			err = sup.Send(ipc.Message{Kind: ipc.Stopping}, nil)
+			stop()
+		default:
+			err = fmt.Errorf("control process sent %q", m.Kind)
+		}
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return err
+		}
+	}
+}
+
+// figures are the supervisor's counters for `xpra info` and sd_notify.
+func (s *Supervisor) figures() map[string]int64 {
+	st := s.limits.Stats()
+	return map[string]int64{
+		"pid":                int64(os.Getpid()),
+		"relays":             s.relays.Load(),
+		"authenticated":      s.authenticated.Load(),
+		"preauth":            int64(st.Startups),
+		"refused.full":       int64(st.Full),
+		"refused.dropped":    int64(st.Dropped),
+		"refused.per-source": int64(st.PerSource),
+		"refused.penalty":    int64(st.Penalty),
+		"penalized":          int64(st.Penalized),
+	}
+}
