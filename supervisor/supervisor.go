@@ -346,8 +346,19 @@ func (x *exchange) run() {
 		x.reply(ipc.Message{Kind: ipc.NoChallenge})
 	} else {
 		order := []string{"hmac+sha512", "hmac+sha384", "hmac+sha256", "hmac+sha224", "hmac+sha1", "hmac+md5", digest.HMAC}
-		if x.digest, err = digest.ChooseDigest(m.Digests, order); err != nil {
-			x.deny("authentication failed", "cannot proceed without an hmac digest")
+		digests, need := order, "an hmac digest"
+		if pm, ok := x.module.(auth.PlainPassword); ok {
+			// PAM needs the password itself: only xor carries it, and
+			// only encryption protects it.
+			if err := pm.CheckTransport(x.encrypted()); err != nil {
+				x.log.Warn("authentication refused", "username", x.username, "module", pm.Name(), "err", err)
+				x.deny("authentication failed", refusalDetails(err)...)
+				return
+			}
+			digests, need = []string{digest.XOR}, "the xor digest"
+		}
+		if x.digest, err = digest.ChooseDigest(m.Digests, digests); err != nil {
+			x.deny("authentication failed", "cannot proceed without "+need)
 			return
 		}
 		if x.saltDig, err = digest.ChooseDigest(m.SaltDigests, order[:6]); err != nil {
@@ -393,7 +404,7 @@ func (x *exchange) run() {
 			if x.module != nil {
 				x.s.limits.Failed(src)
 			}
-			x.deny("authentication failed")
+			x.deny("authentication failed", refusalDetails(err)...)
 		}
 		return
 	}
@@ -468,6 +479,35 @@ func (x *exchange) reply(m ipc.Message) {
 	}
 }
 
+// refusalDetails is what a module lets the client know beyond
+// "authentication failed" (e.g. "account expired").
+func refusalDetails(err error) []string {
+	var ref *auth.Refusal
+	if errors.As(err, &ref) && ref.Detail != "" {
+		return []string{ref.Detail}
+	}
+	return nil
+}
+
+// encrypted says whether the client's connection is encrypted, which the
+// pam module demands before it asks for a password. AES is refused by
+// the pre-auth process, so only TLS counts.
+func (x *exchange) encrypted() bool {
+	return x.transport == "ssl" || x.transport == "wss"
+}
+
+// remoteHost is the client's address without the port, for PAM_RHOST.
+func (x *exchange) remoteHost() string {
+	if x.typ == "unix" {
+		return "" // x.peer is "unix:PATH"
+	}
+	host, _, err := net.SplitHostPort(x.peer)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
 type targetError struct{ reason, detail string }
 
 func (e *targetError) Error() string { return e.reason + ": " + e.detail }
@@ -476,6 +516,7 @@ func (e *targetError) Error() string { return e.reason + ": " + e.detail }
 // knows sessions for the user grants them.
 func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 	var verify auth.Verifier
+	var plain []byte
 	if x.module != nil {
 		if len(m.Response) == 0 || len(m.ClientSalt) == 0 {
 			return nil, "", errors.New("no challenge response")
@@ -488,11 +529,17 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 		if !x.s.salts.add(string(combined)) {
 			return nil, "", errors.New("danger: an attempt was made to re-use the same computed salt")
 		}
-		verify = func(password []byte) bool {
-			return digest.Verify(x.digest, password, combined, m.Response)
+		if x.digest == digest.XOR {
+			// Asked for by a PlainPassword module only (see run).
+			plain = digest.RecoverXorPassword(m.Response, combined)
+			defer clear(plain)
+		} else {
+			verify = func(password []byte) bool {
+				return digest.Verify(x.digest, password, combined, m.Response)
+			}
 		}
 	}
-	req := auth.Request{Username: x.username, Verify: verify}
+	req := auth.Request{Username: x.username, Verify: verify, Plain: plain, RemoteHost: x.remoteHost()}
 	var granted *auth.Session
 	var by string
 	for _, mod := range x.s.modules[x.transport] {
