@@ -98,8 +98,11 @@ type Relay struct {
 	Log            *slog.Logger
 	ProxyInfo      func() value.Dict // added to info-response under "proxy"
 
+	// SpliceMin: a raw chunk with at least this many payload bytes not
+	// yet read ahead goes cut-through (DefaultSpliceMin; 0 or less: never).
+	SpliceMin int
+
 	maxSize      int
-	spliceMin    int // raw chunks this large go cut-through
 	pingEvery    time.Duration
 	pingDeadline time.Duration
 	stopOnce     sync.Once
@@ -114,7 +117,7 @@ func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
 	return &Relay{
 		Client: client, Server: server, Log: log,
 		UUID:    hex.EncodeToString(id[:]),
-		maxSize: wire.AbsMaxSize, spliceMin: SpliceMin, pingEvery: PingInterval, pingDeadline: PingTimeout,
+		maxSize: wire.AbsMaxSize, SpliceMin: DefaultSpliceMin, pingEvery: PingInterval, pingDeadline: PingTimeout,
 		stopped: make(chan struct{}),
 	}
 }
@@ -189,7 +192,7 @@ type outgoing struct {
 
 // cut is a raw chunk whose header has been read and whose payload is
 // still in the source: head is what the source's reader had buffered of
-// it, rest is still in the socket. The writer moves it and answers on
+// it (in the reader's buffer), rest is still in the socket. The writer moves it and answers on
 // done: nil, the source's error, or errWriterStopped.
 type cut struct {
 	header wire.Header
@@ -211,9 +214,11 @@ const queueDepth = 8
 // are read into one buffer sized from the header.
 const eagerAlloc = 4 << 20
 
-// SpliceMin: raw chunks this large move cut-through between plain
-// sockets (BENCHMARKS.md, "Relaying a draw flood", has the measurements).
-const SpliceMin = 64 << 10
+// DefaultSpliceMin: a raw chunk with at least this many payload bytes not
+// yet read ahead by the reader moves cut-through between plain sockets;
+// below it, the extra system calls cost more than the copies they save
+// (BENCHMARKS.md, "Relaying a draw flood", has the measurements).
+const DefaultSpliceMin = 64 << 10
 
 // pump forwards src's frames to dst, acting on the few packet types the
 // proxy owns and passing everything else through as bytes. Raw chunks go
@@ -270,7 +275,6 @@ func (r *Relay) pump(src, dst *Leg) {
 				held = false
 			}
 			if o.cut != nil {
-				bufpool.Put(o.cut.head)
 				switch {
 				case srcErr != nil:
 					o.cut.done <- srcErr // the reader stops the relay, as for any read error
@@ -323,9 +327,10 @@ func (r *Relay) pump(src, dst *Leg) {
 			// chunk with raw chunks is never decoded (none of the packets
 			// the proxy acts on has any).
 			pendingRaw++
-			if sp != nil && n >= r.spliceMin && !h.Encrypted() {
-				head := bufpool.Get(min(rd.Buffered(), n))
-				head = head[:rd.TakeBuffered(head)]
+			if sp != nil && r.SpliceMin > 0 && n-rd.Buffered() >= r.SpliceMin && !h.Encrypted() {
+				// The head is written from the reader's own buffer: the
+				// reader waits, so nothing else touches it meanwhile.
+				head := rd.PeekBuffered(n)
 				src.read.Add(int64(len(head)))
 				if !send(outgoing{cut: &cut{header: h, head: head, rest: n - len(head), done: done}}) {
 					return
@@ -334,6 +339,7 @@ func (r *Relay) pump(src, dst *Leg) {
 				select {
 				case err := <-done:
 					if err == nil {
+						_ = rd.Discard(len(head)) // buffered: cannot fail
 						continue
 					}
 					if !errors.Is(err, errWriterStopped) {

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,8 +263,8 @@ func rawFrame(rng *rand.ChaCha8, index byte, size int) frame {
 	return frame{wire.Header{Index: index, Size: uint32(size)}, b}
 }
 
-// rawSizes straddle SpliceMin, the reader's 64 KiB buffer and the 1 MiB pipe.
-var rawSizes = []int{100, 32 << 10, SpliceMin - 1, SpliceMin, SpliceMin + 1, 200 << 10, 1<<20 + 3, 4 << 20}
+// rawSizes straddle DefaultSpliceMin, the reader's 64 KiB buffer and the 1 MiB pipe.
+var rawSizes = []int{100, 32 << 10, DefaultSpliceMin - 1, DefaultSpliceMin, DefaultSpliceMin + 1, 200 << 10, 1<<20 + 3, 4 << 20}
 
 // floodOf is what one peer sends: small packets, draws with one or two
 // raw chunks of every size, and (from the server) info-responses.
@@ -415,14 +415,14 @@ func TestRelayFlood(t *testing.T) {
 		for _, th := range []struct {
 			name string
 			min  int
-		}{{"default", SpliceMin}, {"every raw chunk", 1}, {"never", math.MaxInt}} {
-			if !tr.splices && th.min != SpliceMin {
+		}{{"default", DefaultSpliceMin}, {"any unbuffered rest", 1}, {"never", 0}} {
+			if !tr.splices && th.min != DefaultSpliceMin {
 				continue // nothing to choose: pipes never splice
 			}
 			t.Run(tr.name+"/"+th.name, func(t *testing.T) {
 				noLeaks(t)
 				client, server, r, done, _ := socketRelay(t, tr, func(r *Relay) {
-					r.spliceMin = th.min
+					r.SpliceMin = th.min
 					r.pingEvery = 2 * time.Millisecond
 				})
 				toClient, toServer := floodOf(t, 1, true), floodOf(t, 2, false)
@@ -450,7 +450,7 @@ func TestRelayFlood(t *testing.T) {
 				if sendErr[0] != nil || sendErr[1] != nil {
 					t.Fatalf("sending: %v", sendErr)
 				}
-				spliced := tr.splices && th.min != math.MaxInt
+				spliced := tr.splices && th.min != 0
 				if (r.Client.spliced.Load() > 0) != spliced || (r.Server.spliced.Load() > 0) != spliced {
 					t.Errorf("spliced %d bytes to the client and %d to the server; want some: %v",
 						r.Client.spliced.Load(), r.Server.spliced.Load(), spliced)
@@ -592,7 +592,7 @@ func TestRelayChunkCutShort(t *testing.T) {
 					noLeaks(t)
 					client, server, r, done, _ := socketRelay(t, tr, tc.tune, func(r *Relay) {
 						if !splice {
-							r.spliceMin = math.MaxInt
+							r.SpliceMin = 0
 						}
 					})
 					atClient := make(chan received, 1)
@@ -729,5 +729,67 @@ func TestRelayReceiverStopsReading(t *testing.T) {
 				t.Fatal("the server's writes did not end")
 			}
 		})
+	}
+}
+
+// BenchmarkRelayChunks relays draws (one raw chunk, one main chunk) from
+// a server peer to a client peer over TCP, store-and-forward and
+// cut-through, for choosing SpliceMin. cpu-ms/MB is the whole process
+// (peers included, the same in both modes): compare modes at one size.
+//
+//	go test ./worker -run '^$' -bench RelayChunks -benchtime 200x -count 5
+func BenchmarkRelayChunks(b *testing.B) {
+	for _, size := range []int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20} {
+		for _, mode := range []string{"copy", "splice", "io.Copy"} {
+			b.Run(fmt.Sprintf("%dKiB/%s", size>>10, mode), func(b *testing.B) {
+				t := &testing.T{}
+				c1, c2 := listenPair(t, "tcp", "127.0.0.1:0")
+				s1, s2 := listenPair(t, "tcp", "127.0.0.1:0")
+				defer c1.Close()
+				defer s1.Close()
+				done := make(chan string, 1)
+				if mode == "io.Copy" {
+					// The bound: Go's own splice between the sockets, no framing.
+					go func() { io.Copy(c2, s2); c2.Close(); s2.Close(); done <- "" }()
+				} else {
+					r := NewRelay(NewLeg("client", c2, conn.New(c2)), NewLeg("server", s2, conn.New(s2)),
+						slog.New(slog.NewTextHandler(io.Discard, nil)))
+					r.SpliceMin = 1
+					if mode == "copy" {
+						r.SpliceMin = 0
+					}
+					go func() { done <- r.Run(context.Background()) }()
+				}
+				draw := append(rawFrame(rand.NewChaCha8([32]byte{1}), 7, size).wire(),
+					mainFrame(t, conn.Packet{"draw", int64(1), []byte{}}).wire()...)
+				b.SetBytes(int64(len(draw)))
+				var ru0, ru1 syscall.Rusage
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+				b.ResetTimer()
+				go func() {
+					for range b.N {
+						if _, err := s1.Write(draw); err != nil {
+							return
+						}
+					}
+				}()
+				buf := make([]byte, 1<<20)
+				for left := b.N * len(draw); left > 0; {
+					n, err := c1.Read(buf[:min(len(buf), left)])
+					if err != nil {
+						b.Fatal(err)
+					}
+					left -= n
+				}
+				b.StopTimer()
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+				cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime) - syscall.TimevalToNsec(ru0.Utime) +
+					syscall.TimevalToNsec(ru1.Stime) - syscall.TimevalToNsec(ru0.Stime))
+				b.ReportMetric(float64(cpu.Milliseconds())/(float64(b.N*len(draw))/1e6), "cpu-ms/MB")
+				c1.Close()
+				s1.Close()
+				<-done
+			})
+		}
 	}
 }

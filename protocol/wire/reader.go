@@ -121,9 +121,9 @@ func (r *Reader) ReadFrame() (Frame, error) {
 
 // ReadHeader reads and checks the next chunk header as ReadFrame does, and
 // leaves its payload (n bytes on the wire) in the stream. The caller either
-// calls ReadPayload or takes the n bytes itself: TakeBuffered first, then
-// the stream underneath (a relay moving a large chunk between two sockets
-// in the kernel).
+// calls ReadPayload or takes the n bytes itself: PeekBuffered and Discard
+// first, then the stream underneath (a relay moving a large chunk between
+// two sockets in the kernel).
 func (r *Reader) ReadHeader() (h Header, n int, err error) {
 	hb, err := r.br.Peek(HeaderSize)
 	if len(hb) > 0 && hb[0] != Magic {
@@ -181,15 +181,17 @@ func (r *Reader) ReadPayload(h Header, n int) (Frame, error) {
 	return Frame{Header: h, Payload: payload}, nil
 }
 
-// TakeBuffered moves up to len(p) bytes that are already buffered into p,
-// without reading the stream, and returns how many it moved.
-func (r *Reader) TakeBuffered(p []byte) int {
-	n := min(len(p), r.br.Buffered())
-	if n == 0 {
-		return 0 // bufio would read the stream for an empty buffer
-	}
-	n, _ = r.br.Read(p[:n]) // served from the buffer: cannot fail
-	return n
+// PeekBuffered returns up to n of the bytes already buffered, without
+// reading the stream or consuming them: valid until the next call on r.
+func (r *Reader) PeekBuffered(n int) []byte {
+	b, _ := r.br.Peek(min(n, r.br.Buffered())) // never reads: at most Buffered
+	return b
+}
+
+// Discard consumes n bytes, as a caller that took a payload itself must.
+func (r *Reader) Discard(n int) error {
+	_, err := r.br.Discard(n)
+	return err
 }
 
 // readN reads exactly n bytes. The buffer doubles as data arrives instead of

@@ -109,8 +109,8 @@ func TestReaderErrors(t *testing.T) {
 	}
 }
 
-// A caller that takes a payload itself (ReadHeader, TakeBuffered, then the
-// stream underneath) leaves the reader at the next frame, whether the
+// A caller that takes a payload itself (ReadHeader, PeekBuffered and
+// Discard, then the stream underneath) leaves the reader at the next frame, whether the
 // payload was wholly, partly or not at all buffered.
 func TestReadHeaderTakeBuffered(t *testing.T) {
 	tests := []struct {
@@ -136,9 +136,13 @@ func TestReadHeaderTakeBuffered(t *testing.T) {
 				t.Fatalf("ReadHeader = %v, %d, %v", h, n, err)
 			}
 			got := make([]byte, n)
-			k := r.TakeBuffered(got)
-			if k > n {
-				t.Fatalf("TakeBuffered took %d bytes of a %d byte payload", k, n)
+			head := r.PeekBuffered(n)
+			k := copy(got, head)
+			if len(head) > n || r.Buffered() < k {
+				t.Fatalf("PeekBuffered returned %d bytes of a %d byte payload, %d buffered", len(head), n, r.Buffered())
+			}
+			if err := r.Discard(k); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := io.ReadFull(under, got[k:]); err != nil {
 				t.Fatalf("rest of the payload from the stream: %v", err)
@@ -150,8 +154,8 @@ func TestReadHeaderTakeBuffered(t *testing.T) {
 			if err != nil || f.Header.Index != 0 || !bytes.Equal(f.Payload, []byte{1, 2, 3}) {
 				t.Fatalf("next frame %v %v, %v", f.Header, f.Payload, err)
 			}
-			if r.TakeBuffered(make([]byte, 10)) != 0 {
-				t.Fatal("TakeBuffered returned bytes at the end of the stream")
+			if len(r.PeekBuffered(10)) != 0 {
+				t.Fatal("PeekBuffered returned bytes at the end of the stream")
 			}
 		})
 	}
