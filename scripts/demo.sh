@@ -1,9 +1,11 @@
 #!/bin/bash
 # demo.sh - something real to see: a real xpra 3.1.3 session for a
 # throwaway user, behind our proxy (xpra-proxy on 0.0.0.0:14650, password
-# auth). It queries the session through the proxy with the real xpra client
-# and our own xpra-probe, then prints the `xpra attach` URL and keeps
-# running. Ctrl-C (or --once) stops it.
+# auth). One port carries xpra, TLS (a throwaway self-signed certificate),
+# WebSocket and the HTML5 client. It queries the session through the proxy
+# with the real xpra client over tcp, ssl and ws, lists the live
+# connections, then prints the URLs and keeps running. Ctrl-C (or --once)
+# stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -27,7 +29,7 @@ as_user() {
 }
 stop() {
   [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
-  as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1 || true; rm -rf "$overlay"
+  as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1 || true; rm -rf "$overlay" "${certs:-}"
 }
 trap stop EXIT
 
@@ -39,21 +41,43 @@ for _ in $(seq 120); do
   ls /run/user/$uid/xpra/*-$DISPLAY_NO >/dev/null 2>&1 && runuser -u "$DEMO_USER" -- bin/xpra-probe --timeout 2s version \
     "socket://$(ls /run/user/$uid/xpra/*-$DISPLAY_NO | head -n1)" >/dev/null 2>&1 && break; sleep 0.5
 done
-echo "starting xpra-proxy on 0.0.0.0:$PORT (root supervisor, unprivileged workers)"
-bin/xpra-proxy --bind-tcp="0.0.0.0:$PORT" --tcp-auth="password,value=$PASSWORD" 2>/tmp/xpra-proxy-demo.log &
+certs=$(mktemp -d /tmp/xpra-demo-certs.XXXXXX)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=xpra-proxy demo" \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
+chmod 600 "$certs/key.pem"   # root only: the supervisor reads it and hands it to the TLS process
+echo "starting xpra-proxy on 0.0.0.0:$PORT (root supervisor, unprivileged workers; xpra, TLS, WebSocket, HTML5 on one port)"
+bin/xpra-proxy --bind-tcp="0.0.0.0:$PORT" --tcp-auth="password,value=$PASSWORD" \
+  --ssl-cert="$certs/cert.pem" --ssl-key="$certs/key.pem" --control-socket="$certs/$(hostname)-proxy" 2>/tmp/xpra-proxy-demo.log &
 proxy_pid=$!
 for _ in $(seq 50); do bin/xpra-probe --timeout 1s version "tcp://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
 
 run() { echo; echo "\$ $*"; "$@" || echo "(exit code $?)"; }
 run xpra version "tcp://127.0.0.1:$PORT/"
 run xpra info "tcp://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/"
+echo; echo "\$ xpra info ssl://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/ --ssl-server-verify-mode=none | grep server.type"
+xpra info "ssl://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/" --ssl-server-verify-mode=none 2>&1 | grep -E 'server.type|failed' || true
+echo; echo "\$ xpra info ws://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/ | grep server.type"
+xpra info "ws://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/" 2>&1 | grep -E 'server.type|failed' || true
+echo; echo "\$ curl -sI http://127.0.0.1:$PORT/   (the HTML5 client, same port)"
+curl -sI "http://127.0.0.1:$PORT/" | grep -iE '^(HTTP|content-type|content-security-policy)' || true
 run bin/xpra-probe connect "tcp://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/$DISPLAY_NO" | grep -E '^(session_name|proxy[.a-z]*|version)=' || true
 run bin/xpra-probe info "tcp://$DEMO_USER:wrong@127.0.0.1:$PORT/"
+# one attached connection, to see it listed and stopped on its own
+HOME=/root timeout 15 xvfb-run -a xpra attach "tcp://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/$DISPLAY_NO" \
+  --mdns=no --pulseaudio=no --notifications=no --opengl=no --speaker=off --microphone=off --webcam=no \
+  --printing=no --file-transfer=no --tray=no --system-tray=no --clipboard=no >/dev/null 2>&1 &
+for _ in $(seq 60); do bin/xpra-proxy list | grep "$DEMO_USER" | grep -q "socket:" && break; sleep 0.25; done
+run bin/xpra-proxy list
 echo
 echo "proxy log (/tmp/xpra-proxy-demo.log):"; tail -n 6 /tmp/xpra-proxy-demo.log
 echo
 echo "the session is live behind the proxy: attach a real client with"
-echo "  xpra attach tcp://$DEMO_USER:$PASSWORD@$(hostname -I 2>/dev/null | awk '{print $1}'):$PORT/$DISPLAY_NO"
+host=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "  xpra attach tcp://$DEMO_USER:$PASSWORD@$host:$PORT/$DISPLAY_NO"
+echo "  xpra attach ssl://$DEMO_USER:$PASSWORD@$host:$PORT/$DISPLAY_NO --ssl-server-verify-mode=none"
+echo "or open the HTML5 client in a browser: http://$host:$PORT/ (or https://, self-signed)"
+echo "  user $DEMO_USER, password $PASSWORD"
+echo "live connections: bin/xpra-proxy list; stop one: xpra stop :proxy-PID"
 [ $ONCE = 1 ] && exit 0
 echo "Ctrl-C stops it."
 while sleep 3600; do :; done
