@@ -22,6 +22,23 @@
 //	Status {}  → StatusReply {status}   figures for `xpra info`
 //	Stop   {}  → Stopping {}            `xpra stop` by root: the supervisor exits
 //
+// A relay worker may ask for a session to be started for its user (sessions
+// on demand), over a channel of its own ("session"), served by the
+// supervisor in a goroutine of that relay; at most one start per relay:
+//
+//	StartSession {mode, display, options}   mode "start" or "start-desktop";
+//	                                        display ":N" or "" for any free one;
+//	                                        options: the client's overrides,
+//	                                        option name → values, checked by the
+//	                                        supervisor against its allowlist
+//	    → SessionStarted {display, unit, session, leader, wait-ms}
+//	                            logind has registered the session; the relay
+//	                            waits up to wait-ms for its socket, and gives
+//	                            up early once the leader pid has gone
+//	    → Denied {reason, details}
+//	StopSession {}  → SessionStopped {}   the relay gave up waiting: the
+//	                                        supervisor ends the session it started
+//
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.
 package ipc
@@ -33,6 +50,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,6 +67,11 @@ const (
 	StatusReply = "status-reply"
 	Stop        = "stop"
 	Stopping    = "stopping"
+
+	StartSession   = "start-session"
+	SessionStarted = "session-started"
+	StopSession    = "stop-session"
+	SessionStopped = "session-stopped"
 )
 
 // MaxMessage bounds one datagram; a message is a few hundred bytes.
@@ -87,6 +110,17 @@ type Message struct {
 
 	// StatusReply: counters by name
 	Figures map[string]int64 `json:"figures,omitempty"`
+
+	// StartSession (and Display, above: the one asked for, or the one
+	// started in SessionStarted)
+	Mode    string              `json:"mode,omitempty"`
+	Options map[string][]string `json:"options,omitempty"`
+
+	// SessionStarted
+	Unit    string `json:"unit,omitempty"`    // the session's transient unit
+	Session string `json:"session,omitempty"` // logind's session id
+	Leader  int    `json:"leader,omitempty"`  // pid of the session's leader
+	WaitMS  int64  `json:"wait_ms,omitempty"` // how long the socket may take to appear
 }
 
 // Conn is one end of the channel.
@@ -129,6 +163,9 @@ func FromFile(f *os.File) (*Conn, error) {
 	}
 	return &Conn{c: uc}, nil
 }
+
+// SetDeadline bounds the next Send and Recv calls (zero: no bound).
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 
 // Close closes this end.
 func (c *Conn) Close() error { return c.c.Close() }

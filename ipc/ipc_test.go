@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,5 +88,48 @@ func TestRefusesOversized(t *testing.T) {
 	unix.Write(int(childFile.Fd()), []byte("not json"))
 	if _, _, _, err := sup.Recv(); err == nil {
 		t.Fatal("accepted a message that is not JSON")
+	}
+}
+
+// The sessions-on-demand pair keeps the client's options (names to
+// repeated values) and the deadline bounds a reply that never comes.
+func TestStartSessionMessages(t *testing.T) {
+	sup, childFile, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	child, err := FromFile(childFile)
+	childFile.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+	req := Message{Kind: StartSession, Mode: "start-desktop", Display: ":120",
+		Options: map[string][]string{"start": {"xterm", "xclock -digital"}, "dpi": {"96"}}}
+	if err := child.Send(req, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _, err := sup.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != StartSession || got.Mode != "start-desktop" || got.Display != ":120" ||
+		strings.Join(got.Options["start"], "|") != "xterm|xclock -digital" || got.Options["dpi"][0] != "96" {
+		t.Fatalf("got %+v", got)
+	}
+	reply := Message{Kind: SessionStarted, Display: ":120", Unit: "xpra-proxy-session-1000-ab.service", Session: "4", Leader: 77, WaitMS: 90000}
+	if err := sup.Send(reply, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, _, _, err := child.Recv()
+	if err != nil || r.Kind != SessionStarted || r.Unit != reply.Unit || r.Session != "4" || r.Leader != 77 || r.WaitMS != 90000 {
+		t.Fatalf("reply %+v %v", r, err)
+	}
+	if err := child.SetDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := child.Recv(); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Recv past the deadline: %v", err)
 	}
 }
