@@ -65,14 +65,19 @@ type Client struct {
 	path string
 	opts Options
 
+	// req serializes requests (and guards seq and wbuf); mu guards the
+	// connection state and is never held across I/O, so Close, Connected
+	// and the reconnection loop never wait for a frame being encoded.
+	req  sync.Mutex
+	seq  uint32
+	wbuf []byte
+
 	mu      sync.Mutex
 	c       *encproto.Conn
 	gen     uint64
 	hello   encproto.HelloReply
-	seq     uint32
 	lastErr error
 	closed  bool
-	wbuf    []byte
 
 	kick    chan struct{}
 	done    chan struct{}
@@ -265,9 +270,12 @@ func exchange(conn *encproto.Conn, typ encproto.Type, seq uint32, body []byte, f
 	return encproto.ParseReply(h, rbody)
 }
 
-// breakLocked drops a connection that failed; contexts on it are lost.
-func (c *Client) breakLocked(err error) error {
-	if c.c != nil {
+// breakConn drops conn after it failed, unless it was already replaced;
+// contexts on it are lost.
+func (c *Client) breakConn(conn *encproto.Conn, err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == conn {
 		c.c.Close()
 		c.c = nil
 		c.lastErr = err
@@ -282,18 +290,20 @@ func (c *Client) breakLocked(err error) error {
 
 // roundTrip sends req on the connection of generation gen (0: any) and
 // returns its reply; see the package comment for the errors. For
-// Compressed replies, data is appended to dst before the lock is
-// released (the read buffer is reused by the next request).
+// Compressed replies, data is appended to dst before the next request
+// can reuse the read buffer.
 func (c *Client) roundTrip(gen uint64, req encproto.Request, fd int, dst []byte) (encproto.Reply, []byte, uint64, error) {
+	c.req.Lock()
+	defer c.req.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	conn, cur, closed, last := c.c, c.gen, c.closed, c.lastErr
+	c.mu.Unlock()
+	switch {
+	case closed:
 		return nil, dst, 0, fmt.Errorf("%w: client closed", ErrUnavailable)
-	}
-	if c.c == nil {
-		return nil, dst, 0, fmt.Errorf("%w: %v", ErrUnavailable, c.lastErr)
-	}
-	if gen != 0 && gen != c.gen {
+	case conn == nil:
+		return nil, dst, 0, fmt.Errorf("%w: %v", ErrUnavailable, last)
+	case gen != 0 && gen != cur:
 		return nil, dst, 0, ErrContextLost
 	}
 	body, typ, err := encproto.AppendRequest(c.wbuf[:0], req)
@@ -302,21 +312,21 @@ func (c *Client) roundTrip(gen uint64, req encproto.Request, fd int, dst []byte)
 	}
 	c.wbuf = body
 	c.seq++
-	c.c.Unix().SetDeadline(time.Now().Add(c.opts.Timeout))
-	rep, err := exchange(c.c, typ, c.seq, body, fd)
+	conn.Unix().SetDeadline(time.Now().Add(c.opts.Timeout))
+	rep, err := exchange(conn, typ, c.seq, body, fd)
 	if err != nil {
-		return nil, dst, 0, c.breakLocked(err)
+		return nil, dst, 0, c.breakConn(conn, err)
 	}
 	switch v := rep.(type) {
 	case *encproto.Error:
 		if v.Code == encproto.BadRequest {
-			return nil, dst, 0, c.breakLocked(v)
+			return nil, dst, 0, c.breakConn(conn, v)
 		}
 		return nil, dst, 0, v
 	case encproto.Compressed:
 		dst = append(dst, v.Data...)
 	}
-	return rep, dst, c.gen, nil
+	return rep, dst, cur, nil
 }
 
 // Context is one encoding context in the worker.
