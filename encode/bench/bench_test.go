@@ -32,6 +32,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/desktop"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/workerbin"
 	"github.com/xpra-proxy/xpra-proxy/encode/x264"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 )
@@ -163,9 +164,9 @@ var (
 // deployed (as root: dropped to nobody), with one x264 thread per context.
 func worker(b *testing.B) {
 	workerOnce.Do(func() {
-		bin := filepath.Join(tmpDir, "xpra-proxy-encode")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/xpra-proxy/xpra-proxy/cmd/xpra-proxy-encode").CombinedOutput(); err != nil {
-			workerErr = fmt.Errorf("go build: %v\n%s", err, out)
+		bin, err := workerbin.Build(tmpDir)
+		if err != nil {
+			workerErr = err
 			return
 		}
 		wSocket = filepath.Join(tmpDir, "run", "socket")

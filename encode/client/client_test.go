@@ -18,6 +18,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/workerbin"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -58,14 +59,7 @@ func buildWorker(t *testing.T) (bin, dir string) {
 		if builtDir, buildErr = os.MkdirTemp("", "xpra-proxy-encode-test-"); buildErr != nil {
 			return
 		}
-		if buildErr = os.Chmod(builtDir, 0o755); buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(builtDir, "xpra-proxy-encode")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/xpra-proxy/xpra-proxy/cmd/xpra-proxy-encode").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		builtBin, buildErr = workerbin.Build(builtDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
