@@ -19,6 +19,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/workerbin"
+	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -393,5 +394,44 @@ func TestServerUIDChecked(t *testing.T) {
 	err := c.WaitConnected(ctx)
 	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), fmt.Sprintf("served by uid %d", w.uid)) {
 		t.Fatal(err)
+	}
+}
+
+// Another user's process reaching the socket is dropped before a byte
+// is read or answered; the same bytes from an allowed uid get a reply.
+func TestOtherUserRefused(t *testing.T) {
+	testenv.Root(t)
+	setpriv := testenv.Command(t, "setpriv")
+	bin, dir := buildWorker(t)
+	w := startWorker(t, bin, dir) // allows uid 0 only
+	probe := `import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(5)
+try:
+    s.sendall(b"XE\x01\x00\x01\x00\x00\x00\x02\x00\x00\x00\x01\x00")
+    print(len(s.recv(100)))
+except (BrokenPipeError, ConnectionResetError):
+    print(0)`
+	for _, tc := range []struct {
+		as   []string
+		want string
+	}{
+		{nil, ""}, // root: answered
+		{[]string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}, "0\n"},
+		{[]string{setpriv, "--reuid=1000", "--regid=1000", "--clear-groups"}, "0\n"},
+	} {
+		args := append(append([]string{}, tc.as...), testenv.SystemPython, "-c", probe, w.socket)
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", tc.as, err, out)
+		}
+		if tc.want == "" && (string(out) == "0\n" || len(out) == 0) || tc.want != "" && string(out) != tc.want {
+			t.Fatalf("as %v: read %q", tc.as, out)
+		}
+	}
+	logged, _ := os.ReadFile(w.log.Name())
+	if !strings.Contains(string(logged), "uid not allowed") || !strings.Contains(string(logged), "uid=65534") {
+		t.Fatalf("refusals not logged:\n%s", logged)
 	}
 }

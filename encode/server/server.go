@@ -224,13 +224,13 @@ func (s *Server) handle(uc *net.UnixConn) {
 	}
 	// Who it is decides everything, before a byte is read.
 	if !s.cfg.AllowUID(cred.Uid) {
-		s.log.Warn("encoder: uid not allowed", "uid", cred.Uid, "pid", cred.Pid)
+		s.log.Warn("encoder: uid not allowed", "uid", cred.Uid, "peer_pid", cred.Pid)
 		return
 	}
 	ec := encproto.NewConn(uc)
 	ec.BodyTimeout = s.cfg.BodyTimeout
 	c := &conn{s: s, nc: uc, c: ec, uid: cred.Uid, pid: cred.Pid, ctxs: map[uint32]*encCtx{},
-		log: s.log.With("uid", cred.Uid, "pid", cred.Pid)}
+		log: s.log.With("uid", cred.Uid, "peer_pid", cred.Pid)}
 	if why := s.admitConn(c); why != "" {
 		c.log.Warn("encoder: connection refused", "why", why)
 		return
