@@ -40,7 +40,8 @@ type Config struct {
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
 
-	FrontConfig // one port for xpra, TLS, WebSocket and HTTP (front.go)
+	FrontConfig   // one port for xpra, TLS, WebSocket and HTTP (front.go)
+	SessionConfig // sessions on demand (ondemand_config.go)
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -72,6 +73,8 @@ func Defaults() Config {
 		PerSourcePenaltyMax:    Duration{lim.PenaltyMax},
 		PerSourcePenaltyForget: Duration{lim.PenaltyForget},
 		PerSourcePenaltyTable:  lim.PenaltyTable,
+
+		SessionConfig: sessionDefaults(),
 	}
 }
 
@@ -123,6 +126,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
+	registerSessionFlags(fs, &cli.SessionConfig)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -137,6 +141,7 @@ func ParseFlags(args []string) (Config, error) {
 	merge(&c, cli)
 	mergeLimits(&c, cli, fs)
 	mergeFront(&c.FrontConfig, cli.FrontConfig)
+	mergeSession(&c.SessionConfig, cli.SessionConfig)
 	return c, c.check()
 }
 
@@ -164,6 +169,9 @@ func merge(c *Config, cli Config) {
 
 func (c *Config) check() error {
 	if err := c.Limits().Check(); err != nil {
+		return err
+	}
+	if err := c.SessionConfig.check(); err != nil {
 		return err
 	}
 	if c.Worker == "" {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
@@ -43,17 +44,35 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	defer doc.Close()
-	cmd := s.command("--relay", "--listener="+x.typ, "--transport="+x.transport, "--peer="+x.peer)
+	args := []string{"--relay", "--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
+	fds := []namedfd.Fd{{Name: "client", File: client}, {Name: "handover", File: handover}, {Name: "launch", File: doc}}
+	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
+	if s.starter != nil {
+		sup, childEnd, err := ipc.Pair()
+		if err != nil {
+			return 0, err
+		}
+		defer childEnd.Close()
+		sessions = sup
+		fds = append(fds, namedfd.Fd{Name: "session", File: childEnd})
+		args = append(args, "--start-session="+s.cfg.StartSession)
+	}
+	cmd := s.command(args...)
 	cmd.Env = append(filterEnv(sess.Env),
 		"PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
 		"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	namedfd.Attach(cmd, namedfd.Fd{Name: "client", File: client}, namedfd.Fd{Name: "handover", File: handover},
-		namedfd.Fd{Name: "launch", File: doc})
+	namedfd.Attach(cmd, fds...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
 	if err := cmd.Start(); err != nil {
+		if sessions != nil {
+			sessions.Close()
+		}
 		return 0, err
 	}
 	pid := cmd.Process.Pid
+	if sessions != nil {
+		go s.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
+	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)
 	go func() {

@@ -41,6 +41,7 @@ type Supervisor struct {
 	wg      sync.WaitGroup
 	salts   *saltCache
 	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
+	starter *starter // sessions on demand; nil when start-session is never
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
@@ -89,6 +90,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	}
 	if _, err := os.Stat(cfg.Worker); err != nil {
 		return nil, fmt.Errorf("worker program: %w", err)
+	}
+	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
