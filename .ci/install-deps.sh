@@ -8,6 +8,7 @@ PKGS="xpra xvfb xauth x11-apps xterm python3-gi-cairo python3-pil python3-lz4
 python3-cryptography python3-netifaces python3-setproctitle python3-xdg
 python3-pyinotify python3-rencode ca-certificates git systemd
 ffmpeg gcc libc6-dev libffmpeg-nvenc-dev libturbojpeg0-dev libx264-dev libyuv-dev
+chromium
 libpam0g-dev curl openssl"
 missing=()
 for p in $PKGS; do
