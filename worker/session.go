@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/challenge"
@@ -46,6 +47,12 @@ type Session struct {
 	Launch launch.Launch
 	Log    *slog.Logger
 
+	// Sessions is the channel to ask the supervisor for a new session
+	// (ondemand.go), nil when the proxy starts none; StartMode is its
+	// start-session setting (StartOnRequest or StartAuto).
+	Sessions  *ipc.Conn
+	StartMode string
+
 	client *conn.Conn
 	hello  caps.Hello
 }
@@ -68,7 +75,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	default:
 		return s.refuse("invalid request", req)
 	}
-	display, err := ChooseDisplay(s.hello.Display, s.displays())
+	display, started, err := s.target(ctx)
 	if err != nil {
 		var te *TargetError
 		if errors.As(err, &te) {
@@ -77,8 +84,16 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return err
 	}
 	if !s.hello.Connect {
-		// connect=False: the client only wants to know where it would go.
-		return s.client.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "display", Value: display}}})
+		// connect=False: the client only wants to know where it would go
+		// (and, for a session it had started, where its socket is).
+		d := value.Dict{{Key: "display", Value: display}}
+		if started != nil {
+			d = append(d, value.Item{Key: "socket-path", Value: started.Socket})
+			if started.Mode != "" {
+				d = append(d, value.Item{Key: "mode", Value: started.Mode})
+			}
+		}
+		return s.client.WritePacket(conn.Packet{packet.Hello, d})
 	}
 	s.Log = s.Log.With("display", display)
 	server, target, err := s.connect(ctx, display)

@@ -7,7 +7,8 @@
 //	           carry TLS and WebSocket connections (fds: client, ipc, and
 //	           front on TCP ports)
 //	--relay    as the session's owner: connects to the session and relays
-//	           (fds: client, handover, launch)
+//	           (fds: client, handover, launch, and with --start-session the
+//	           session channel to ask the supervisor for a new session)
 //
 // Before anything else it checks it holds only its named descriptors and
 // sets no_new_privs, so nothing it runs can gain privileges.
@@ -51,6 +52,7 @@ func run() int {
 	socketDirs := flag.String("socket-dirs", "", "with --query: where control sockets are, comma separated")
 	packetLimit := flag.Int("packet-limit", 1<<20, "largest packet before authentication")
 	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
+	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -70,6 +72,9 @@ func run() int {
 		log = log.With("stage", "preauth", "peer", *peer, "pid", os.Getpid())
 	case *relay && !*preauth:
 		names = []string{"client", "handover", "launch"}
+		if *startSession != "" {
+			names = append(names, "session")
+		}
 		log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	default:
 		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--preauth, --relay or --control)")
@@ -131,7 +136,15 @@ func run() int {
 	log = log.With("user", l.Username)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	s := &worker.Session{State: st, Launch: l, Log: log}
+	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession}
+	if f := fds["session"]; f != nil {
+		s.Sessions, err = ipc.FromFile(f)
+		f.Close()
+		if err != nil {
+			log.Error("session channel", "err", err)
+			return 1
+		}
+	}
 	if err := s.Run(ctx, nc); err != nil {
 		log.Info("connection ended", "err", err)
 	}
