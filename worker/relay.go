@@ -43,7 +43,8 @@ type Leg struct {
 	CutThrough bool
 
 	read     atomic.Int64 // bytes read from the peer while relaying
-	spliced  atomic.Int64 // bytes written to the peer by the cut-through path
+	direct   atomic.Int64 // bytes written to the peer's socket directly (frames, a cut's head)
+	spliced  atomic.Int64 // bytes spliced to the peer's socket
 	written0 int64        // Conn.Written() when the leg was made
 	echo     atomic.Int64 // unix ms of the last echo of one of our pings
 	pings    bool         // the peer echoes our pings (3.1: it said ping-echo-sourceid)
@@ -68,7 +69,9 @@ func (l *Leg) BytesRead() int64 { return l.read.Load() }
 
 // BytesWritten is how many bytes the relay has written to this leg's peer:
 // forwarded frames, spliced chunks and the relay's own packets.
-func (l *Leg) BytesWritten() int64 { return l.Conn.Written() - l.written0 + l.spliced.Load() }
+func (l *Leg) BytesWritten() int64 {
+	return l.Conn.Written() - l.written0 + l.direct.Load() + l.spliced.Load()
+}
 
 // Bytes is BytesRead.
 func (l *Leg) Bytes() int64 { return l.BytesRead() }
@@ -237,61 +240,7 @@ func (r *Relay) pump(src, dst *Leg) {
 	go func() {
 		defer close(writerDone)
 		defer sp.close()
-		// dst's write side is held from a packet's first raw chunk to its
-		// main chunk: the receiver attaches raw chunks to the next main
-		// chunk, so no ping or goodbye may come in between.
-		held := false
-		defer func() {
-			if held {
-				dst.torn = true // part of a packet went out, never its end
-				dst.unlock()
-			}
-		}()
-		for o := range queue {
-			if !held {
-				dst.wlock <- struct{}{}
-				held = true
-			}
-			var srcErr error
-			err := dst.writeLocked(func() error {
-				switch {
-				case o.cut != nil:
-					var err error
-					srcErr, err = r.cutThrough(src, dst, sp, o.cut)
-					if srcErr != nil {
-						return srcErr // dst has part of a chunk: torn
-					}
-					return err
-				case o.packet != nil:
-					return dst.Conn.WritePacket(o.packet)
-				default:
-					err := dst.Conn.WriteFrames(o.frame)
-					bufpool.Put(o.frame.Payload) // written: nothing refers to it any more
-					return err
-				}
-			})
-			if err != nil || (o.cut == nil && (o.packet != nil || o.frame.Header.Index == 0)) {
-				dst.unlock()
-				held = false
-			}
-			if o.cut != nil {
-				switch {
-				case srcErr != nil:
-					o.cut.done <- srcErr // the reader stops the relay, as for any read error
-					continue
-				case err != nil:
-					o.cut.done <- errWriterStopped
-				default:
-					o.cut.done <- nil
-				}
-			}
-			if err != nil {
-				r.Stop(dst, dst.Name+" connection lost", false)
-				for range queue {
-				}
-				return
-			}
-		}
+		r.writer(src, dst, sp, queue)
 	}()
 	defer func() {
 		if queue != nil {
@@ -407,22 +356,136 @@ func (r *Relay) readFailed(src *Leg, err error) {
 	}
 }
 
-// cutThrough writes a raw chunk's header and buffered head to dst, then
-// splices the rest of its payload from src's socket. The caller holds
-// dst's write side. srcErr is src's failure (dst then has part of the
-// chunk), dstErr dst's.
-func (r *Relay) cutThrough(src, dst *Leg, sp *splicer, c *cut) (srcErr, dstErr error) {
-	var hdr [wire.HeaderSize]byte
-	bufs := net.Buffers{wire.AppendHeader(hdr[:0], c.header), c.head}
-	n, err := bufs.WriteTo(dst.Net)
-	dst.spliced.Add(n)
-	if err != nil {
-		return nil, fmt.Errorf("forwarding %s: %w", c.header, err)
+// writer writes what pump queues to dst, in order. What is already
+// queued when it looks goes out in one write (system calls, and on
+// loopback the receiver's wake-ups, cost more than the bytes at draw
+// rates), up to and including a packet or a cut-through chunk.
+func (r *Relay) writer(src, dst *Leg, sp *splicer, queue <-chan outgoing) {
+	// dst's write side is held from a packet's first raw chunk to its
+	// main chunk: the receiver attaches raw chunks to the next main
+	// chunk, so no ping or goodbye may come in between.
+	held := false
+	defer func() {
+		if held {
+			dst.torn = true // part of a packet went out, never its end
+			dst.unlock()
+		}
+	}()
+	batch := make([]outgoing, 0, queueDepth)
+	for closed := false; !closed; {
+		o, ok := <-queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], o)
+	gather:
+		for len(batch) < cap(batch) && o.cut == nil && o.packet == nil {
+			select {
+			case o, ok = <-queue:
+				if !ok {
+					closed = true
+					break gather
+				}
+				batch = append(batch, o)
+			default:
+				break gather
+			}
+		}
+		if !held {
+			dst.wlock <- struct{}{}
+			held = true
+		}
+		var srcErr error
+		err := dst.writeLocked(func() error {
+			var err error
+			srcErr, err = r.writeBatch(src, dst, sp, batch)
+			if srcErr != nil {
+				return srcErr // dst has part of a chunk: torn
+			}
+			return err
+		})
+		if err != nil || (o.cut == nil && (o.packet != nil || o.frame.Header.Index == 0)) {
+			dst.unlock()
+			held = false
+		}
+		if o.cut != nil {
+			switch {
+			case srcErr != nil:
+				o.cut.done <- srcErr // the reader stops the relay, as for any read error
+				continue
+			case err != nil:
+				o.cut.done <- errWriterStopped
+			default:
+				o.cut.done <- nil
+			}
+		}
+		if err != nil {
+			r.Stop(dst, dst.Name+" connection lost", false)
+			for range queue {
+			}
+			return
+		}
 	}
-	if c.rest == 0 {
+}
+
+// writeBatch writes frames, then possibly a packet or a cut-through
+// chunk (only ever last). Between plain sockets the frames, and a cut's
+// header and head, go straight to the socket in one writev, and the
+// cut's payload follows by splice. srcErr is src's failure during a cut
+// (dst then has part of the chunk), dstErr dst's.
+func (r *Relay) writeBatch(src, dst *Leg, sp *splicer, batch []outgoing) (srcErr, dstErr error) {
+	last := batch[len(batch)-1]
+	frames := batch
+	if last.cut != nil || last.packet != nil {
+		frames = batch[:len(batch)-1]
+	}
+	defer func() {
+		for _, o := range frames {
+			bufpool.Put(o.frame.Payload) // written: nothing refers to it any more
+		}
+	}()
+	if sp == nil {
+		if len(frames) > 0 {
+			fs := make([]wire.Frame, len(frames))
+			for i, o := range frames {
+				fs[i] = o.frame
+			}
+			if err := dst.Conn.WriteFrames(fs...); err != nil {
+				return nil, err
+			}
+		}
+		if last.packet != nil {
+			return nil, dst.Conn.WritePacket(last.packet)
+		}
 		return nil, nil
 	}
-	return sp.move(c.rest, func(n int) { src.read.Add(int64(n)) }, func(n int) { dst.spliced.Add(int64(n)) })
+	var hdrs [(queueDepth + 1) * wire.HeaderSize]byte
+	h := hdrs[:0]
+	bufs := make(net.Buffers, 0, 2*len(batch))
+	add := func(hd wire.Header, payload []byte) {
+		h = wire.AppendHeader(h, hd)
+		bufs = append(bufs, h[len(h)-wire.HeaderSize:], payload)
+	}
+	for _, o := range frames {
+		add(o.frame.Header, o.frame.Payload)
+	}
+	if last.cut != nil {
+		add(last.cut.header, last.cut.head)
+	}
+	if len(bufs) > 0 {
+		n, err := bufs.WriteTo(dst.Net)
+		dst.direct.Add(n)
+		if err != nil {
+			return nil, fmt.Errorf("forwarding %d frames: %w", len(bufs)/2, err)
+		}
+	}
+	switch {
+	case last.packet != nil:
+		return nil, dst.Conn.WritePacket(last.packet)
+	case last.cut != nil && last.cut.rest > 0:
+		return sp.move(last.cut.rest, func(n int) { src.read.Add(int64(n)) }, func(n int) { dst.spliced.Add(int64(n)) })
+	}
+	return nil, nil
 }
 
 // inspect looks at a main chunk's packet type and handles the packets the
