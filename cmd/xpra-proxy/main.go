@@ -5,6 +5,8 @@
 //	xpra-proxy --bind-tcp=0.0.0.0:14500 --tcp-auth=sqlite,filename=/etc/xpra-proxy/users.sdb
 //	xpra-proxy auth sqlite FILE create|add|remove|list ...
 //	xpra-proxy list [--json]     live connections: user, source, target, transport, bytes, age
+//	xpra-proxy sessions [--json] the logind sessions the proxy started, everyone's
+//	xpra-proxy terminate ID      end one of them (other sessions are refused)
 package main
 
 import (
@@ -26,6 +28,12 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "list" {
 		os.Exit(list(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "sessions" {
+		os.Exit(sessions(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "terminate" {
+		os.Exit(terminate(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:]))
 }
