@@ -28,17 +28,21 @@ func header(flags, level, index byte, size uint32) []byte {
 func TestHostileInput(t *testing.T) {
 	xpralab.Require(t)
 	s := xpralab.Start(t, xpralab.Options{Args: []string{"--session-name=hostile"}})
-	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--login-timeout=3s")
+	// No per-source cap: every input here must reach a pre-auth process
+	// (the limits have their own test).
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--login-timeout=3s", "--per-source-max-startups=0")
 	good := p.URL(s.User.Username+":secret", s.Display)
 
 	cases := []struct {
 		name  string
 		send  []byte
-		slow  bool // trickle the bytes, one per 500 ms
-		close bool // half-close after sending
+		slow  bool   // trickle the bytes, one per 500 ms
+		close bool   // half-close after sending
+		reply string // how the answer starts; "" means an xpra packet (or nothing)
 	}{
-		{name: "garbage", send: []byte("hello there\n")},
-		{name: "http", send: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")},
+		// Not xpra: answered in the protocol it looks like, as the reference does.
+		{name: "garbage", send: []byte("hello there\n"), reply: "disconnect: connection failed, "},
+		{name: "http", send: []byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), reply: "HTTP/1.1 200 OK"},
 		{name: "oversized length", send: header(1, 0, 0, 1<<30)},
 		{name: "over the pre-auth limit", send: append(header(1, 0, 0, 2<<20), bytes.Repeat([]byte{0xc2}, 1000)...)},
 		{name: "truncated hello", send: append(header(1, 0, 0, 100), 0xc2, 0x85), close: true},
@@ -80,8 +84,14 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("%s: connection still open after 10 s (read %q)", tc.name, reply)
 				return
 			}
-			if len(reply) > 0 && reply[0] != 'P' {
-				t.Errorf("%s: reply is not an xpra packet: %q", tc.name, reply)
+			switch {
+			case tc.reply != "" && !bytes.HasPrefix(reply, []byte(tc.reply)):
+				t.Errorf("%s: reply %.80q, want it to start with %q", tc.name, reply, tc.reply)
+			case tc.reply == "" && len(reply) > 0 && reply[0] != 'P':
+				t.Errorf("%s: reply is not an xpra packet: %.80q", tc.name, reply)
+			case tc.reply == "" && len(reply) == 0 && tc.name != "truncated hello":
+				// Everything but a half-closed stream gets told why.
+				t.Errorf("%s: closed without a disconnect packet", tc.name)
 			}
 			t.Logf("%s: closed after %d reply bytes", tc.name, len(reply))
 		})
