@@ -108,7 +108,8 @@ func startAttach(t *testing.T, url string, extra ...string) *attached {
 	a := &attached{out: out, cmd: cmd}
 	a.stop = sync.OnceFunc(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); cancel(); cmd.Wait() })
 	t.Cleanup(a.stop)
-	deadline := time.Now().Add(40 * time.Second)
+	// Generous: a loaded machine can take long to start Xvfb and Python.
+	deadline := time.Now().Add(90 * time.Second)
 	for !strings.Contains(out.String(), "Attached to") && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
