@@ -35,7 +35,7 @@ id "$U" >/dev/null 2>&1 || useradd --system --create-home --shell /usr/sbin/nolo
 
 work=$(mktemp -d /tmp/transport-compare.XXXXXX); chmod 755 "$work"
 cleanup() {
-  [ -n "${our_pid:-}" ] && kill "$our_pid" 2>/dev/null
+  [ -n "${our_pid:-}" ] && kill "$our_pid" 2>/dev/null || true   # may have exited already
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,8 +55,13 @@ $PY $helper "$db" add fake pw "$U" "$U" "tcp://127.0.0.1:$FAKE/" >/dev/null
   "--tcp-auth=sqlite,filename=$db" --ssl-cert="$work/cert.pem" --ssl-key="$work/key.pem" \
   2>"$work/proxy.log" &
 our_pid=$!
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-kill -0 "$our_pid" 2>/dev/null || { echo "the proxy did not start:"; cat "$work/proxy.log"; exit 1; }
+# Wait until the port is ours (not another program's that got there first).
+for _ in $(seq 100); do
+  ss -ltnpH "sport = :$PORT" | grep -q "pid=$our_pid," && break
+  kill -0 "$our_pid" 2>/dev/null || break
+  sleep 0.1
+done
+ss -ltnpH "sport = :$PORT" | grep -q "pid=$our_pid," || { echo "the proxy did not start:"; cat "$work/proxy.log"; exit 1; }
 
 echo "== machine"
 echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB," \
