@@ -46,7 +46,8 @@ type Conn struct {
 	hdrBuf    []byte
 	ctrl      [maxControl]byte
 
-	wmu sync.Mutex
+	wmu  sync.Mutex
+	wbuf []byte // frame being written, reused: one copy per frame, no allocation
 }
 
 // DefaultMaxFrame bounds one frame's payload: xpra never sends frames
@@ -178,24 +179,32 @@ func (c *Conn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
-	payload := p
 	if c.mask {
 		h.Masked, h.Mask = true, c.newMask()
-		payload = make([]byte, len(p))
-		copy(payload, p)
-		ws.Cipher(payload, h.Mask, 0)
 	}
-	buf := make([]byte, 0, ws.MaxHeaderSize+len(payload))
-	w := bytesWriter{&buf}
-	if err := ws.WriteHeader(w, h); err != nil {
+	// Header and payload go out in one write (one TLS record under wss).
+	buf := c.wbuf[:0]
+	if err := ws.WriteHeader(bytesWriter{&buf}, h); err != nil {
 		return fmt.Errorf("websocket: %w", err)
 	}
-	buf = append(buf, payload...)
-	if _, err := c.nc.Write(buf); err != nil {
+	n := len(buf)
+	buf = append(buf, p...)
+	if c.mask {
+		ws.Cipher(buf[n:], h.Mask, 0)
+	}
+	_, err := c.nc.Write(buf)
+	if cap(buf) <= maxKeptWriteBuffer {
+		c.wbuf = buf[:0]
+	}
+	if err != nil {
 		return fmt.Errorf("websocket: writing frame: %w", err)
 	}
 	return nil
 }
+
+// maxKeptWriteBuffer bounds the write buffer a connection keeps between
+// frames: a rare huge frame does not pin its size for the connection's life.
+const maxKeptWriteBuffer = 1 << 20
 
 type bytesWriter struct{ b *[]byte }
 
