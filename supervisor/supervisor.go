@@ -243,7 +243,14 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 			log.Warn("pre-auth process over its time; killing it")
 			cmd.Process.Kill()
 		case <-ctx.Done():
-			cmd.Process.Kill()
+			// Stopping (a restart): an exchange under way, such as a
+			// version request or a login, gets a moment to finish rather
+			// than a reset connection.
+			select {
+			case <-time.After(shutdownGrace):
+				cmd.Process.Kill()
+			case <-done:
+			}
 		case <-done:
 		}
 	}()
@@ -263,6 +270,10 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		log.Debug("pre-auth process ended", "err", err)
 	}
 }
+
+// shutdownGrace is how long a stopping supervisor lets connections in
+// pre-auth finish before it kills their processes.
+const shutdownGrace = 5 * time.Second
 
 // command is the worker program with its mode and arguments.
 func (s *Supervisor) command(args ...string) *exec.Cmd {
