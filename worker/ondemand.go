@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"os"
 	"strconv"
 	"syscall"
@@ -308,6 +310,15 @@ func (s *Session) waitLive(ctx context.Context, display string, leader int, wait
 		case <-tick.C:
 		}
 	}
+}
+
+// awaitHangup lets the client read its answer and hang up first, up to
+// d: a connection closed right behind the answer can reach an xpra 3.1
+// client as "connection lost" before it has handled the answer (seen with
+// `xpra start ssl://... --attach=no`).
+func awaitHangup(nc net.Conn, d time.Duration) {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }
 
 // processExists: kill(pid, 0) tells a gone process (ESRCH) from one of

@@ -93,7 +93,11 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 				d = append(d, value.Item{Key: "mode", Value: started.Mode})
 			}
 		}
-		return s.client.WritePacket(conn.Packet{packet.Hello, d})
+		if err := s.client.WritePacket(conn.Packet{packet.Hello, d}); err != nil {
+			return err
+		}
+		awaitHangup(nc, 5*time.Second)
+		return nil
 	}
 	s.Log = s.Log.With("display", display)
 	server, target, err := s.connect(ctx, display)

@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +37,11 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
+
+// The parent-death signal the supervisor sets on pre-auth processes
+// belongs to the thread exec started, the main one: only there can
+// preauthStage clear it, so main runs on it.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	os.Exit(run())
