@@ -7,7 +7,15 @@
 #
 # The first run on a machine builds the testbed's base tree (debootstrap,
 # 1.5-4 min, cached in /var/tmp/systemd-testbed); after that a run is the
-# compile plus about 15 s. Exits non-zero if a test fails (or cannot run).
+# compile plus about 15 s, plus the .deb's build (scripts/build-packages.sh,
+# 1.5-6 min on 2 cores) and a few minutes for e2e/service. Exits non-zero
+# if a test fails (or cannot run).
+#
+# e2e/service installs the .deb and starts real xpra sessions: its testbed
+# boots on the host's own root as the lower layer (TESTBED_BASE=host), where
+# .ci/install-deps.sh has put xpra, Xvfb and the package's libraries, instead
+# of debootstrapping xpra's hundreds of packages into the base tree.
+# XPRA_PROXY_DEB=path/to.deb skips the package build (reruns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -18,8 +26,9 @@ if [ ! -x "$testbed" ]; then
 fi
 . scripts/ensure-go.sh >/dev/null
 
-# Packages whose tests run in the testbed.
-pkgs=(./logind)
+# Packages whose tests run in the testbed, and the lower layer of each.
+pkgs=(./logind ./e2e/service)
+declare -A base=([./logind]=debootstrap [./e2e/service]=host)
 
 share=$(mktemp -d /var/tmp/xpra-proxy-testbed.XXXXXX)
 trap 'rm -rf "$share"' EXIT
@@ -32,6 +41,15 @@ done
 mkdir "$share/packaging"
 [ -f packaging/pam.d/debian/xpra-proxy ] && cp packaging/pam.d/debian/xpra-proxy "$share/packaging/xpra-proxy.pam"
 [ -f packaging/systemd/xpra-proxy.service ] && cp packaging/systemd/xpra-proxy.service "$share/packaging/"
+# The package e2e/service installs.
+mkdir "$share/deb"
+if [ -n "${XPRA_PROXY_DEB:-}" ]; then
+  cp "$XPRA_PROXY_DEB" "$share/deb/"
+else
+  t0=$SECONDS
+  bash scripts/build-packages.sh --deb "$share/deb" >/dev/null
+  echo "testbed-tests: .deb built in $((SECONDS - t0))s"
+fi
 "$testbed" build
 
 status=0
@@ -41,7 +59,7 @@ for p in "${pkgs[@]}"; do
   echo "== testbed: $name"
   envs=()
   [ -n "${CI:-}" ] && envs+=(--env "CI=$CI")
-  "$testbed" run --bind-ro "$share:/opt/xpra-proxy-tests" "${envs[@]}" --timeout 600 -- \
+  TESTBED_BASE=${base[$p]} "$testbed" run --bind-ro "$share:/opt/xpra-proxy-tests" "${envs[@]}" --timeout 600 -- \
     "/opt/xpra-proxy-tests/$name.test" -test.v -test.count=1 -test.timeout=8m "$@" 2>&1 | tee -a "$log" || status=1
 done
 passed=$(grep -c -- '^--- PASS' "$log" || true)
