@@ -9,7 +9,8 @@ python3-cryptography python3-netifaces python3-setproctitle python3-xdg
 python3-pyinotify python3-rencode ca-certificates git systemd
 ffmpeg gcc libc6-dev libffmpeg-nvenc-dev libturbojpeg0-dev libx264-dev libyuv-dev
 chromium
-libpam0g-dev curl openssl"
+libpam0g-dev curl openssl
+debhelper lintian rpm rpm2cpio cpio rpmlint"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
