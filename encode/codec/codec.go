@@ -166,8 +166,9 @@ func (c Config) CheckStride(stride int) error {
 type FrameOptions struct {
 	// Keyframe asks for an IDR frame (a new client, a lost frame).
 	Keyframe bool
-	// Quality and Speed change the context's settings from this frame
-	// on; -1 keeps them.
+	// Quality changes the context's quantizer from this frame on; -1
+	// keeps it. Speed (the preset) is fixed when a video context opens:
+	// x264 and NVENC cannot change it mid-stream; JPEG takes it per frame.
 	Quality, Speed int
 }
 

@@ -100,6 +100,9 @@ func (e *Encoder) Encode(pix []byte, stride int, opts codec.FrameOptions) (codec
 	if opts.Quality >= 0 && opts.Quality <= 100 {
 		e.cfg.Quality = opts.Quality
 	}
+	if opts.Speed >= 0 && opts.Speed <= 100 {
+		e.cfg.Speed = opts.Speed
+	}
 	q := max(e.cfg.Quality, 1)
 	buf, size := e.buf, e.bufSize
 	flags := C.int(C.TJFLAG_NOREALLOC)

@@ -347,8 +347,14 @@ func (c *conn) open(r encproto.Open) encproto.Reply {
 	if err != nil {
 		return errReply(encproto.Refused, "%s", refusal(err))
 	}
-	if lease.Where == pool.GPU && r.CPUOnly {
-		if lease, err = c.s.pool.ToCPU(lease, "client asked for the CPU"); err != nil {
+	// The NVENC backend encodes its preset's profile (high); a client
+	// that needs another (baseline for the HTML5 client's decoder) gets x264.
+	if lease.Where == pool.GPU && (r.CPUOnly || r.Profile != "" && r.Profile != "high") {
+		why := "client asked for the CPU"
+		if !r.CPUOnly {
+			why = "profile " + r.Profile + " is served by x264"
+		}
+		if lease, err = c.s.pool.ToCPU(lease, why); err != nil {
 			return errReply(encproto.Refused, "%s", refusal(err))
 		}
 	}
