@@ -52,8 +52,25 @@ type Leg struct {
 	// wlock is held by whoever writes to the peer (frames, a spliced
 	// chunk, pings, the goodbye), so nothing lands inside a chunk; a
 	// channel, so that waiting for it can give up.
-	wlock chan struct{}
-	torn  bool // guarded by wlock: a write failed, maybe mid-chunk; nothing more may follow
+	wlock   chan struct{}
+	waiters atomic.Int32 // pingers and goodbyes waiting for wlock: the relay lets go at the next packet's end
+	torn    bool         // guarded by wlock: a write failed, maybe mid-chunk; nothing more may follow
+}
+
+// lockOr takes the write side, or gives up when give is ready; it marks
+// the caller as waiting meanwhile, so a busy relay lets go between
+// packets.
+func (l *Leg) lockOr(give <-chan time.Time, stop <-chan struct{}) (locked, gave bool) {
+	l.waiters.Add(1)
+	defer l.waiters.Add(-1)
+	select {
+	case l.wlock <- struct{}{}:
+		return true, false
+	case <-give:
+		return false, true
+	case <-stop:
+		return false, false
+	}
 }
 
 // NewLeg wraps a connection whose hellos are done.
@@ -174,9 +191,7 @@ func (r *Relay) goodbye(l *Leg, reason string) {
 	_ = l.Net.SetWriteDeadline(deadline)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case l.wlock <- struct{}{}:
-	case <-t.C:
+	if locked, _ := l.lockOr(t.C, nil); !locked {
 		return
 	}
 	defer l.unlock()
@@ -192,6 +207,10 @@ type outgoing struct {
 	packet conn.Packet
 	cut    *cut
 }
+
+// raw reports whether o is a raw chunk, which its packet's main chunk
+// must follow with nothing in between.
+func (o outgoing) raw() bool { return o.cut != nil || (o.packet == nil && o.frame.Header.Index > 0) }
 
 // cut is a raw chunk whose header has been read and whose payload is
 // still in the source: head is what the source's reader had buffered of
@@ -221,46 +240,53 @@ const eagerAlloc = 4 << 20
 // yet read ahead by the reader moves cut-through between plain sockets;
 // below it, the extra system calls cost more than the copies they save
 // (BENCHMARKS.md, "Relaying a draw flood", has the measurements).
-const DefaultSpliceMin = 64 << 10
+const DefaultSpliceMin = 16 << 10
+
+// cutReadAhead is the source reader's read-ahead between plain sockets.
+const cutReadAhead = 16 << 10
 
 // pump forwards src's frames to dst, acting on the few packet types the
 // proxy owns and passing everything else through as bytes. Raw chunks go
 // on at once: only main chunks are inspected, and none of the packets the
 // proxy consumes (pings' echoes, disconnects) carries raw chunks. Large
 // raw chunks between two plain sockets go cut-through: their header is
-// written, then the payload is spliced from one socket to the other
-// while the writer holds dst, after everything queued before it.
+// written, then the payload is spliced from one socket to the other,
+// after everything read before it.
 func (r *Relay) pump(src, dst *Leg) {
-	var sp *splicer
+	o := &output{r: r, src: src, dst: dst, queue: make(chan outgoing, queueDepth),
+		batch: make([]outgoing, 0, queueDepth), done: make(chan error, 1)}
 	if src.CutThrough && dst.CutThrough {
-		sp = newSplicer(src.Net, dst.Net)
+		o.sp = newSplicer(src.Net, dst.Net)
 	}
-	queue := make(chan outgoing, queueDepth)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		defer sp.close()
-		r.writer(src, dst, sp, queue)
+		defer o.sp.close()
+		r.writer(src, dst, o.sp, o.queue, &o.pending)
 	}()
+	queueOpen := true
 	defer func() {
-		if queue != nil {
-			close(queue)
+		o.release()
+		if queueOpen {
+			close(o.queue)
 			<-writerDone
 		}
 	}()
-	send := func(o outgoing) bool {
-		select {
-		case queue <- o:
-			return true
-		case <-r.stopped:
-			return false
-		}
-	}
 	rd := src.Conn.Reader()
 	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
-	done := make(chan error, 1) // one cut in flight at a time
-	pendingRaw := 0             // raw chunks forwarded ahead of the next main chunk
+	pendingRaw := 0 // raw chunks forwarded ahead of the next main chunk
+	readAhead := o.sp == nil || r.SpliceMin <= 0
 	for {
+		// Frames held back go out before a read that may wait.
+		if rd.Buffered() < wire.HeaderSize && !o.flush() {
+			return
+		}
+		if !readAhead {
+			// What the reader reads ahead of a cut is copied out again:
+			// read little ahead (once nothing is buffered, so nothing
+			// is carried over).
+			readAhead = rd.SetReadAhead(cutReadAhead)
+		}
 		h, n, err := rd.ReadHeader()
 		if err != nil {
 			r.readFailed(src, err)
@@ -276,29 +302,20 @@ func (r *Relay) pump(src, dst *Leg) {
 			// chunk with raw chunks is never decoded (none of the packets
 			// the proxy acts on has any).
 			pendingRaw++
-			if sp != nil && r.SpliceMin > 0 && n-rd.Buffered() >= r.SpliceMin && !h.Encrypted() {
-				// The head is written from the reader's own buffer: the
-				// reader waits, so nothing else touches it meanwhile.
+			if o.sp != nil && r.SpliceMin > 0 && n-rd.Buffered() >= r.SpliceMin && !h.Encrypted() {
+				// The head goes out from the reader's own buffer: until the
+				// cut is done nothing reads it.
 				head := rd.PeekBuffered(n)
 				src.read.Add(int64(len(head)))
-				if !send(outgoing{cut: &cut{header: h, head: head, rest: n - len(head), done: done}}) {
+				if !o.cut(&cut{header: h, head: head, rest: n - len(head), done: o.done}) {
 					return
 				}
-				// The writer reads src now: wait for it.
-				select {
-				case err := <-done:
-					if err == nil {
-						_ = rd.Discard(len(head)) // buffered: cannot fail
-						continue
-					}
-					if !errors.Is(err, errWriterStopped) {
-						r.readFailed(src, fmt.Errorf("reading %s payload: %w", h, err))
-					}
-					return
-				case <-r.stopped:
-					return
-				}
+				_ = rd.Discard(len(head)) // buffered: cannot fail
+				continue
 			}
+		}
+		if rd.Buffered() < n && !o.flush() {
+			return
 		}
 		f, err := rd.ReadPayload(h, n)
 		if err != nil {
@@ -307,25 +324,26 @@ func (r *Relay) pump(src, dst *Leg) {
 		}
 		src.read.Add(int64(n))
 		if f.Header.Index > 0 {
-			if !send(outgoing{frame: f}) {
+			if !o.emit(outgoing{frame: f}) {
 				return
 			}
 			continue
 		}
 		forward, rewritten, err := r.inspect(src, pendingRaw > 0, f)
 		if rewritten != nil {
-			// In order with what was queued before it.
-			if !send(outgoing{packet: rewritten}) {
+			// In order with what was read before it.
+			if !o.emit(outgoing{packet: rewritten}) {
 				return
 			}
 		}
 		var bye *peerDisconnect
 		if errors.As(err, &bye) {
-			// Pass the peer's goodbye on after what was queued before it.
-			if send(outgoing{frame: f}) {
-				close(queue)
+			// Pass the peer's goodbye on after what was read before it.
+			if o.emit(outgoing{frame: f}) && o.flush() {
+				o.release()
+				close(o.queue)
 				<-writerDone
-				queue = nil
+				queueOpen = false
 			}
 			r.stopOnce.Do(func() {
 				r.reason = bye.reason
@@ -338,11 +356,157 @@ func (r *Relay) pump(src, dst *Leg) {
 			r.Stop(src, fmt.Sprintf("%s protocol error: %v", src.Name, err), false)
 			return
 		}
-		if forward && !send(outgoing{frame: f}) {
+		if forward && !o.emit(outgoing{frame: f}) {
 			return
 		}
 		pendingRaw = 0
 	}
+}
+
+// output is one direction's sending side, as its reader drives it. While
+// the writer goroutine is idle the reader writes itself: a hand-off per
+// frame costs more than the write (Go wakes another thread for it), and
+// a cut-through chunk is best moved by the goroutine that read its
+// header. Frames whose successors are already buffered are held back and
+// go out together, in one writev per read from src. Once something waits
+// in the writer's queue, everything after it goes there too, in order.
+type output struct {
+	r        *Relay
+	src, dst *Leg
+	sp       *splicer // nil: not between two plain sockets
+	queue    chan outgoing
+	pending  atomic.Int32 // items queued and not yet written
+	held     bool         // the reader holds dst's write side
+	batch    []outgoing   // frames held back, written with the next write
+	done     chan error   // a queued cut's outcome
+}
+
+// take gets dst's write side for the reader if the writer has nothing
+// left to write and no pinger or goodbye is writing.
+func (o *output) take() bool {
+	if !o.held && o.pending.Load() == 0 {
+		select {
+		case o.dst.wlock <- struct{}{}:
+			o.held = true
+		default:
+		}
+	}
+	return o.held
+}
+
+// yield writes what is held back if it ends a packet and a pinger or a
+// goodbye waits for dst: they go in between packets.
+func (o *output) yield() bool {
+	if n := len(o.batch); n > 0 && !o.batch[n-1].raw() && o.dst.waiters.Load() > 0 {
+		return o.write()
+	}
+	return true
+}
+
+// emit forwards a frame or a packet. false: the relay is stopping.
+func (o *output) emit(x outgoing) bool {
+	if !o.yield() {
+		return false
+	}
+	if !o.take() {
+		return o.enqueue(x)
+	}
+	if x.packet == nil {
+		o.batch = append(o.batch, x)
+		if len(o.batch) < cap(o.batch) {
+			return true
+		}
+		return o.flush()
+	}
+	o.batch = append(o.batch, x)
+	return o.write()
+}
+
+// cut forwards a cut-through chunk and returns once its payload has gone.
+func (o *output) cut(c *cut) bool {
+	if !o.yield() {
+		return false
+	}
+	if !o.take() {
+		if !o.enqueue(outgoing{cut: c}) {
+			return false
+		}
+		// The writer reads src now: wait for it.
+		select {
+		case err := <-o.done:
+			if err != nil && !errors.Is(err, errWriterStopped) {
+				o.r.readFailed(o.src, fmt.Errorf("reading %s payload: %w", c.header, err))
+			}
+			return err == nil
+		case <-o.r.stopped:
+			return false
+		}
+	}
+	o.batch = append(o.batch, outgoing{cut: c})
+	return o.write()
+}
+
+// flush writes the frames held back.
+func (o *output) flush() bool {
+	if len(o.batch) == 0 {
+		return true
+	}
+	return o.write()
+}
+
+// write writes the batch, the reader holding dst, and lets dst go unless
+// the batch ends inside a packet.
+func (o *output) write() bool {
+	last := o.batch[len(o.batch)-1]
+	var srcErr error
+	err := o.dst.writeLocked(func() error {
+		var err error
+		if srcErr, err = o.r.writeBatch(o.src, o.dst, o.sp, o.batch); srcErr != nil {
+			return srcErr // dst has part of a chunk: torn
+		}
+		return err
+	})
+	clear(o.batch)
+	o.batch = o.batch[:0]
+	if err != nil || !last.raw() {
+		o.dst.unlock()
+		o.held = false
+	}
+	switch {
+	case srcErr != nil:
+		o.r.readFailed(o.src, fmt.Errorf("reading %s payload: %w", last.cut.header, srcErr))
+		return false
+	case err != nil:
+		o.r.Stop(o.dst, o.dst.Name+" connection lost", false)
+		return false
+	}
+	return true
+}
+
+func (o *output) enqueue(x outgoing) bool {
+	o.pending.Add(1)
+	select {
+	case o.queue <- x:
+		return true
+	case <-o.r.stopped:
+		return false
+	}
+}
+
+// release lets dst go when the reader stops holding it.
+func (o *output) release() {
+	if !o.held {
+		return
+	}
+	// Held past a write: that write ended inside a packet, whose end
+	// will never come (or frames were held back, which are dropped).
+	o.dst.torn = true
+	for _, x := range o.batch {
+		bufpool.Put(x.frame.Payload)
+	}
+	o.batch = o.batch[:0]
+	o.dst.unlock()
+	o.held = false
 }
 
 // readFailed stops the relay for a read error from src.
@@ -360,7 +524,7 @@ func (r *Relay) readFailed(src *Leg, err error) {
 // queued when it looks goes out in one write (system calls, and on
 // loopback the receiver's wake-ups, cost more than the bytes at draw
 // rates), up to and including a packet or a cut-through chunk.
-func (r *Relay) writer(src, dst *Leg, sp *splicer, queue <-chan outgoing) {
+func (r *Relay) writer(src, dst *Leg, sp *splicer, queue <-chan outgoing, pending *atomic.Int32) {
 	// dst's write side is held from a packet's first raw chunk to its
 	// main chunk: the receiver attaches raw chunks to the next main
 	// chunk, so no ping or goodbye may come in between.
@@ -379,7 +543,7 @@ func (r *Relay) writer(src, dst *Leg, sp *splicer, queue <-chan outgoing) {
 		}
 		batch = append(batch[:0], o)
 	gather:
-		for len(batch) < cap(batch) && o.cut == nil && o.packet == nil {
+		for len(batch) < cap(batch) && o.cut == nil && o.packet == nil && (o.raw() || dst.waiters.Load() == 0) {
 			select {
 			case o, ok = <-queue:
 				if !ok {
@@ -404,10 +568,11 @@ func (r *Relay) writer(src, dst *Leg, sp *splicer, queue <-chan outgoing) {
 			}
 			return err
 		})
-		if err != nil || (o.cut == nil && (o.packet != nil || o.frame.Header.Index == 0)) {
+		if err != nil || !o.raw() {
 			dst.unlock()
 			held = false
 		}
+		pending.Add(-int32(len(batch)))
 		if o.cut != nil {
 			switch {
 			case srcErr != nil:
@@ -585,17 +750,15 @@ func (r *Relay) pinger(ctx context.Context, l *Leg, start time.Time) {
 		if stale(now, time.Time{}) {
 			return
 		}
-		for locked, waitFrom := false, now; !locked; {
-			select {
-			case l.wlock <- struct{}{}:
-				locked = true
-			case now = <-t.C:
-				if stale(now, waitFrom) {
-					return
-				}
-			case <-ctx.Done():
+		for waitFrom := now; ; {
+			locked, tick := l.lockOr(t.C, r.stopped)
+			if locked {
+				break
+			}
+			if !tick || ctx.Err() != nil {
 				return
-			case <-r.stopped:
+			}
+			if stale(time.Now(), waitFrom) {
 				return
 			}
 		}

@@ -329,14 +329,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readAll reads frames until the stream ends, checking that the relay's
-// pings carry its id and never sit between a packet's raw chunks and its
-// main chunk; want frames have arrived once got is closed... until EOF.
-func readAll(c net.Conn, uuid string, echo bool, until func([]frame) bool) received {
+// echoNow answers a ping at once (a peer that sends nothing else).
+func echoNow(c net.Conn) func(conn.Packet) {
+	w := conn.New(c)
+	return func(echo conn.Packet) { go w.WritePacket(echo) }
+}
+
+// readAll reads frames until the stream ends (or until says it has
+// enough), checking that the relay's pings carry its id and never sit
+// between a packet's raw chunks and its main chunk, and passing the echo
+// of each to echo (nil: no echoes).
+func readAll(c net.Conn, uuid string, echo func(conn.Packet), until func([]frame) bool) received {
 	cr := &countingReader{r: c}
 	rd := wire.NewReader(cr)
 	rd.SetMaxSize(wire.AbsMaxSize)
-	w := conn.New(c)
 	var out received
 	pendingRaw := 0
 	for {
@@ -363,8 +369,8 @@ func readAll(c net.Conn, uuid string, echo bool, until func([]frame) bool) recei
 				return out
 			}
 			out.pings++
-			if echo {
-				go w.WritePacket(conn.Packet{packet.PingEcho, p[1], int64(0), int64(0), int64(0), int64(0), uuid})
+			if echo != nil {
+				echo(conn.Packet{packet.PingEcho, p[1], int64(0), int64(0), int64(0), int64(0), uuid})
 			}
 			continue
 		}
@@ -433,8 +439,8 @@ func TestRelayFlood(t *testing.T) {
 				go func() { sent[1], sendErr[1] = sendInPieces(client, toServer, 4); sending <- struct{}{} }()
 				enough := func(want int) func([]frame) bool { return func(f []frame) bool { return len(f) == want } }
 				atServer := make(chan received, 1)
-				go func() { atServer <- readAll(server, r.UUID, false, enough(len(toServer))) }()
-				atClient := readAll(client, r.UUID, false, enough(len(toClient)))
+				go func() { atServer <- readAll(server, r.UUID, nil, enough(len(toServer))) }()
+				atClient := readAll(client, r.UUID, nil, enough(len(toClient)))
 				if atClient.err != nil {
 					t.Fatalf("client: %v", atClient.err)
 				}
@@ -471,7 +477,7 @@ func TestRelayFlood(t *testing.T) {
 				if err := conn.New(client).WritePacket(packet.NewDisconnect(packet.ReasonClientRequest, "bye")); err != nil {
 					t.Fatal(err)
 				}
-				rest := readAll(server, r.UUID, false, nil)
+				rest := readAll(server, r.UUID, nil, nil)
 				if len(rest.frames) != 1 {
 					t.Fatalf("after the flood the server got %d frames, want the disconnect", len(rest.frames))
 				}
@@ -485,7 +491,7 @@ func TestRelayFlood(t *testing.T) {
 				}
 				// Exact totals once the relay is done: what each peer read
 				// is what the relay wrote to it.
-				tail := readAll(client, r.UUID, false, nil)
+				tail := readAll(client, r.UUID, nil, nil)
 				if w := cl.BytesWritten(); w != atClient.bytes+tail.bytes {
 					t.Errorf("client leg wrote %d bytes, the client read %d", w, atClient.bytes+tail.bytes)
 				}
@@ -557,7 +563,7 @@ func TestRelayChunkCutShort(t *testing.T) {
 		peers: func(t *testing.T, client, server net.Conn, r *Relay) {
 			// Stops echoing, sends small packets for 200 ms, then part of a
 			// chunk, and stalls with the connection open.
-			go readAll(server, r.UUID, false, nil)
+			go readAll(server, r.UUID, nil, nil)
 			sc := conn.New(server)
 			for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
 				if err := sc.WritePacket(conn.Packet{"cursor", int64(1)}); err != nil {
@@ -597,7 +603,7 @@ func TestRelayChunkCutShort(t *testing.T) {
 					})
 					atClient := make(chan received, 1)
 					if tc.check != nil {
-						go func() { atClient <- readAll(client, r.UUID, true, nil) }()
+						go func() { atClient <- readAll(client, r.UUID, echoNow(client), nil) }()
 					}
 					tc.peers(t, client, server, r)
 					select {
@@ -791,5 +797,77 @@ func BenchmarkRelayChunks(b *testing.B) {
 				<-done
 			})
 		}
+	}
+}
+
+// A sustained flood of cut-through chunks lets the relay's pings in
+// between packets: both peers keep echoing, and neither times out.
+func TestRelayPingsDuringFlood(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			noLeaks(t)
+			client, server, r, done, cancel := socketRelay(t, tr, func(r *Relay) {
+				r.pingEvery = 10 * time.Millisecond
+				r.pingDeadline = 500 * time.Millisecond
+			})
+			raw := rawFrame(rand.NewChaCha8([32]byte{3}), 7, 1<<20)
+			draw := append(raw.wire(), mainFrame(t, conn.Packet{"draw", int64(1), []byte{}}).wire()...)
+			stop := make(chan struct{})
+			flooded := make(chan error, 1)
+			echoes := make(chan conn.Packet, 100)
+			go func() {
+				// The server's echoes go between its draws, as a real
+				// server's would.
+				sc := conn.New(server)
+				for {
+					select {
+					case <-stop:
+						flooded <- nil
+						return
+					case echo := <-echoes:
+						if err := sc.WritePacket(echo); err != nil {
+							flooded <- err
+							return
+						}
+					default:
+					}
+					if _, err := server.Write(draw); err != nil {
+						flooded <- err
+						return
+					}
+				}
+			}()
+			atServer := make(chan received, 1)
+			go func() {
+				atServer <- readAll(server, r.UUID, func(p conn.Packet) {
+					select {
+					case echoes <- p:
+					default: // the flood is over
+					}
+				}, nil)
+			}()
+			atClient := make(chan received, 1)
+			go func() { atClient <- readAll(client, r.UUID, echoNow(client), nil) }()
+			select {
+			case reason := <-done:
+				t.Fatalf("relay stopped during the flood: %q", reason)
+			case <-time.After(2 * time.Second):
+			}
+			close(stop)
+			if err := <-flooded; err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if reason := <-done; reason != "proxy stopping" {
+				t.Fatalf("relay stopped with %q", reason)
+			}
+			c, s := <-atClient, <-atServer
+			if c.pings < 10 || s.pings < 10 {
+				t.Fatalf("pings during the flood: %d to the client, %d to the server", c.pings, s.pings)
+			}
+			if len(c.frames) < 20 {
+				t.Fatalf("only %d frames reached the client", len(c.frames))
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ type Frame struct {
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
 type Reader struct {
 	br       *bufio.Reader
+	src      io.Reader // what br reads
 	maxSize  int
 	maxIndex int
 	dec      Decrypter
@@ -72,7 +73,21 @@ func NewReader(r io.Reader) *Reader {
 	if !ok {
 		br = bufio.NewReaderSize(r, 64<<10)
 	}
-	return &Reader{br: br, maxSize: DefaultMaxPacketSize, maxIndex: MaxIndexV3}
+	return &Reader{br: br, src: r, maxSize: DefaultMaxPacketSize, maxIndex: MaxIndexV3}
+}
+
+// SetReadAhead changes how much one read from the stream may fetch beyond
+// what the caller asked for (64 KiB by default), if nothing is buffered
+// now; it reports whether it did. A relay that moves large payloads
+// between sockets itself wants little read ahead: what was read ahead it
+// copies out again. Payloads larger than the buffer are read straight
+// into their own buffers either way.
+func (r *Reader) SetReadAhead(n int) bool {
+	if r.br.Buffered() > 0 {
+		return false
+	}
+	r.br = bufio.NewReaderSize(r.src, n)
+	return true
 }
 
 // SetMaxSize sets the per-chunk limit (bytes on the wire), capped at AbsMaxSize.

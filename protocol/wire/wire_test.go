@@ -161,6 +161,41 @@ func TestReadHeaderTakeBuffered(t *testing.T) {
 	}
 }
 
+// SetReadAhead only takes effect with nothing buffered, and frames read
+// the same with a small read-ahead as with the default.
+func TestSetReadAhead(t *testing.T) {
+	var stream []byte
+	for _, size := range []int{10, 5000, 40000} {
+		stream = AppendHeader(stream, Header{Flags: FlagRencode, Size: uint32(size)})
+		stream = append(stream, bytes.Repeat([]byte{byte(size)}, size)...)
+	}
+	r := NewReader(bytes.NewReader(stream))
+	if _, err := r.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() == 0 || r.SetReadAhead(4096) {
+		t.Fatalf("SetReadAhead with %d bytes buffered took effect", r.Buffered())
+	}
+	for r.Buffered() > 0 {
+		if _, err := r.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = NewReader(bytes.NewReader(stream))
+	if !r.SetReadAhead(4096) {
+		t.Fatal("SetReadAhead with nothing buffered did not take effect")
+	}
+	for _, size := range []int{10, 5000, 40000} {
+		f, err := r.ReadFrame()
+		if err != nil || len(f.Payload) != size || !bytes.Equal(f.Payload, bytes.Repeat([]byte{byte(size)}, size)) {
+			t.Fatalf("frame of %d bytes: %v, %v", size, f.Header, err)
+		}
+		if r.Buffered() > 4096 {
+			t.Fatalf("%d bytes buffered with a 4096 byte read-ahead", r.Buffered())
+		}
+	}
+}
+
 // TV11: plain-text replies a 3.1.3 server sends before it parsed a hello.
 func TestTextBeforeHello(t *testing.T) {
 	tests := []struct {
