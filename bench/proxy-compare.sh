@@ -1,17 +1,26 @@
 #!/bin/bash
 # proxy-compare.sh - measure our proxy against xpra 3.1.3's own `xpra proxy`
 # in one run on this machine (as root, Debian 12, loopback only), for
-# BENCHMARKS.md. Uses the lab tools in ../shared/lab/peers/tools:
+# BENCHMARKS.md. Uses the lab tools in ../shared/lab/peers/tools ($LAB):
 #   connection setup (hello_rtt.py, interleaved), memory per held connection
-#   (mem_tree.sh), CPU per MB and throughput of a synthetic draw flood
-#   (proxy_bench.py) against a plain io.Copy relay.
-# Usage: bash bench/proxy-compare.sh [ROUNDS]   (default 20; FLOOD_ONLY=1: only the flood)
+#   (mem_tree.sh), and CPU per MB and throughput of a synthetic draw flood
+#   (bench/flood.py) through each relay: a plain io.Copy relay, ours, ours
+#   built from OLD_REV (if set) and the reference.
+# Usage: bash bench/proxy-compare.sh [ROUNDS]   (default 20)
+#   FLOOD_ONLY=1       only the flood
+#   FLOOD_ROUNDS=N     flood rounds (default 3); each round runs every size
+#                      through every relay in turn
+#   FLOOD_SIZES="SIZE:DRAWS ..."  (default "65536:8000 262144:2000 4194304:125",
+#                      about 525 MB each)
+#   OLD_REV=REV        also flood through the proxy built from git revision REV
+#                      (a worktree in the run's temporary directory)
+#   FLOOD_OUT=FILE     keep the flood's JSON lines (bench/flood.py --summary FILE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ROUNDS=${1:-20}
-LAB=$(cd ../shared/lab/peers && pwd); TOOLS=$LAB/tools
-U=xprabench SRV=160 SRVPORT=14660 REF=161 REFPORT=14661 OURPORT=14662 COPYPORT=14663 FAKE=15300
+LAB=${LAB:-$(cd ../shared/lab/peers && pwd)}; TOOLS=$LAB/tools; export LAB
+U=xprabench SRV=160 SRVPORT=14660 REF=161 REFPORT=14661 OURPORT=14662 COPYPORT=14663 OLDPORT=14665 FAKE=15300
 PY=/usr/bin/python3
 . scripts/ensure-go.sh >/dev/null 2>&1
 mkdir -p bin && chmod 755 bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./bench/iocopy
@@ -20,6 +29,8 @@ work=$(mktemp -d /tmp/proxy-compare.XXXXXX); chmod 755 "$work"
 cleanup() {
   [ -n "${our_pid:-}" ] && kill "$our_pid" 2>/dev/null
   [ -n "${copy_pid:-}" ] && kill "$copy_pid" 2>/dev/null
+  [ -n "${old_pid:-}" ] && kill "$old_pid" 2>/dev/null
+  [ -d "$work/old" ] && git worktree remove --force "$work/old" 2>/dev/null
   bash "$LAB/start-peers.sh" --stop "$REF" >/dev/null 2>&1 || true
   bash "$LAB/start-peers.sh" --stop --user "$U" "$SRV" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -40,8 +51,15 @@ bin/xpra-proxy --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>
 our_pid=$!
 bin/iocopy -listen 127.0.0.1:$COPYPORT -to 127.0.0.1:$FAKE 2>/dev/null &
 copy_pid=$!
+if [ -n "${OLD_REV:-}" ]; then
+  git worktree add --detach "$work/old" "$OLD_REV" >/dev/null
+  (cd "$work/old" && mkdir -p bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker)
+  chmod -R a+rX "$work/old/bin"
+  "$work/old/bin/xpra-proxy" --bind-tcp=127.0.0.1:$OLDPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/old.log" &
+  old_pid=$!
+fi
 sleep 1
-echo "reference proxy pid $ref_pid, ours $our_pid, io.Copy relay $copy_pid"
+echo "reference proxy pid $ref_pid, ours $our_pid, io.Copy relay $copy_pid${old_pid:+, ours at $OLD_REV $old_pid}"
 
 echo "memory of ours before any connection:"; bash "$TOOLS/mem_tree.sh" "$our_pid"
 if [ -z "${FLOOD_ONLY:-}" ]; then
@@ -61,10 +79,18 @@ for who in ref ours; do
 done
 
 fi
-echo; echo "== synthetic draw flood: 400 draws of 256 KiB through each relay, timed from the first draw (bench/flood.py)"
-for round in $(seq "${FLOOD_ROUNDS:-2}"); do
-  $PY bench/flood.py --fake-port $FAKE --direct || echo "(failed)"
-  $PY bench/flood.py --fake-port $FAKE --via "tcp://127.0.0.1:$COPYPORT/" --proxy-pid "$copy_pid" || echo "(failed)"
-  $PY bench/flood.py --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$OURPORT/" --proxy-pid "$our_pid" || echo "(failed)"
-  $PY bench/flood.py --fake-port $FAKE --via "tcp://fake:pw@127.0.0.1:$REFPORT/" --proxy-pid "$ref_pid" || echo "(failed)"
+echo; echo "== synthetic draw flood through each relay, timed from the first draw (bench/flood.py)"
+out=${FLOOD_OUT:-$work/flood.jsonl}
+: >"$out"
+for round in $(seq "${FLOOD_ROUNDS:-3}"); do
+  for spec in ${FLOOD_SIZES:-65536:8000 262144:2000 4194304:125}; do
+    size=${spec%:*} n=${spec#*:}
+    f() { $PY bench/flood.py --fake-port $FAKE --size "$size" --packets "$n" --out "$out" "$@" || echo "(failed)"; }
+    f --direct --label "none (direct)"
+    f --via "tcp://127.0.0.1:$COPYPORT/" --relay-pid "$copy_pid" --label "io.Copy"
+    [ -n "${old_pid:-}" ] && f --via "tcp://fake:pw@127.0.0.1:$OLDPORT/" --relay-pid "$old_pid" --label "ours at $OLD_REV"
+    f --via "tcp://fake:pw@127.0.0.1:$OURPORT/" --relay-pid "$our_pid" --label "ours"
+    f --via "tcp://fake:pw@127.0.0.1:$REFPORT/" --relay-pid "$ref_pid" --label "xpra 3.1.3 proxy"
+  done
 done
+echo; $PY bench/flood.py --summary "$out"

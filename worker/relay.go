@@ -213,9 +213,10 @@ type outgoing struct {
 func (o outgoing) raw() bool { return o.cut != nil || (o.packet == nil && o.frame.Header.Index > 0) }
 
 // cut is a raw chunk whose header has been read and whose payload is
-// still in the source: head is what the source's reader had buffered of
-// it (in the reader's buffer), rest is still in the socket. The writer moves it and answers on
-// done: nil, the source's error, or errWriterStopped.
+// still in the source: head is what the source's reader had read ahead
+// of it (in the reader's own buffer), rest is still in the socket. A cut
+// that went through the queue is answered on done: nil, the source's
+// error, or errWriterStopped.
 type cut struct {
 	header wire.Header
 	head   []byte
@@ -227,7 +228,7 @@ type cut struct {
 var errWriterStopped = errors.New("writer stopped")
 
 // queueDepth bounds the frames read from one side and not yet written to
-// the other: reading the next frame overlaps writing this one, and a slow
+// the other, in the writer's queue or held back by the reader: a slow
 // receiver pushes back on the sender instead of filling memory (the
 // reference's queues are unbounded).
 const queueDepth = 8
