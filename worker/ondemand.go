@@ -50,7 +50,10 @@ func (s *Session) target(ctx context.Context) (string, *Started, error) {
 	defer s.closeSessions()
 	sns, asked := s.startRequest()
 	displays := s.displays()
-	if !asked && !(s.StartMode == StartAuto && s.noSession(displays)) {
+	// Only a client that will use the session gets one unasked (not, say,
+	// `xpra detach`).
+	auto := s.StartMode == StartAuto && s.request() == "" && s.hello.Connect
+	if !asked && !(auto && s.noSession(displays)) {
 		d, err := ChooseDisplay(s.hello.Display, displays)
 		return d, nil, err
 	}

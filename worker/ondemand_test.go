@@ -80,17 +80,25 @@ func TestTargetDecision(t *testing.T) {
 		mode      string
 		want      string
 		wantError string
+		noLive    bool // the user has no live session in the socket dirs
 	}{
-		{"a session to go to", nil, nil, StartAuto, ":7", ""},
+		{"a session to go to", nil, nil, StartAuto, ":7", "", false},
 		{"asked, starting disabled", value.Dict{{Key: "start-new-session", Value: value.Dict{{Key: "mode", Value: "start"}}}}, nil, "",
-			"", "session not found error: no displays found (this proxy does not start sessions)"},
-		{"none, on-request only", nil, []string{}, StartOnRequest, "", "session not found error: no displays found"},
-		{"module lists none but the user has a live one: no start (#3021)", nil, []string{}, StartAuto, "", "session not found error: no displays found"},
-		{"several", nil, []string{":1", ":2"}, StartAuto, "", "session not found error: please specify a display, more than one is available: :1, :2"},
+			"", "session not found error: no displays found (this proxy does not start sessions)", false},
+		{"none, on-request only", nil, []string{}, StartOnRequest, "", "session not found error: no displays found", false},
+		{"module lists none but the user has a live one: no start (#3021)", nil, []string{}, StartAuto, "", "session not found error: no displays found", false},
+		{"several", nil, []string{":1", ":2"}, StartAuto, "", "session not found error: please specify a display, more than one is available: :1, :2", false},
+		{"none, but only detaching", value.Dict{{Key: "detach_request", Value: true}}, []string{}, StartAuto, "", "session not found error: no displays found", false},
+		{"none, auto: a start is asked of the supervisor", nil, nil, StartAuto, "",
+			"session not found error: no displays found (this proxy does not start sessions)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			dirs := []string{dir}
+			if tc.noLive {
+				dirs = []string{t.TempDir()}
+			}
 			s := &Session{Log: quietLog(), StartMode: tc.mode, hello: caps.ParseHello(tc.hello),
-				Launch: launch.Launch{UID: os.Getuid(), SocketDirs: []string{dir}, Displays: tc.displays}}
+				Launch: launch.Launch{UID: os.Getuid(), SocketDirs: dirs, Displays: tc.displays}}
 			d, started, err := s.target(context.Background())
 			if tc.wantError != "" {
 				if err == nil || err.Error() != tc.wantError {

@@ -427,6 +427,9 @@ func (b *bed) attach(t *testing.T) {
 	b.attached = startClient(t, "ssl://"+testUser+":"+testPassword+"@"+tcpAddr+"/101", "--ssl-server-verify-mode=none")
 	t.Logf("xpra attach through TLS: attached after %v", time.Since(t0).Round(time.Millisecond))
 	b.relay = findChild(t, supervisorPID(t), "--relay")
+	if all := workers(supervisorPID(t), "--relay"); len(all) != 1 {
+		t.Fatalf("relay workers %v, want the attached client's alone", all)
+	}
 }
 
 // processes reads the credentials of every process of ours from /proc, as
@@ -449,12 +452,13 @@ func (b *bed) processes(t *testing.T) {
 
 	// A pre-auth process: a client that has not said hello yet (on the
 	// unix socket: on TCP ports it also holds the TLS settings' memfd).
+	carriers := workers(sup, "--preauth") // the attached client's TLS carrier is one
 	c, err := net.Dial("unix", unixSocket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	pre := findChild(t, sup, "--preauth")
+	pre := findChild(t, sup, "--preauth", carriers...)
 	pu, _ := user.Lookup(proxylab.PreauthUser)
 	puid, _ := strconv.Atoi(pu.Uid)
 	pgid, _ := strconv.Atoi(pu.Gid)
@@ -570,6 +574,11 @@ func (b *bed) restart(t *testing.T) {
 		t.Fatalf("connecting after the restart: %v", err)
 	}
 	waitFor(t, 10*time.Second, "the connection after the restart to be relayed to :101", func() bool { return relayedTo(":101") == n+1 })
+	// Its relay could make its control socket (xpra-proxy list) in the
+	// user's runtime directory, mounted before this supervisor started.
+	if logs := journal("xpra-proxy.service"); strings.Contains(logs, `msg="no control socket"`) {
+		t.Errorf("a relay had no control socket:\n%s", logs)
+	}
 }
 
 func (b *bed) cleanup(t *testing.T) {
@@ -842,16 +851,13 @@ func children(pid int) []int {
 }
 
 // findChild waits for a worker of the supervisor in mode ("--relay",
-// "--preauth") and returns its pid.
-func findChild(t *testing.T, supervisor int, mode string) int {
+// "--preauth") other than those in old, and returns its pid.
+func findChild(t *testing.T, supervisor int, mode string, old ...int) int {
 	t.Helper()
 	found := 0
-	waitFor(t, 15*time.Second, "a "+mode+" worker", func() bool {
-		for _, k := range children(supervisor) {
-			cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
-			args := strings.Split(string(cl), "\x00")
-			if len(args) > 1 && filepath.Base(args[0]) == "xpra-proxy-worker" && slices.Contains(args, mode) &&
-				readProc(k).status["NoNewPrivs"] == "1" {
+	waitFor(t, 15*time.Second, "a new "+mode+" worker", func() bool {
+		for _, k := range workers(supervisor, mode) {
+			if !slices.Contains(old, k) {
 				found = k
 				return true
 			}
@@ -859,6 +865,21 @@ func findChild(t *testing.T, supervisor int, mode string) int {
 		return false
 	})
 	return found
+}
+
+// workers are the supervisor's children in mode, past their start-up
+// checks (no_new_privs is set first thing).
+func workers(supervisor int, mode string) []int {
+	var out []int
+	for _, k := range children(supervisor) {
+		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
+		args := strings.Split(string(cl), "\x00")
+		if len(args) > 1 && filepath.Base(args[0]) == "xpra-proxy-worker" && slices.Contains(args, mode) &&
+			readProc(k).status["NoNewPrivs"] == "1" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 type proc struct {
