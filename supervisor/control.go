@@ -63,8 +63,16 @@ func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) 
 }
 
 func listenControl(path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("control socket directory: %w", err)
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		// Made as xpra's package makes /run/xpra, whatever the service's
+		// umask: relays look for sessions in it.
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("control socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("control socket directory: %w", err)
+		}
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
