@@ -18,6 +18,9 @@ go vet ./...
 echo "== go test"
 go test -count=1 -timeout 30m ./...
 
+echo "== systemd testbed (systemd PID 1, dbus, logind, PAM; the .deb installed)"
+bash scripts/testbed-tests.sh
+
 fuzztime=${FUZZTIME:-10s}
 if [ "$fuzztime" != 0 ]; then
   echo "== fuzz targets, $fuzztime each"
