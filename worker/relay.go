@@ -276,18 +276,20 @@ func (r *Relay) pump(src, dst *Leg) {
 	rd := src.Conn.Reader()
 	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
 	pendingRaw := 0 // raw chunks forwarded ahead of the next main chunk
-	readAhead := o.sp == nil || r.SpliceMin <= 0
+	// What the reader reads ahead of a cut is copied out again: it reads
+	// little ahead between plain sockets, once it has read something (its
+	// first read took the whole of any prefix, see Leg.CutThrough) and
+	// nothing is buffered (so nothing is carried over).
+	shrink, started := o.sp != nil && r.SpliceMin > 0, false
 	for {
 		// Frames held back go out before a read that may wait.
 		if rd.Buffered() < wire.HeaderSize && !o.flush() {
 			return
 		}
-		if !readAhead {
-			// What the reader reads ahead of a cut is copied out again:
-			// read little ahead (once nothing is buffered, so nothing
-			// is carried over).
-			readAhead = rd.SetReadAhead(cutReadAhead)
+		if shrink && started && rd.SetReadAhead(cutReadAhead) {
+			shrink = false
 		}
+		started = true
 		h, n, err := rd.ReadHeader()
 		if err != nil {
 			r.readFailed(src, err)

@@ -871,3 +871,55 @@ func TestRelayPingsDuringFlood(t *testing.T) {
 		})
 	}
 }
+
+// prefixed reads bytes read ahead by an earlier stage, then the socket,
+// and writes to the socket: how the relay worker's client Conn is made.
+type prefixed struct {
+	io.Reader
+	io.Writer
+}
+
+func (p prefixed) WriteHalf() io.Writer { return p.Writer }
+
+// Bytes the pre-auth stage read past the hello (up to its 64 KiB buffer)
+// come first, even when they end inside a chunk that then goes
+// cut-through: the rest of it comes from the socket.
+func TestRelayClientLeftover(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			noLeaks(t)
+			c1, c2 := tr.pair(t)
+			s1, s2 := tr.pair(t)
+			defer c1.Close()
+			defer s1.Close()
+			rng := rand.NewChaCha8([32]byte{7})
+			frames := []frame{mainFrame(t, conn.Packet{"key-action", int64(1)}), rawFrame(rng, 7, 200<<10),
+				mainFrame(t, conn.Packet{"draw", int64(1), []byte{}}), rawFrame(rng, 7, 1<<20),
+				mainFrame(t, conn.Packet{"draw", int64(2), []byte{}})}
+			var stream []byte
+			for _, f := range frames {
+				stream = append(stream, f.wire()...)
+			}
+			const cut = 60 << 10 // the leftover ends inside the first raw chunk
+			leftover, rest := stream[:cut], stream[cut:]
+			cl := NewLeg("client", c2, conn.New(prefixed{io.MultiReader(bytes.NewReader(leftover), c2), c2}))
+			sv := NewLeg("server", s2, conn.New(s2))
+			r := NewRelay(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			done := make(chan string, 1)
+			go func() { done <- r.Run(context.Background()) }()
+			go c1.Write(rest)
+			got := readAll(s1, r.UUID, nil, func(f []frame) bool { return len(f) == len(frames) })
+			if got.err != nil {
+				t.Fatal(got.err)
+			}
+			sameFrames(t, "client to server", got.frames, frames)
+			if tr.splices && sv.spliced.Load() == 0 {
+				t.Error("nothing was spliced")
+			}
+			c1.Close()
+			if reason := <-done; reason != "client connection lost" {
+				t.Fatalf("relay stopped with %q", reason)
+			}
+		})
+	}
+}
