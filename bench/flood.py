@@ -182,7 +182,7 @@ def run(a):
     s.close()
     el = t_last - t_first
     mb = nbytes / 1e6
-    res = {"label": a.label or ("direct" if a.direct else a.via.split("@")[-1]), "size": a.size,
+    res = {"label": a.label or ("direct" if a.direct else a.via.split("@")[-1]), "size": a.size, "round": a.round,
            "draws": got, "mb": round(mb, 1), "seconds": round(el, 4), "mb_s": round(mb / el, 1),
            "harness_cpu_ms_per_mb": round(1000 * (self1 - self0) / mb, 3)}
     line = "%-24s %5d draws of %7d B, %6.1f MB in %6.3fs = %6.0f MB/s; harness %.2f cpu-ms/MB" % (
@@ -196,19 +196,31 @@ def run(a):
             f.write(json.dumps(res) + "\n")
 
 
-def summary(path):
+def summary(path, base="io.Copy"):
+    """medians and ranges per draw size and relay; throughput also as a
+    share of the base relay's in the same round (rounds interleave the
+    relays, so a share cancels much of a busy machine's drift)"""
     rows = [json.loads(l) for l in open(path) if l.strip()]
-    groups = {}
+    groups, bases = {}, {}
     for r in rows:
         groups.setdefault((r["size"], r["label"]), []).append(r)
-    print("| draw size | relay | runs | MB/s median (range) | relay CPU-ms per MB median (range) |")
-    print("| --- | --- | --- | --- | --- |")
-    for (size, label), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], rows.index(kv[1][0]))):
-        mbs = [r["mb_s"] for r in rs]
-        cell = "%.0f (%.0f-%.0f)" % (statistics.median(mbs), min(mbs), max(mbs))
+        if r["label"] == base:
+            bases[(r["size"], r.get("round"))] = r["mb_s"]
+    print("| draw size | relay | runs | MB/s median (range) | MB/s / %s's, same round | relay CPU-ms per MB median (range) |" % base)
+    print("| --- | --- | --- | --- | --- | --- |")
+    order = {}
+    for i, r in enumerate(rows):
+        order.setdefault((r["size"], r["label"]), i)
+
+    def rng(v, fmt):
+        return (fmt + " (" + fmt + "-" + fmt + ")") % (statistics.median(v), min(v), max(v)) if v else "—"
+
+    for (size, label), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0]])):
+        share = [100 * r["mb_s"] / bases[(size, r.get("round"))] for r in rs
+                 if label != base and r.get("round") is not None and (size, r.get("round")) in bases]
         cpu = [r["relay_cpu_ms_per_mb"] for r in rs if "relay_cpu_ms_per_mb" in r]
-        ccell = "%.3f (%.3f-%.3f)" % (statistics.median(cpu), min(cpu), max(cpu)) if cpu else "—"
-        print("| %d KiB | %s | %d | %s | %s |" % (size >> 10, label, len(rs), cell, ccell))
+        print("| %d KiB | %s | %d | %s | %s | %s |" % (size >> 10, label, len(rs), rng([r["mb_s"] for r in rs], "%.0f"),
+                                                  rng(share, "%.0f %%").replace("%%", "%"), rng(cpu, "%.3f")))
 
 
 def main():
@@ -221,6 +233,7 @@ def main():
     ap.add_argument("--size", type=int, default=256 * 1024)
     ap.add_argument("--relay-pid", "--proxy-pid", type=int)
     ap.add_argument("--out")
+    ap.add_argument("--round", type=int, help="recorded with the run, for --summary's same-round shares")
     ap.add_argument("--summary")
     a = ap.parse_args()
     if a.summary:

@@ -85,7 +85,7 @@ out=${FLOOD_OUT:-$work/flood.jsonl}
 for round in $(seq "${FLOOD_ROUNDS:-3}"); do
   for spec in ${FLOOD_SIZES:-65536:8000 262144:2000 4194304:125}; do
     size=${spec%:*} n=${spec#*:}
-    f() { $PY bench/flood.py --fake-port $FAKE --size "$size" --packets "$n" --out "$out" "$@" || echo "(failed)"; }
+    f() { $PY bench/flood.py --fake-port $FAKE --size "$size" --packets "$n" --round "$round" --out "$out" "$@" || echo "(failed)"; }
     f --direct --label "none (direct)"
     f --via "tcp://127.0.0.1:$COPYPORT/" --relay-pid "$copy_pid" --label "io.Copy"
     [ -n "${old_pid:-}" ] && f --via "tcp://fake:pw@127.0.0.1:$OLDPORT/" --relay-pid "$old_pid" --label "ours at $OLD_REV"

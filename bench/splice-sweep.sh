@@ -30,7 +30,7 @@ for round in $(seq "${1:-3}"); do
   for size in ${SIZES:-32768 65536 262144 1048576}; do
     for i in "${!pids[@]}"; do
       $PY bench/flood.py --fake-port $FAKE --via "tcp://127.0.0.1:${ports[$i]}/" --relay-pid "${pids[$i]}" \
-        --packets $((512 * 1024 * 1024 / size)) --size "$size" --label "${labels[$i]}" --out "$out" || echo "(failed)"
+        --packets $((512 * 1024 * 1024 / size)) --size "$size" --round "$round" --label "${labels[$i]}" --out "$out" || echo "(failed)"
     done
   done
 done
