@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -151,35 +150,14 @@ func TestProxy(t *testing.T) {
 		}
 	})
 	t.Run("attach and confinement", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "xpra", "attach", p.URL(creds, a.Display),
-			"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
-			"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no")
-		cmd.Env = []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}
-		out := &proxylab.Buffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		// xvfb-run starts Xvfb and the client: stop them all, as a group.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); cancel(); cmd.Wait() }()
+		c := startAttach(t, p.URL(creds, a.Display))
+		defer c.stop()
 		worker := findWorker(t, p.Pid(), "--relay")
 		checkConfined(t, worker, a.UID, a.GID, groups)
-		deadline := time.Now().Add(40 * time.Second)
-		for !strings.Contains(out.String(), "Attached to") && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-		}
-		if !strings.Contains(out.String(), "Attached to") {
-			t.Fatalf("xpra attach through the proxy:\n%s", out)
-		}
 		// It keeps drawing: bytes keep flowing from the server for a while.
 		time.Sleep(3 * time.Second)
-		if strings.Contains(out.String(), "Disconnect") || strings.Contains(out.String(), "connection lost") {
-			t.Fatalf("the attached client was disconnected:\n%s", out)
+		if c.disconnected() {
+			t.Fatalf("the attached client was disconnected:\n%s", c.out)
 		}
 	})
 	t.Run("pre-auth confinement", func(t *testing.T) {
