@@ -529,7 +529,9 @@ func TestLeftoversEndWithTheSession(t *testing.T) {
 		stop bool
 	}{
 		{"unit stopped", "sleep 600 & exec sleep 600", true},
-		{"payload exits", "sleep 600 & sleep 2; exit 3", false},
+		// The payload lives long enough for the test to see its leftover
+		// child even on a loaded machine, then exits by itself.
+		{"payload exits", "sleep 600 & sleep 6; exit 3", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := c.StartSession(ctx, spec(leaderPath, "/bin/sh", "-c", tc.cmd))
