@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -197,6 +198,13 @@ func (h *handler) serveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, fi, err := h.files.open(name)
+	if err != nil && path.Base(name) == "background.png" {
+		// The client's stylesheet asks for a desktop background the web
+		// root does not have; xpra answers with its transparent 1x1 image
+		// rather than a 404, and so do we.
+		name = "icons/empty.png"
+		f, fi, err = h.files.open(name)
+	}
 	if err != nil {
 		h.log.Debug("http: not served", "remote", r.RemoteAddr, "path", r.URL.Path)
 		http.Error(w, "404 not found", http.StatusNotFound)

@@ -158,6 +158,8 @@ func TestHTTPServesTheHTML5Client(t *testing.T) {
 		{"/css/client.css", "css/client.css", "text/css; charset=utf-8"},
 		{"/favicon.ico", "favicon.ico", "image/x-icon"},
 		{"/icons/materialicons-regular.woff2", "icons/materialicons-regular.woff2", "font/woff2"},
+		// The stylesheet's desktop background: xpra's transparent stand-in.
+		{"/background.png", "icons/empty.png", "image/png"},
 	} {
 		resp, body := get("GET", tc.path)
 		want, err := os.ReadFile(filepath.Join(DefaultWWW, tc.file))
