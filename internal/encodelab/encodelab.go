@@ -1,0 +1,170 @@
+// Package encodelab builds and runs the real shared encoder worker
+// (cmd/xpra-proxy-encode) for tests outside encode/: started by root it
+// drops to its own system user, as deployed; started by anyone else it
+// serves as that user.
+package encodelab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+)
+
+// UserName is the system user the worker runs as when started by root:
+// the supervisor's default encoder-user.
+const UserName = "xpra-proxy-encode"
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Build compiles the worker once per test binary into a directory every
+// user may read (it re-executes itself after dropping root).
+func Build(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "xpra-proxy-encode-bin-"); buildErr != nil {
+			return
+		}
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			goBin = "go"
+		}
+		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy-encode")
+		cmd.Dir = moduleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build xpra-proxy-encode: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "xpra-proxy-encode")
+}
+
+func moduleRoot() string {
+	wd, _ := os.Getwd()
+	for dir := wd; dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+	}
+	return wd
+}
+
+// EnsureUser creates the worker's system user, as its package would.
+func EnsureUser(t testing.TB) int {
+	t.Helper()
+	if exec.Command("id", UserName).Run() != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", UserName).CombinedOutput()
+		if err != nil && exec.Command("id", UserName).Run() != nil {
+			t.Fatalf("useradd %s: %v: %s", UserName, err, out)
+		}
+	}
+	u, err := user.Lookup(UserName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uid
+}
+
+// Worker is a running encoder worker.
+type Worker struct {
+	Socket string
+	UID    int // the uid serving the socket
+	bin    string
+	args   []string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	log    *proxylab.Buffer
+	exited chan struct{}
+}
+
+// Start runs the worker on a socket of its own with extra flags
+// (e.g. --allow-uids, --max-cpu) and stops it when the test ends.
+func Start(t testing.TB, extra ...string) *Worker {
+	t.Helper()
+	bin := Build(t)
+	dir, err := os.MkdirTemp("", "xpra-proxy-encode-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	w := &Worker{Socket: filepath.Join(dir, "run", "socket"), UID: os.Getuid(), bin: bin}
+	w.args = append([]string{"--socket=" + w.Socket}, extra...)
+	if os.Getuid() == 0 {
+		w.UID = EnsureUser(t)
+		w.args = append(w.args, "--user="+UserName)
+	}
+	w.Restart(t)
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// Restart starts the worker again (after Kill) and waits until it serves.
+func (w *Worker) Restart(t testing.TB) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.log = &proxylab.Buffer{}
+	w.cmd = exec.Command(w.bin, w.args...)
+	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	w.exited = exited
+	go func(c *exec.Cmd) { c.Wait(); close(exited) }(w.cmd)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(w.log.String(), "encoder: serving") {
+		select {
+		case <-exited:
+			t.Fatalf("encoder worker exited:\n%s", w.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("encoder worker not serving after 20s:\n%s", w.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill ends the worker at once (SIGKILL), as a crash would.
+func (w *Worker) Kill() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd != nil && w.cmd.Process != nil {
+		w.cmd.Process.Kill()
+		<-w.exited
+	}
+}
+
+// Stop ends the worker.
+func (w *Worker) Stop() { w.Kill() }
+
+// Logs is what the current process logged.
+func (w *Worker) Logs() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.log.String()
+}
