@@ -28,6 +28,11 @@ type Launch struct {
 	Transport      string            `json:"transport"` // what arrived: "tcp", "ssl", "ws", "wss", "unix"
 	Peer           string            `json:"peer"`      // client address, for logs
 	Module         string            `json:"module"`    // the auth module that granted it
+	// EncoderSocket is the shared encoder worker's socket ("": the relay
+	// re-encodes nothing); EncoderUID is the uid that must serve it, so
+	// no other local user can stand in for it and see the pixels.
+	EncoderSocket string `json:"encoder_socket,omitempty"`
+	EncoderUID    int    `json:"encoder_uid,omitempty"`
 }
 
 // Write stores l in a new sealed-size memfd ready to pass to a child.

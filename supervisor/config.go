@@ -40,6 +40,11 @@ type Config struct {
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
 
+	// The shared encoder worker: its socket ("": relays re-encode nothing)
+	// and the user that must serve it.
+	EncoderSocket string `toml:"encoder-socket"`
+	EncoderUser   string `toml:"encoder-user"`
+
 	FrontConfig   // one port for xpra, TLS, WebSocket and HTTP (front.go)
 	SessionConfig // sessions on demand (ondemand_config.go)
 }
@@ -62,6 +67,7 @@ func Defaults() Config {
 	lim := limits.Defaults()
 	return Config{
 		PreauthUser:        "xpra-proxy",
+		EncoderUser:        "xpra-proxy-encode",
 		LoginTimeout:       Duration{120 * time.Second},
 		PreauthPacketLimit: 1 << 20,
 
@@ -124,6 +130,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
+	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
@@ -157,6 +165,7 @@ func merge(c *Config, cli Config) {
 	}
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
+		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src

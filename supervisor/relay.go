@@ -35,11 +35,21 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 			cred.Groups = append(cred.Groups, uint32(n))
 		}
 	}
-	doc, err := launch.Write(launch.Launch{
+	l := launch.Launch{
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
 		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
 		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
-	})
+	}
+	if s.cfg.EncoderSocket != "" {
+		// Looked up per relay: the encoder's user may be created after us.
+		if eu, err := user.Lookup(s.cfg.EncoderUser); err == nil && eu.Uid != "0" {
+			l.EncoderSocket = s.cfg.EncoderSocket
+			l.EncoderUID, _ = strconv.Atoi(eu.Uid)
+		} else {
+			s.log.Warn("encoder-user not found or root: no re-encoding", "user", s.cfg.EncoderUser, "err", err)
+		}
+	}
+	doc, err := launch.Write(l)
 	if err != nil {
 		return 0, err
 	}

@@ -26,6 +26,7 @@ type Connection struct {
 	Started   time.Time
 	Client    *Leg
 	Server    *Leg
+	Encode    *ReencodeStats // nil: no re-encoding on this connection
 }
 
 // Info is what `xpra info :proxy-PID` prints, under "proxy.".
@@ -42,6 +43,9 @@ func (c *Connection) Info() value.Dict {
 			value.Item{Key: "bytes.to-client", Value: c.Client.BytesWritten()},
 			value.Item{Key: "bytes.from-server", Value: c.Server.BytesRead()},
 			value.Item{Key: "bytes.to-server", Value: c.Server.BytesWritten()})
+	}
+	if c.Encode != nil {
+		d = append(d, c.Encode.Info()...)
 	}
 	return value.Dict{{Key: "proxy", Value: d}}
 }

@@ -37,6 +37,9 @@ type ServerHelloOptions struct {
 	UID, GID         int
 	Form             caps.Form // the server's caps layout
 	ChallengeAnswers value.Dict
+	// RawFrames asks a 3.1 server for uncompressed rgb frames, which the
+	// relay re-encodes with the shared encoder (reencode.go).
+	RawFrames bool
 }
 
 // sessionOptionTypes whitelists the session options a database may set on
@@ -84,8 +87,30 @@ func ServerHello(client value.Dict, o ServerHelloOptions) value.Dict {
 	for _, it := range proxyIdentity(o.UID, o.GID) {
 		set(it.Key.(string), it.Value)
 	}
+	if o.RawFrames {
+		for _, it := range rawFramesCaps {
+			set(it.Key.(string), it.Value)
+		}
+	}
 	out = append(out, o.ChallengeAnswers...)
 	return out
+}
+
+// rawFramesCaps make a 3.1 server send every window update as plain rgb,
+// uncompressed (a local hop: compressing is the proxy's job), with no
+// scrolling or deltas, so each draw is pixels the proxy can put in its
+// copy of the window. The client's own caps (what it decodes) stay for
+// everything else. Not "encoding.proxy.video": 3.1.3 on Python 3 cannot
+// parse it (reencode.go).
+var rawFramesCaps = value.Dict{
+	{Key: "encoding", Value: "rgb"},
+	{Key: "encodings", Value: []any{"rgb"}},
+	{Key: "encodings.core", Value: []any{"rgb24", "rgb32"}},
+	{Key: "encoding.rgb_lz4", Value: false},
+	{Key: "encoding.rgb_zlib", Value: false},
+	{Key: "encoding.rgb_lzo", Value: false},
+	{Key: "encoding.scrolling", Value: false},
+	{Key: "encoding.supports_delta", Value: []any{}},
 }
 
 // ClientHello builds the hello the worker sends to the client from the

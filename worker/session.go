@@ -233,6 +233,13 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	if !hasPassword {
 		password, hasPassword = s.Launch.SessionOptions["password"]
 	}
+	// With the shared encoder, the server is asked for raw frames that the
+	// relay re-encodes (reencode.go).
+	enc, encOpts := s.encoderFor(form)
+	if enc != nil {
+		defer enc.Close()
+		opts.RawFrames = true
+	}
 	hello := s.State.Hello
 	if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
 		return fmt.Errorf("sending hello to the server: %w", err)
@@ -300,7 +307,17 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			client := NewLeg("client", cnc, s.client)
 			client.Form = form
 			client.EnablePings(s.hello.Caps)
-			server := NewLeg("server", snc, sc)
+			serverNet, serverConn := net.Conn(snc), sc
+			var re *Reencoder
+			if enc != nil {
+				if re, err = NewReencoder(enc, snc, sc, sh, encOpts, s.Log); err != nil {
+					s.Log.Warn("re-encoding off", "err", err) // the server's raw frames pass as they are
+				} else {
+					defer re.Close()
+					serverNet, serverConn = re.Relay()
+				}
+			}
+			server := NewLeg("server", serverNet, serverConn)
 			server.Form = sh.Form()
 			server.EnablePings(sh.Caps)
 			r := NewRelay(client, server, s.Log)
@@ -310,6 +327,9 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			}
 			cx := &Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
 				Target: t.String(), Started: time.Now(), Client: client, Server: server}
+			if re != nil {
+				cx.Encode = &re.Stats
+			}
 			if cx.Transport == "" {
 				cx.Transport = s.Launch.Listener
 			}
