@@ -21,14 +21,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -99,6 +102,7 @@ func TestService(t *testing.T) {
 	}{
 		{"install", func(t *testing.T) { tb.install(t, deb) }},
 		{"system password", tb.passwordLogin},
+		{"HTML5 client and websocket", tb.html5},
 		{"session started for a user without one", tb.autoStart},
 		{"session started on request", tb.requestStart},
 		{"sessions and terminate", tb.sessionsCommand},
@@ -429,6 +433,30 @@ func (b *bed) attach(t *testing.T) {
 	b.relay = findChild(t, supervisorPID(t), "--relay")
 	if all := workers(supervisorPID(t), "--relay"); len(all) != 1 {
 		t.Fatalf("relay workers %v, want the attached client's alone", all)
+	}
+}
+
+// html5: the packaged service serves the HTML5 client on its one TCP port
+// (HTTP and HTTPS), and a websocket client logs in there with the system
+// password over wss, as the browser's client does.
+func (b *bed) html5(t *testing.T) {
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for _, scheme := range []string{"http", "https"} {
+		resp, err := hc.Get(scheme + "://" + tcpAddr + "/")
+		if err != nil {
+			t.Fatalf("GET %s://%s/: %v", scheme, tcpAddr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "xpra websockets client") ||
+			resp.Header.Get("Content-Security-Policy") == "" {
+			t.Fatalf("GET %s://%s/: %s, %d bytes", scheme, tcpAddr, resp.Status, len(body))
+		}
+	}
+	out := xpra(t, 60*time.Second, "info", "wss://"+testUser+":"+testPassword+"@"+tcpAddr+"/", "--ssl-server-verify-mode=none")
+	if !strings.Contains(out, "server.type=xpra-proxy") {
+		t.Fatalf("xpra info over wss with the system password:\n%s", out)
 	}
 }
 
