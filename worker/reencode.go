@@ -111,6 +111,9 @@ type Reencoder struct {
 	mu      sync.Mutex
 	wins    map[int64]*window
 	buf     []byte // bitstream buffer, reused
+	pixbuf  []byte // the pixels of the draw being read, reused
+	wantPix bool   // the reader is reading a draw's pixels
+	pixUsed bool   // pixbuf holds a chunk of the packet being read
 	scratch []byte // a window before a scroll
 	frames  []wire.Frame
 	closed  bool
@@ -236,10 +239,19 @@ func (r *Reencoder) clientLoop() {
 func (r *Reencoder) serverLoop() {
 	defer r.stop()
 	rd := r.sc.Reader()
-	rd.SetEagerAlloc(eagerAlloc, bufpool.Get)
+	// The server is the user's own, and its frames are big: sized from
+	// the header, the pixels into one buffer reused for every draw (a
+	// 1080p frame is 8 MiB, 25 times a second).
+	rd.SetEagerAlloc(pixelsEager, r.alloc)
 	var raws []wire.Frame
 	for {
-		f, err := rd.ReadFrame()
+		h, n, err := rd.ReadHeader()
+		var f wire.Frame
+		if err == nil {
+			r.wantPix = h.Index == drawPixelsIndex && h.Level == 0 && !r.pixUsed
+			f, err = rd.ReadPayload(h, n)
+			r.wantPix = false
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				r.log.Debug("re-encoder: from the server", "err", err)
@@ -264,11 +276,40 @@ func (r *Reencoder) serverLoop() {
 			return
 		}
 		for _, x := range raws {
-			bufpool.Put(x.Payload)
+			r.release(x.Payload)
 		}
-		bufpool.Put(f.Payload)
+		r.release(f.Payload)
 		raws = raws[:0]
+		r.pixUsed = false
 	}
+}
+
+// drawPixelsIndex is where a draw's pixels are: a raw chunk for element 7.
+const drawPixelsIndex = 7
+
+// pixelsEager: frames up to this size are read into a buffer sized from
+// their header (a 4K BGRX frame is 32 MiB).
+const pixelsEager = 64 << 20
+
+// alloc gives the reader the pixel buffer for a draw's pixels, a pooled
+// buffer for anything else.
+func (r *Reencoder) alloc(n int) []byte {
+	if !r.wantPix {
+		return bufpool.Get(n)
+	}
+	if cap(r.pixbuf) < n {
+		r.pixbuf = make([]byte, n)
+	}
+	r.pixUsed = true
+	return r.pixbuf[:n]
+}
+
+// release recycles a frame's buffer unless it is the pixel buffer.
+func (r *Reencoder) release(b []byte) {
+	if len(b) > 0 && len(r.pixbuf) > 0 && &b[0] == &r.pixbuf[:1][0] {
+		return
+	}
+	bufpool.Put(b)
 }
 
 // packet handles one packet (its raw chunks, then its main chunk): the
@@ -388,7 +429,8 @@ func (r *Reencoder) draw(raws []wire.Frame, f wire.Frame, p conn.Packet) error {
 		ws.alpha = true
 	}
 	pix, stride, err := d.rgbPixels(pf)
-	if ws.alpha || err != nil || d.x+d.w > ws.w || d.y+d.h > ws.h || ws.w < 16 || ws.h < 16 {
+	if ws.alpha || err != nil || d.x+d.w > ws.w || d.y+d.h > ws.h || ws.w < 16 || ws.h < 16 ||
+		ws.w > codec.MaxDimension || ws.h > codec.MaxDimension {
 		ws.valid = false
 		return forward()
 	}
