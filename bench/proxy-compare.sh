@@ -23,7 +23,7 @@ LAB=${LAB:-$(cd ../shared/lab/peers && pwd)}; TOOLS=$LAB/tools; export LAB
 U=xprabench SRV=160 SRVPORT=14660 REF=161 REFPORT=14661 OURPORT=14662 COPYPORT=14663 OLDPORT=14665 FAKE=15300
 PY=/usr/bin/python3
 . scripts/ensure-go.sh >/dev/null 2>&1
-mkdir -p bin && chmod 755 bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./bench/iocopy
+mkdir -p bin && chmod 755 bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./bench/iocopy
 id xpra-proxy >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin xpra-proxy
 work=$(mktemp -d /tmp/proxy-compare.XXXXXX); chmod 755 "$work"
 cleanup() {
@@ -53,7 +53,7 @@ bin/iocopy -listen 127.0.0.1:$COPYPORT -to 127.0.0.1:$FAKE 2>/dev/null &
 copy_pid=$!
 if [ -n "${OLD_REV:-}" ]; then
   git worktree add --detach "$work/old" "$OLD_REV" >/dev/null
-  (cd "$work/old" && mkdir -p bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker)
+  (cd "$work/old" && mkdir -p bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker $(ls -d ./cmd/xpra-proxy-preauth 2>/dev/null))
   chmod -R a+rX "$work/old/bin"
   "$work/old/bin/xpra-proxy" --bind-tcp=127.0.0.1:$OLDPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/old.log" &
   old_pid=$!

@@ -29,7 +29,7 @@ func findWorker(t *testing.T, supervisor int, mode string) proc {
 				continue
 			}
 			cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-worker") || !strings.Contains(string(cmdline), mode) {
+			if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
 				continue
 			}
 			p := readProc(pid)

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"os/user"
 	"strconv"
 	"sync"
@@ -87,6 +88,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	}
 	if s.front, err = launch.WriteFront(fr); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(s.preauthProgram()); err != nil {
+		return nil, fmt.Errorf("pre-auth program: %w", err)
 	}
 	if _, err := os.Stat(cfg.Worker); err != nil {
 		return nil, fmt.Errorf("worker program: %w", err)
@@ -277,7 +281,11 @@ const shutdownGrace = 5 * time.Second
 
 // command is the worker program with its mode and arguments.
 func (s *Supervisor) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(s.cfg.Worker, args...)
+	prog := s.cfg.Worker
+	if len(args) > 0 && args[0] == "--preauth" {
+		prog = s.preauthProgram()
+	}
+	cmd := exec.Command(prog, args...)
 	cmd.Dir = "/"
 	cmd.Stderr = os.Stderr // children log to the service's journal
 	return cmd
@@ -596,4 +604,10 @@ func (s *Supervisor) reportStatus(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// preauthProgram is xpra-proxy-preauth, installed beside the worker: a
+// binary of its own, so relay workers do not carry its TLS and HTTP code.
+func (s *Supervisor) preauthProgram() string {
+	return filepath.Join(filepath.Dir(s.cfg.Worker), "xpra-proxy-preauth")
 }

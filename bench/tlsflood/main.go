@@ -520,7 +520,7 @@ func serverGreeting(path string) ([]byte, error) {
 // Roles of the proxy's processes, told apart by their command line.
 const (
 	roleSupervisor = "supervisor"
-	roleTransport  = "transport" // xpra-proxy-worker --preauth: terminates TLS/WebSocket after login
+	roleTransport  = "transport" // xpra-proxy-preauth: terminates TLS/WebSocket after login
 	roleRelay      = "relay"     // xpra-proxy-worker --relay
 )
 

@@ -1,14 +1,13 @@
 // Command xpra-proxy-worker is exec'd by the supervisor, never run by
-// hand. It runs unprivileged in one of two modes:
+// hand. It runs unprivileged in one of these modes (the pre-auth stage is
+// xpra-proxy-preauth):
 //
-//	--preauth  as the xpra-proxy user: tells transports apart (TCP ports),
-//	           serves the HTML5 client, reads the client's hello, relays the
-//	           password challenge, hands the connection over, and stays to
-//	           carry TLS and WebSocket connections (fds: client, ipc, and
-//	           front on TCP ports)
 //	--relay    as the session's owner: connects to the session and relays
 //	           (fds: client, handover, launch, and with --start-session the
 //	           session channel to ask the supervisor for a new session)
+//	--control  as the xpra-proxy user: the supervisor's :proxy socket
+//	           (fds: control, ipc)
+//	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
 // sets no_new_privs, so nothing it runs can gain privileges.
@@ -23,7 +22,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,26 +36,18 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
-// The parent-death signal the supervisor sets on pre-auth processes
-// belongs to the thread exec started, the main one: only there can
-// preauthStage clear it, so main runs on it.
-func init() { runtime.LockOSThread() }
-
 func main() {
 	os.Exit(run())
 }
 
 func run() int {
-	preauth := flag.Bool("preauth", false, "run the pre-auth stage")
 	relay := flag.Bool("relay", false, "run the relay stage")
 	controlMode := flag.Bool("control", false, "serve the supervisor's control socket")
-	listener := flag.String("listener", "tcp", "listener type the client came in on")
+	_ = flag.String("listener", "tcp", "listener type the client came in on (for ps and logs)")
 	peer := flag.String("peer", "", "client address, for logs")
 	_ = flag.String("transport", "", "what arrived (tcp, ssl, ws, wss, unix): shown by xpra-proxy list")
 	query := flag.String("query", "", "print the info of the relay worker with this pid as JSON (xpra-proxy list)")
 	socketDirs := flag.String("socket-dirs", "", "with --query: where control sockets are, comma separated")
-	packetLimit := flag.Int("packet-limit", 1<<20, "largest packet before authentication")
-	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
 	flag.Parse()
 
@@ -67,23 +57,17 @@ func run() int {
 	}
 	var names []string
 	switch {
-	case *controlMode && !*preauth && !*relay:
+	case *controlMode && !*relay:
 		names = []string{"control", "ipc"}
 		log = log.With("stage", "control", "pid", os.Getpid())
-	case *preauth && !*relay:
-		names = []string{"client", "ipc"}
-		if *listener == "tcp" {
-			names = append(names, "front")
-		}
-		log = log.With("stage", "preauth", "peer", *peer, "pid", os.Getpid())
-	case *relay && !*preauth:
+	case *relay:
 		names = []string{"client", "handover", "launch"}
 		if *startSession != "" {
 			names = append(names, "session")
 		}
 		log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	default:
-		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--preauth, --relay or --control)")
+		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--relay or --control)")
 		return 2
 	}
 	fds, err := namedfd.Take(names...)
@@ -109,18 +93,6 @@ func run() int {
 		return 1
 	}
 	defer nc.Close()
-
-	if *preauth {
-		sup, err := ipc.FromFile(fds["ipc"])
-		fds["ipc"].Close()
-		if err != nil {
-			log.Error("ipc", "err", err)
-			return 1
-		}
-		defer sup.Close()
-		return preauthStage(nc, sup, fds["front"], worker.PreauthOptions{Listener: *listener, Transport: *listener,
-			Peer: *peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, Log: log})
-	}
 
 	blob, err := launch.ReadAll(fds["handover"], handover.MaxSize)
 	fds["handover"].Close()
@@ -154,52 +126,6 @@ func run() int {
 	if err := s.Run(ctx, nc); err != nil {
 		log.Info("connection ended", "err", err)
 	}
-	return 0
-}
-
-// preauthStage runs the front (TCP ports), the pre-auth exchange, and, for
-// TLS and WebSocket, carries the connection for the relay worker.
-func preauthStage(nc net.Conn, sup *ipc.Conn, frontDoc *os.File, o worker.PreauthOptions) int {
-	log := o.Log
-	ctx, cancel := context.WithTimeout(context.Background(), o.LoginTimeout)
-	defer cancel()
-	c := nc
-	if frontDoc != nil {
-		doc, err := launch.ReadFront(frontDoc)
-		frontDoc.Close()
-		if err != nil {
-			log.Error("front", "err", err)
-			return 1
-		}
-		f, err := worker.NewFront(doc, log)
-		if err != nil {
-			log.Error("front", "err", err)
-			return 1
-		}
-		if c, o.Transport, err = f.Accept(ctx, nc); err != nil || c == nil {
-			if err != nil {
-				log.Info("connection ended before authentication", "err", err)
-			}
-			return 0
-		}
-		log = log.With("transport", o.Transport)
-		o.Log = log
-	}
-	stream, err := worker.Preauth(c, sup, o)
-	if err != nil {
-		log.Info("connection ended before authentication", "err", err)
-		return 0
-	}
-	if stream == nil {
-		return 0
-	}
-	// This process now carries an authenticated connection: it must
-	// outlive a restart of the supervisor, like the relay worker.
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
-		log.Warn("clearing the parent-death signal", "err", err)
-	}
-	in, out, err := worker.Pump(c, stream)
-	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
 	return 0
 }
 

@@ -148,7 +148,7 @@ func (b *bed) install(t *testing.T, deb string) {
 	// stray /etc/pam.d/xpra-proxy of its own.
 	sh(t, "dpkg", "-i", "--force-confnew", deb)
 	t.Logf("dpkg -i took %v", time.Since(t0).Round(time.Millisecond))
-	for _, f := range []string{"/usr/bin/xpra-proxy", libexec + "/xpra-proxy-worker", libexec + "/xpra-proxy-pam",
+	for _, f := range []string{"/usr/bin/xpra-proxy", libexec + "/xpra-proxy-worker", libexec + "/xpra-proxy-preauth", libexec + "/xpra-proxy-pam",
 		libexec + "/xpra-proxy-session", "/etc/pam.d/xpra-proxy", "/etc/xpra-proxy/xpra-proxy.toml"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)
@@ -902,7 +902,7 @@ func workers(supervisor int, mode string) []int {
 	for _, k := range children(supervisor) {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
 		args := strings.Split(string(cl), "\x00")
-		if len(args) > 1 && filepath.Base(args[0]) == "xpra-proxy-worker" && slices.Contains(args, mode) &&
+		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "xpra-proxy-") && slices.Contains(args, mode) &&
 			readProc(k).status["NoNewPrivs"] == "1" {
 			out = append(out, k)
 		}

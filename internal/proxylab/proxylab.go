@@ -47,7 +47,7 @@ func Build(t testing.TB) string {
 		if _, err := os.Stat(goBin); err != nil {
 			goBin = "go"
 		}
-		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy", "./cmd/xpra-proxy-worker", "./cmd/xpra-probe")
+		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy", "./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-probe")
 		cmd.Dir = moduleRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
