@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -61,6 +62,7 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 		if err := c.WritePacket(packet.NewDisconnect(reason, details...)); err != nil {
 			return fmt.Errorf("refusing (%s): %w", reason, err)
 		}
+		hangUp(nc)
 		return fmt.Errorf("refused: %s %v", reason, details)
 	}
 	hello, err := readHello(c)
@@ -185,4 +187,13 @@ func askChallenge(c *conn.Conn, ch challenge.Challenge) (value.Dict, error) {
 		return nil, errors.New("the answer has no challenge_response")
 	}
 	return hello, nil
+}
+
+// hangUp gives the client up to a second to read a disconnect and close
+// first. Closing a socket with unread bytes in it sends a reset, and a
+// reset can destroy the disconnect before the client reads it: the real
+// xpra client over TLS then reported nothing at all instead of the reason.
+func hangUp(nc net.Conn) {
+	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }
