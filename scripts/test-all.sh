@@ -28,7 +28,12 @@ if [ "$fuzztime" != 0 ]; then
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
       echo "-- $pkg $target"
-      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -parallel=2 "$pkg" | tail -n 2
+      # The whole output on failure: the fuzzer's reason (a crasher, a
+      # hung worker) is not in its last two lines.
+      if ! out=$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -parallel=2 "$pkg" 2>&1); then
+        echo "$out" | tail -n 60; exit 1
+      fi
+      echo "$out" | tail -n 2
     done
   done
 fi
