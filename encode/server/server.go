@@ -23,8 +23,6 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
-	"github.com/xpra-proxy/xpra-proxy/encode/jpeg"
-	"github.com/xpra-proxy/xpra-proxy/encode/nvenc"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/x264"
 )
@@ -100,11 +98,7 @@ func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	if p.NoGPU() == "" {
-		if err := nvenc.Available(); err != nil {
-			p.DisableGPUs(err.Error())
-		}
-	}
+	CheckGPU(p)
 	return &Server{cfg: cfg, pool: p, log: log, conns: map[*conn]struct{}{}, perUID: map[uint32]int{}}
 }
 
@@ -343,59 +337,19 @@ func (c *conn) open(r encproto.Open) encproto.Reply {
 	if r.Profile != "" && (r.Codec != codec.H264 || !validProfile(r.Profile)) {
 		return errReply(encproto.Invalid, "profile %q for %v", r.Profile, r.Codec)
 	}
-	lease, err := c.s.pool.Admit(c.uid, r.Codec)
-	if err != nil {
-		return errReply(encproto.Refused, "%s", refusal(err))
-	}
-	// The NVENC backend encodes its preset's profile (high); a client
-	// that needs another (baseline for the HTML5 client's decoder) gets x264.
-	if lease.Where == pool.GPU && (r.CPUOnly || r.Profile != "" && r.Profile != "high") {
-		why := "client asked for the CPU"
-		if !r.CPUOnly {
-			why = "profile " + r.Profile + " is served by x264"
-		}
-		if lease, err = c.s.pool.ToCPU(lease, why); err != nil {
-			return errReply(encproto.Refused, "%s", refusal(err))
-		}
-	}
-	var enc codec.Encoder
-	var backend encproto.Backend
-	gpu := int8(-1)
-	if lease.Where == pool.GPU {
-		e, err := nvenc.New(cfg, lease.Device.UUID)
-		if err == nil {
-			enc, backend, gpu = e, encproto.NVENC, int8(lease.Device.Index)
-		} else {
-			c.log.Warn("encoder: NVENC failed, using the CPU", "gpu", lease.Device.Index, "err", err)
-			if lease, err = c.s.pool.ToCPU(lease, err.Error()); err != nil {
-				return errReply(encproto.Refused, "%s", refusal(err))
-			}
-		}
-	}
-	if enc == nil {
-		var err error
-		switch r.Codec {
-		case codec.JPEG:
-			enc, err = jpeg.New(cfg)
-			backend = encproto.JPEG
-		default:
-			enc, err = x264.New(cfg, r.Profile)
-			backend = encproto.X264
-		}
-		if err != nil {
-			lease.Release()
-			return errReply(encproto.EncodeFailed, "%v", err)
-		}
+	oc, rerr := OpenContext(c.s.pool, c.uid, cfg, r.Profile, r.CPUOnly, c.log)
+	if rerr != nil {
+		return rerr
 	}
 	c.next++
 	id := c.next
-	c.ctxs[id] = &encCtx{cfg: cfg, enc: enc, lease: lease}
+	c.ctxs[id] = &encCtx{cfg: cfg, enc: oc.Enc, lease: oc.Lease}
 	c.s.mu.Lock()
 	c.s.contexts++
 	c.s.mu.Unlock()
 	c.log.Debug("encoder: context", "ctx", id, "codec", r.Codec, "size", fmt.Sprintf("%dx%d", r.Width, r.Height),
-		"backend", backend, "fallback", lease.Fallback)
-	return encproto.Opened{Ctx: id, Backend: backend, GPU: gpu, Fallback: lease.Fallback}
+		"backend", oc.Backend, "fallback", oc.Lease.Fallback)
+	return encproto.Opened{Ctx: id, Backend: oc.Backend, GPU: oc.GPU, Fallback: oc.Lease.Fallback}
 }
 
 func validProfile(p string) bool {
