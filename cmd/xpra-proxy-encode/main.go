@@ -3,9 +3,10 @@
 // nodes), owning every encoding context of every session behind the
 // proxy. Session workers connect to its unix socket (encode/client).
 //
-// Started as root with --user=NAME, it binds the socket, then drops to
-// NAME (groups, gid, uid) and re-executes itself holding only the
-// listening socket. Started as any other user, it binds the socket
+// Started as root with --user=NAME, it binds the socket, then runs
+// itself as NAME (uid, gid and NAME's groups, set at exec) holding only
+// the listening socket, and waits for it, passing SIGTERM/SIGINT on.
+// Started as any other user (systemd's User=), it binds the socket
 // itself. It refuses to serve as root.
 //
 //	xpra-proxy-encode --user=xpra-encode --socket=/run/xpra-proxy-encode/socket \
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"os/user"
 	"path/filepath"
@@ -71,12 +73,15 @@ func run() int {
 	}
 
 	ln, err := listener(*socket, *userName, log)
+	if errors.Is(err, errStopped) {
+		return 0 // we were the root parent; the worker ran and stopped
+	}
 	if err != nil {
 		log.Error("start-up", "err", err)
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() > 0 {
+			return ee.ExitCode()
+		}
 		return 1
-	}
-	if ln == nil {
-		return 1 // re-exec failed, already logged
 	}
 	if os.Geteuid() == 0 || os.Getuid() == 0 {
 		log.Error("refusing to serve as root: use --user=NAME or systemd User=")
@@ -137,9 +142,9 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 	}, nil
 }
 
-// listener returns the socket to serve: inherited from our root self
-// across the re-exec, or bound here. As root it binds, drops to the user
-// and re-executes (it only returns on failure then). listen() is always
+// listener returns the socket to serve: inherited from our root parent,
+// or bound here. As root it binds, runs the worker as the user and waits
+// for it (errStopped when the worker ended cleanly). listen() is always
 // called by the serving process, after any drop: the kernel records the
 // listener's credentials then, and clients check them (SO_PEERCRED) to
 // know they reached the encoder's user.
@@ -180,33 +185,75 @@ func listener(path, userName string, log *slog.Logger) (*net.UnixListener, error
 	if err != nil {
 		return nil, err
 	}
-	fd := int(f.Fd())
-	// Keep only this descriptor across exec, named for namedfd.Take on
-	// the other side: whatever our parent leaked to us is not passed on.
-	if err := closeOnExecAllBut(fd); err != nil {
+	groups, err := groupIDs(u)
+	if err != nil {
 		return nil, err
 	}
-	env := []string{namedfd.EnvVar + "=listen=" + strconv.Itoa(fd), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	// Order matters: groups and gid while still root, uid last.
-	if err := syscall.Setgroups(nil); err != nil {
-		return nil, fmt.Errorf("setgroups: %w", err)
+	// The identity is set by the kernel at exec (never changed inside this
+	// Go process); the child holds only the listening socket, by name.
+	if err := closeOnExecAll(); err != nil {
+		return nil, err
 	}
-	if err := syscall.Setresgid(gid, gid, gid); err != nil {
-		return nil, fmt.Errorf("setgid %d: %w", gid, err)
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	namedfd.Attach(cmd, namedfd.Fd{Name: "listen", File: f})
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
+		// Killing the root parent (by hand, or a test) kills the worker.
+		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := syscall.Setresuid(uid, uid, uid); err != nil {
-		return nil, fmt.Errorf("setuid %d: %w", uid, err)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the encoder as %s: %w", userName, err)
 	}
-	if syscall.Setuid(0) == nil {
-		return nil, errors.New("could regain root after dropping privileges")
+	f.Close()
+	log.Info("encoder: started as its user", "user", userName, "uid", uid, "worker_pid", cmd.Process.Pid)
+	return nil, waitChild(cmd, log)
+}
+
+// waitChild is all the root parent does once the worker runs: pass
+// SIGTERM/SIGINT on and exit when it does.
+func waitChild(cmd *exec.Cmd, log *slog.Logger) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s) // it may have exited already: Wait reports that
+		}
+	}()
+	err := cmd.Wait()
+	signal.Stop(sigs)
+	if err != nil {
+		return fmt.Errorf("encoder worker: %w", err)
 	}
-	log.Info("encoder: dropped to user, re-executing", "user", userName, "uid", uid)
-	err = syscall.Exec(exe, os.Args, env)
-	return nil, fmt.Errorf("re-exec %s: %w", exe, err)
+	log.Info("encoder: worker exited")
+	return errStopped
+}
+
+// errStopped: the worker run by this root parent ended cleanly.
+var errStopped = errors.New("worker exited")
+
+// groupIDs lists the user's groups as initgroups would: the GPU device
+// nodes are usually reachable through "video" or "render".
+func groupIDs(u *user.User) ([]uint32, error) {
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", u.Username, err)
+	}
+	var out []uint32
+	for _, id := range ids {
+		n, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("group id %q of %s: %w", id, u.Username, err)
+		}
+		out = append(out, uint32(n))
+	}
+	return out, nil
 }
 
 // listen starts listening on a bound socket and wraps it.
@@ -288,20 +335,20 @@ func bind(path string, uid, gid int) (*os.File, error) {
 	return f, nil
 }
 
-// closeOnExecAllBut marks every descriptor but 0, 1, 2 and keep
-// close-on-exec, and clears the flag on keep.
-func closeOnExecAllBut(keep int) error {
+// closeOnExecAll marks every descriptor but 0, 1 and 2 close-on-exec:
+// whatever our own parent leaked to us must not reach the worker (it gets
+// the listening socket through ExtraFiles, which is dup'ed past this).
+func closeOnExecAll() error {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return err
+		return fmt.Errorf("list descriptors: %w", err)
 	}
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 || fd == keep {
+		if err != nil || fd <= 2 {
 			continue
 		}
 		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC) // the ReadDir's own fd is gone by now: EBADF is fine
 	}
-	_, err = unix.FcntlInt(uintptr(keep), unix.F_SETFD, 0)
-	return err
+	return nil
 }
