@@ -30,6 +30,9 @@ const maxExposure = 4.0
 
 var units = []string{"xpra-proxy.service", "xpra-proxy.socket", "xpra-proxy-unix.socket"}
 
+// encodeUnits ship in the encoder's own package.
+var encodeUnits = []string{"xpra-proxy-encode.service"}
+
 func run(t *testing.T, dir string, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
@@ -41,9 +44,9 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
-// TestUnitsVerify loads the three units into systemd's own checker, with
-// ExecStart= pointing at a freshly built xpra-proxy and man pointing at
-// our pages (verify runs `man` for each Documentation= entry).
+// TestUnitsVerify loads the units into systemd's own checker, with
+// ExecStart= pointing at freshly built programs and man pointing at our
+// pages (verify runs `man` for each Documentation= entry).
 func TestUnitsVerify(t *testing.T) {
 	analyze := testenv.Command(t, "systemd-analyze")
 	testenv.Command(t, "man")
@@ -51,17 +54,20 @@ func TestUnitsVerify(t *testing.T) {
 	bin := filepath.Join(tmp, "bin", "xpra-proxy")
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	run(t, root, goBin, "build", "-o", bin, "./cmd/xpra-proxy")
+	encBin := filepath.Join(tmp, "bin", "xpra-proxy-encode")
+	run(t, root, goBin, "build", "-o", encBin, "./cmd/xpra-proxy-encode")
 	unitDir := filepath.Join(tmp, "units")
 	if err := os.Mkdir(unitDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var paths []string
-	for _, u := range units {
+	for _, u := range append(slices.Clone(units), encodeUnits...) {
 		b, err := os.ReadFile(filepath.Join("systemd", u))
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := strings.ReplaceAll(string(b), "/usr/bin/xpra-proxy ", bin+" ")
+		s = strings.ReplaceAll(s, "/usr/libexec/xpra-proxy/xpra-proxy-encode ", encBin+" ")
 		p := filepath.Join(unitDir, u)
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			t.Fatal(err)
@@ -89,21 +95,32 @@ func TestUnitsVerify(t *testing.T) {
 	}
 }
 
-// TestServiceExposure holds the supervisor's sandbox to its score.
+// TestServiceExposure holds the services' sandboxes to their scores.
 func TestServiceExposure(t *testing.T) {
 	analyze := testenv.Command(t, "systemd-analyze")
-	out := run(t, ".", analyze, "security", "--offline=yes", "--no-pager", filepath.Join("systemd", "xpra-proxy.service"))
-	m := regexp.MustCompile(`Overall exposure level for xpra-proxy\.service: ([0-9.]+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no overall exposure level in:\n%s", out)
-	}
-	score, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("systemd-analyze security: xpra-proxy.service %.1f", score)
-	if score > maxExposure {
-		t.Errorf("exposure %.1f > %.1f:\n%s", score, maxExposure, out)
+	for _, tc := range []struct {
+		unit string
+		max  float64
+	}{
+		{"xpra-proxy.service", maxExposure},
+		// Unprivileged, no network, only GPU device nodes.
+		{"xpra-proxy-encode.service", 1.5},
+	} {
+		t.Run(tc.unit, func(t *testing.T) {
+			out := run(t, ".", analyze, "security", "--offline=yes", "--no-pager", filepath.Join("systemd", tc.unit))
+			m := regexp.MustCompile(`Overall exposure level for ` + regexp.QuoteMeta(tc.unit) + `: ([0-9.]+)`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("no overall exposure level in:\n%s", out)
+			}
+			score, err := strconv.ParseFloat(m[1], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("systemd-analyze security: %s %.1f", tc.unit, score)
+			if score > tc.max {
+				t.Errorf("exposure %.1f > %.1f:\n%s", score, tc.max, out)
+			}
+		})
 	}
 }
 
@@ -160,9 +177,12 @@ func TestUnitDesign(t *testing.T) {
 		{"xpra-proxy-unix.socket", "Socket.FileDescriptorName", "unix", "the supervisor picks auth (unix) by this name"},
 		{"xpra-proxy-unix.socket", "Socket.SocketMode", "0666", "any local user may connect; auth decides"},
 		{"xpra-proxy-unix.socket", "Socket.Service", "xpra-proxy.service", "its connections go to the same supervisor"},
+		{"xpra-proxy-encode.service", "Service.User", "xpra-proxy-encode", "the supervisor's default encoder-user, which relays check by SO_PEERCRED"},
+		{"xpra-proxy-encode.service", "Service.RuntimeDirectory", "xpra-proxy-encode", "the socket's directory, owned by that user"},
+		{"xpra-proxy-encode.service", "Install.WantedBy", "multi-user.target", "installing the encoder package runs it"},
 	}
 	settings := map[string]map[string][]string{}
-	for _, u := range units {
+	for _, u := range append(slices.Clone(units), encodeUnits...) {
 		settings[u] = unitSettings(t, u)
 	}
 	for _, tt := range tests {
@@ -357,11 +377,25 @@ func checkDeb(t *testing.T, out string, progs programs) {
 	}
 	if len(progs.encode) > 0 {
 		enc := one(t, filepath.Join(out, "xpra-proxy-encode_*_*.deb"))
-		want := map[string]string{}
+		want := map[string]string{
+			"/lib/systemd/system/xpra-proxy-encode.service": "-rw-r--r--",
+			"/usr/lib/sysusers.d/xpra-proxy-encode.conf":    "-rw-r--r--",
+		}
 		for _, b := range progs.encode {
 			want["/usr/libexec/xpra-proxy/"+b] = "-rwxr-xr-x"
 		}
 		wantFiles(t, modes(run(t, ".", "dpkg-deb", "-c", enc), 5, "."), want)
+		postinst := run(t, ".", "dpkg-deb", "-I", enc, "postinst")
+		for _, s := range []string{"systemd-sysusers", "enable 'xpra-proxy-encode.service'"} {
+			if !strings.Contains(postinst, s) {
+				t.Errorf("xpra-proxy-encode postinst lacks %q:\n%s", s, postinst)
+			}
+		}
+		x := t.TempDir()
+		run(t, ".", "dpkg-deb", "-x", enc, x)
+		for _, u := range encodeUnits {
+			sameFile(t, filepath.Join("systemd", u), filepath.Join(x, "lib/systemd/system", u))
+		}
 	}
 
 	conffiles := run(t, ".", "dpkg-deb", "-I", deb, "conffiles")
@@ -440,11 +474,25 @@ func checkRPM(t *testing.T, out string, progs programs) {
 			}
 		}
 		enc := one(t, filepath.Join(out, "xpra-proxy-encode-[0-9]*.rpm"))
-		want := map[string]string{}
+		want := map[string]string{
+			"/usr/lib/systemd/system/xpra-proxy-encode.service": "-rw-r--r--",
+			"/usr/lib/sysusers.d/xpra-proxy-encode.conf":        "-rw-r--r--",
+		}
 		for _, b := range progs.encode {
 			want["/usr/libexec/xpra-proxy/"+b] = "-rwxr-xr-x"
 		}
 		wantFiles(t, modes(run(t, ".", "rpm", "-qlvp", enc), 8, ""), want)
+		scripts := run(t, ".", "rpm", "-qp", "--scripts", enc)
+		for _, s := range []string{"systemd-sysusers", "xpra-proxy-encode.service"} {
+			if !strings.Contains(scripts, s) {
+				t.Errorf("xpra-proxy-encode scriptlets lack %q:\n%s", s, scripts)
+			}
+		}
+		x := t.TempDir()
+		run(t, x, "sh", "-c", `rpm2cpio "$1" | cpio -idm --quiet`, "sh", enc)
+		for _, u := range encodeUnits {
+			sameFile(t, filepath.Join("systemd", u), filepath.Join(x, "usr/lib/systemd/system", u))
+		}
 	}
 	config := run(t, ".", "rpm", "-qp", "--configfiles", rpm)
 	for _, c := range []string{"/etc/xpra-proxy/xpra-proxy.toml", "/etc/pam.d/xpra-proxy"} {
