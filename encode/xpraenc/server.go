@@ -1,0 +1,278 @@
+package xpraenc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/encode/codec"
+	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
+)
+
+// Config bounds what callers may ask for. Zero values take the same
+// defaults as encode/server's.
+type Config struct {
+	// MaxWidth and MaxHeight of a context and of a frame (default 4096).
+	MaxWidth, MaxHeight int
+	// MaxConns in total (default 256) and per uid (default 16).
+	MaxConns, MaxConnsPerUID int
+	// MaxContextsPerConn bounds one connection (default 64); the pool's
+	// MaxPerUser bounds a user across connections and both sockets.
+	MaxContextsPerConn int
+	// AllowUID says who may connect (nil: everyone but root).
+	AllowUID func(uid uint32) bool
+	// Threads per x264 context (0: x264 chooses).
+	Threads int
+	// HelloTimeout bounds the wait for the caller's hello (default 10 s);
+	// WriteTimeout bounds sending one packet to a caller that does not
+	// read (default 10 s).
+	HelloTimeout, WriteTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxWidth == 0 {
+		c.MaxWidth = 4096
+	}
+	if c.MaxHeight == 0 {
+		c.MaxHeight = 4096
+	}
+	c.MaxWidth = min(c.MaxWidth, codec.MaxDimension)
+	c.MaxHeight = min(c.MaxHeight, codec.MaxDimension)
+	if c.MaxConns == 0 {
+		c.MaxConns = 256
+	}
+	if c.MaxConnsPerUID == 0 {
+		c.MaxConnsPerUID = 16
+	}
+	if c.MaxContextsPerConn == 0 {
+		c.MaxContextsPerConn = 64
+	}
+	if c.AllowUID == nil {
+		c.AllowUID = func(uid uint32) bool { return uid != 0 }
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+}
+
+// helloMax bounds the packets read before the hello is accepted.
+const helloMax = 1 << 20
+
+// packetMax is the largest packet (and decompressed chunk) accepted
+// after the hello: one frame of the largest size with a generous
+// rowstride, plus room for the rest of the packet.
+func (c *Config) packetMax() int {
+	return min((c.MaxWidth*4+4096)*c.MaxHeight+helloMax, wire.AbsMaxSize)
+}
+
+// Server serves the xpra encoder protocol on one listener.
+type Server struct {
+	cfg  Config
+	pool *pool.Pool
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	conns  map[net.Conn]uint32
+	perUID map[uint32]int
+	closed bool
+	ln     *net.UnixListener
+	wg     sync.WaitGroup
+}
+
+// New makes a server on p, the pool the encproto server uses too.
+func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	server.CheckGPU(p)
+	return &Server{cfg: cfg, pool: p, log: log, conns: map[net.Conn]uint32{}, perUID: map[uint32]int{}}
+}
+
+// Serve accepts connections until Close.
+func (s *Server) Serve(ln *net.UnixListener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		uc, err := ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: wait instead of spinning.
+			s.log.Warn("xpra encoder: accept", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(uc)
+		}()
+	}
+}
+
+// Close stops accepting, drops every connection (closing its contexts)
+// and waits for the handlers.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) admit(nc net.Conn, uid uint32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "shutting down"
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		return fmt.Sprintf("%d connections, the limit", len(s.conns))
+	}
+	if s.perUID[uid] >= s.cfg.MaxConnsPerUID {
+		return fmt.Sprintf("uid %d has %d connections, the limit", uid, s.perUID[uid])
+	}
+	s.conns[nc] = uid
+	s.perUID[uid]++
+	return ""
+}
+
+func (s *Server) drop(nc net.Conn, uid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, nc)
+	if s.perUID[uid]--; s.perUID[uid] <= 0 {
+		delete(s.perUID, uid)
+	}
+}
+
+// handle serves one accepted connection to its end.
+func (s *Server) handle(uc *net.UnixConn) {
+	defer uc.Close()
+	cred, err := server.PeerCred(uc)
+	if err != nil {
+		s.log.Warn("xpra encoder: no peer credentials", "err", err)
+		return
+	}
+	log := s.log.With("uid", cred.Uid, "peer_pid", cred.Pid)
+	c := conn.New(uc)
+	// A 6.x caller decodes rencodeplus only, even before its hello is
+	// answered: a refusal must be readable.
+	c.SetEncoding(wire.RencodePlus)
+	refuse := func(reason, why string) {
+		uc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.WritePacket(packet.NewDisconnect(reason, why))
+	}
+	// Who it is decides everything, before a byte is read.
+	if !s.cfg.AllowUID(cred.Uid) {
+		log.Warn("xpra encoder: uid not allowed")
+		refuse(packet.ReasonPermissionError, fmt.Sprintf("uid %d may not use this encoder", cred.Uid))
+		return
+	}
+	if why := s.admit(uc, cred.Uid); why != "" {
+		log.Warn("xpra encoder: connection refused", "why", why)
+		refuse(packet.ReasonSessionBusy, why)
+		return
+	}
+	defer s.drop(uc, cred.Uid)
+	ss := newSession(s, cred.Uid, log, func(p conn.Packet) error {
+		uc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		return c.WritePacket(p)
+	})
+	defer ss.closeAll()
+	err = s.serve(uc, c, ss)
+	var pe *protoError
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errClean):
+		log.Debug("xpra encoder: caller gone")
+	case errors.As(err, &pe):
+		log.Warn("xpra encoder: dropping caller", "reason", pe.reason, "err", pe.msg)
+		refuse(pe.reason, pe.msg)
+	default:
+		log.Info("xpra encoder: caller dropped", "err", err)
+		refuse(packet.ReasonProtocolError, err.Error())
+	}
+}
+
+// serve reads the hello, answers it and then handles packets in order.
+func (s *Server) serve(uc *net.UnixConn, c *conn.Conn, ss *session) error {
+	c.Reader().SetMaxSize(helloMax)
+	c.SetMaxDecompressed(helloMax)
+	uc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	p, err := c.ReadPacket()
+	if err != nil {
+		return readError(err)
+	}
+	hello, err := ss.hello(p)
+	if err != nil {
+		return err
+	}
+	if err := c.ApplyPeerHello(hello, 0); err != nil {
+		return protoErr("%v", err)
+	}
+	if c.Encoding() != wire.RencodePlus {
+		return &protoError{reason: packet.ReasonVersionError, msg: "this encoder speaks rencodeplus only (xpra 6.x)"}
+	}
+	uc.SetReadDeadline(time.Time{})
+	for _, p := range ss.greeting() {
+		if err := ss.send(p); err != nil {
+			return err
+		}
+	}
+	// Pixels may now come: one frame per packet at most.
+	c.Reader().SetMaxSize(s.cfg.packetMax())
+	c.SetMaxDecompressed(s.cfg.packetMax())
+	for {
+		p, err := c.ReadPacket()
+		if err != nil {
+			return readError(err)
+		}
+		if err := ss.dispatch(p); err != nil {
+			return err
+		}
+	}
+}
+
+// readError keeps a clean end of stream apart from malformed input,
+// which the caller is told about.
+func readError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &protoError{reason: packet.ReasonLoginTimeout, msg: "no hello in time"}
+	}
+	return protoErr("%v", err)
+}
