@@ -40,6 +40,9 @@ type ServerHelloOptions struct {
 	// RawFrames asks a 3.1 server for uncompressed rgb frames, which the
 	// relay re-encodes with the shared encoder (reencode.go).
 	RawFrames bool
+	// ProxyVideo are flat keys asking a 4.3-6.3 server for proxy frames
+	// (ProxyVideoCaps, reencode_proxy.go), flat whatever the form.
+	ProxyVideo value.Dict
 }
 
 // sessionOptionTypes whitelists the session options a database may set on
@@ -91,6 +94,9 @@ func ServerHello(client value.Dict, o ServerHelloOptions) value.Dict {
 		for _, it := range rawFramesCaps {
 			set(it.Key.(string), it.Value)
 		}
+	}
+	for _, it := range o.ProxyVideo {
+		out.Set(it.Key.(string), it.Value)
 	}
 	out = append(out, o.ChallengeAnswers...)
 	return out

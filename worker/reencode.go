@@ -50,6 +50,11 @@ import (
 
 // ReencodeOptions shape a Reencoder.
 type ReencodeOptions struct {
+	// Mode is what the server was asked for: raw rgb (3.1) or proxy
+	// frames (4.3-6.3, reencode_proxy.go).
+	Mode ReencodeMode
+	// ProxyCaps are the hello keys that ask for proxy frames (ProxyVideo mode).
+	ProxyCaps value.Dict
 	// Quality and Speed (0..100) of the H.264 contexts.
 	Quality, Speed int
 	// Profile is the client's H.264 profile for 4:2:0 ("": the encoder's).
@@ -110,11 +115,12 @@ type Reencoder struct {
 	// server loop holds it per packet, a refresh while it writes.
 	mu      sync.Mutex
 	wins    map[int64]*window
-	buf     []byte // bitstream buffer, reused
-	pixbuf  []byte // the pixels of the draw being read, reused
-	wantPix bool   // the reader is reading a draw's pixels
-	pixUsed bool   // pixbuf holds a chunk of the packet being read
-	scratch []byte // a window before a scroll
+	pwins   map[int64]*proxyWin // ProxyVideo mode's windows
+	buf     []byte              // bitstream buffer, reused
+	pixbuf  []byte              // the pixels of the draw being read, reused
+	wantPix bool                // the reader is reading a draw's pixels
+	pixUsed bool                // pixbuf holds a chunk of the packet being read
+	scratch []byte              // a window before a scroll
 	frames  []wire.Frame
 	closed  bool
 
@@ -175,7 +181,7 @@ func NewReencoder(enc *client.Client, snc net.Conn, sc *conn.Conn, sh caps.Hello
 		return nil, err
 	}
 	r := &Reencoder{enc: enc, opts: opts, log: log, server: snc, sc: sc, pair: mine, out: conn.New(mine),
-		relay: theirs, rc: conn.New(theirs), wins: map[int64]*window{}, done: make(chan struct{})}
+		relay: theirs, rc: conn.New(theirs), wins: map[int64]*window{}, pwins: map[int64]*proxyWin{}, done: make(chan struct{})}
 	// The leg writes to the server through us: as it would have written
 	// to the server itself.
 	if err := r.rc.ApplyPeerHello(sh, 0); err != nil {
@@ -214,6 +220,10 @@ func (r *Reencoder) Close() {
 	for wid, ws := range r.wins {
 		r.drop(ws)
 		delete(r.wins, wid)
+	}
+	for wid, pw := range r.pwins {
+		r.proxyDrop(pw)
+		delete(r.pwins, wid)
 	}
 }
 
@@ -326,12 +336,19 @@ func (r *Reencoder) packet(raws []wire.Frame, f wire.Frame) error {
 	}
 	switch name {
 	case "draw", "new-window", "new-override-redirect", "window-resized", "window-move-resize", "lost-window":
+	case "window-draw", "window-create", "window-destroy": // 6.x names
+		if r.opts.Mode != ReencodeProxyVideo {
+			return forward()
+		}
 	default:
 		return forward()
 	}
 	p, err := conn.DecodeFrames(raws, f, wire.AbsMaxSize, packet.Aliases{})
 	if err != nil {
 		return forward()
+	}
+	if r.opts.Mode == ReencodeProxyVideo {
+		return r.proxyPacket(name, raws, f, p)
 	}
 	switch name {
 	case "draw":
@@ -634,18 +651,27 @@ func (r *Reencoder) janitor() {
 					r.closeContext(ws)
 				}
 			}
+			for _, pw := range r.pwins {
+				if pw.ctx != nil && now.Sub(pw.used) > r.opts.IdleClose {
+					r.proxyCloseContext(pw)
+				}
+			}
 			r.mu.Unlock()
 		}
 	}
 }
 
 // encoderFor connects to the shared encoder when the launch document
-// names one, the client is a 3.1 one (flat caps) that decodes H.264 and
-// the pool serves H.264 now. Otherwise (nil) the connection relays as
-// it would without the pool. The caller closes the client.
+// names one, the client decodes H.264, the pool serves H.264 now and
+// the client is either a 3.1 one (flat caps, rencode: the server is
+// asked for raw rgb) or one that speaks rencodeplus (so its server is
+// 4.3 or later: it is asked for proxy frames). Otherwise (nil) the
+// connection relays as it would without the pool. The caller closes
+// the client.
 func (s *Session) encoderFor(form caps.Form) (*client.Client, ReencodeOptions) {
 	var o ReencodeOptions
-	if s.Launch.EncoderSocket == "" || form != caps.Flat {
+	proxy := s.client != nil && s.client.Encoding() == wire.RencodePlus
+	if s.Launch.EncoderSocket == "" || form != caps.Flat && !proxy {
 		return nil, o
 	}
 	c := s.hello.Caps
@@ -660,6 +686,9 @@ func (s *Session) encoderFor(form caps.Form) (*client.Client, ReencodeOptions) {
 		enc.Close()
 		s.Log.Info("encoder not available: relaying without re-encoding", "socket", s.Launch.EncoderSocket)
 		return nil, o
+	}
+	if proxy {
+		o.Mode, o.ProxyCaps = ReencodeProxyVideo, ProxyVideoCaps(hello)
 	}
 	o.Quality, o.Speed = 70, 80
 	if q := c.Int("quality", 0); q > 0 && q <= 100 {

@@ -41,7 +41,7 @@ func parseDraw(p conn.Packet) (draw, error) {
 	if len(p) < 10 {
 		return d, fmt.Errorf("%w: %d fields", errNotDraw, len(p))
 	}
-	if name, _ := value.AsString(p[0]); name != "draw" {
+	if name, _ := value.AsString(p[0]); name != "draw" && name != "window-draw" { // 6.x's new name
 		return d, errNotDraw
 	}
 	ints := [5]int64{}

@@ -25,6 +25,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 )
 
@@ -223,6 +224,12 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	_ = snc.SetDeadline(time.Now().Add(connectTimeout))
 	_ = cnc.SetDeadline(time.Now().Add(connectTimeout))
 	sc := conn.New(snc)
+	// A rencodeplus client's server is 4.3+: its first packet must be
+	// rencodeplus too (6.x decodes nothing else, and 4.x reads nested
+	// strings such as the proxy video specs as bytes from rencode).
+	if s.client.Encoding() == wire.RencodePlus {
+		_ = sc.SetEncoding(wire.RencodePlus)
+	}
 	form := s.hello.Form()
 	opts := ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
 		Digests: digest.Supported(), SaltDigests: digest.SupportedSalt(), UID: s.Launch.UID, GID: s.Launch.GID, Form: form}
@@ -238,7 +245,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	enc, encOpts := s.encoderFor(form)
 	if enc != nil {
 		defer enc.Close()
-		opts.RawFrames = true
+		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == ReencodeRawFrames, encOpts.ProxyCaps
 	}
 	hello := s.State.Hello
 	if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
@@ -309,7 +316,8 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			client.EnablePings(s.hello.Caps)
 			serverNet, serverConn := net.Conn(snc), sc
 			var re *Reencoder
-			if enc != nil {
+			// Proxy frames come only from 4.3-6.3 servers: others relay as is.
+			if enc != nil && (encOpts.Mode == ReencodeRawFrames || ProxyVideoServer(sh)) {
 				if re, err = NewReencoder(enc, snc, sc, sh, encOpts, s.Log); err != nil {
 					s.Log.Warn("re-encoding off", "err", err) // the server's raw frames pass as they are
 				} else {
