@@ -1,0 +1,75 @@
+package xpraenc
+
+import (
+	"testing"
+
+	"github.com/xpra-proxy/xpra-proxy/encode/codec"
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
+	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/rencode"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
+)
+
+// FuzzPacket feeds decoded packets to a caller's session holding a real
+// x264 context (seq 1): whatever arrives, it is answered with packets
+// that encode, or refused with a protocol error; nothing panics, and
+// the Go memory it takes stays within the frame limit.
+func FuzzPacket(f *testing.F) {
+	const W, H = 16, 16
+	meta, pix := frame(frametest.Synthetic(W, H, 1), codec.BGRX, W*4)
+	for _, p := range [][]any{
+		{"context-request", int64(2), "x264", "h264", int64(W), int64(H), "BGRX", value.Dict{{Key: "quality", Value: int64(70)}}},
+		{"context-compress", int64(1), meta, pix, value.Dict{{Key: "quality", Value: int64(30)}}, value.Dict{}},
+		{"context-compress", int64(1), meta, pix[:100], value.Dict{}, value.Dict{{Key: "lz4", Value: true}}},
+		{"context-close", int64(1), "encoder closed"},
+		{"encode", "rgb32", "BGRX", pix, int64(W), int64(H), int64(W * 4), value.Dict{}, value.Dict{}},
+		{"hello", hello6("h264")},
+	} {
+		b, err := rencode.Encode(p, rencode.Plus)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	cfg := Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4}
+	cfg.defaults()
+	p := pool.Open(nil, pool.Config{MaxCPU: 8}, quiet)
+	f.Cleanup(p.Close)
+	s := &Server{cfg: cfg, pool: p, log: quiet}
+	var sent int
+	ss := newSession(s, 1000, quiet, func(p conn.Packet) error {
+		if _, err := rencode.Encode(p, rencode.Plus); err != nil {
+			f.Fatalf("reply %v does not encode: %v", brief(p), err)
+		}
+		sent++
+		return nil
+	})
+	open := conn.Packet{"context-request", int64(1), "x264", "h264", int64(W), int64(H), "BGRX", value.Dict{}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, ok := ss.ctxs[1]; !ok {
+			if err := ss.dispatch(append(conn.Packet(nil), open...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fuzzcheck.Bounded(t, 8<<20, func() {
+			p, err := conn.Decode(wire.RencodePlus, data)
+			if err != nil {
+				return
+			}
+			if _, ok := p[0].(string); !ok {
+				return // conn.ReadPacket maps types to names or refuses
+			}
+			if p[0] == "hello" {
+				ss.hello(p)
+				return
+			}
+			ss.dispatch(p)
+		})
+		if len(ss.ctxs) > cfg.MaxContextsPerConn {
+			t.Fatalf("%d contexts open, the limit is %d", len(ss.ctxs), cfg.MaxContextsPerConn)
+		}
+	})
+}
