@@ -205,34 +205,12 @@ func (r *Reencoder) proxyDraw(raws []wire.Frame, f wire.Frame, p conn.Packet) er
 		return forward()
 	}
 	name, _ := value.AsString(p[0])
-	// The raw pixels: their layout is in the options, the packet's own
-	// rowstride field is 0 for video.
-	fmtName, _ := value.AsString(optOr(d, "rgb_format"))
-	if n, ok := value.AsInt(optOr(d, "rowstride")); ok && n > 0 && n <= maxDrawStride {
-		d.rowstride = int(n)
-	}
-	// What the picture's size is: the region, unless a csc step scaled it.
-	pw, ph := d.w, d.h
-	if ss, ok := d.opt("scaled_size"); ok {
-		if l, ok := ss.([]any); ok && len(l) == 2 {
-			sw, ok1 := value.AsInt(l[0])
-			sh, ok2 := value.AsInt(l[1])
-			if ok1 && ok2 && sw > 0 && sh > 0 && sw <= maxDrawDim && sh <= maxDrawDim {
-				pw, ph = int(sw), int(sh)
-			}
-		}
-	}
-	pf, perr := codec.ParsePixelFormat(fmtName)
-	var pix []byte
-	var stride int
-	if perr == nil {
-		pic := d
-		pic.w, pic.h = pw, ph
-		pix, stride, perr = pic.rgbPixels(pf)
-	}
+	pic, perr := proxyPicture(d)
+	d.rowstride = pic.stride
+	fmtName, pf, pw, ph := pic.format, pic.pf, pic.w, pic.h
 	if perr == nil && !d.transformed() {
 		serverFrame, _ := value.AsInt(optOr(d, "frame"))
-		if frames, ok := r.proxyEncode(name, d, pw, ph, pix, stride, pf, serverFrame == 0, f.Header.Encoding()); ok {
+		if frames, ok := r.proxyEncode(name, d, pw, ph, pic.pix, pic.stride, pf, serverFrame == 0, f.Header); ok {
 			r.Stats.BytesIn.Add(int64(pw * ph * pf.BytesPerPixel()))
 			return r.out.WriteFrames(frames...)
 		}
@@ -266,12 +244,48 @@ func (r *Reencoder) proxyDraw(raws []wire.Frame, f wire.Frame, p conn.Packet) er
 		r.log.Warn("re-encoder: building a draw", "err", err)
 		return forward()
 	}
+	keepFlush(r.frames, f.Header)
 	return r.out.WriteFrames(r.frames...)
+}
+
+// proxyPixels are a proxy frame's raw pixels as its options describe them.
+type proxyPixels struct {
+	format string // rgb_format as sent
+	pf     codec.PixelFormat
+	pix    []byte
+	stride int
+	w, h   int // the picture: the region, or scaled_size when a csc step scaled it
+}
+
+// proxyPicture reads where a proxy draw's pixels are: the layout is in
+// the options (the packet's own rowstride field is 0 for video). An
+// error leaves the fields it could read.
+func proxyPicture(d draw) (proxyPixels, error) {
+	pic := proxyPixels{stride: d.rowstride, w: d.w, h: d.h}
+	pic.format, _ = value.AsString(optOr(d, "rgb_format"))
+	if n, ok := value.AsInt(optOr(d, "rowstride")); ok && n > 0 && n <= maxDrawStride {
+		pic.stride = int(n)
+	}
+	if l, ok := optOr(d, "scaled_size").([]any); ok && len(l) == 2 {
+		sw, ok1 := value.AsInt(l[0])
+		sh, ok2 := value.AsInt(l[1])
+		if ok1 && ok2 && sw > 0 && sh > 0 && sw <= maxDrawDim && sh <= maxDrawDim {
+			pic.w, pic.h = int(sw), int(sh)
+		}
+	}
+	var err error
+	if pic.pf, err = codec.ParsePixelFormat(pic.format); err != nil {
+		return pic, err
+	}
+	sized := d
+	sized.w, sized.h, sized.rowstride = pic.w, pic.h, pic.stride
+	pic.pix, pic.stride, err = sized.rgbPixels(pic.pf)
+	return pic, err
 }
 
 // proxyEncode encodes one proxy frame (pw x ph pixels) with the
 // window's context, opened or reopened as needed; false: send rgb.
-func (r *Reencoder) proxyEncode(name string, d draw, pw, ph int, pix []byte, stride int, pf codec.PixelFormat, restart bool, e wire.Encoding) ([]wire.Frame, bool) {
+func (r *Reencoder) proxyEncode(name string, d draw, pw, ph int, pix []byte, stride int, pf codec.PixelFormat, restart bool, src wire.Header) ([]wire.Frame, bool) {
 	if pw&1 != 0 || ph&1 != 0 || pw < codec.MinDimension || ph < codec.MinDimension || pw > codec.MaxDimension || ph > codec.MaxDimension {
 		return nil, false
 	}
@@ -348,15 +362,24 @@ func (r *Reencoder) proxyEncode(name string, d draw, pw, ph int, pix []byte, str
 	}
 	out := conn.Packet{name, d.wid, int64(d.x), int64(d.y), int64(d.w), int64(d.h), "h264", data, d.seq, int64(0), opts}
 	var perr error
-	if r.frames, perr = packetFrames(r.frames[:0], e, out); perr != nil {
+	if r.frames, perr = packetFrames(r.frames[:0], src.Encoding(), out); perr != nil {
 		r.log.Warn("re-encoder: building a draw", "err", perr)
 		r.proxyCloseContext(win)
 		return nil, false
 	}
+	keepFlush(r.frames, src)
 	win.frame++
 	r.Stats.Frames.Add(1)
 	r.Stats.BytesOut.Add(int64(len(data)))
 	return r.frames, true
+}
+
+// keepFlush carries a 6.x sender's "nothing more queued" bit over to
+// the main chunk that replaces its packet.
+func keepFlush(frames []wire.Frame, src wire.Header) {
+	if len(frames) > 0 {
+		frames[len(frames)-1].Header.Flags |= src.Flags & wire.FlagFlush
+	}
 }
 
 // optOr is a draw option, or nil.

@@ -16,8 +16,10 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/internal/encodelab"
+	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
+	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
@@ -38,6 +40,7 @@ type serverStyle struct {
 	enc    wire.Encoding // the packet encoder both sides use
 	draw   string        // the draw packet's name
 	proxy  bool          // the version sends proxy frames
+	six    bool          // 6.x framing: main chunks lz4-compressed, flush bit set
 	raw31  bool          // a 3.1 client: the raw rgb path
 	check  func(*testing.T, value.Dict)
 }
@@ -59,9 +62,9 @@ func styles() []serverStyle {
 			{Key: "encodings", Value: codecsCaps}}, enc: wire.RencodePlus, draw: "draw", proxy: true},
 		{name: "6.3 server, nested caps", client: nested6("6.3"), server: value.Dict{{Key: "version", Value: "6.3"}, {Key: "rencodeplus", Value: true},
 			{Key: "encodings", Value: value.Dict{{Key: "", Value: codecsCaps}}}, {Key: "network", Value: value.Dict{{Key: "pings", Value: true}}}},
-			enc: wire.RencodePlus, draw: "draw", proxy: true},
+			enc: wire.RencodePlus, draw: "draw", proxy: true, six: true},
 		{name: "6.3 server, 6.x packet names", client: nested6("6.3"), server: value.Dict{{Key: "version", Value: "6.3.1"}, {Key: "rencodeplus", Value: true}},
-			enc: wire.RencodePlus, draw: "window-draw", proxy: true},
+			enc: wire.RencodePlus, draw: "window-draw", proxy: true, six: true},
 		// 6.4 dropped the proxy encoder: it never marks frames, and the
 		// relay runs without its filter (a marked frame would pass as is).
 		{name: "6.5 server", client: nested6("6.5"), server: value.Dict{{Key: "version", Value: "6.5"}, {Key: "rencodeplus", Value: true}},
@@ -149,6 +152,15 @@ func (r *proxyRig) send(p conn.Packet) []wire.Frame {
 	frames, err := packetFrames(nil, r.style.enc, p)
 	if err != nil {
 		r.t.Fatal(err)
+	}
+	if r.style.six {
+		m := &frames[len(frames)-1]
+		z, level, err := compress.Compress(compress.LZ4, 1, m.Payload)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		m.Payload, m.Header.Level, m.Header.Size = z, level, uint32(len(z))
+		m.Header.Flags |= wire.FlagFlush
 	}
 	if err := r.server.WriteFrames(frames...); err != nil {
 		r.t.Fatal(err)
@@ -341,7 +353,10 @@ func TestReencodeProxyFrames(t *testing.T) {
 				pix := picture(W, H, k*8)
 				want = append(want, pix)
 				rig.send(proxyFrame(st.draw, 1, W, H, padded(pix, W, H, stride), stride, int64(100+k), k))
-				d, _ := rig.recvDraw()
+				d, got := rig.recvDraw()
+				if flush := got[len(got)-1].Header.Flags&wire.FlagFlush != 0; flush != st.six {
+					t.Fatalf("frame %d: flush bit %v", k, flush)
+				}
 				if d.coding != "h264" || d.x != 0 || d.y != 0 || d.w != W || d.h != H || d.rowstride != 0 {
 					t.Fatalf("frame %d: %s %d,%d %dx%d stride %d", k, d.coding, d.x, d.y, d.w, d.h, d.rowstride)
 				}
@@ -396,7 +411,11 @@ func TestReencodeProxyFrames(t *testing.T) {
 			if n := contexts(); n != 1 {
 				t.Fatalf("%d contexts open", n)
 			}
-			rig.send(conn.Packet{"lost-window", int64(1)})
+			lost := "lost-window"
+			if st.draw == "window-draw" {
+				lost = "window-destroy" // 6.x's name
+			}
+			rig.send(conn.Packet{lost, int64(1)})
 			deadline := time.Now().Add(5 * time.Second)
 			for contexts() != 0 {
 				if time.Now().After(deadline) {
@@ -494,4 +513,34 @@ func TestProxyVideoCapsEncoded(t *testing.T) {
 			t.Fatalf("max_w %v", mw)
 		}
 	}
+}
+
+func FuzzProxyPicture(f *testing.F) {
+	seed, _ := conn.Encode(nil, wire.RencodePlus, proxyFrame("draw", 1, 4, 4, make([]byte, 80), 20, 1, 0))
+	f.Add(seed)
+	scaled := proxyFrame("window-draw", 1, 8, 8, make([]byte, 64), 16, 2, 3)
+	scaled[10] = append(scaled[10].(value.Dict), value.Item{Key: "scaled_size", Value: []any{int64(4), int64(4)}})
+	seed, _ = conn.Encode(nil, wire.RencodePlus, scaled)
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fuzzcheck.Bounded(t, 16<<20, func() {
+			parseVersion(string(payload))
+			p, err := conn.Decode(wire.RencodePlus, payload)
+			if err != nil {
+				return
+			}
+			d, err := parseDraw(p)
+			if err != nil {
+				return
+			}
+			truthy(optOr(d, "proxy"))
+			optPercent(d, "quality")
+			pic, err := proxyPicture(d)
+			if err != nil || pic.w > 64 || pic.h > 64 {
+				return
+			}
+			dst := make([]byte, pic.w*4*pic.h)
+			blit(dst, pic.w*4, 0, 0, pic.pix, pic.stride, pic.w, pic.h, pic.pf)
+		})
+	})
 }
