@@ -544,3 +544,31 @@ func FuzzProxyPicture(f *testing.F) {
 		})
 	})
 }
+
+// TestReencodeProxyRefused: past the pool's limit, and for sizes the
+// pool cannot take, proxy frames reach the client as rgb at once.
+func TestReencodeProxyRefused(t *testing.T) {
+	w := startEncoder(t, "--max-cpu=1")
+	st := styles()[0]
+	rig := newProxyRig(t, w, st)
+	for wid := int64(1); wid <= 3; wid++ {
+		rig.send(conn.Packet{"new-window", wid, int64(0), int64(0), int64(64), int64(64), value.Dict{}, value.Dict{}})
+	}
+	rig.send(proxyFrame(st.draw, 1, 64, 64, picture(64, 64, 0), 64*4, 1, 0))
+	if d, _ := rig.recvDraw(); d.coding != "h264" {
+		t.Fatal(d.coding)
+	}
+	for k := range 3 {
+		pix := picture(64, 64, k)
+		rig.send(proxyFrame(st.draw, 2, 64, 64, pix, 64*4, int64(10+k), k))
+		if d, _ := rig.recvDraw(); d.coding != "rgb32" || !bytes.Equal(d.data, pix) || optStr(d, "rgb_format") != "BGRX" {
+			t.Fatalf("second window, frame %d: %s %v", k, d.coding, d.opts)
+		}
+	}
+	// An odd size (a server without our width mask): rgb, not a broken stream.
+	pix := picture(63, 49, 1)
+	rig.send(proxyFrame(st.draw, 3, 63, 49, pix, 63*4, 20, 0))
+	if d, _ := rig.recvDraw(); d.coding != "rgb32" || d.w != 63 || d.h != 49 || !bytes.Equal(d.data, pix) {
+		t.Fatalf("odd size: %s %dx%d", d.coding, d.w, d.h)
+	}
+}
