@@ -7,7 +7,9 @@
 // itself as NAME (uid, gid and NAME's groups, set at exec) holding only
 // the listening socket, and waits for it, passing SIGTERM/SIGINT on.
 // Started as any other user (systemd's User=), it binds the socket
-// itself. It refuses to serve as root.
+// itself. It refuses to serve as root. With --xpra-socket it also
+// serves xpra's own encoder protocol there (encode/xpraenc), for 6.4+
+// xpra servers started with --video-encoders=remote.
 //
 //	xpra-proxy-encode --user=xpra-encode --socket=/run/xpra-proxy-encode/socket \
 //	    --allow-uids=1000-59999 --max-cpu=8 --max-per-user=16
@@ -54,6 +56,7 @@ func run() int {
 	maxConnsPerUID := flag.Int("max-conns-per-uid", 16, "connections per uid")
 	threads := flag.Int("threads", 0, "x264 threads per context (0: x264 chooses)")
 	debug := flag.Bool("debug", false, "log every connection and context")
+	xpraSocket := flag.String("xpra-socket", "", "also serve xpra's encoder protocol here, for 6.4+ servers started with --video-encoders=remote (xpra's own path: /run/xpra/encoder); empty: off")
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -72,7 +75,7 @@ func run() int {
 		return 2
 	}
 
-	ln, err := listener(*socket, *userName, log)
+	ln, xln, err := listener(*socket, *xpraSocket, *userName, log)
 	if errors.Is(err, errStopped) {
 		return 0 // we were the root parent; the worker ran and stopped
 	}
@@ -94,11 +97,14 @@ func run() int {
 	srv := server.New(server.Config{MaxWidth: *maxW, MaxHeight: *maxH, MaxConns: *maxConns, MaxConnsPerUID: *maxConnsPerUID,
 		AllowUID: allowUID, Threads: *threads}, p, log)
 
+	stopXpra := serveXpra(xln, *xpraSocket, srv, p, log)
+
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		s := <-sigs
 		log.Info("encoder: stopping", "signal", s)
+		stopXpra()
 		srv.Close()
 	}()
 	st := srv.Status()
@@ -148,59 +154,62 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 // called by the serving process, after any drop: the kernel records the
 // listener's credentials then, and clients check them (SO_PEERCRED) to
 // know they reached the encoder's user.
-func listener(path, userName string, log *slog.Logger) (*net.UnixListener, error) {
+func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.UnixListener, err error) {
 	if os.Getenv(namedfd.EnvVar) != "" {
-		fds, err := namedfd.Take("listen")
+		fds, err := namedfd.Take(fdNames(xpraPath)...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := checkUser(userName); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return listen(fds["listen"])
+		return listenBoth(fds["listen"], fds["xpra"])
 	}
 	if os.Geteuid() != 0 {
 		if err := checkUser(userName); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		f, err := bind(path, -1, -1)
+		f, xf, err := bindBoth(path, xpraPath, -1, -1)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return listen(f)
+		return listenBoth(f, xf)
 	}
 	if userName == "" {
-		return nil, errors.New("started as root without --user: the encoder runs as its own system user")
+		return nil, nil, errors.New("started as root without --user: the encoder runs as its own system user")
 	}
 	u, err := user.Lookup(userName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	if uid == 0 {
-		return nil, fmt.Errorf("--user=%s is root", userName)
+		return nil, nil, fmt.Errorf("--user=%s is root", userName)
 	}
-	f, err := bind(path, uid, gid)
+	f, xf, err := bindBoth(path, xpraPath, uid, gid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if xf != nil {
+		defer xf.Close()
 	}
 	groups, err := groupIDs(u)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The identity is set by the kernel at exec (never changed inside this
-	// Go process); the child holds only the listening socket, by name.
+	// Go process); the child holds only the listening sockets, by name.
 	if err := closeOnExecAll(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, namedfd.Fd{Name: "listen", File: f})
+	namedfd.Attach(cmd, passed(f, xf)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
@@ -209,11 +218,11 @@ func listener(path, userName string, log *slog.Logger) (*net.UnixListener, error
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start the encoder as %s: %w", userName, err)
+		return nil, nil, fmt.Errorf("start the encoder as %s: %w", userName, err)
 	}
 	f.Close()
 	log.Info("encoder: started as its user", "user", userName, "uid", uid, "worker_pid", cmd.Process.Pid)
-	return nil, waitChild(cmd, log)
+	return nil, nil, waitChild(cmd, log)
 }
 
 // waitChild is all the root parent does once the worker runs: pass
@@ -303,6 +312,11 @@ func bind(path string, uid, gid int) (*os.File, error) {
 			return nil, err
 		}
 	}
+	return bindSocket(path, uid, gid)
+}
+
+// bindSocket binds the socket as bind does, in a directory that exists.
+func bindSocket(path string, uid, gid int) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket", path)

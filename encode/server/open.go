@@ -87,3 +87,7 @@ func OpenContext(p *pool.Pool, uid uint32, cfg codec.Config, profile string, cpu
 	}
 	return &Context{Enc: enc, Lease: lease, Backend: backend, GPU: -1}, nil
 }
+
+// Config returns the limits in force, defaults filled in: another front
+// end of the same pool (encode/xpraenc) applies the same ones.
+func (s *Server) Config() Config { return s.cfg }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
+	"github.com/xpra-proxy/xpra-proxy/encode/xpraenc"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+)
+
+// The optional second socket (--xpra-socket) speaks xpra's own encoder
+// protocol (encode/xpraenc) to 6.4+ xpra servers, from the same pool,
+// with the same limits and allow list as the encproto socket.
+
+// fdNames are the descriptors the root parent passes to the worker.
+func fdNames(xpraPath string) []string {
+	if xpraPath == "" {
+		return []string{"listen"}
+	}
+	return []string{"listen", "xpra"}
+}
+
+// passed names the bound sockets for namedfd.Attach, in fdNames' order.
+func passed(f, xf *os.File) []namedfd.Fd {
+	fds := []namedfd.Fd{{Name: "listen", File: f}}
+	if xf != nil {
+		fds = append(fds, namedfd.Fd{Name: "xpra", File: xf})
+	}
+	return fds
+}
+
+// bindBoth binds the encproto socket and, when xpraPath is set, the xpra
+// one. The xpra socket's directory (xpra's /run/xpra) is not ours: it is
+// made if missing but never handed to the encoder user.
+func bindBoth(path, xpraPath string, uid, gid int) (f, xf *os.File, err error) {
+	if xpraPath != "" && filepath.Clean(xpraPath) == filepath.Clean(path) {
+		return nil, nil, errors.New("--xpra-socket and --socket must differ")
+	}
+	if f, err = bind(path, uid, gid); err != nil {
+		return nil, nil, err
+	}
+	if xpraPath == "" {
+		return f, nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(xpraPath), 0o755); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
+	}
+	if xf, err = bindSocket(xpraPath, uid, gid); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
+	}
+	return f, xf, nil
+}
+
+// listenBoth listens on the bound sockets (xf may be nil).
+func listenBoth(f, xf *os.File) (ln, xln *net.UnixListener, err error) {
+	if xf != nil {
+		if xln, err = listen(xf); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
+		}
+	}
+	if ln, err = listen(f); err != nil {
+		if xln != nil {
+			xln.Close()
+		}
+		return nil, nil, err
+	}
+	return ln, xln, nil
+}
+
+// serveXpra serves xpra's encoder protocol on ln (nil: off) in the
+// background with srv's limits and allow list; the returned func stops it.
+func serveXpra(ln *net.UnixListener, path string, srv *server.Server, p *pool.Pool, log *slog.Logger) (stop func()) {
+	if ln == nil {
+		return func() {}
+	}
+	cfg := srv.Config()
+	xs := xpraenc.New(xpraenc.Config{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxConns: cfg.MaxConns,
+		MaxConnsPerUID: cfg.MaxConnsPerUID, MaxContextsPerConn: cfg.MaxContextsPerConn, AllowUID: cfg.AllowUID,
+		Threads: cfg.Threads}, p, log)
+	go func() {
+		if err := xs.Serve(ln); err != nil {
+			log.Error("xpra encoder socket", "err", err)
+		}
+	}()
+	log.Info("encoder: serving xpra's encoder protocol", "socket", path)
+	return func() { xs.Close() }
+}
