@@ -19,7 +19,12 @@
 // (EncoderClient, Encoder) on top of xpra/codecs/remote/common.py
 // (RemoteCodecClient, RemoteCodec) and xpra/client/base/adapter.py
 // (RemoteServerAdapter); the reference server is
-// xpra/server/encoder/server.py (EncoderServer).
+// xpra/server/encoder/server.py (EncoderServer). Read from the stored
+// Xpra-org/xpra blobs of: codecs/remote/encoder.py 026aa13f,
+// codecs/remote/common.py 036cb9d8, client/base/adapter.py 036cb9d8,
+// client/subsystem/mmap.py 083f95de, server/encoder/server.py 093fa4e0,
+// server/source/encodings.py c8b917e9, codecs/constants.py 029f7b58,
+// codecs/x264/encoder.pyx 04aacedb.
 //
 //   - Hello: the caller sends client_type=encode, encodings
 //     (rgb32, rgb24), windows/keyboard/mouse False, network-state False

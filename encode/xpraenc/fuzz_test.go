@@ -34,7 +34,7 @@ func FuzzPacket(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	cfg := Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4}
+	cfg := Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1}
 	cfg.defaults()
 	p := pool.Open(nil, pool.Config{MaxCPU: 8}, quiet)
 	f.Cleanup(p.Close)
