@@ -130,7 +130,8 @@ func (ss *session) greeting() []conn.Packet {
 		{Key: "max-size", Value: []any{int64(ss.s.cfg.MaxWidth), int64(ss.s.cfg.MaxHeight)}},
 	}
 	video, names := videoSpecs(ss.s.pool.NoGPU() == "", ss.s.cfg)
-	info := value.Dict{{Key: "core", Value: names}, {Key: "video", Value: names}}
+	// core: what one-shot encode requests may ask for in their hello.
+	info := value.Dict{{Key: "core", Value: append(append([]any(nil), names...), "jpeg")}, {Key: "video", Value: names}}
 	return []conn.Packet{
 		{pHello, hello},
 		{pEncodings, value.Dict{{Key: "encodings", Value: info}, {Key: "video", Value: video}}},
