@@ -6,6 +6,7 @@
 package namedfd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -80,6 +81,32 @@ func Take(want ...string) (map[string]*os.File, error) {
 		files[name] = os.NewFile(uintptr(got[name]), name)
 	}
 	return files, nil
+}
+
+// TakeUnprivileged is the start-up of every unprivileged child: Take the
+// named descriptors, then set no_new_privs (so nothing it runs can gain
+// privileges), then refuse to go on as root. Call it first in main; the
+// child must not touch a descriptor before it returns without error.
+func TakeUnprivileged(want ...string) (map[string]*os.File, error) {
+	files, err := Take(want...)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		closeAll(files)
+		return nil, fmt.Errorf("namedfd: setting no_new_privs: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		closeAll(files)
+		return nil, errors.New("namedfd: refusing to run as root")
+	}
+	return files, nil
+}
+
+func closeAll(files map[string]*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // runtimeOwned recognises what the Go runtime opens by itself before main:

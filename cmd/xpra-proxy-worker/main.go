@@ -70,17 +70,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--relay or --control)")
 		return 2
 	}
-	fds, err := namedfd.Take(names...)
+	fds, err := namedfd.TakeUnprivileged(names...)
 	if err != nil {
 		log.Error("start-up", "err", err)
-		return 1
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		log.Error("no_new_privs", "err", err)
-		return 1
-	}
-	if os.Geteuid() == 0 {
-		log.Error("refusing to run as root")
 		return 1
 	}
 	if *controlMode {
