@@ -90,8 +90,9 @@
 //
 // Limits: frame and context sizes (Config.MaxWidth/MaxHeight, the
 // worker's --max-width/--max-height), contexts per connection, one
-// packet at most one frame's worth of pixels plus 1 MiB, the pixel
-// buffer exactly as long as its metadata says. A packet that breaks
+// packet at most one frame's worth of pixels plus 1 MiB and whole
+// within Config.BodyTimeout of its first header, the pixel buffer
+// exactly as long as its metadata says. A packet that breaks
 // them, or is malformed, ends its connection with a disconnect packet
 // saying why ("protocol error"); other connections are not affected.
 package xpraenc

@@ -32,9 +32,11 @@ type Config struct {
 	// Threads per x264 context (0: x264 chooses).
 	Threads int
 	// HelloTimeout bounds the wait for the caller's hello (default 10 s);
-	// WriteTimeout bounds sending one packet to a caller that does not
-	// read (default 10 s).
-	HelloTimeout, WriteTimeout time.Duration
+	// BodyTimeout the rest of a packet once its first chunk header came
+	// (default 10 s: callers stay connected between frames, but send each
+	// packet at once); WriteTimeout sending one packet to a caller that
+	// does not read (default 10 s).
+	HelloTimeout, BodyTimeout, WriteTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -60,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 10 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 10 * time.Second
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -232,7 +237,7 @@ func (s *Server) serve(uc *net.UnixConn, c *conn.Conn, ss *session) error {
 	uc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	p, err := c.ReadPacket()
 	if err != nil {
-		return readError(err)
+		return readError(err, "no hello within "+s.cfg.HelloTimeout.String())
 	}
 	hello, err := ss.hello(p)
 	if err != nil {
@@ -252,11 +257,10 @@ func (s *Server) serve(uc *net.UnixConn, c *conn.Conn, ss *session) error {
 	}
 	// Pixels may now come: one frame per packet at most.
 	c.Reader().SetMaxSize(s.cfg.packetMax())
-	c.SetMaxDecompressed(s.cfg.packetMax())
 	for {
-		p, err := c.ReadPacket()
+		p, err := s.readPacket(uc, c.Reader())
 		if err != nil {
-			return readError(err)
+			return readError(err, "packet not complete within "+s.cfg.BodyTimeout.String())
 		}
 		if err := ss.dispatch(p); err != nil {
 			return err
@@ -264,15 +268,45 @@ func (s *Server) serve(uc *net.UnixConn, c *conn.Conn, ss *session) error {
 	}
 }
 
-// readError keeps a clean end of stream apart from malformed input,
-// which the caller is told about.
-func readError(err error) error {
+// readPacket reads one packet: its raw chunks and main chunk, decoded
+// and decompressed within packetMax. The first header may take any
+// time (callers keep their connection between frames); from it on, the
+// whole packet must come within BodyTimeout, so a stalled sender does
+// not hold a frame's worth of memory.
+func (s *Server) readPacket(uc *net.UnixConn, r *wire.Reader) (conn.Packet, error) {
+	var raws []wire.Frame
+	for {
+		h, n, err := r.ReadHeader()
+		if err != nil {
+			return nil, err
+		}
+		if len(raws) == 0 {
+			uc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+		}
+		f, err := r.ReadPayload(h, n)
+		if err != nil {
+			return nil, err
+		}
+		if h.Index == 0 {
+			uc.SetReadDeadline(time.Time{})
+			return conn.DecodeFrames(raws, f, s.cfg.packetMax(), packet.Aliases{})
+		}
+		if len(raws) == wire.MaxPendingRaw {
+			return nil, fmt.Errorf("more than %d raw chunks before a main chunk", wire.MaxPendingRaw)
+		}
+		raws = append(raws, f)
+	}
+}
+
+// readError keeps a clean end of stream apart from malformed or late
+// input, which the caller is told about (timeout says how).
+func readError(err error, timeout string) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return io.EOF
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &protoError{reason: packet.ReasonLoginTimeout, msg: "no hello in time"}
+		return protoErr("%s", timeout)
 	}
 	return protoErr("%v", err)
 }

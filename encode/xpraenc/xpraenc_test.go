@@ -231,7 +231,7 @@ func TestOneShotEncode(t *testing.T) {
 // Each hostile input ends its own connection with a disconnect saying
 // why; a well-behaved caller on the same server keeps encoding.
 func TestHostileInput(t *testing.T) {
-	f := start(t, Config{MaxWidth: 1024, MaxHeight: 768}, pool.Config{})
+	f := start(t, Config{MaxWidth: 1024, MaxHeight: 768, BodyTimeout: 300 * time.Millisecond}, pool.Config{})
 	good := dial(t, f.path)
 	good.handshake("")
 	good.send("context-request", int64(1), "x264", "h264", int64(160), int64(96), "BGRX", value.Dict{})
@@ -321,6 +321,19 @@ func TestHostileInput(t *testing.T) {
 		{"mmap one-shot", true, func(c *caller) {
 			c.send("encode", "mmap", "BGRX", []byte{}, int64(16), int64(16), int64(64), value.Dict{}, value.Dict{})
 		}, packet.ReasonProtocolError, "mmap"},
+		{"stalled packet", true, func(c *caller) {
+			c.uc.Write(append(wire.AppendHeader(nil, wire.Header{Flags: wire.RencodePlus.Flag(), Size: 1000}), "\xc5"...))
+		}, packet.ReasonProtocolError, "not complete within"},
+		{"stalled after a raw chunk", true, func(c *caller) {
+			c.uc.Write(append(wire.AppendHeader(nil, wire.Header{Index: 3, Size: 4}), "abcd"...))
+		}, packet.ReasonProtocolError, "not complete within"},
+		{"four raw chunks", true, func(c *caller) {
+			var b []byte
+			for i := byte(1); i <= 4; i++ {
+				b = append(wire.AppendHeader(b, wire.Header{Index: i, Size: 1}), 'x')
+			}
+			c.uc.Write(b)
+		}, packet.ReasonProtocolError, "raw chunks"},
 		{"unknown packet", true, func(c *caller) { c.send("ping", int64(1)) }, packet.ReasonProtocolError, "unexpected"},
 		{"second hello", true, func(c *caller) { c.send("hello", hello6("")) }, packet.ReasonProtocolError, "second hello"},
 	} {
