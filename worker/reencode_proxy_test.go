@@ -357,6 +357,9 @@ func TestReencodeProxyFrames(t *testing.T) {
 				if flush := got[len(got)-1].Header.Flags&wire.FlagFlush != 0; flush != st.six {
 					t.Fatalf("frame %d: flush bit %v", k, flush)
 				}
+				if e := got[len(got)-1].Header.Encoding(); e != st.enc {
+					t.Fatalf("frame %d encoded with %v, the client reads %v", k, e, st.enc)
+				}
 				if d.coding != "h264" || d.x != 0 || d.y != 0 || d.w != W || d.h != H || d.rowstride != 0 {
 					t.Fatalf("frame %d: %s %d,%d %dx%d stride %d", k, d.coding, d.x, d.y, d.w, d.h, d.rowstride)
 				}
