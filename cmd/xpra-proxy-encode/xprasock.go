@@ -85,7 +85,7 @@ func serveXpra(ln *net.UnixListener, path string, srv *server.Server, p *pool.Po
 	cfg := srv.Config()
 	xs := xpraenc.New(xpraenc.Config{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxConns: cfg.MaxConns,
 		MaxConnsPerUID: cfg.MaxConnsPerUID, MaxContextsPerConn: cfg.MaxContextsPerConn, AllowUID: cfg.AllowUID,
-		Threads: cfg.Threads}, p, log)
+		Threads: cfg.Threads, BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout}, p, log)
 	go func() {
 		if err := xs.Serve(ln); err != nil {
 			log.Error("xpra encoder socket", "err", err)

@@ -1,7 +1,13 @@
 package xpraenc
 
 import (
+	"io"
+	"net"
+	"os"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
@@ -71,5 +77,66 @@ func FuzzPacket(f *testing.F) {
 		if len(ss.ctxs) > cfg.MaxContextsPerConn {
 			t.Fatalf("%d contexts open, the limit is %d", len(ss.ctxs), cfg.MaxContextsPerConn)
 		}
+	})
+}
+
+// FuzzStream sends a 6.x hello and then arbitrary bytes to a served
+// connection (framing, raw chunks, lz4, packets): the server answers or
+// disconnects and closes, and its memory stays bounded.
+func FuzzStream(f *testing.F) {
+	const W, H = 16, 16
+	meta, pix := frame(frametest.Synthetic(W, H, 2), codec.BGRX, W*4)
+	var seed []byte
+	for _, p := range [][]any{
+		{"context-request", int64(1), "x264", "h264", int64(W), int64(H), "BGRX", value.Dict{}},
+		{"context-compress", int64(1), meta, pix, value.Dict{}, value.Dict{}},
+		{"context-close", int64(1), "done"},
+	} {
+		b, err := rencode.Encode(p, rencode.Plus)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seed = append(wire.AppendHeader(seed, wire.Header{Flags: wire.RencodePlus.Flag(), Size: uint32(len(b))}), b...)
+	}
+	f.Add(seed)
+	f.Add(append(wire.AppendHeader(nil, wire.Header{Index: 3, Level: 0x11, Size: 5}), 0xff, 0xff, 0xff, 0x0f, 0))
+	hello, err := rencode.Encode([]any{"hello", hello6("")}, rencode.Plus)
+	if err != nil {
+		f.Fatal(err)
+	}
+	hello = append(wire.AppendHeader(nil, wire.Header{Flags: wire.RencodePlus.Flag(), Size: uint32(len(hello))}), hello...)
+	p := pool.Open(nil, pool.Config{MaxCPU: 8}, quiet)
+	f.Cleanup(p.Close)
+	s := New(Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1,
+		AllowUID: func(uint32) bool { return true }, BodyTimeout: time.Second}, p, quiet)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf := os.NewFile(uintptr(fds[0]), "server")
+		srvConn, err := net.FileConn(sf) // a dup: sf is ours to close
+		sf.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli := os.NewFile(uintptr(fds[1]), "caller")
+		defer cli.Close()
+		fuzzcheck.Bounded(t, 16<<20, func() {
+			done, wrote := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				s.handle(srvConn.(*net.UnixConn))
+			}()
+			go func() {
+				defer close(wrote)
+				cli.Write(hello)
+				cli.Write(data)
+				unix.Shutdown(int(cli.Fd()), unix.SHUT_WR)
+			}()
+			io.Copy(io.Discard, cli)
+			<-done
+			<-wrote
+		})
 	})
 }
