@@ -3,8 +3,10 @@ package websocket
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -179,6 +181,184 @@ func FuzzRead(f *testing.F) {
 			out, _ := io.ReadAll(c)
 			if len(out) > len(in) {
 				t.Fatalf("%d bytes out of %d", len(out), len(in))
+			}
+		})
+	})
+}
+
+// The mask XOR agrees with gobwas/ws's, at every offset and across the
+// lengths where it switches method.
+func TestCipher(t *testing.T) {
+	key := [4]byte{0x12, 0x34, 0x56, 0x78}
+	for _, n := range []int{0, 1, 3, 15, 16, 17, 511, 512, 513, 1500, 70000} {
+		for off := range 5 {
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = byte(i * 7)
+			}
+			want := bytes.Clone(p)
+			ws.Cipher(want, key, off)
+			cipher(p, key, off)
+			if !bytes.Equal(p, want) {
+				t.Fatalf("%d bytes at offset %d differ from gobwas/ws", n, off)
+			}
+		}
+	}
+}
+
+// Headers we write are the ones gobwas/ws writes, and we read its headers
+// back as it does.
+func TestHeaderAgainstGobwas(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536, 1 << 24} {
+		for _, masked := range []bool{false, true} {
+			mask := [4]byte{1, 2, 3, 4}
+			want := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n), Masked: masked}
+			if masked {
+				want.Mask = mask
+			}
+			var b bytes.Buffer
+			if err := ws.WriteHeader(&b, want); err != nil {
+				t.Fatal(err)
+			}
+			if got := appendHeader(nil, opBinary, n, masked, mask); !bytes.Equal(got, b.Bytes()) {
+				t.Fatalf("%d bytes, masked %v: % x, gobwas/ws writes % x", n, masked, got, b.Bytes())
+			}
+			h, err := readHeader(bytes.NewReader(b.Bytes()), make([]byte, maxHeaderSize))
+			if err != nil || h.length != int64(n) || h.masked != masked || h.mask != want.Mask || !h.fin || h.op != opBinary {
+				t.Fatalf("%d bytes, masked %v: read %+v, %v", n, masked, h, err)
+			}
+		}
+	}
+	if _, err := readHeader(bytes.NewReader([]byte{0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0}), make([]byte, maxHeaderSize)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a length with its top bit set: %v", err)
+	}
+	for _, in := range [][]byte{{0x82, 0x7e, 0x01}, {0x82, 0x85, 1, 2}} {
+		if _, err := readHeader(bytes.NewReader(in), make([]byte, maxHeaderSize)); err != io.ErrUnexpectedEOF {
+			t.Fatalf("% x: %v, want io.ErrUnexpectedEOF", in, err)
+		}
+	}
+}
+
+// Dial against gobwas/ws's server: the handshake, then frames both ways,
+// ours masked; and the server's frames sent right behind its response.
+func TestDialGobwasServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		u := ws.Upgrader{Protocol: func(p []byte) bool { return string(p) == Subprotocol },
+			OnRequest: func(uri []byte) error {
+				if string(uri) != "/x%20y" {
+					return fmt.Errorf("request URI %q", uri)
+				}
+				return nil
+			}}
+		if _, err := u.Upgrade(c); err != nil {
+			done <- err
+			return
+		}
+		if err := ws.WriteFrame(c, ws.NewBinaryFrame([]byte("early"))); err != nil {
+			done <- err
+			return
+		}
+		h, err := ws.ReadHeader(c)
+		if err != nil {
+			done <- err
+			return
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c, p); err != nil {
+			done <- err
+			return
+		}
+		if !h.Masked {
+			done <- errors.New("client frame not masked")
+			return
+		}
+		ws.Cipher(p, h.Mask, 0)
+		done <- ws.WriteFrame(c, ws.NewBinaryFrame(append([]byte("echo "), p...)))
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, nc, ln.Addr().String(), "/x y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("0123456789"), 100)
+	if _, err := c.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	want := "early" + "echo " + string(payload)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v", got[:min(len(got), 20)], err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Handshake responses that must be refused, and ones that must not.
+func TestReadResponse(t *testing.T) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + accept + "Sec-WebSocket-Protocol: binary\r\n"
+	tests := []struct {
+		name, resp string
+		ok         bool
+	}{
+		{"xpra's answer", ok + "Server: xpra\r\n\r\n", true},
+		{"case and spacing", "HTTP/1.1 101 OK\nupgrade:WebSocket\r\nCONNECTION:  upgrade \r\n" + accept + "sec-websocket-protocol: binary\r\n\r\n", true},
+		{"forbidden", "HTTP/1.1 403 Forbidden\r\n\r\n", false},
+		{"HTTP/1.0", strings.Replace(ok, "HTTP/1.1", "HTTP/1.0", 1) + "\r\n", false},
+		{"wrong accept", strings.Replace(ok, "s3pP", "AAAA", 1) + "\r\n", false},
+		{"no accept", strings.Replace(ok, accept, "", 1) + "\r\n", false},
+		{"no subprotocol", strings.Replace(ok, "Sec-WebSocket-Protocol: binary\r\n", "", 1) + "\r\n", false},
+		{"other subprotocol", strings.Replace(ok, ": binary", ": chat", 1) + "\r\n", false},
+		{"no upgrade", strings.Replace(ok, "Upgrade: websocket\r\n", "", 1) + "\r\n", false},
+		{"bad connection", strings.Replace(ok, "Connection: Upgrade", "Connection: close", 1) + "\r\n", false},
+		{"malformed line", ok + "nonsense\r\n\r\n", false},
+		{"cut short", ok, false},
+		{"long line", ok + "X: " + strings.Repeat("a", maxResponseLine) + "\r\n\r\n", false},
+		{"many lines", ok + strings.Repeat("X: y\r\n", maxResponseHeaders) + "\r\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := readResponse(bufio.NewReaderSize(strings.NewReader(tc.resp), maxResponseLine), key)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
+// FuzzReadResponse reads arbitrary bytes as a server's handshake response:
+// no panics, bounded allocation, and only a response with our accept key
+// passes.
+func FuzzReadResponse(f *testing.F) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: binary\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 403 Forbidden\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fuzzcheck.Bounded(t, 1<<20, func() {
+			err := readResponse(bufio.NewReaderSize(bytes.NewReader(in), maxResponseLine), key)
+			if err == nil && !bytes.Contains(in, []byte("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")) {
+				t.Fatalf("accepted without the accept key: %q", in)
 			}
 		})
 	})
