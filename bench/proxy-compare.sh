@@ -8,22 +8,44 @@
 #   built from OLD_REV (if set) and the reference.
 # Usage: bash bench/proxy-compare.sh [ROUNDS]   (default 20)
 #   FLOOD_ONLY=1       only the flood
+#   SETUP_ONLY=1       only connection setup, direct and ours (no reference
+#                      proxy, memory or flood): for quick iteration
 #   FLOOD_ROUNDS=N     flood rounds (default 3); each round runs every size
 #                      through every relay in turn
 #   FLOOD_SIZES="SIZE:DRAWS ..."  (default "65536:8000 262144:2000 4194304:125",
 #                      about 525 MB each)
+#   OUR_BIN=DIR        "ours" is the proxy already built in DIR (xpra-proxy and
+#                      its workers), not one built from this checkout
 #   OLD_REV=REV        also flood through the proxy built from git revision REV
 #                      (a worktree in the run's temporary directory)
+#   KEEP_LOG=FILE      with SETUP_ONLY: keep our supervisor's log there
+#   OLD_BIN=DIR        instead: the proxy already built in DIR (xpra-proxy and
+#                      its workers), e.g. a copy of bin/ from before a change
 #   FLOOD_OUT=FILE     keep the flood's JSON lines (bench/flood.py --summary FILE)
+#   MEM_ONLY=1         only the memory with one attached connection held
+#   MEM_ROUNDS=N       with MEM_ONLY: hold a connection N times (default 1)
+#   MEM_DUMP=DIR       with MEM_ONLY: keep /proc/PID/smaps of each child of
+#                      the proxy while the connection is held
+#   MEM_WHO="ours"     with MEM_ONLY: whose memory (default "ref ours"; "old"
+#                      is the OLD_REV or OLD_BIN proxy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ROUNDS=${1:-20}
 LAB=${LAB:-$(cd ../shared/lab/peers && pwd)}; TOOLS=$LAB/tools; export LAB
-U=xprabench SRV=160 SRVPORT=14660 REF=161 REFPORT=14661 OURPORT=14662 COPYPORT=14663 OLDPORT=14665 FAKE=15300
+# Displays and ports: BENCH_DISPLAY=N moves them all (default 160: displays 160-161, ports 14660-14665, 15300).
+B=${BENCH_DISPLAY:-160} O=$(( ${BENCH_DISPLAY:-160} - 160 ))
+U=xprabench SRV=$B SRVPORT=$((14660 + O)) REF=$((B + 1)) REFPORT=$((14661 + O)) OURPORT=$((14662 + O)) COPYPORT=$((14663 + O)) OLDPORT=$((14665 + O)) FAKE=$((15300 + O))
 PY=/usr/bin/python3
 . scripts/ensure-go.sh >/dev/null 2>&1
-mkdir -p bin && chmod 755 bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./bench/iocopy
+mkdir -p bin && chmod 755 bin
+if [ -n "${OUR_BIN:-}" ]; then
+  go build -o bin/ ./bench/iocopy
+  our_bin=$(cd "$OUR_BIN" && pwd)
+else
+  go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./bench/iocopy
+  our_bin=bin
+fi
 id xpra-proxy >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin xpra-proxy
 work=$(mktemp -d /tmp/proxy-compare.XXXXXX); chmod 755 "$work"
 cleanup() {
@@ -45,9 +67,18 @@ $PY $helper "$db" create >/dev/null
 $PY $helper "$db" add bench pw "$U" "$U" "tcp://127.0.0.1:$SRVPORT/" >/dev/null
 $PY $helper "$db" add fake pw "$U" "$U" "tcp://127.0.0.1:$FAKE/" >/dev/null
 chmod 644 "$db"
+if [ -n "${SETUP_ONLY:-}" ]; then
+  "$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
+  our_pid=$!
+  sleep 1
+  echo; echo "== connection setup: connect until the first server packet, attach hello ($ROUNDS rounds, interleaved)"
+  $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/"
+  [ -n "${KEEP_LOG:-}" ] && cp "$work/ours.log" "$KEEP_LOG"
+  exit 0
+fi
 bash "$LAB/start-peers.sh" --proxy "$REF" "$REFPORT" -- "--tcp-auth=sqlite,filename=$db"
 ref_pid=$(cat /tmp/xpra-peers/proxy-$REF.pid)
-bin/xpra-proxy --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
+"$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
 our_pid=$!
 bin/iocopy -listen 127.0.0.1:$COPYPORT -to 127.0.0.1:$FAKE 2>/dev/null &
 copy_pid=$!
@@ -55,7 +86,12 @@ if [ -n "${OLD_REV:-}" ]; then
   git worktree add --detach "$work/old" "$OLD_REV" >/dev/null
   (cd "$work/old" && mkdir -p bin && go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker $(ls -d ./cmd/xpra-proxy-preauth 2>/dev/null))
   chmod -R a+rX "$work/old/bin"
-  "$work/old/bin/xpra-proxy" --bind-tcp=127.0.0.1:$OLDPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/old.log" &
+  old_bin=$work/old/bin
+elif [ -n "${OLD_BIN:-}" ]; then
+  old_bin=$(cd "$OLD_BIN" && pwd) OLD_REV=$OLD_BIN
+fi
+if [ -n "${old_bin:-}" ]; then
+  "$old_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OLDPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/old.log" &
   old_pid=$!
 fi
 sleep 1
@@ -63,21 +99,29 @@ echo "reference proxy pid $ref_pid, ours $our_pid, io.Copy relay $copy_pid${old_
 
 echo "memory of ours before any connection:"; bash "$TOOLS/mem_tree.sh" "$our_pid"
 if [ -z "${FLOOD_ONLY:-}" ]; then
+if [ -z "${MEM_ONLY:-}" ]; then
 echo; echo "== connection setup: connect until the first server packet, attach hello ($ROUNDS rounds, interleaved)"
 $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" \
   xpra-proxy="tcp://bench:pw@127.0.0.1:$REFPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/"
+fi
 
 echo; echo "== memory with one attached connection held (kB)"
-for who in ref ours; do
+for who in $(for i in $(seq "${MEM_ROUNDS:-1}"); do echo ${MEM_WHO:-ref ours}; done); do
   port=$REFPORT; pid=$ref_pid; [ $who = ours ] && { port=$OURPORT; pid=$our_pid; }
+  [ $who = old ] && { port=$OLDPORT; pid=$old_pid; }
   echo "-- $who idle"; bash "$TOOLS/mem_tree.sh" "$pid" | tail -n 1
   $PY "$TOOLS/hello_rtt.py" -n 1 --mode attach --hold 6 x="tcp://bench:pw@127.0.0.1:$port/" >/dev/null 2>&1 &
   held=$!
   sleep 4
   echo "-- $who with one connection"; bash "$TOOLS/mem_tree.sh" "$pid"
+  if [ -n "${MEM_DUMP:-}" ]; then
+    mkdir -p "$MEM_DUMP"
+    for w in $(pgrep -P "$pid"); do cp "/proc/$w/smaps" "$MEM_DUMP/$who-$w.smaps" 2>/dev/null || true; done
+  fi
   wait $held || true   # hello_rtt exits non-zero when the held socket is closed under it
 done
 
+[ -n "${MEM_ONLY:-}" ] && exit 0
 fi
 echo; echo "== synthetic draw flood through each relay, timed from the first draw (bench/flood.py)"
 out=${FLOOD_OUT:-$work/flood.jsonl}
