@@ -49,6 +49,48 @@ func findWorker(t *testing.T, supervisor int, mode string) proc {
 	return proc{}
 }
 
+// findWorkers waits until the supervisor has n children in mode, past
+// their start-up checks, and returns them.
+func findWorkers(t *testing.T, supervisor int, mode string, n int) []proc {
+	t.Helper()
+	var found []proc
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		found = found[:0]
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
+				continue
+			}
+			if p := readProc(pid); p.status["PPid"] == strconv.Itoa(supervisor) && p.status["NoNewPrivs"] == "1" {
+				found = append(found, p)
+			}
+		}
+		if len(found) >= n {
+			return found
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%d %s workers of supervisor %d, want %d", len(found), mode, supervisor, n)
+	return nil
+}
+
+// sockets counts the sockets a process holds.
+func sockets(p proc) int {
+	n := 0
+	for _, target := range p.fds {
+		if strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
 func readProc(pid int) proc {
 	p := proc{pid: pid, status: map[string]string{}, fds: map[int]string{}}
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,12 +169,57 @@ func TestProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		pre := findWorker(t, p.Pid(), "--preauth")
+		// The one holding it got it from the spare started ahead, and
+		// spares wait for the next connections: all must be confined.
 		out, _ := exec.Command("id", "-u", proxylab.PreauthUser).Output()
 		uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 		out, _ = exec.Command("id", "-g", proxylab.PreauthUser).Output()
 		gid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-		checkConfined(t, pre, uid, gid, nil)
+		var pres []proc
+		held := 0
+		for range 100 {
+			pres, held = findWorkers(t, p.Pid(), "--preauth", 1), 0
+			for _, pre := range pres {
+				if sockets(pre) == 2 { // its channel and the client (a spare has its channel only)
+					held++
+				}
+			}
+			if held > 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if held != 1 {
+			t.Errorf("%d of the pre-auth processes %v hold a connection, want 1", held, pres)
+		}
+		for _, pre := range pres {
+			checkConfined(t, pre, uid, gid, nil)
+		}
+	})
+	t.Run("spares killed", func(t *testing.T) {
+		// A spare that died while it waited (killed by an admin, the OOM
+		// killer) is replaced: the next client is served all the same.
+		killed := 0
+		for _, pre := range findWorkers(t, p.Pid(), "--preauth", 2) {
+			if sockets(pre) == 1 {
+				if err := syscall.Kill(pre.pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				killed++
+			}
+		}
+		if killed == 0 {
+			t.Fatal("no spare pre-auth process found")
+		}
+		time.Sleep(100 * time.Millisecond)
+		res, err := run(t, probe.Options{URL: p.URL("", ""), Request: "version"})
+		if err != nil || res.ReplyCaps().Str("version", "") != "3.1.3" {
+			t.Fatalf("probe version after the spares were killed: %v", err)
+		}
+		res, err = run(t, probe.Options{URL: "socket://" + user + "@" + sock, Request: "info"})
+		if err != nil || res.ReplyCaps().Str("server.type", "") != "xpra-proxy" {
+			t.Fatalf("info over the unix socket after the spares were killed: %v", err)
+		}
 	})
 }
 

@@ -3,7 +3,16 @@
 // message per datagram, bounded in size, with the sender's credentials
 // attached by the kernel and checked by the supervisor.
 //
-// Every exchange is a request from the pre-auth process and one reply:
+// A pre-auth process is started before its connection arrives (a warm
+// spare, so that exec and the Go runtime's start-up are not paid while a
+// client waits). The supervisor hands it the accepted connection:
+//
+//	Connection {peer} + the client socket   (supervisor → pre-auth; what
+//	                        follows is the pre-auth process's answer:
+//	                        AuthBegin, or the channel closing after a
+//	                        version request or a bad client)
+//
+// Then every exchange is a request from the pre-auth process and one reply:
 //
 //	AuthBegin  {username, display, digests, salt-digests, transport}
 //	    → Challenge {salt, digest, salt-digest, prompt}   answer it
@@ -57,6 +66,7 @@ import (
 
 // Message kinds.
 const (
+	Connection  = "connection"
 	AuthBegin   = "auth-begin"
 	Challenge   = "challenge"
 	NoChallenge = "no-challenge"
@@ -80,6 +90,9 @@ const MaxMessage = 64 << 10
 // Message is every field any message uses; Kind says which are set.
 type Message struct {
 	Kind string `json:"kind"`
+
+	// Connection: the client's address ("host:port", "unix:PATH"), for logs
+	Peer string `json:"peer,omitempty"`
 
 	// AuthBegin
 	Username    string   `json:"username,omitempty"`

@@ -25,7 +25,6 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
@@ -43,6 +42,7 @@ type Supervisor struct {
 	salts   *saltCache
 	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
 	starter *starter // sessions on demand; nil when start-session is never
+	spares  *spares  // pre-auth processes started ahead of their connections
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
@@ -52,6 +52,7 @@ type Supervisor struct {
 func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
+	s.spares = newSpares(s)
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
 		return nil, err
@@ -127,6 +128,7 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		s.log.Info("listening", "type", l.Type, "addr", l.Addr().String())
+		s.spares.refill(l.Type)
 		wg.Go(func() { s.accept(ctx, l) })
 	}
 	wg.Go(func() { s.serveControl(ctx, stop) })
@@ -139,6 +141,7 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	for _, l := range ls {
 		l.Close()
 	}
+	s.spares.close()
 	wg.Wait()
 	s.wg.Wait()
 	return nil
@@ -214,65 +217,77 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		return
 	}
 	defer client.Close()
-	sup, childEnd, err := ipc.Pair()
+	p, err := s.handOver(typ, peer, client)
 	if err != nil {
-		log.Error("ipc", "err", err)
+		log.Error("pre-auth process", "err", err)
 		return
 	}
-	defer sup.Close()
-	cmd := s.command("--preauth", "--listener="+typ, "--peer="+peer,
-		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
-		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	fds := []namedfd.Fd{{Name: "client", File: client}, {Name: "ipc", File: childEnd}}
-	if typ == "tcp" {
-		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})
-	}
-	namedfd.Attach(cmd, fds...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
-	childEnd.Close()
-	if err != nil {
-		log.Error("starting pre-auth process", "err", err)
-		return
-	}
-	pid := cmd.Process.Pid
-	log = log.With("preauth", pid)
+	defer p.ipc.Close()
+	log = log.With("preauth", p.pid)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		// The login timeout bounds the whole exchange, whatever the child does.
+		// The login timeout bounds the whole exchange, whatever the child
+		// does; it runs from the hand-over, not from the spare's start.
 		select {
 		case <-time.After(s.cfg.LoginTimeout.Duration + 5*time.Second):
 			log.Warn("pre-auth process over its time; killing it")
-			cmd.Process.Kill()
+			p.kill()
 		case <-ctx.Done():
 			// Stopping (a restart): an exchange under way, such as a
 			// version request or a login, gets a moment to finish rather
 			// than a reset connection.
 			select {
 			case <-time.After(shutdownGrace):
-				cmd.Process.Kill()
+				p.kill()
 			case <-done:
 			}
 		case <-done:
 		}
 	}()
-	x := exchange{s: s, log: log, ipc: sup, pid: pid, typ: typ, peer: peer, client: client}
+	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client}
 	x.run()
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
 		// relay: it is no longer unauthenticated, so its slot and login
 		// timer go, and it lives as long as the connection.
 		go func() {
-			err := cmd.Wait()
-			log.Debug("transport process ended", "status", fmt.Sprint(err))
+			<-p.done
+			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
 		}()
 		return
 	}
-	if err := cmd.Wait(); err != nil && x.accepted == 0 {
-		log.Debug("pre-auth process ended", "err", err)
+	<-p.done
+	if p.status != nil && x.accepted == 0 {
+		log.Debug("pre-auth process ended", "err", p.status)
 	}
+}
+
+// handOver gives the accepted connection to a pre-auth process: the
+// spare for its listener type, or one started now. A spare that died
+// while it waited is replaced once.
+func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, error) {
+	m := ipc.Message{Kind: ipc.Connection, Peer: peer}
+	p, err := s.spares.take(typ)
+	if err != nil {
+		return nil, err
+	}
+	if err = p.ipc.Send(m, client); err == nil {
+		s.spares.refillSoon(typ)
+		return p, nil
+	}
+	p.ipc.Close()
+	p.kill()
+	s.log.Warn("spare pre-auth process gone; starting another", "preauth", p.pid, "err", err)
+	if p, err = s.startPreauth(typ); err != nil {
+		return nil, err
+	}
+	if err := p.ipc.Send(m, client); err != nil {
+		p.ipc.Close()
+		p.kill()
+		return nil, err
+	}
+	return p, nil
 }
 
 // shutdownGrace is how long a stopping supervisor lets connections in

@@ -1,0 +1,156 @@
+package supervisor
+
+import (
+	"fmt"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+)
+
+// preauthProc is a pre-auth process the supervisor started, with its end
+// of their channel.
+type preauthProc struct {
+	ipc    *ipc.Conn
+	pid    int
+	cmd    *exec.Cmd
+	done   chan struct{} // closed once it has exited and been reaped
+	status error         // how it exited, once done is closed
+}
+
+func (p *preauthProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends a pre-auth process whatever it is doing.
+func (p *preauthProc) kill() {
+	if !p.exited() {
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+// startPreauth execs a pre-auth process for a listener of type typ, as
+// the unprivileged pre-auth user, with its named descriptors: the channel
+// and, on TCP ports, the front document. Its connection comes later,
+// over the channel (handOver).
+func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
+	sup, childEnd, err := ipc.Pair()
+	if err != nil {
+		return nil, err
+	}
+	cmd := s.command("--preauth", "--listener="+typ,
+		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
+		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
+	fds := []namedfd.Fd{{Name: "ipc", File: childEnd}}
+	if typ == "tcp" {
+		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})
+	}
+	namedfd.Attach(cmd, fds...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	childEnd.Close()
+	if err != nil {
+		sup.Close()
+		return nil, fmt.Errorf("starting pre-auth process: %w", err)
+	}
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.status = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// spares keeps one pre-auth process started ahead of the next connection
+// per listener type, so that a client does not wait for exec and the Go
+// runtime's start-up. A spare holds no connection: it waits on its
+// channel, unprivileged and confined like any pre-auth process, and is
+// not counted by the limits until it is handed a connection.
+type spares struct {
+	s        *Supervisor
+	mu       sync.Mutex
+	ready    map[string]*preauthProc // by listener type
+	starting map[string]bool
+	closed   bool
+}
+
+func newSpares(s *Supervisor) *spares {
+	return &spares{s: s, ready: map[string]*preauthProc{}, starting: map[string]bool{}}
+}
+
+// take returns the spare for typ, or a process started now when there is
+// none (a burst of connections, or the spare has died); then another is
+// started for the next connection.
+func (sp *spares) take(typ string) (*preauthProc, error) {
+	sp.mu.Lock()
+	p := sp.ready[typ]
+	delete(sp.ready, typ)
+	sp.mu.Unlock()
+	if p != nil && !p.exited() {
+		return p, nil
+	}
+	if p != nil {
+		p.ipc.Close()
+	}
+	sp.refill(typ)
+	return sp.s.startPreauth(typ)
+}
+
+// refillDelay is how long after a hand-over the next spare starts: its
+// exec and runtime start-up would otherwise compete for the CPU with the
+// connection just handed over, whose relay worker is starting then (on two
+// cores that cost the new connection about what the spare saved it). A
+// connection that comes sooner gets a process started for it, as before
+// spares.
+const refillDelay = 250 * time.Millisecond
+
+// refillSoon starts the next spare for typ after refillDelay.
+func (sp *spares) refillSoon(typ string) {
+	time.AfterFunc(refillDelay, func() { sp.refill(typ) })
+}
+
+// refill starts a spare for typ in the background unless one is ready
+// or on its way.
+func (sp *spares) refill(typ string) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.closed || sp.starting[typ] || sp.ready[typ] != nil {
+		return
+	}
+	sp.starting[typ] = true
+	go func() {
+		p, err := sp.s.startPreauth(typ)
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		sp.starting[typ] = false
+		if err != nil {
+			sp.s.log.Error("starting a spare pre-auth process", "listener", typ, "err", err)
+			return
+		}
+		if sp.closed {
+			p.ipc.Close() // it exits when its channel closes
+			return
+		}
+		sp.ready[typ] = p
+	}()
+}
+
+// close lets the spares go: each exits when its channel closes.
+func (sp *spares) close() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.closed = true
+	for typ, p := range sp.ready {
+		p.ipc.Close()
+		delete(sp.ready, typ)
+	}
+}
