@@ -8,8 +8,9 @@
 #   built from OLD_REV (if set) and the reference.
 # Usage: bash bench/proxy-compare.sh [ROUNDS]   (default 20)
 #   FLOOD_ONLY=1       only the flood
-#   SETUP_ONLY=1       only connection setup, direct and ours (no reference
-#                      proxy, memory or flood): for quick iteration
+#   SETUP_ONLY=1       only connection setup, direct and ours (and OLD_BIN's
+#                      proxy if set; no reference proxy, memory or flood):
+#                      for quick iteration
 #   FLOOD_ROUNDS=N     flood rounds (default 3); each round runs every size
 #                      through every relay in turn
 #   FLOOD_SIZES="SIZE:DRAWS ..."  (default "65536:8000 262144:2000 4194304:125",
@@ -70,9 +71,15 @@ chmod 644 "$db"
 if [ -n "${SETUP_ONLY:-}" ]; then
   "$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
   our_pid=$!
+  old_target=()
+  if [ -n "${OLD_BIN:-}" ]; then  # a before/after comparison in one run
+    "$OLD_BIN/xpra-proxy" --bind-tcp=127.0.0.1:$OLDPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/old.log" &
+    old_pid=$!
+    old_target=(old="tcp://bench:pw@127.0.0.1:$OLDPORT/")
+  fi
   sleep 1
   echo; echo "== connection setup: connect until the first server packet, attach hello ($ROUNDS rounds, interleaved)"
-  $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/"
+  $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/" "${old_target[@]}"
   [ -n "${KEEP_LOG:-}" ] && cp "$work/ours.log" "$KEEP_LOG"
   exit 0
 fi
