@@ -15,7 +15,8 @@
 # boots on the host's own root as the lower layer (TESTBED_BASE=host), where
 # .ci/install-deps.sh has put xpra, Xvfb and the package's libraries, instead
 # of debootstrapping xpra's hundreds of packages into the base tree.
-# XPRA_PROXY_DEB=path/to.deb skips the package build (reruns).
+# XPRA_PROXY_DEB=path/to.deb skips the package build (reruns); the
+# encoder's .deb beside it is used too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -45,6 +46,7 @@ mkdir "$share/packaging"
 mkdir "$share/deb"
 if [ -n "${XPRA_PROXY_DEB:-}" ]; then
   cp "$XPRA_PROXY_DEB" "$share/deb/"
+  for f in "$(dirname "$XPRA_PROXY_DEB")"/xpra-proxy-encode_*.deb; do [ -e "$f" ] && cp "$f" "$share/deb/"; done
 else
   t0=$SECONDS
   bash scripts/build-packages.sh --deb "$share/deb" >/dev/null

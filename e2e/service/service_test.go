@@ -13,7 +13,8 @@
 // demand, by connecting without one and by asking (xpra start ssl://...),
 // while other clients are served; find it in loginctl; attach the real
 // client; read the processes' credentials from /proc; log the user out with
-// KillUserProcesses=yes; restart the service under a client loop.
+// KillUserProcesses=yes; restart the service under a client loop; install
+// the encoder's package and re-encode through its service.
 package service_test
 
 import (
@@ -110,6 +111,7 @@ func TestService(t *testing.T) {
 		{"processes", tb.processes},
 		{"survives the user's logout", tb.logout},
 		{"survives a restart of the service", tb.restart},
+		{"shared encoder service", tb.encoder},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {
