@@ -16,7 +16,8 @@ import (
 
 // The optional second socket (--xpra-socket) speaks xpra's own encoder
 // protocol (encode/xpraenc) to 6.4+ xpra servers, from the same pool,
-// with the same limits and allow list as the encproto socket.
+// with the same limits and allow list as the encproto socket. The two
+// share one connection Limiter: the limits bound a uid across both.
 
 // fdNames are the descriptors the root parent passes to the worker.
 func fdNames(xpraPath string) []string {
@@ -77,14 +78,15 @@ func listenBoth(f, xf *os.File) (ln, xln *net.UnixListener, err error) {
 }
 
 // serveXpra serves xpra's encoder protocol on ln (nil: off) in the
-// background with srv's limits and allow list; the returned func stops it.
+// background with srv's limits, connection counts and allow list; the
+// returned func stops it.
 func serveXpra(ln *net.UnixListener, path string, srv *server.Server, p *pool.Pool, log *slog.Logger) (stop func()) {
 	if ln == nil {
 		return func() {}
 	}
 	cfg := srv.Config()
 	xs := xpraenc.New(xpraenc.Config{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxConns: cfg.MaxConns,
-		MaxConnsPerUID: cfg.MaxConnsPerUID, MaxContextsPerConn: cfg.MaxContextsPerConn, AllowUID: cfg.AllowUID,
+		MaxConnsPerUID: cfg.MaxConnsPerUID, Limits: cfg.Limits, MaxContextsPerConn: cfg.MaxContextsPerConn, AllowUID: cfg.AllowUID,
 		Threads: cfg.Threads, BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout}, p, log)
 	go func() {
 		if err := xs.Serve(ln); err != nil {

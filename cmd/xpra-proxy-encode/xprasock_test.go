@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xpra-proxy/xpra-proxy/encode/server"
+	enclisten "github.com/xpra-proxy/xpra-proxy/encode/listen"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
@@ -78,7 +78,7 @@ func TestXpraSocket(t *testing.T) {
 	defer ec.Close()
 	defer xc.Close()
 	for _, c := range []*net.UnixConn{ec, xc} {
-		cred, err := server.PeerCred(c)
+		cred, err := enclisten.PeerCred(c)
 		if err != nil || cred.Uid != 65534 {
 			t.Fatalf("%v served by %+v (%v), not nobody", c.RemoteAddr(), cred, err)
 		}

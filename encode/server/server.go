@@ -23,6 +23,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
+	"github.com/xpra-proxy/xpra-proxy/encode/listen"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/x264"
 )
@@ -33,6 +34,11 @@ type Config struct {
 	MaxWidth, MaxHeight int
 	// MaxConns in total (default 256) and per uid (default 16).
 	MaxConns, MaxConnsPerUID int
+	// Limits counts connections against MaxConns and MaxConnsPerUID
+	// (nil: a Limiter of this server's own). Give another front end of
+	// the pool (encode/xpraenc) the same one, read back from Config, and
+	// the limits bound both sockets together.
+	Limits *listen.Limiter
 	// MaxContextsPerConn bounds one connection (default 64); the pool's
 	// MaxPerUser bounds a user across connections.
 	MaxContextsPerConn int
@@ -68,6 +74,9 @@ func (c *Config) defaults() {
 	if c.AllowUID == nil {
 		c.AllowUID = func(uid uint32) bool { return uid != 0 }
 	}
+	if c.Limits == nil {
+		c.Limits = listen.NewLimiter(c.MaxConns, c.MaxConnsPerUID)
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -82,13 +91,10 @@ type Server struct {
 	pool *pool.Pool
 	log  *slog.Logger
 
+	ln *listen.Listener
+
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	perUID   map[uint32]int
 	contexts int
-	closed   bool
-	ln       *net.UnixListener
-	wg       sync.WaitGroup
 }
 
 // New makes a server on p. When NVML found GPUs but the NVENC driver
@@ -99,137 +105,34 @@ func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	CheckGPU(p)
-	return &Server{cfg: cfg, pool: p, log: log, conns: map[*conn]struct{}{}, perUID: map[uint32]int{}}
+	s := &Server{cfg: cfg, pool: p, log: log}
+	s.ln = &listen.Listener{Name: "encoder", Allow: cfg.AllowUID, Limits: cfg.Limits, Handle: s.handle, Log: log}
+	return s
 }
 
 // Serve accepts connections until Close.
-func (s *Server) Serve(ln *net.UnixListener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return net.ErrClosed
-	}
-	s.ln = ln
-	s.mu.Unlock()
-	for {
-		uc, err := ln.AcceptUnix()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			// EMFILE and friends: wait instead of spinning.
-			s.log.Warn("encoder: accept", "err", err)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handle(uc)
-		}()
-	}
-}
+func (s *Server) Serve(ln *net.UnixListener) error { return s.ln.Serve(ln) }
 
 // Close stops accepting, drops every connection (closing its contexts)
 // and waits for the handlers.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	for c := range s.conns {
-		c.nc.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return nil
-}
-
-// PeerCred reads the kernel's credentials of a unix socket's peer.
-func PeerCred(uc *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	return cred, nil
-}
+func (s *Server) Close() error { return s.ln.Close() }
 
 type conn struct {
 	s    *Server
 	nc   *net.UnixConn
 	c    *encproto.Conn
 	uid  uint32
-	pid  int32
 	log  *slog.Logger
 	ctxs map[uint32]*encCtx
 	next uint32
 }
 
-func (s *Server) admitConn(c *conn) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return "shutting down"
-	}
-	if len(s.conns) >= s.cfg.MaxConns {
-		return fmt.Sprintf("%d connections, the limit", len(s.conns))
-	}
-	if s.perUID[c.uid] >= s.cfg.MaxConnsPerUID {
-		return fmt.Sprintf("uid %d has %d connections, the limit", c.uid, s.perUID[c.uid])
-	}
-	s.conns[c] = struct{}{}
-	s.perUID[c.uid]++
-	return ""
-}
-
-func (s *Server) dropConn(c *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-	if s.perUID[c.uid]--; s.perUID[c.uid] <= 0 {
-		delete(s.perUID, c.uid)
-	}
-}
-
-func (s *Server) handle(uc *net.UnixConn) {
-	defer uc.Close()
-	cred, err := PeerCred(uc)
-	if err != nil {
-		s.log.Warn("encoder: no peer credentials", "err", err)
-		return
-	}
-	// Who it is decides everything, before a byte is read.
-	if !s.cfg.AllowUID(cred.Uid) {
-		s.log.Warn("encoder: uid not allowed", "uid", cred.Uid, "peer_pid", cred.Pid)
-		return
-	}
+// handle serves an admitted connection; a refused one is closed
+// unanswered (an encproto client reads nothing before its hello).
+func (s *Server) handle(uc *net.UnixConn, p listen.Peer) {
 	ec := encproto.NewConn(uc)
 	ec.BodyTimeout = s.cfg.BodyTimeout
-	c := &conn{s: s, nc: uc, c: ec, uid: cred.Uid, pid: cred.Pid, ctxs: map[uint32]*encCtx{},
-		log: s.log.With("uid", cred.Uid, "peer_pid", cred.Pid)}
-	if why := s.admitConn(c); why != "" {
-		c.log.Warn("encoder: connection refused", "why", why)
-		return
-	}
-	defer s.dropConn(c)
+	c := &conn{s: s, nc: uc, c: ec, uid: p.UID, ctxs: map[uint32]*encCtx{}, log: p.Log}
 	defer c.closeAll()
 	c.log.Debug("encoder: client connected")
 	if err := c.serve(); err != nil {
@@ -313,7 +216,7 @@ type Status struct {
 func (s *Server) Status() Status {
 	st := Status{Pool: s.pool.Status()}
 	s.mu.Lock()
-	st.Conns, st.Contexts = len(s.conns), s.contexts
+	st.Conns, st.Contexts = s.ln.Conns(), s.contexts
 	s.mu.Unlock()
 	return st
 }

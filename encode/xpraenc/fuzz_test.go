@@ -126,7 +126,7 @@ func FuzzStream(f *testing.F) {
 			done, wrote := make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(done)
-				s.handle(srvConn.(*net.UnixConn))
+				s.ln.ServeConn(srvConn.(*net.UnixConn))
 			}()
 			go func() {
 				defer close(wrote)

@@ -6,10 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
+	"github.com/xpra-proxy/xpra-proxy/encode/listen"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
@@ -24,6 +24,10 @@ type Config struct {
 	MaxWidth, MaxHeight int
 	// MaxConns in total (default 256) and per uid (default 16).
 	MaxConns, MaxConnsPerUID int
+	// Limits counts connections against MaxConns and MaxConnsPerUID
+	// (nil: a Limiter of this server's own); the encproto server's, from
+	// its Config, makes the limits bound both sockets together.
+	Limits *listen.Limiter
 	// MaxContextsPerConn bounds one connection (default 64); the pool's
 	// MaxPerUser bounds a user across connections and both sockets.
 	MaxContextsPerConn int
@@ -60,6 +64,9 @@ func (c *Config) defaults() {
 	if c.AllowUID == nil {
 		c.AllowUID = func(uid uint32) bool { return uid != 0 }
 	}
+	if c.Limits == nil {
+		c.Limits = listen.NewLimiter(c.MaxConns, c.MaxConnsPerUID)
+	}
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 10 * time.Second
 	}
@@ -87,12 +94,7 @@ type Server struct {
 	pool *pool.Pool
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	conns  map[net.Conn]uint32
-	perUID map[uint32]int
-	closed bool
-	ln     *net.UnixListener
-	wg     sync.WaitGroup
+	ln *listen.Listener
 }
 
 // New makes a server on p, the pool the encproto server uses too.
@@ -102,131 +104,63 @@ func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	server.CheckGPU(p)
-	return &Server{cfg: cfg, pool: p, log: log, conns: map[net.Conn]uint32{}, perUID: map[uint32]int{}}
+	s := &Server{cfg: cfg, pool: p, log: log}
+	s.ln = &listen.Listener{Name: "xpra encoder", Allow: cfg.AllowUID, Limits: cfg.Limits,
+		Handle: s.handle, Refuse: s.refuse, Log: log}
+	return s
 }
 
 // Serve accepts connections until Close.
-func (s *Server) Serve(ln *net.UnixListener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return net.ErrClosed
-	}
-	s.ln = ln
-	s.mu.Unlock()
-	for {
-		uc, err := ln.AcceptUnix()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			// EMFILE and friends: wait instead of spinning.
-			s.log.Warn("xpra encoder: accept", "err", err)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handle(uc)
-		}()
-	}
-}
+func (s *Server) Serve(ln *net.UnixListener) error { return s.ln.Serve(ln) }
 
 // Close stops accepting, drops every connection (closing its contexts)
 // and waits for the handlers.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return nil
-}
+func (s *Server) Close() error { return s.ln.Close() }
 
-func (s *Server) admit(nc net.Conn, uid uint32) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return "shutting down"
-	}
-	if len(s.conns) >= s.cfg.MaxConns {
-		return fmt.Sprintf("%d connections, the limit", len(s.conns))
-	}
-	if s.perUID[uid] >= s.cfg.MaxConnsPerUID {
-		return fmt.Sprintf("uid %d has %d connections, the limit", uid, s.perUID[uid])
-	}
-	s.conns[nc] = uid
-	s.perUID[uid]++
-	return ""
-}
-
-func (s *Server) drop(nc net.Conn, uid uint32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, nc)
-	if s.perUID[uid]--; s.perUID[uid] <= 0 {
-		delete(s.perUID, uid)
-	}
-}
-
-// handle serves one accepted connection to its end.
-func (s *Server) handle(uc *net.UnixConn) {
-	defer uc.Close()
-	cred, err := server.PeerCred(uc)
-	if err != nil {
-		s.log.Warn("xpra encoder: no peer credentials", "err", err)
-		return
-	}
-	log := s.log.With("uid", cred.Uid, "peer_pid", cred.Pid)
+// newConn frames packets on uc. A 6.x caller decodes rencodeplus only,
+// even before its hello is answered: a refusal must be readable.
+func newConn(uc *net.UnixConn) *conn.Conn {
 	c := conn.New(uc)
-	// A 6.x caller decodes rencodeplus only, even before its hello is
-	// answered: a refusal must be readable.
 	c.SetEncoding(wire.RencodePlus)
-	refuse := func(reason, why string) {
-		uc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.WritePacket(packet.NewDisconnect(reason, why))
+	return c
+}
+
+// disconnect tells the caller why it is dropped, briefly: the
+// connection closes whether or not it reads.
+func disconnect(uc *net.UnixConn, c *conn.Conn, reason, why string) {
+	uc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.WritePacket(packet.NewDisconnect(reason, why))
+}
+
+// refuse answers a peer the listener turned away.
+func (s *Server) refuse(uc *net.UnixConn, _ listen.Peer, r listen.Refusal, why string) {
+	reason := packet.ReasonSessionBusy
+	if r == listen.NotAllowed {
+		reason = packet.ReasonPermissionError
 	}
-	// Who it is decides everything, before a byte is read.
-	if !s.cfg.AllowUID(cred.Uid) {
-		log.Warn("xpra encoder: uid not allowed")
-		refuse(packet.ReasonPermissionError, fmt.Sprintf("uid %d may not use this encoder", cred.Uid))
-		return
-	}
-	if why := s.admit(uc, cred.Uid); why != "" {
-		log.Warn("xpra encoder: connection refused", "why", why)
-		refuse(packet.ReasonSessionBusy, why)
-		return
-	}
-	defer s.drop(uc, cred.Uid)
-	ss := newSession(s, cred.Uid, log, func(p conn.Packet) error {
+	disconnect(uc, newConn(uc), reason, why)
+}
+
+// handle serves one admitted connection to its end.
+func (s *Server) handle(uc *net.UnixConn, peer listen.Peer) {
+	c := newConn(uc)
+	log := peer.Log
+	ss := newSession(s, peer.UID, log, func(p conn.Packet) error {
 		uc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		return c.WritePacket(p)
 	})
 	defer ss.closeAll()
-	err = s.serve(uc, c, ss)
+	err := s.serve(uc, c, ss)
 	var pe *protoError
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errClean):
 		log.Debug("xpra encoder: caller gone")
 	case errors.As(err, &pe):
 		log.Warn("xpra encoder: dropping caller", "reason", pe.reason, "err", pe.msg)
-		refuse(pe.reason, pe.msg)
+		disconnect(uc, c, pe.reason, pe.msg)
 	default:
 		log.Info("xpra encoder: caller dropped", "err", err)
-		refuse(packet.ReasonProtocolError, err.Error())
+		disconnect(uc, c, packet.ReasonProtocolError, err.Error())
 	}
 }
 
