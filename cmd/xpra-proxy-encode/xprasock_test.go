@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -11,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	enclisten "github.com/xpra-proxy/xpra-proxy/encode/listen"
+	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 )
@@ -109,9 +117,7 @@ func TestXpraSocket(t *testing.T) {
 		}
 		return p
 	}
-	send("hello", value.Dict{{Key: "version", Value: "6.4"}, {Key: "client_type", Value: "encode"},
-		{Key: "encoders", Value: []any{"rencodeplus"}}, {Key: "compressors", Value: []any{"lz4", "none"}},
-		{Key: "encodings", Value: []any{"rgb32", "rgb24"}}, {Key: "wants", Value: []any{"encodings", "video"}}})
+	send("hello", hello64)
 	expect("hello")
 	expect("encodings")
 	expect("startup-complete")
@@ -126,4 +132,96 @@ func TestXpraSocket(t *testing.T) {
 	if data, _ := d[2].([]byte); !bytes.HasPrefix(data, []byte{0, 0, 0, 1}) {
 		t.Fatalf("context-data is not an annex-B H.264 frame: %v", d[1:])
 	}
+}
+
+// hello64 is a 6.4 remote codec's hello, in brief.
+var hello64 = value.Dict{{Key: "version", Value: "6.4"}, {Key: "client_type", Value: "encode"},
+	{Key: "encoders", Value: []any{"rencodeplus"}}, {Key: "compressors", Value: []any{"lz4", "none"}},
+	{Key: "encodings", Value: []any{"rgb32", "rgb24"}}, {Key: "wants", Value: []any{"encodings", "video"}}}
+
+// The two sockets draw on one connection limit, as the command sets
+// them up: with one connection per uid, a uid served on either socket is
+// refused on the other, each protocol's way (encproto: closed
+// unanswered; xpra: a "session busy" disconnect).
+func TestSocketsShareLimits(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	setup := func(t *testing.T) (encSock, xpraSock string) {
+		p := pool.Open(nil, pool.Config{}, quiet)
+		srv := server.New(server.Config{MaxConnsPerUID: 1, AllowUID: func(uint32) bool { return true }}, p, quiet)
+		dir := t.TempDir()
+		encSock, xpraSock = filepath.Join(dir, "enc"), filepath.Join(dir, "xpra")
+		var lns [2]*net.UnixListener
+		for i, path := range []string{encSock, xpraSock} {
+			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lns[i] = ln
+		}
+		go srv.Serve(lns[0])
+		stop := serveXpra(lns[1], xpraSock, srv, p, quiet)
+		t.Cleanup(func() { stop(); srv.Close(); p.Close() })
+		return encSock, xpraSock
+	}
+	dial := func(t *testing.T, path string) *net.UnixConn {
+		uc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { uc.Close() })
+		uc.SetDeadline(time.Now().Add(10 * time.Second))
+		return uc
+	}
+	// encHello says hello on the encproto socket: nil once answered.
+	encHello := func(t *testing.T, path string) error {
+		ec := encproto.NewConn(dial(t, path))
+		body, typ, err := encproto.AppendRequest(nil, encproto.Hello{Version: encproto.Version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ec.Write(typ, 1, body, nil, -1); err != nil {
+			return err
+		}
+		h, _, _, err := ec.Read(encproto.MaxReplyBody)
+		if err == nil && h.Type != encproto.THelloReply {
+			return fmt.Errorf("a %v reply to hello", h.Type)
+		}
+		return err
+	}
+	// xpraHello says hello on the xpra socket and returns the first
+	// packet back: "hello" once admitted.
+	xpraHello := func(t *testing.T, path string) conn.Packet {
+		c := conn.New(dial(t, path))
+		c.SetEncoding(wire.RencodePlus)
+		if err := c.WritePacket(conn.Packet{"hello", hello64}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	busy := fmt.Sprintf("uid %d has 1 connections, the limit", os.Getuid())
+
+	t.Run("encproto first", func(t *testing.T) {
+		encSock, xpraSock := setup(t)
+		if err := encHello(t, encSock); err != nil {
+			t.Fatalf("first connection: %v", err)
+		}
+		p := xpraHello(t, xpraSock)
+		if reason, details := packet.DisconnectReason(p); p[0] != packet.Disconnect ||
+			reason != packet.ReasonSessionBusy || len(details) != 1 || details[0] != busy {
+			t.Fatalf("second connection, on the xpra socket: %v", p)
+		}
+	})
+	t.Run("xpra first", func(t *testing.T) {
+		encSock, xpraSock := setup(t)
+		if p := xpraHello(t, xpraSock); p[0] != "hello" {
+			t.Fatalf("first connection: %v", p)
+		}
+		if err := encHello(t, encSock); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("second connection, on the encproto socket: %v, want it closed unanswered", err)
+		}
+	})
 }
