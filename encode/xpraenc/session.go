@@ -179,45 +179,59 @@ func describe(p conn.Packet) string {
 	return value.TypeName(p[0])
 }
 
-// Arguments, strictly typed: a 6.x caller sends exactly these types.
-
-func argInt(p conn.Packet, i int, what string) (int64, error) {
-	v, ok := p[i].(int64)
-	if !ok {
-		return 0, protoErr("%s: %s is a %s, not an integer", p[0], what, value.TypeName(p[i]))
-	}
-	return v, nil
+// args reads a packet's arguments, strictly typed: a 6.x caller sends
+// exactly these types. The first mistake is kept in err (later reads
+// give zero values), so a handler reads all its arguments and checks
+// once.
+type args struct {
+	p   conn.Packet
+	err error
 }
 
-func argStr(p conn.Packet, i int, what string) (string, error) {
-	v, ok := p[i].(string)
-	if !ok {
-		return "", protoErr("%s: %s is a %s, not a string", p[0], what, value.TypeName(p[i]))
-	}
-	return v, nil
-}
-
-func argDict(p conn.Packet, i int, what string) (value.Dict, error) {
-	v, ok := p[i].(value.Dict)
-	if !ok {
-		return nil, protoErr("%s: %s is a %s, not a dict", p[0], what, value.TypeName(p[i]))
-	}
-	return v, nil
-}
-
-func argBytes(p conn.Packet, i int, what string) ([]byte, error) {
-	v, ok := p[i].([]byte)
-	if !ok {
-		return nil, protoErr("%s: %s is a %s, not bytes", p[0], what, value.TypeName(p[i]))
-	}
-	return v, nil
-}
-
-func need(p conn.Packet, n int) error {
+// newArgs checks that p has at least n arguments.
+func newArgs(p conn.Packet, n int) (*args, error) {
 	if len(p) < n+1 {
-		return protoErr("%s has %d arguments, not %d", p[0], len(p)-1, n)
+		return nil, protoErr("%s has %d arguments, not %d", p[0], len(p)-1, n)
 	}
-	return nil
+	return &args{p: p}, nil
+}
+
+func (a *args) wrongType(i int, what, want string) {
+	if a.err == nil {
+		a.err = protoErr("%s: %s is a %s, not %s", a.p[0], what, value.TypeName(a.p[i]), want)
+	}
+}
+
+func (a *args) int(i int, what string) int64 {
+	v, ok := a.p[i].(int64)
+	if !ok {
+		a.wrongType(i, what, "an integer")
+	}
+	return v
+}
+
+func (a *args) str(i int, what string) string {
+	v, ok := a.p[i].(string)
+	if !ok {
+		a.wrongType(i, what, "a string")
+	}
+	return v
+}
+
+func (a *args) dict(i int, what string) value.Dict {
+	v, ok := a.p[i].(value.Dict)
+	if !ok {
+		a.wrongType(i, what, "a dict")
+	}
+	return v
+}
+
+func (a *args) bytes(i int, what string) []byte {
+	v, ok := a.p[i].([]byte)
+	if !ok {
+		a.wrongType(i, what, "bytes")
+	}
+	return v
 }
 
 // optInt reads an optional integer option; absent or not an integer
@@ -272,36 +286,14 @@ func profile(opts value.Dict) string {
 }
 
 func (ss *session) contextRequest(p conn.Packet) error {
-	if err := need(p, 7); err != nil {
-		return err
-	}
-	seq, err := argInt(p, 1, "seq")
+	a, err := newArgs(p, 7)
 	if err != nil {
 		return err
 	}
-	codecType, err := argStr(p, 2, "codec_type")
-	if err != nil {
-		return err
-	}
-	encoding, err := argStr(p, 3, "encoding")
-	if err != nil {
-		return err
-	}
-	w, err := argInt(p, 4, "width")
-	if err != nil {
-		return err
-	}
-	h, err := argInt(p, 5, "height")
-	if err != nil {
-		return err
-	}
-	srcFormat, err := argStr(p, 6, "src_format")
-	if err != nil {
-		return err
-	}
-	opts, err := argDict(p, 7, "options")
-	if err != nil {
-		return err
+	seq, codecType, encoding := a.int(1, "seq"), a.str(2, "codec_type"), a.str(3, "encoding")
+	w, h, srcFormat, opts := a.int(4, "width"), a.int(5, "height"), a.str(6, "src_format"), a.dict(7, "options")
+	if a.err != nil {
+		return a.err
 	}
 	if seq < 0 {
 		return protoErr("context-request: seq %d", seq)
@@ -376,12 +368,13 @@ func (ss *session) contextRequest(p conn.Packet) error {
 }
 
 func (ss *session) contextClose(p conn.Packet) error {
-	if err := need(p, 1); err != nil {
-		return err
-	}
-	seq, err := argInt(p, 1, "seq")
+	a, err := newArgs(p, 1)
 	if err != nil {
 		return err
+	}
+	seq := a.int(1, "seq")
+	if a.err != nil {
+		return a.err
 	}
 	if x, ok := ss.ctxs[seq]; ok {
 		x.oc.Close()
@@ -442,31 +435,20 @@ func sameLayout(a, b codec.PixelFormat) bool {
 }
 
 func (ss *session) contextCompress(p conn.Packet) error {
-	if err := need(p, 5); err != nil {
-		return err
-	}
-	seq, err := argInt(p, 1, "seq")
+	a, err := newArgs(p, 5)
 	if err != nil {
 		return err
 	}
-	meta, err := argDict(p, 2, "metadata")
-	if err != nil {
-		return err
+	seq, meta := a.int(1, "seq"), a.dict(2, "metadata")
+	if a.err != nil {
+		return a.err
 	}
 	if _, planar := p[3].([]any); planar {
 		return protoErr("context-compress: planar pixels are not accepted (the specs take packed RGB only)")
 	}
-	pix, err := argBytes(p, 3, "pixels")
-	if err != nil {
-		return err
-	}
-	opts, err := argDict(p, 4, "options")
-	if err != nil {
-		return err
-	}
-	sendOpts, err := argDict(p, 5, "send_opts")
-	if err != nil {
-		return err
+	pix, opts, sendOpts := a.bytes(3, "pixels"), a.dict(4, "options"), a.dict(5, "send_opts")
+	if a.err != nil {
+		return a.err
 	}
 	if v, ok := sendOpts.Get("chunks"); ok {
 		if l, _ := v.([]any); len(l) > 0 {
@@ -552,36 +534,14 @@ func (ss *session) contextCompress(p conn.Packet) error {
 // encode is the one-shot request of `xpra encode`: one picture in the
 // hello's encoding, through a context opened and closed for it.
 func (ss *session) encode(p conn.Packet) error {
-	if err := need(p, 8); err != nil {
-		return err
-	}
-	inputCoding, err := argStr(p, 1, "input_coding")
+	a, err := newArgs(p, 8)
 	if err != nil {
 		return err
 	}
-	pf, err := argStr(p, 2, "pixel_format")
-	if err != nil {
-		return err
-	}
-	raw, err := argBytes(p, 3, "raw_data")
-	if err != nil {
-		return err
-	}
-	w, err := argInt(p, 4, "width")
-	if err != nil {
-		return err
-	}
-	h, err := argInt(p, 5, "height")
-	if err != nil {
-		return err
-	}
-	stride, err := argInt(p, 6, "rowstride")
-	if err != nil {
-		return err
-	}
-	opts, err := argDict(p, 7, "options")
-	if err != nil {
-		return err
+	inputCoding, pf, raw := a.str(1, "input_coding"), a.str(2, "pixel_format"), a.bytes(3, "raw_data")
+	w, h, stride, opts := a.int(4, "width"), a.int(5, "height"), a.int(6, "rowstride"), a.dict(7, "options")
+	if a.err != nil {
+		return a.err
 	}
 	metadata := p[8] // echoed back as it came
 	if inputCoding == "mmap" {
