@@ -84,10 +84,7 @@ func serveXpra(ln *net.UnixListener, path string, srv *server.Server, p *pool.Po
 	if ln == nil {
 		return func() {}
 	}
-	cfg := srv.Config()
-	xs := xpraenc.New(xpraenc.Config{MaxWidth: cfg.MaxWidth, MaxHeight: cfg.MaxHeight, MaxConns: cfg.MaxConns,
-		MaxConnsPerUID: cfg.MaxConnsPerUID, Limits: cfg.Limits, MaxContextsPerConn: cfg.MaxContextsPerConn, AllowUID: cfg.AllowUID,
-		Threads: cfg.Threads, BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout}, p, log)
+	xs := xpraenc.New(xpraenc.Config{Config: srv.Config()}, p, log)
 	go func() {
 		if err := xs.Serve(ln); err != nil {
 			log.Error("xpra encoder socket", "err", err)

@@ -53,7 +53,9 @@ type Config struct {
 	WriteTimeout, BodyTimeout time.Duration
 }
 
-func (c *Config) defaults() {
+// Defaults fills in the zero fields; New calls it, and so does the other
+// front end of the pool (encode/xpraenc), whose Config holds this one.
+func (c *Config) Defaults() {
 	if c.MaxWidth == 0 {
 		c.MaxWidth = 4096
 	}
@@ -100,7 +102,7 @@ type Server struct {
 // New makes a server on p. When NVML found GPUs but the NVENC driver
 // cannot be loaded, the pool is told to use the CPU only.
 func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
-	cfg.defaults()
+	cfg.Defaults()
 	if log == nil {
 		log = slog.Default()
 	}

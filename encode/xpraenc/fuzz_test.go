@@ -12,6 +12,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/rencode"
@@ -40,7 +41,7 @@ func FuzzPacket(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	cfg := Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1}
+	cfg := Config{Config: server.Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1}}
 	cfg.defaults()
 	p := pool.Open(nil, pool.Config{MaxCPU: 8}, quiet)
 	f.Cleanup(p.Close)
@@ -107,8 +108,8 @@ func FuzzStream(f *testing.F) {
 	hello = append(wire.AppendHeader(nil, wire.Header{Flags: wire.RencodePlus.Flag(), Size: uint32(len(hello))}), hello...)
 	p := pool.Open(nil, pool.Config{MaxCPU: 8}, quiet)
 	f.Cleanup(p.Close)
-	s := New(Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1,
-		AllowUID: func(uint32) bool { return true }, BodyTimeout: time.Second}, p, quiet)
+	s := New(Config{Config: server.Config{MaxWidth: 256, MaxHeight: 256, MaxContextsPerConn: 4, Threads: 1,
+		AllowUID: func(uint32) bool { return true }, BodyTimeout: time.Second}}, p, quiet)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

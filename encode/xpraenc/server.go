@@ -8,7 +8,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/listen"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
@@ -17,64 +16,22 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 )
 
-// Config bounds what callers may ask for. Zero values take the same
-// defaults as encode/server's.
+// Config bounds what callers may ask for: the encproto server's limits,
+// with the same meanings and defaults (one Config serves both sockets),
+// and the wait for the hello.
 type Config struct {
-	// MaxWidth and MaxHeight of a context and of a frame (default 4096).
-	MaxWidth, MaxHeight int
-	// MaxConns in total (default 256) and per uid (default 16).
-	MaxConns, MaxConnsPerUID int
-	// Limits counts connections against MaxConns and MaxConnsPerUID
-	// (nil: a Limiter of this server's own); the encproto server's, from
-	// its Config, makes the limits bound both sockets together.
-	Limits *listen.Limiter
-	// MaxContextsPerConn bounds one connection (default 64); the pool's
-	// MaxPerUser bounds a user across connections and both sockets.
-	MaxContextsPerConn int
-	// AllowUID says who may connect (nil: everyone but root).
-	AllowUID func(uid uint32) bool
-	// Threads per x264 context (0: x264 chooses).
-	Threads int
-	// HelloTimeout bounds the wait for the caller's hello (default 10 s);
-	// BodyTimeout the rest of a packet once its first chunk header came
-	// (default 10 s: callers stay connected between frames, but send each
-	// packet at once); WriteTimeout sending one packet to a caller that
-	// does not read (default 10 s).
-	HelloTimeout, BodyTimeout, WriteTimeout time.Duration
+	server.Config
+	// HelloTimeout bounds the wait for the caller's hello (default 10 s).
+	// BodyTimeout bounds the rest of a packet once its first chunk header
+	// came (callers stay connected between frames, but send each packet
+	// at once).
+	HelloTimeout time.Duration
 }
 
 func (c *Config) defaults() {
-	if c.MaxWidth == 0 {
-		c.MaxWidth = 4096
-	}
-	if c.MaxHeight == 0 {
-		c.MaxHeight = 4096
-	}
-	c.MaxWidth = min(c.MaxWidth, codec.MaxDimension)
-	c.MaxHeight = min(c.MaxHeight, codec.MaxDimension)
-	if c.MaxConns == 0 {
-		c.MaxConns = 256
-	}
-	if c.MaxConnsPerUID == 0 {
-		c.MaxConnsPerUID = 16
-	}
-	if c.MaxContextsPerConn == 0 {
-		c.MaxContextsPerConn = 64
-	}
-	if c.AllowUID == nil {
-		c.AllowUID = func(uid uint32) bool { return uid != 0 }
-	}
-	if c.Limits == nil {
-		c.Limits = listen.NewLimiter(c.MaxConns, c.MaxConnsPerUID)
-	}
+	c.Config.Defaults()
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 10 * time.Second
-	}
-	if c.BodyTimeout == 0 {
-		c.BodyTimeout = 10 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
 	}
 }
 

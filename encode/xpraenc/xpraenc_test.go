@@ -16,6 +16,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
+	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
@@ -47,7 +48,7 @@ var videoSpecKeys = map[string]bool{
 // when its lz4 option is on), and H.264 back that ffmpeg decodes to the
 // same pictures.
 func TestCallerSession(t *testing.T) {
-	f := start(t, Config{MaxWidth: 1920, MaxHeight: 1080}, pool.Config{})
+	f := start(t, Config{Config: server.Config{MaxWidth: 1920, MaxHeight: 1080}}, pool.Config{})
 	for _, tc := range []struct {
 		name          string
 		format        codec.PixelFormat
@@ -164,7 +165,7 @@ func TestCallerSession(t *testing.T) {
 // Refusals are context-responses, not disconnects: the caller falls
 // back to its own encoders.
 func TestContextRefused(t *testing.T) {
-	f := start(t, Config{MaxContextsPerConn: 1}, pool.Config{})
+	f := start(t, Config{Config: server.Config{MaxContextsPerConn: 1}}, pool.Config{})
 	c := dial(t, f.path)
 	c.handshake("")
 	for i, tc := range []struct {
@@ -231,7 +232,7 @@ func TestOneShotEncode(t *testing.T) {
 // Each hostile input ends its own connection with a disconnect saying
 // why; a well-behaved caller on the same server keeps encoding.
 func TestHostileInput(t *testing.T) {
-	f := start(t, Config{MaxWidth: 1024, MaxHeight: 768, BodyTimeout: 300 * time.Millisecond}, pool.Config{})
+	f := start(t, Config{Config: server.Config{MaxWidth: 1024, MaxHeight: 768, BodyTimeout: 300 * time.Millisecond}}, pool.Config{})
 	good := dial(t, f.path)
 	good.handshake("")
 	good.send("context-request", int64(1), "x264", "h264", int64(160), int64(96), "BGRX", value.Dict{})
@@ -368,7 +369,7 @@ func TestHostileInput(t *testing.T) {
 // A uid the allow list refuses is told so and dropped before its hello
 // is read.
 func TestUIDNotAllowed(t *testing.T) {
-	f := start(t, Config{AllowUID: func(uint32) bool { return false }}, pool.Config{})
+	f := start(t, Config{Config: server.Config{AllowUID: func(uint32) bool { return false }}}, pool.Config{})
 	c := dial(t, f.path)
 	c.expectDisconnect(packet.ReasonPermissionError)
 }
