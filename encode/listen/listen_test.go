@@ -6,11 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/servetest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -35,19 +36,7 @@ func serve(t *testing.T, limits *Limiter, allow func(uint32) bool, refuse bool) 
 	if !refuse {
 		l.Refuse = nil
 	}
-	path = filepath.Join(t.TempDir(), "s")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ln) }()
-	t.Cleanup(func() {
-		l.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	path = servetest.Serve(t, l)
 	return path, l
 }
 
@@ -66,8 +55,6 @@ func dial(t *testing.T, path string) (string, *net.UnixConn) {
 	}
 	return strings.TrimSpace(line), uc
 }
-
-func all(uint32) bool { return true }
 
 // Connections to two listeners count against one Limiter when they
 // share it, and apart when they do not; the uid limit and the total
@@ -92,8 +79,8 @@ func TestLimits(t *testing.T) {
 			if !tc.shared {
 				lb = NewLimiter(tc.total, tc.perUID)
 			}
-			pa, a := serve(t, la, all, true)
-			pb, b := serve(t, lb, all, true)
+			pa, a := serve(t, la, servetest.AllowAll, true)
+			pb, b := serve(t, lb, servetest.AllowAll, true)
 			for i, want := range tc.want {
 				path := pa
 				if i%2 == 1 {
@@ -123,8 +110,8 @@ func countOK(lines []string) int {
 // A closed connection gives its place back, to either socket.
 func TestLimitReleased(t *testing.T) {
 	lim := NewLimiter(10, 1)
-	pa, a := serve(t, lim, all, true)
-	pb, _ := serve(t, lim, all, true)
+	pa, a := serve(t, lim, servetest.AllowAll, true)
+	pb, _ := serve(t, lim, servetest.AllowAll, true)
 	_, uc := dial(t, pa)
 	if got, _ := dial(t, pb); !strings.HasPrefix(got, "busy") {
 		t.Fatalf("second connection of the uid: %q", got)
@@ -164,7 +151,7 @@ func TestNotAllowed(t *testing.T) {
 // Close drops held connections, ends Serve, and refuses nothing after:
 // the listener is gone.
 func TestClose(t *testing.T) {
-	path, l := serve(t, NewLimiter(10, 10), all, true)
+	path, l := serve(t, NewLimiter(10, 10), servetest.AllowAll, true)
 	_, uc := dial(t, path)
 	done := make(chan struct{})
 	go func() { l.Close(); close(done) }()

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/servetest"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 )
 
@@ -36,18 +36,12 @@ type fixture struct {
 func start(t *testing.T, cfg Config, pcfg pool.Config, lib nvml.Interface) *fixture {
 	t.Helper()
 	if cfg.AllowUID == nil {
-		cfg.AllowUID = func(uint32) bool { return true } // tests may run as root
+		cfg.AllowUID = servetest.AllowAll
 	}
 	p := pool.Open(lib, pcfg, quiet)
+	t.Cleanup(p.Close) // after the server's
 	srv := New(cfg, p, quiet)
-	path := filepath.Join(t.TempDir(), "enc.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); p.Close() })
-	return &fixture{srv: srv, pool: p, path: path}
+	return &fixture{srv: srv, pool: p, path: servetest.Serve(t, srv)}
 }
 
 func (f *fixture) client(t *testing.T) *client.Client {

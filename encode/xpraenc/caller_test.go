@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
+	"github.com/xpra-proxy/xpra-proxy/encode/internal/servetest"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
@@ -42,19 +42,12 @@ type fixture struct {
 func start(t testing.TB, cfg Config, pcfg pool.Config) *fixture {
 	t.Helper()
 	if cfg.AllowUID == nil {
-		cfg.AllowUID = func(uint32) bool { return true } // tests may run as root
+		cfg.AllowUID = servetest.AllowAll
 	}
 	p := pool.Open(nil, pcfg, quiet)
+	t.Cleanup(p.Close) // after the server's
 	srv := New(cfg, p, quiet)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "encoder")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); p.Close() })
-	return &fixture{srv: srv, pool: p, path: path}
+	return &fixture{srv: srv, pool: p, path: servetest.Serve(t, srv)}
 }
 
 type caller struct {
