@@ -180,59 +180,43 @@ func describe(p conn.Packet) string {
 }
 
 // args reads a packet's arguments, strictly typed: a 6.x caller sends
-// exactly these types. The first mistake is kept in err (later reads
-// give zero values), so a handler reads all its arguments and checks
-// once.
+// exactly these types. The first mistake (too few arguments, a wrong
+// type) is kept in err and later reads give zero values, so a handler
+// reads all its arguments and checks once.
 type args struct {
 	p   conn.Packet
 	err error
 }
 
-// newArgs checks that p has at least n arguments.
-func newArgs(p conn.Packet, n int) (*args, error) {
+// newArgs reads p, which must have at least n arguments.
+func newArgs(p conn.Packet, n int) *args {
+	a := &args{p: p}
 	if len(p) < n+1 {
-		return nil, protoErr("%s has %d arguments, not %d", p[0], len(p)-1, n)
+		a.err = protoErr("%s has %d arguments, not %d", p[0], len(p)-1, n)
 	}
-	return &args{p: p}, nil
+	return a
 }
 
-func (a *args) wrongType(i int, what, want string) {
-	if a.err == nil {
+// arg is argument i, of type T (want names it for the message).
+func arg[T any](a *args, i int, what, want string) T {
+	var v T
+	if a.err != nil {
+		return v
+	}
+	v, ok := a.p[i].(T)
+	if !ok {
 		a.err = protoErr("%s: %s is a %s, not %s", a.p[0], what, value.TypeName(a.p[i]), want)
 	}
-}
-
-func (a *args) int(i int, what string) int64 {
-	v, ok := a.p[i].(int64)
-	if !ok {
-		a.wrongType(i, what, "an integer")
-	}
 	return v
 }
 
-func (a *args) str(i int, what string) string {
-	v, ok := a.p[i].(string)
-	if !ok {
-		a.wrongType(i, what, "a string")
-	}
-	return v
-}
+func (a *args) int(i int, what string) int64 { return arg[int64](a, i, what, "an integer") }
 
-func (a *args) dict(i int, what string) value.Dict {
-	v, ok := a.p[i].(value.Dict)
-	if !ok {
-		a.wrongType(i, what, "a dict")
-	}
-	return v
-}
+func (a *args) str(i int, what string) string { return arg[string](a, i, what, "a string") }
 
-func (a *args) bytes(i int, what string) []byte {
-	v, ok := a.p[i].([]byte)
-	if !ok {
-		a.wrongType(i, what, "bytes")
-	}
-	return v
-}
+func (a *args) dict(i int, what string) value.Dict { return arg[value.Dict](a, i, what, "a dict") }
+
+func (a *args) bytes(i int, what string) []byte { return arg[[]byte](a, i, what, "bytes") }
 
 // optInt reads an optional integer option; absent or not an integer
 // gives def (options are the caller's free-form encoding options).
@@ -286,10 +270,7 @@ func profile(opts value.Dict) string {
 }
 
 func (ss *session) contextRequest(p conn.Packet) error {
-	a, err := newArgs(p, 7)
-	if err != nil {
-		return err
-	}
+	a := newArgs(p, 7)
 	seq, codecType, encoding := a.int(1, "seq"), a.str(2, "codec_type"), a.str(3, "encoding")
 	w, h, srcFormat, opts := a.int(4, "width"), a.int(5, "height"), a.str(6, "src_format"), a.dict(7, "options")
 	if a.err != nil {
@@ -368,10 +349,7 @@ func (ss *session) contextRequest(p conn.Packet) error {
 }
 
 func (ss *session) contextClose(p conn.Packet) error {
-	a, err := newArgs(p, 1)
-	if err != nil {
-		return err
-	}
+	a := newArgs(p, 1)
 	seq := a.int(1, "seq")
 	if a.err != nil {
 		return a.err
@@ -435,10 +413,7 @@ func sameLayout(a, b codec.PixelFormat) bool {
 }
 
 func (ss *session) contextCompress(p conn.Packet) error {
-	a, err := newArgs(p, 5)
-	if err != nil {
-		return err
-	}
+	a := newArgs(p, 5)
 	seq, meta := a.int(1, "seq"), a.dict(2, "metadata")
 	if a.err != nil {
 		return a.err
@@ -534,10 +509,7 @@ func (ss *session) contextCompress(p conn.Packet) error {
 // encode is the one-shot request of `xpra encode`: one picture in the
 // hello's encoding, through a context opened and closed for it.
 func (ss *session) encode(p conn.Packet) error {
-	a, err := newArgs(p, 8)
-	if err != nil {
-		return err
-	}
+	a := newArgs(p, 8)
 	inputCoding, pf, raw := a.str(1, "input_coding"), a.str(2, "pixel_format"), a.bytes(3, "raw_data")
 	w, h, stride, opts := a.int(4, "width"), a.int(5, "height"), a.int(6, "rowstride"), a.dict(7, "options")
 	if a.err != nil {

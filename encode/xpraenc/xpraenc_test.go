@@ -278,6 +278,9 @@ func TestHostileInput(t *testing.T) {
 		{"width is a string", true, func(c *caller) {
 			c.send("context-request", int64(2), "x264", "h264", "640", int64(64), "BGRX", value.Dict{})
 		}, packet.ReasonProtocolError, "width"},
+		{"the first of two wrong arguments is named", true, func(c *caller) {
+			c.send("context-request", int64(2), "x264", "h264", "640", "64", "BGRX", value.Dict{})
+		}, packet.ReasonProtocolError, "width is a"},
 		{"seq is bytes", true, func(c *caller) { c.send("context-close", []byte("1"), "x") }, packet.ReasonProtocolError, "seq"},
 		{"too few arguments", true, func(c *caller) { c.send("context-compress", int64(1)) }, packet.ReasonProtocolError, "arguments"},
 		{"oversize context", true, func(c *caller) {
