@@ -193,9 +193,9 @@ func TestSocketsShareLimits(t *testing.T) {
 	xpraHello := func(t *testing.T, path string) conn.Packet {
 		c := conn.New(dial(t, path))
 		c.SetEncoding(wire.RencodePlus)
-		if err := c.WritePacket(conn.Packet{"hello", hello64}); err != nil {
-			t.Fatal(err)
-		}
+		// A refused caller may find the socket closed before its hello
+		// is written; the disconnect is still there to read.
+		c.WritePacket(conn.Packet{"hello", hello64})
 		p, err := c.ReadPacket()
 		if err != nil {
 			t.Fatal(err)
