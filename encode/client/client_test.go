@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ type worker struct {
 	args   []string
 	cmd    *exec.Cmd
 	uid    int // the uid it serves as
+	pid    int // the process serving (a child of cmd when started as root)
 	log    *os.File
 }
 
@@ -106,6 +108,7 @@ func (w *worker) start() {
 	for {
 		b, _ := os.ReadFile(w.log.Name())
 		if strings.Contains(string(b), "encoder: serving") {
+			w.pid = servingPID(w.t, w.cmd.Process.Pid)
 			return
 		}
 		if time.Now().After(deadline) || strings.Contains(string(b), "level=ERROR") {
@@ -113,6 +116,25 @@ func (w *worker) start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// servingPID is the process that serves: started as root, the encoder
+// runs the worker as its user in a child and only waits for it.
+func servingPID(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids := strings.Fields(string(b))
+	switch {
+	case os.Getuid() != 0 && len(kids) == 0:
+		return pid
+	case len(kids) != 1:
+		t.Fatalf("encoder %d has children %v, want the worker alone", pid, kids)
+	}
+	child, _ := strconv.Atoi(kids[0])
+	return child
 }
 
 func (w *worker) kill() {
@@ -199,7 +221,7 @@ func TestWorkerProcess(t *testing.T) {
 	w := startWorker(t, bin, dir, "--max-cpu=3", "--max-per-user=5")
 	if w.uid != os.Getuid() {
 		// Started as root: check what it runs as.
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.pid))
 		for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000000000", "NoNewPrivs:\t1"} {
 			if !strings.Contains(string(status), want) {
 				t.Fatalf("worker status lacks %q:\n%s", want, status)
@@ -364,15 +386,15 @@ func TestWorkerHung(t *testing.T) {
 	if _, _, err := x.AppendCompress(nil, frame, 0, 256, client.FrameOptions{Quality: -1}); err != nil {
 		t.Fatal(err)
 	}
-	w.cmd.Process.Signal(stopSignal)
-	defer w.cmd.Process.Signal(contSignal)
+	syscall.Kill(w.pid, stopSignal)
+	defer syscall.Kill(w.pid, contSignal)
 	if _, _, err := x.AppendCompress(nil, frame, 0, 256, client.FrameOptions{Quality: -1}); !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("hung worker: %v", err)
 	}
 	if _, _, err := x.AppendCompress(nil, frame, 0, 256, client.FrameOptions{Quality: -1}); !errors.Is(err, client.ErrUnavailable) && !errors.Is(err, client.ErrContextLost) {
 		t.Fatalf("after the timeout: %v", err)
 	}
-	w.cmd.Process.Signal(contSignal)
+	syscall.Kill(w.pid, contSignal)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if err := c.WaitConnected(ctx2); err != nil {
