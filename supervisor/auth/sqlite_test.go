@@ -156,6 +156,26 @@ func TestSQLite(t *testing.T) {
 	if _, err := os.Stat(db); err == nil {
 		t.Fatal("authentication created the database")
 	}
+
+	// A database replaced while the proxy runs (the handle is kept between
+	// attempts) is read anew: its users, not the old file's.
+	admin(t, 0, "sqlite", db, "create")
+	admin(t, 0, "sqlite", db, "add", "moo", "cow", "nobody", "nobody", ":1")
+	if s, err := auth("moo", "cow"); err != nil || !reflect.DeepEqual(s.Displays, []string{":1"}) {
+		t.Fatalf("recreated database: %+v, %v", s, err)
+	}
+	next := filepath.Join(dir, "next.sdb")
+	admin(t, 0, "sqlite", next, "create")
+	admin(t, 0, "sqlite", next, "add", "moo", "calf", "nobody", "nobody", ":2")
+	if err := os.Rename(next, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth("moo", "cow"); !errors.Is(err, ErrDenied) {
+		t.Fatalf("the replaced file's password still works: %v", err)
+	}
+	if s, err := auth("moo", "calf"); err != nil || !reflect.DeepEqual(s.Displays, []string{":2"}) {
+		t.Fatalf("replacing database: %+v, %v", s, err)
+	}
 }
 
 func TestSQLiteOptions(t *testing.T) {
