@@ -1,15 +1,18 @@
 // The benchmarks compare the encoder paths on the same frames with the
 // same settings: libx264 called directly (encode/x264), x264 through the
 // encoder worker process (encode/client → cmd/xpra-proxy-encode over the
-// socket and shared memory), and xpra 3.1.3's own pipeline (csc_swscale
+// socket and shared memory), x264 through the same worker's xpra-protocol
+// socket as xpra 6.x's remote codec calls it (encode/xpraenc, pixels
+// inline: see xpra6_test.go), and xpra 3.1.3's own pipeline (csc_swscale
 // then enc_x264, driven by xpra_x264.py). One op is one frame.
 //
 //	go test ./encode/bench -run '^$' -bench . -benchtime 90x
 //
 // Every path starts from the frame's pixels in memory and copies them
 // into its input buffer (a Go slice, the shared-memory Frame, a Python
-// bytes slice) as a relay reading them off the network would, so the
-// difference between direct and worker is the IPC alone.
+// bytes slice; for the xpra socket, lz4 reading them into the packet as
+// 6.x's network layer does) as a relay reading them off the network
+// would, so the difference between direct and worker is the IPC alone.
 package bench
 
 import (
@@ -68,6 +71,7 @@ func sequences(b *testing.B) []sequence {
 			}
 			seqs = append(seqs, sequence{fmt.Sprintf("synthetic-%dx%d", sz[0], sz[1]), s})
 		}
+		seqs = append(seqs, sequence{"desktop-720p", desktop.Load(b, 1280, 720, frames)})
 		seqs = append(seqs, sequence{"desktop-1080p", desktop.Load(b, 1920, 1080, frames)})
 	})
 	return seqs
@@ -88,9 +92,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// BenchmarkCompare encodes each frame of a sequence by the three paths
+// BenchmarkCompare encodes each frame of a sequence by the four paths
 // in turn (rotating which goes first), so load from other processes on a
-// shared machine falls on all three alike. One op is one frame per path.
+// shared machine falls on all of them alike. One op is one frame per path.
 func BenchmarkCompare(b *testing.B) {
 	for _, s := range sequences(b) {
 		b.Run(s.name, func(b *testing.B) { compare(b, s) })
@@ -110,6 +114,7 @@ func compare(b *testing.B, s sequence) {
 		{name: "direct", enc: direct(b, s)},
 		{name: "worker", enc: viaWorker(b, s)},
 		{name: "xpra", enc: viaXpra(b, s)},
+		{name: "xprasock", enc: viaXpraSocket(b, s)},
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -130,6 +135,8 @@ func compare(b *testing.B, s sequence) {
 	b.ReportMetric(100*(float64(paths[1].took)/float64(paths[0].took)-1), "worker-overhead-%")
 	b.ReportMetric(float64((paths[1].took-paths[0].took).Microseconds())/float64(b.N), "worker-extra-µs/frame")
 	b.ReportMetric(float64(paths[2].took)/float64(paths[1].took), "xpra/worker-time")
+	b.ReportMetric(float64((paths[3].took-paths[1].took).Microseconds())/float64(b.N), "xprasock-extra-µs/frame")
+	b.ReportMetric(lz4Time(b, s), "xprasock-lz4-ms/frame")
 	b.ReportMetric(0, "ns/op") // the per-path figures above are the result
 }
 
@@ -155,13 +162,15 @@ func direct(b *testing.B, s sequence) func(int) (int, time.Duration) {
 var (
 	w          *exec.Cmd
 	wSocket    string
+	wXpraSock  string
 	wUID       int
 	workerOnce sync.Once
 	workerErr  error
 )
 
 // worker builds and starts one xpra-proxy-encode for the whole run, as
-// deployed (as root: dropped to nobody), with one x264 thread per context.
+// deployed (as root: dropped to nobody), with one x264 thread per context,
+// serving both its sockets.
 func worker(b *testing.B) {
 	workerOnce.Do(func() {
 		bin, err := workerbin.Build(tmpDir)
@@ -170,7 +179,8 @@ func worker(b *testing.B) {
 			return
 		}
 		wSocket = filepath.Join(tmpDir, "run", "socket")
-		args := []string{"--socket=" + wSocket, "--allow-uids=" + strconv.Itoa(os.Getuid()), "--threads=1"}
+		wXpraSock = filepath.Join(tmpDir, "run", "xpra-encoder")
+		args := []string{"--socket=" + wSocket, "--xpra-socket=" + wXpraSock, "--allow-uids=" + strconv.Itoa(os.Getuid()), "--threads=1"}
 		wUID = os.Getuid()
 		if wUID == 0 {
 			args = append(args, "--user=nobody")
