@@ -49,6 +49,10 @@ type Leg struct {
 	echo     atomic.Int64 // unix ms of the last echo of one of our pings
 	pings    bool         // the peer echoes our pings (3.1: it said ping-echo-sourceid)
 
+	// readAheads counts the reader's changes between cutReadAhead and
+	// bigReadAhead (each one a new buffer), for tests.
+	readAheads atomic.Int64
+
 	// wlock is held by whoever writes to the peer (frames, a spliced
 	// chunk, pings, the goodbye), so nothing lands inside a chunk; a
 	// channel, so that waiting for it can give up.
@@ -244,7 +248,16 @@ const eagerAlloc = 4 << 20
 const DefaultSpliceMin = 16 << 10
 
 // cutReadAhead is the source reader's read-ahead between plain sockets.
-const cutReadAhead = 16 << 10
+// While the raw chunks coming are large it reads less ahead
+// (bigReadAhead): what it reads of a chunk that goes cut-through is
+// copied in and out again instead of spliced. Smaller chunks want the
+// larger read-ahead, which reads them, and their main chunks, whole.
+const (
+	cutReadAhead = 16 << 10
+	bigReadAhead = 4 << 10
+	bigRun       = 4 // large raw chunks in a row before reading less ahead
+	smallRun     = 2 // other raw chunks in a row before reading more again
+)
 
 // pump forwards src's frames to dst, acting on the few packet types the
 // proxy owns and passing everything else through as bytes. Raw chunks go
@@ -281,13 +294,19 @@ func (r *Relay) pump(src, dst *Leg) {
 	// first read took the whole of any prefix, see Leg.CutThrough) and
 	// nothing is buffered (so nothing is carried over).
 	shrink, started := o.sp != nil && r.SpliceMin > 0, false
+	readAhead, want, big, small := 0, cutReadAhead, 0, 0
+	// Large: still cut through with little read ahead of it.
+	bigChunk := r.SpliceMin + 2*bigReadAhead
 	for {
 		// Frames held back go out before a read that may wait.
 		if rd.Buffered() < wire.HeaderSize && !o.flush() {
 			return
 		}
-		if shrink && started && rd.SetReadAhead(cutReadAhead) {
-			shrink = false
+		if shrink && started && want != readAhead && rd.SetReadAhead(want) {
+			if readAhead != 0 {
+				src.readAheads.Add(1)
+			}
+			readAhead = want
 		}
 		started = true
 		h, n, err := rd.ReadHeader()
@@ -305,6 +324,17 @@ func (r *Relay) pump(src, dst *Leg) {
 			// chunk with raw chunks is never decoded (none of the packets
 			// the proxy acts on has any).
 			pendingRaw++
+			if n >= bigChunk {
+				big, small = big+1, 0
+			} else {
+				big, small = 0, small+1
+			}
+			switch {
+			case big >= bigRun:
+				want = bigReadAhead
+			case small >= smallRun:
+				want = cutReadAhead
+			}
 			if o.sp != nil && r.SpliceMin > 0 && n-rd.Buffered() >= r.SpliceMin && !h.Encrypted() {
 				// The head goes out from the reader's own buffer: until the
 				// cut is done nothing reads it.

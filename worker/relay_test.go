@@ -282,6 +282,13 @@ func floodOf(t *testing.T, seed uint64, server bool) []frame {
 			out = append(out, mainFrame(t, conn.Packet{packet.InfoResponse, value.Dict{{Key: "server.mode", Value: "x11"}}}))
 		}
 	}
+	// Runs of large and of small draws: between plain sockets the reader
+	// reads less ahead during the large ones, more again after.
+	for _, run := range []struct{ n, size int }{{bigRun + 1, 64 << 10}, {smallRun + 1, 3000}, {bigRun, 40 << 10}, {1, 100}} {
+		for range run.n {
+			out = append(out, rawFrame(rng, 7, run.size), mainFrame(t, conn.Packet{"draw", int64(2), int64(run.size), []byte{}, []byte{}}))
+		}
+	}
 	return out
 }
 
@@ -460,6 +467,10 @@ func TestRelayFlood(t *testing.T) {
 				if (r.Client.spliced.Load() > 0) != spliced || (r.Server.spliced.Load() > 0) != spliced {
 					t.Errorf("spliced %d bytes to the client and %d to the server; want some: %v",
 						r.Client.spliced.Load(), r.Server.spliced.Load(), spliced)
+				}
+				// Both ways the reader went to the small read-ahead and back.
+				if c, s := r.Client.readAheads.Load(), r.Server.readAheads.Load(); spliced && (c < 2 || s < 2) {
+					t.Errorf("read-ahead changed %d times reading the client, %d times reading the server; want 2 or more", c, s)
 				}
 				if atClient.pings == 0 || got.pings == 0 {
 					t.Errorf("pings: %d to the client, %d to the server; want some each way", atClient.pings, got.pings)
