@@ -657,12 +657,11 @@ func (r *Relay) writeBatch(src, dst *Leg, sp *splicer, batch []outgoing) (srcErr
 		}
 		return nil, nil
 	}
-	var hdrs [(queueDepth + 1) * wire.HeaderSize]byte
-	h := hdrs[:0]
-	bufs := make(net.Buffers, 0, 2*len(batch))
+	// The headers and the writev's vector live in sp: no garbage per write.
+	h, vec := sp.hdrs[:0], sp.bufs[:0]
 	add := func(hd wire.Header, payload []byte) {
 		h = wire.AppendHeader(h, hd)
-		bufs = append(bufs, h[len(h)-wire.HeaderSize:], payload)
+		vec = append(vec, h[len(h)-wire.HeaderSize:], payload)
 	}
 	for _, o := range frames {
 		add(o.frame.Header, o.frame.Payload)
@@ -670,18 +669,20 @@ func (r *Relay) writeBatch(src, dst *Leg, sp *splicer, batch []outgoing) (srcErr
 	if last.cut != nil {
 		add(last.cut.header, last.cut.head)
 	}
-	if len(bufs) > 0 {
+	if len(vec) > 0 {
+		bufs := net.Buffers(vec)
 		n, err := bufs.WriteTo(dst.Net)
+		clear(vec) // refers to payloads about to be recycled
 		dst.direct.Add(n)
 		if err != nil {
-			return nil, fmt.Errorf("forwarding %d frames: %w", len(bufs)/2, err)
+			return nil, fmt.Errorf("forwarding %d frames: %w", len(vec)/2, err)
 		}
 	}
 	switch {
 	case last.packet != nil:
 		return nil, dst.Conn.WritePacket(last.packet)
 	case last.cut != nil && last.cut.rest > 0:
-		return sp.move(last.cut.rest, func(n int) { src.read.Add(int64(n)) }, func(n int) { dst.spliced.Add(int64(n)) })
+		return sp.move(last.cut.rest, &src.read, &dst.spliced)
 	}
 	return nil, nil
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 )
 
 // pipeSize is how much of a chunk one pair of splice calls moves: the
@@ -53,6 +56,19 @@ type splicer struct {
 	src, dst syscall.RawConn
 	pr, pw   int // the pipe's read and write ends, -1 until made
 	size     int // the pipe's capacity
+
+	// The functions given to src.Read and dst.Write, made once (a
+	// closure per call was garbage per chunk), and their arguments and
+	// results.
+	fillFn, drainFn func(fd uintptr) bool
+	max, n          int // fill: at most max bytes in, n got; drain: n bytes still to go out
+	wrote           *atomic.Int64
+	err             error // the splice's own failure
+
+	// Scratch for writeBatch's writev, guarded like the writes: by the
+	// destination's write side.
+	hdrs [(queueDepth + 1) * wire.HeaderSize]byte
+	bufs [2 * (queueDepth + 1)][]byte
 }
 
 // newSplicer returns nil unless both connections are plain stream sockets.
@@ -61,7 +77,9 @@ func newSplicer(src, dst net.Conn) *splicer {
 	if s == nil || d == nil {
 		return nil
 	}
-	return &splicer{src: s, dst: d, pr: -1, pw: -1}
+	sp := &splicer{src: s, dst: d, pr: -1, pw: -1}
+	sp.fillFn, sp.drainFn = sp.fillOnce, sp.drainOnce
+	return sp
 }
 
 func (s *splicer) pipe() error {
@@ -96,11 +114,11 @@ func (s *splicer) close() {
 	s.pr, s.pw = -1, -1
 }
 
-// move moves exactly n bytes from src to dst, calling read and wrote with
+// move moves exactly n bytes from src to dst, adding to read and wrote
 // the bytes taken from src and given to dst as they go. srcErr is
 // io.ErrUnexpectedEOF (wrapped) when src ends early; dstErr is set when
 // dst fails. Deadlines and Close on either socket end a waiting move.
-func (s *splicer) move(n int, read, wrote func(int)) (srcErr, dstErr error) {
+func (s *splicer) move(n int, read, wrote *atomic.Int64) (srcErr, dstErr error) {
 	if err := s.pipe(); err != nil {
 		return nil, err
 	}
@@ -114,7 +132,7 @@ func (s *splicer) move(n int, read, wrote func(int)) (srcErr, dstErr error) {
 		if in == 0 {
 			return fmt.Errorf("stream ended after %d of %d bytes: %w", moved, n, io.ErrUnexpectedEOF), nil
 		}
-		read(in)
+		read.Add(int64(in))
 		if err := s.drain(in, wrote); err != nil {
 			return nil, fmt.Errorf("splicing to the socket: %w", err)
 		}
@@ -126,22 +144,22 @@ func (s *splicer) move(n int, read, wrote func(int)) (srcErr, dstErr error) {
 // fill splices up to max bytes from src into the empty pipe; 0 is the end
 // of src's stream.
 func (s *splicer) fill(max int) (int, error) {
-	var n int
-	var serr error
-	err := s.src.Read(func(fd uintptr) bool {
-		for {
-			m, e := unix.Splice(int(fd), nil, s.pw, nil, max, spliceFlags)
-			if e == unix.EINTR {
-				continue
-			}
-			n, serr = int(m), e
-			return e != unix.EAGAIN // false: wait until src is readable
-		}
-	})
-	if err != nil {
+	s.max, s.n, s.err = max, 0, nil
+	if err := s.src.Read(s.fillFn); err != nil {
 		return 0, err
 	}
-	return n, serr
+	return s.n, s.err
+}
+
+func (s *splicer) fillOnce(fd uintptr) bool {
+	for {
+		m, e := unix.Splice(int(fd), nil, s.pw, nil, s.max, spliceFlags)
+		if e == unix.EINTR {
+			continue
+		}
+		s.n, s.err = int(m), e
+		return e != unix.EAGAIN // false: wait until src is readable
+	}
 }
 
 // errPipeEmpty: a splice out of the pipe moved nothing although the pipe
@@ -149,31 +167,34 @@ func (s *splicer) fill(max int) (int, error) {
 var errPipeEmpty = errors.New("splice moved nothing out of a full pipe")
 
 // drain splices the n bytes in the pipe to dst.
-func (s *splicer) drain(n int, wrote func(int)) error {
-	var serr error
-	err := s.dst.Write(func(fd uintptr) bool {
-		for n > 0 {
-			m, e := unix.Splice(s.pr, nil, int(fd), nil, n, spliceFlags)
-			switch {
-			case e == unix.EINTR:
-				continue
-			case m > 0:
-				n -= int(m)
-				wrote(int(m))
-				continue
-			case e == unix.EAGAIN:
-				return false // wait until dst is writable
-			case e == nil:
-				serr = errPipeEmpty
-			default:
-				serr = e
-			}
-			return true
-		}
-		return true
-	})
+func (s *splicer) drain(n int, wrote *atomic.Int64) error {
+	s.n, s.wrote, s.err = n, wrote, nil
+	err := s.dst.Write(s.drainFn)
+	s.wrote = nil
 	if err != nil {
 		return err
 	}
-	return serr
+	return s.err
+}
+
+func (s *splicer) drainOnce(fd uintptr) bool {
+	for s.n > 0 {
+		m, e := unix.Splice(s.pr, nil, int(fd), nil, s.n, spliceFlags)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case m > 0:
+			s.n -= int(m)
+			s.wrote.Add(m)
+			continue
+		case e == unix.EAGAIN:
+			return false // wait until dst is writable
+		case e == nil:
+			s.err = errPipeEmpty
+		default:
+			s.err = e
+		}
+		return true
+	}
+	return true
 }
