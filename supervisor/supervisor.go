@@ -287,6 +287,7 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, 
 		p.kill()
 		return nil, err
 	}
+	s.spares.refillSoon(typ)
 	return p, nil
 }
 
