@@ -26,6 +26,3 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0
 )
-
-// Brotli without its HTTP helper (third_party/andybalholm/brotli/README.xpra-proxy.md).
-replace github.com/andybalholm/brotli => ./third_party/andybalholm/brotli

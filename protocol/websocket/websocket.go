@@ -1,24 +1,25 @@
 // Package websocket carries the xpra chunk stream inside WebSocket frames
-// (PROTOCOL.md §7.4), with its own frame codec and client handshake (RFC
-// 6455), because what xpra needs is at the frame level: xpra's own peers
-// send *unmasked* frames in both directions and a 3.1 server frames each
-// chunk separately, quirks a message-level library hides or rejects. It
-// holds the "binary" subprotocol, a byte-stream view across frames,
-// tolerance of unmasked client frames, ping/pong and close handling, and
-// size limits. It imports no HTTP or TLS code: relay workers dial ws://
-// targets with it, and stay small (BENCHMARKS.md). The server's side of
-// the handshake is package transport's.
+// (PROTOCOL.md §7.4). The frame and handshake codecs are
+// github.com/gobwas/ws, chosen because it works at the frame level: xpra's
+// own peers send *unmasked* frames in both directions and a 3.1 server
+// frames each chunk separately, quirks a message-level library hides or
+// rejects. What is xpra-specific lives here: the "binary" subprotocol, a
+// byte-stream view across frames, tolerance of unmasked client frames,
+// ping/pong and close handling, and size limits.
 package websocket
 
 import (
 	"bufio"
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // Subprotocol is the only one xpra speaks.
@@ -42,7 +43,7 @@ type Conn struct {
 	key       [4]byte
 	offset    int
 	closed    bool
-	hdrBuf    [maxHeaderSize]byte
+	hdrBuf    []byte
 	ctrl      [maxControl]byte
 
 	wmu  sync.Mutex
@@ -56,7 +57,8 @@ const DefaultMaxFrame = 256 << 20
 // NewConn wraps an upgraded connection. br holds bytes read past the
 // handshake (may be nil). client says whether we masked the handshake side.
 func NewConn(nc net.Conn, br *bufio.Reader, client bool) *Conn {
-	c := &Conn{nc: nc, r: nc, mask: client, maxFrame: DefaultMaxFrame, newMask: newMask}
+	c := &Conn{nc: nc, r: nc, mask: client, maxFrame: DefaultMaxFrame, newMask: ws.NewMask,
+		hdrBuf: make([]byte, 2, ws.MaxHeaderSize)}
 	if br != nil && br.Buffered() > 0 {
 		c.r = io.MultiReader(br, nc)
 	}
@@ -65,6 +67,30 @@ func NewConn(nc net.Conn, br *bufio.Reader, client bool) *Conn {
 
 // SetMaxFrame changes the largest frame payload accepted.
 func (c *Conn) SetMaxFrame(n int64) { c.maxFrame = n }
+
+// Dial performs the client handshake on an established connection.
+func Dial(ctx context.Context, nc net.Conn, host, path string) (*Conn, error) {
+	if path == "" {
+		path = "/"
+	}
+	u := &url.URL{Scheme: "ws", Host: host, Path: path}
+	d := ws.Dialer{Protocols: []string{Subprotocol}}
+	if dl, ok := ctx.Deadline(); ok {
+		if err := nc.SetDeadline(dl); err != nil {
+			return nil, fmt.Errorf("websocket: %w", err)
+		}
+		defer nc.SetDeadline(time.Time{})
+	}
+	br, hs, err := d.Upgrade(nc, u)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: handshake with %s: %w", host, err)
+	}
+	if hs.Protocol != Subprotocol {
+		return nil, fmt.Errorf("websocket: server chose subprotocol %q, want %q", hs.Protocol, Subprotocol)
+	}
+	c := NewConn(nc, br, true)
+	return c, nil
+}
 
 // ErrProtocol reports a malformed frame sequence.
 var ErrProtocol = errors.New("websocket: protocol error")
@@ -86,7 +112,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	if c.masked {
-		cipher(p[:n], c.key, c.offset)
+		ws.Cipher(p[:n], c.key, c.offset)
 	}
 	c.offset += n
 	c.remaining -= int64(n)
@@ -97,73 +123,74 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) nextFrame() error {
-	h, err := readHeader(c.r, c.hdrBuf[:])
+	h, err := ws.ReadHeaderBuffer(c.r, c.hdrBuf)
 	if err != nil {
 		if err == io.EOF {
 			return io.EOF
 		}
 		return fmt.Errorf("websocket: reading frame header: %w", err)
 	}
-	if h.rsv != 0 {
-		return fmt.Errorf("%w: reserved bits %#x set (no extension was negotiated)", ErrProtocol, h.rsv)
+	if h.Rsv != 0 {
+		return fmt.Errorf("%w: reserved bits %#x set (no extension was negotiated)", ErrProtocol, h.Rsv)
 	}
-	if h.length > c.maxFrame {
-		return fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrProtocol, h.length, c.maxFrame)
+	if h.Length < 0 || h.Length > c.maxFrame {
+		return fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrProtocol, h.Length, c.maxFrame)
 	}
-	switch h.op {
-	case opBinary, opText, opContinuation:
+	switch h.OpCode {
+	case ws.OpBinary, ws.OpText, ws.OpContinuation:
 		// xpra treats text frames as binary and concatenates continuations.
-		c.remaining, c.masked, c.key, c.offset = h.length, h.masked, h.mask, 0
+		c.remaining, c.masked, c.key, c.offset = h.Length, h.Masked, h.Mask, 0
 		return nil
-	case opPing, opPong, opClose:
+	case ws.OpPing, ws.OpPong, ws.OpClose:
 	default:
-		return fmt.Errorf("%w: unknown opcode %d", ErrProtocol, h.op)
+		return fmt.Errorf("%w: unknown opcode %d", ErrProtocol, h.OpCode)
 	}
-	if !h.fin || h.length > maxControl {
+	if !h.Fin || h.Length > maxControl {
 		return fmt.Errorf("%w: fragmented or oversized control frame", ErrProtocol)
 	}
-	body := c.ctrl[:h.length]
+	body := c.ctrl[:h.Length]
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return fmt.Errorf("websocket: reading control frame: %w", err)
 	}
-	if h.masked {
-		cipher(body, h.mask, 0)
+	if h.Masked {
+		ws.Cipher(body, h.Mask, 0)
 	}
-	switch h.op {
-	case opPing:
-		return c.writeFrame(opPong, body)
-	case opClose:
+	switch h.OpCode {
+	case ws.OpPing:
+		return c.writeFrame(ws.OpPong, body)
+	case ws.OpClose:
 		c.closed = true
-		// Echo the close with its code; the peer may already be gone,
-		// which changes nothing.
-		var echo [2]byte
-		binary.BigEndian.PutUint16(echo[:], closeCode(body))
-		_ = c.writeFrame(opClose, echo[:])
+		code, _ := ws.ParseCloseFrameData(body)
+		// Echo the close; the peer may already be gone, which changes nothing.
+		_ = c.writeFrame(ws.OpClose, ws.NewCloseFrameBody(code, ""))
 	}
 	return nil
 }
 
 // Write sends p as one binary frame.
 func (c *Conn) Write(p []byte) (int, error) {
-	if err := c.writeFrame(opBinary, p); err != nil {
+	if err := c.writeFrame(ws.OpBinary, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (c *Conn) writeFrame(op byte, p []byte) error {
+func (c *Conn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	var key [4]byte
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
 	if c.mask {
-		key = c.newMask()
+		h.Masked, h.Mask = true, c.newMask()
 	}
 	// Header and payload go out in one write (one TLS record under wss).
-	buf := appendHeader(c.wbuf[:0], op, len(p), c.mask, key)
+	buf := c.wbuf[:0]
+	if err := ws.WriteHeader(bytesWriter{&buf}, h); err != nil {
+		return fmt.Errorf("websocket: %w", err)
+	}
 	n := len(buf)
 	buf = append(buf, p...)
 	if c.mask {
-		cipher(buf[n:], key, 0)
+		ws.Cipher(buf[n:], h.Mask, 0)
 	}
 	_, err := c.nc.Write(buf)
 	if cap(buf) <= maxKeptWriteBuffer {
@@ -178,6 +205,13 @@ func (c *Conn) writeFrame(op byte, p []byte) error {
 // maxKeptWriteBuffer bounds the write buffer a connection keeps between
 // frames: a rare huge frame does not pin its size for the connection's life.
 const maxKeptWriteBuffer = 1 << 20
+
+type bytesWriter struct{ b *[]byte }
+
+func (w bytesWriter) Write(p []byte) (int, error) {
+	*w.b = append(*w.b, p...)
+	return len(p), nil
+}
 
 // net.Conn plumbing.
 func (c *Conn) Close() error                       { return c.nc.Close() }
