@@ -44,7 +44,7 @@ if [ -n "${OUR_BIN:-}" ]; then
   go build -o bin/ ./bench/iocopy
   our_bin=$(cd "$OUR_BIN" && pwd)
 else
-  go build -o bin/ ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./bench/iocopy
+  bash scripts/build-bin.sh bin ./bench/iocopy
   our_bin=bin
 fi
 id xpra-proxy >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin xpra-proxy

@@ -40,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # Our own build directory: the workers are found beside the supervisor.
-go build -o "$work/bin/" ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./bench/tlsflood
+bash scripts/build-bin.sh "$work/bin" ./bench/tlsflood
 chmod 755 "$work/bin"
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \

@@ -5,6 +5,7 @@ package packaging
 
 import (
 	"bufio"
+	"debug/elf"
 	"errors"
 	"go/ast"
 	"go/parser"
@@ -372,6 +373,9 @@ func checkDeb(t *testing.T, out string, progs programs) {
 		want["/usr/libexec/xpra-proxy/"+b] = "-rwxr-xr-x"
 	}
 	wantFiles(t, modes(run(t, ".", "dpkg-deb", "-c", deb), 5, "."), want)
+	xd := t.TempDir()
+	run(t, ".", "dpkg-deb", "-x", deb, xd)
+	withoutLibc(t, filepath.Join(xd, "usr/libexec/xpra-proxy"))
 	codecs := regexp.MustCompile(`libx264|libturbojpeg|libyuv`)
 	if deps := run(t, ".", "dpkg-deb", "-f", deb, "Depends"); codecs.MatchString(deps) {
 		t.Errorf("xpra-proxy depends on codec libraries: %s", deps)
@@ -512,6 +516,7 @@ func checkRPM(t *testing.T, out string, progs programs) {
 	// The packaged units and PAM stack are ours, unchanged.
 	x := t.TempDir()
 	run(t, x, "sh", "-c", `rpm2cpio "$1" | cpio -idm --quiet`, "sh", rpm)
+	withoutLibc(t, filepath.Join(x, "usr/libexec/xpra-proxy"))
 	for _, u := range units {
 		sameFile(t, filepath.Join("systemd", u), filepath.Join(x, "usr/lib/systemd/system", u))
 	}
@@ -565,5 +570,22 @@ func startsHere(t *testing.T, prog string) {
 	var ee *exec.ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 2) {
 		t.Errorf("%s -h: %v\n%s", prog, err, out)
+	}
+}
+
+// withoutLibc: the workers exec'd per connection are built without cgo
+// (debian/rules, the spec), so no relay maps libc (BENCHMARKS.md, issue 3).
+func withoutLibc(t *testing.T, dir string) {
+	t.Helper()
+	for _, prog := range []string{"xpra-proxy-worker", "xpra-proxy-preauth"} {
+		f, err := elf.Open(filepath.Join(dir, prog))
+		if err != nil {
+			t.Fatal(err)
+		}
+		libs, err := f.ImportedLibraries()
+		f.Close()
+		if err != nil || len(libs) > 0 {
+			t.Errorf("%s links %v (%v): build it with CGO_ENABLED=0", prog, libs, err)
+		}
 	}
 }

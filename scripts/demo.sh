@@ -14,7 +14,7 @@ DEMO_USER=xpra-demo DISPLAY_NO=140 PORT=14650 PASSWORD=demo-secret
 
 bash .ci/install-deps.sh
 . scripts/ensure-go.sh
-mkdir -p bin && chmod 755 bin && go build -o bin/ ./cmd/xpra-probe ./cmd/xpra-proxy ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth
+mkdir -p bin && chmod 755 bin && bash scripts/build-bin.sh bin
 # the unprivileged user of the pre-auth stage, as the package creates it
 id xpra-proxy >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin xpra-proxy
 

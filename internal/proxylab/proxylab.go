@@ -47,10 +47,22 @@ func Build(t testing.TB) string {
 		if _, err := os.Stat(goBin); err != nil {
 			goBin = "go"
 		}
-		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy", "./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-probe")
-		cmd.Dir = moduleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		// As scripts/build-bin.sh and the packages build them: the
+		// exec'd workers without cgo.
+		for _, b := range []struct {
+			cgo  string
+			pkgs []string
+		}{
+			{"1", []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
+			{"0", []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}},
+		} {
+			cmd := exec.Command(goBin, append([]string{"build", "-o", buildDir + "/"}, b.pkgs...)...)
+			cmd.Dir = moduleRoot()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {
