@@ -122,11 +122,16 @@ func (w *worker) start() {
 // runs the worker as its user in a child and only waits for it.
 func servingPID(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	// Each thread lists the children it forked; Go forks from any thread.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kids := strings.Fields(string(b))
+	var kids []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		kids = append(kids, strings.Fields(string(b))...)
+	}
 	switch {
 	case os.Getuid() != 0 && len(kids) == 0:
 		return pid
@@ -135,6 +140,28 @@ func servingPID(t *testing.T, pid int) int {
 	}
 	child, _ := strconv.Atoi(kids[0])
 	return child
+}
+
+// waitStopped waits until /proc says every thread of pid is stopped.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		stopped := len(tasks) > 0
+		for _, task := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			// The state follows the command name's closing parenthesis.
+			if i := strings.LastIndexByte(string(b), ')'); i < 0 || len(b) < i+3 || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
 }
 
 func (w *worker) kill() {
@@ -388,6 +415,7 @@ func TestWorkerHung(t *testing.T) {
 	}
 	syscall.Kill(w.pid, stopSignal)
 	defer syscall.Kill(w.pid, contSignal)
+	waitStopped(t, w.pid) // kill returns before every thread has stopped
 	if _, _, err := x.AppendCompress(nil, frame, 0, 256, client.FrameOptions{Quality: -1}); !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("hung worker: %v", err)
 	}
