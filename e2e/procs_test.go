@@ -17,57 +17,22 @@ type proc struct {
 }
 
 // findWorker waits for a child of the supervisor running in mode
-// ("--relay" or "--preauth").
+// ("--relay" or "--preauth") and returns it once past its start-up checks.
 func findWorker(t *testing.T, supervisor int, mode string) proc {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
-				continue
-			}
-			p := readProc(pid)
-			if p.status["PPid"] != strconv.Itoa(supervisor) {
-				continue
-			}
-			// Give it the moment between exec and its start-up checks.
-			for i := 0; i < 50 && p.status["NoNewPrivs"] != "1"; i++ {
-				time.Sleep(20 * time.Millisecond)
-				p = readProc(pid)
-			}
-			return p
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("no %s worker of supervisor %d", mode, supervisor)
-	return proc{}
+	return findWorkers(t, supervisor, mode, 1)[0]
 }
 
 // findWorkers waits until the supervisor has n children in mode, past
-// their start-up checks, and returns them.
+// their start-up checks (no_new_privs set), and returns them.
 func findWorkers(t *testing.T, supervisor int, mode string, n int) []proc {
 	t.Helper()
 	var found []proc
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		found = found[:0]
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
-				continue
-			}
-			if p := readProc(pid); p.status["PPid"] == strconv.Itoa(supervisor) && p.status["NoNewPrivs"] == "1" {
+		for _, p := range childrenIn(supervisor, mode) {
+			if p.status["NoNewPrivs"] == "1" {
 				found = append(found, p)
 			}
 		}
@@ -78,6 +43,26 @@ func findWorkers(t *testing.T, supervisor int, mode string, n int) []proc {
 	}
 	t.Fatalf("%d %s workers of supervisor %d, want %d", len(found), mode, supervisor, n)
 	return nil
+}
+
+// childrenIn are the supervisor's child processes of ours in mode.
+func childrenIn(supervisor int, mode string) []proc {
+	var out []proc
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
+			continue
+		}
+		if p := readProc(pid); p.status["PPid"] == strconv.Itoa(supervisor) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // sockets counts the sockets a process holds.
