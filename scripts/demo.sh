@@ -33,14 +33,24 @@ stop() {
 }
 trap stop EXIT
 
+# A display lock left by an X server that was killed (an earlier run cut
+# short) would make the new session's Xvfb refuse to start.
+lock=/tmp/.X$DISPLAY_NO-lock
+if [ -f "$lock" ] && ! kill -0 "$(tr -dc 0-9 < "$lock")" 2>/dev/null; then rm -f "$lock" "/tmp/.X11-unix/X$DISPLAY_NO"; fi
 echo "starting a real xpra $(xpra --version 2>/dev/null | awk '{print $2}') session :$DISPLAY_NO for $DEMO_USER (unix socket only)"
 as_user xpra start ":$DISPLAY_NO" --daemon=yes --start="xclock -update 1" \
   --mdns=no --pulseaudio=no --notifications=no --systemd-run=no --dbus-launch= --dbus-proxy=no \
   --dbus-control=no --printing=no --webcam=no --opengl=no --speaker=off --microphone=off --file-transfer=no
+live=0
 for _ in $(seq 120); do
   ls /run/user/$uid/xpra/*-$DISPLAY_NO >/dev/null 2>&1 && runuser -u "$DEMO_USER" -- bin/xpra-probe --timeout 2s version \
-    "socket://$(ls /run/user/$uid/xpra/*-$DISPLAY_NO | head -n1)" >/dev/null 2>&1 && break; sleep 0.5
+    "socket://$(ls /run/user/$uid/xpra/*-$DISPLAY_NO | head -n1)" >/dev/null 2>&1 && live=1 && break; sleep 0.5
 done
+if [ $live = 0 ]; then
+  echo "the xpra session :$DISPLAY_NO did not start; its log:" >&2
+  tail -n 20 "/run/user/$uid/xpra/:$DISPLAY_NO.log" >&2 || true
+  exit 1
+fi
 certs=$(mktemp -d /tmp/xpra-demo-certs.XXXXXX)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=xpra-proxy demo" \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
