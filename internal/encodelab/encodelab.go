@@ -5,18 +5,17 @@
 package encodelab
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/buildlab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 )
 
@@ -24,47 +23,11 @@ import (
 // the supervisor's default encoder-user.
 const UserName = "xpra-proxy-encode"
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 // Build compiles the worker once per test binary into a directory every
 // user may read (it re-executes itself after dropping root).
 func Build(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "xpra-proxy-encode-bin-"); buildErr != nil {
-			return
-		}
-		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
-			return
-		}
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy-encode")
-		cmd.Dir = moduleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build xpra-proxy-encode: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "xpra-proxy-encode")
-}
-
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	for dir := wd; dir != "/"; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-	}
-	return wd
+	return buildlab.Program(t, "./cmd/xpra-proxy-encode")
 }
 
 // EnsureUser creates the worker's system user, as its package would.

@@ -11,13 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/buildlab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 )
@@ -25,60 +25,15 @@ import (
 // PreauthUser is the system user pre-auth processes run as.
 const PreauthUser = "xpra-proxy"
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 // Build compiles the commands once per test binary and returns their
 // directory.
 func Build(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "xpra-proxy-bin-")
-		if buildErr != nil {
-			return
-		}
-		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
-			return
-		}
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		// As scripts/build-bin.sh and the packages build them: the
-		// exec'd workers without cgo.
-		for _, b := range []struct {
-			cgo  string
-			pkgs []string
-		}{
-			{"1", []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
-			{"0", []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}},
-		} {
-			cmd := exec.Command(goBin, append([]string{"build", "-o", buildDir + "/"}, b.pkgs...)...)
-			cmd.Dir = moduleRoot()
-			cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
-}
-
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	for dir := wd; dir != "/"; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-	}
-	return wd
+	// As scripts/build-bin.sh and the packages build them: the exec'd
+	// workers without cgo.
+	return buildlab.Dir(t,
+		buildlab.Step{Env: []string{"CGO_ENABLED=1"}, Pkgs: []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
+		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}})
 }
 
 // EnsurePreauthUser creates the xpra-proxy system user, as the package's

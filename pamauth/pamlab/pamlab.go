@@ -8,16 +8,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/buildlab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 )
 
@@ -34,12 +33,6 @@ account	required	pam_permit.so
 `
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 // Helper builds xpra-proxy-pam once per test binary into a root-owned
 // directory and returns its path.
 func Helper(t testing.TB) string {
@@ -48,34 +41,7 @@ func Helper(t testing.TB) string {
 	if _, err := os.Stat("/usr/include/security/pam_appl.h"); err != nil {
 		testenv.Missing(t, "libpam0g-dev (PAM headers to build xpra-proxy-pam)")
 	}
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "xpra-proxy-pam-"); buildErr != nil {
-			return
-		}
-		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
-			return
-		}
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goBin, "build", "-o", buildDir+"/", "./cmd/xpra-proxy-pam")
-		cmd.Dir = moduleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build xpra-proxy-pam: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "xpra-proxy-pam")
-}
-
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	for dir := wd; dir != "/"; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-	}
-	return wd
+	return buildlab.Program(t, "./cmd/xpra-proxy-pam")
 }
 
 func randomName(prefix string) string {
