@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 	"github.com/xpra-proxy/xpra-proxy/probe"
@@ -192,14 +193,14 @@ type procStats struct {
 }
 
 func (ps *procStats) sample(pid int) {
-	st := readProc(pid)
-	rss, _ := strconv.ParseInt(strings.TrimSuffix(st.status["VmRSS"], " kB"), 10, 64)
+	st := proclab.Read(pid)
+	rss, _ := strconv.ParseInt(strings.TrimSuffix(st.Status["VmRSS"], " kB"), 10, 64)
 	preauth, relay := children(pid)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.samples++
 	ps.maxRSS = max(ps.maxRSS, rss)
-	ps.maxFDs = max(ps.maxFDs, len(st.fds))
+	ps.maxFDs = max(ps.maxFDs, len(st.FDs))
 	ps.maxPreauth = max(ps.maxPreauth, preauth)
 	ps.maxRelay = max(ps.maxRelay, relay)
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
@@ -154,7 +155,7 @@ func TestProxy(t *testing.T) {
 		c := startAttach(t, p.URL(creds, a.Display))
 		defer c.stop()
 		worker := findWorker(t, p.Pid(), "--relay")
-		checkConfined(t, worker, a.UID, a.GID, groups)
+		proclab.CheckConfined(t, worker, a.UID, a.GID, groups)
 		// It keeps drawing: bytes keep flowing from the server for a while.
 		time.Sleep(3 * time.Second)
 		if c.disconnected() {
@@ -175,7 +176,7 @@ func TestProxy(t *testing.T) {
 		uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 		out, _ = exec.Command("id", "-g", proxylab.PreauthUser).Output()
 		gid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-		var pres []proc
+		var pres []proclab.Proc
 		held := 0
 		for range 100 {
 			pres, held = findWorkers(t, p.Pid(), "--preauth", 1), 0
@@ -193,7 +194,7 @@ func TestProxy(t *testing.T) {
 			t.Errorf("%d of the pre-auth processes %v hold a connection, want 1", held, pres)
 		}
 		for _, pre := range pres {
-			checkConfined(t, pre, uid, gid, nil)
+			proclab.CheckConfined(t, pre, uid, gid, nil)
 		}
 	})
 	t.Run("spares killed", func(t *testing.T) {
@@ -202,7 +203,7 @@ func TestProxy(t *testing.T) {
 		killed := 0
 		for _, pre := range findWorkers(t, p.Pid(), "--preauth", 2) {
 			if sockets(pre) == 1 {
-				if err := syscall.Kill(pre.pid, syscall.SIGKILL); err != nil {
+				if err := syscall.Kill(pre.PID, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
 				killed++

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/control"
+	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
@@ -70,10 +71,10 @@ func (b *bed) encoder(t *testing.T) {
 		}
 	}
 	pid := mainPID(t, encoderUnit)
-	p := readProc(pid)
-	checkConfined(t, p, uid, gid, groups)
-	t.Logf("encoder %d: Uid %s, Groups %s, CapEff %s, NoNewPrivs %s", pid, p.status["Uid"], p.status["Groups"],
-		p.status["CapEff"], p.status["NoNewPrivs"])
+	p := proclab.Read(pid)
+	proclab.CheckConfined(t, p, uid, gid, groups)
+	t.Logf("encoder %d: Uid %s, Groups %s, CapEff %s, NoNewPrivs %s", pid, p.Status["Uid"], p.Status["Groups"],
+		p.Status["CapEff"], p.Status["NoNewPrivs"])
 	for _, path := range []string{encoderSocket, encoderXpraSocket} {
 		var st syscall.Stat_t
 		if err := syscall.Stat(path, &st); err != nil || int(st.Uid) != uid || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {

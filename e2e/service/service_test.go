@@ -47,6 +47,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/logind"
@@ -466,19 +467,19 @@ func (b *bed) html5(t *testing.T) {
 // e2e/procs_test.go does for the bare binaries.
 func (b *bed) processes(t *testing.T) {
 	sup := supervisorPID(t)
-	ps := readProc(sup)
-	if ps.status["NoNewPrivs"] != "1" || ps.status["Uid"] != "0\t0\t0\t0" {
-		t.Errorf("supervisor %d: NoNewPrivs %q, Uid %q", sup, ps.status["NoNewPrivs"], ps.status["Uid"])
+	ps := proclab.Read(sup)
+	if ps.Status["NoNewPrivs"] != "1" || ps.Status["Uid"] != "0\t0\t0\t0" {
+		t.Errorf("supervisor %d: NoNewPrivs %q, Uid %q", sup, ps.Status["NoNewPrivs"], ps.Status["Uid"])
 	}
-	if capBit(ps.status["CapBnd"], 21) { // CAP_SYS_ADMIN
-		t.Errorf("supervisor %d may still gain CAP_SYS_ADMIN: CapBnd %s", sup, ps.status["CapBnd"])
+	if capBit(ps.Status["CapBnd"], 21) { // CAP_SYS_ADMIN
+		t.Errorf("supervisor %d may still gain CAP_SYS_ADMIN: CapBnd %s", sup, ps.Status["CapBnd"])
 	}
 
 	// The relay of the attached client: the user, the user's groups, nothing else.
-	relay := readProc(b.relay)
-	checkConfined(t, relay, b.uid, b.gid, b.groups)
-	t.Logf("relay %d: Uid %s, Groups %s, CapEff %s, NoNewPrivs %s, %d fds", relay.pid, relay.status["Uid"],
-		relay.status["Groups"], relay.status["CapEff"], relay.status["NoNewPrivs"], len(relay.fds))
+	relay := proclab.Read(b.relay)
+	proclab.CheckConfined(t, relay, b.uid, b.gid, b.groups)
+	t.Logf("relay %d: Uid %s, Groups %s, CapEff %s, NoNewPrivs %s, %d fds", relay.PID, relay.Status["Uid"],
+		relay.Status["Groups"], relay.Status["CapEff"], relay.Status["NoNewPrivs"], len(relay.FDs))
 
 	// A pre-auth process: a client that has not said hello yet (on the
 	// unix socket: on TCP ports it also holds the TLS settings' memfd).
@@ -492,26 +493,26 @@ func (b *bed) processes(t *testing.T) {
 	pu, _ := user.Lookup(proxylab.PreauthUser)
 	puid, _ := strconv.Atoi(pu.Uid)
 	pgid, _ := strconv.Atoi(pu.Gid)
-	preauth := readProc(pre)
-	checkConfined(t, preauth, puid, pgid, nil)
-	t.Logf("pre-auth %d: Uid %s, Groups %q, CapEff %s, fds %v", pre, preauth.status["Uid"], preauth.status["Groups"],
-		preauth.status["CapEff"], preauth.fds)
+	preauth := proclab.Read(pre)
+	proclab.CheckConfined(t, preauth, puid, pgid, nil)
+	t.Logf("pre-auth %d: Uid %s, Groups %q, CapEff %s, fds %v", pre, preauth.Status["Uid"], preauth.Status["Groups"],
+		preauth.Status["CapEff"], preauth.FDs)
 	c.Close()
 
 	// The session: its leader and xpra run as the user, without privileges;
 	// the leader has given up root once xpra runs.
-	lead := readProc(int(b.requested.Leader))
-	checkIDs(t, lead, b.uid, b.gid)
-	if strings.Trim(lead.status["CapEff"], "0") != "" || strings.Trim(lead.status["CapPrm"], "0") != "" {
-		t.Errorf("session leader %d keeps capabilities: %s / %s", lead.pid, lead.status["CapEff"], lead.status["CapPrm"])
+	lead := proclab.Read(int(b.requested.Leader))
+	proclab.CheckIDs(t, lead, b.uid, b.gid)
+	if strings.Trim(lead.Status["CapEff"], "0") != "" || strings.Trim(lead.Status["CapPrm"], "0") != "" {
+		t.Errorf("session leader %d keeps capabilities: %s / %s", lead.PID, lead.Status["CapEff"], lead.Status["CapPrm"])
 	}
-	t.Logf("session leader %d: Uid %s, CapPrm %s", lead.pid, lead.status["Uid"], lead.status["CapPrm"])
+	t.Logf("session leader %d: Uid %s, CapPrm %s", lead.PID, lead.Status["Uid"], lead.Status["CapPrm"])
 	kids := children(int(b.requested.Leader))
 	if len(kids) != 1 {
 		t.Errorf("the session leader has children %v, want xpra alone", kids)
 	}
 	for _, k := range kids {
-		checkIDs(t, readProc(k), b.uid, b.gid)
+		proclab.CheckIDs(t, proclab.Read(k), b.uid, b.gid)
 	}
 	if pids := running(libexec + "/xpra-proxy-pam"); len(pids) > 0 {
 		t.Errorf("PAM helpers still running: %v", pids)
@@ -873,7 +874,7 @@ func children(pid int) []int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		n, err := strconv.Atoi(e.Name())
-		if err == nil && readProc(n).status["PPid"] == strconv.Itoa(pid) {
+		if err == nil && proclab.Read(n).Status["PPid"] == strconv.Itoa(pid) {
 			out = append(out, n)
 		}
 	}
@@ -905,78 +906,11 @@ func workers(supervisor int, mode string) []int {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
 		args := strings.Split(string(cl), "\x00")
 		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "xpra-proxy-") && slices.Contains(args, mode) &&
-			readProc(k).status["NoNewPrivs"] == "1" {
+			proclab.Read(k).Status["NoNewPrivs"] == "1" {
 			out = append(out, k)
 		}
 	}
 	return out
-}
-
-type proc struct {
-	pid    int
-	status map[string]string
-	fds    map[int]string
-}
-
-func readProc(pid int) proc {
-	p := proc{pid: pid, status: map[string]string{}, fds: map[int]string{}}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			p.status[k] = strings.TrimSpace(v)
-		}
-	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		fd, _ := strconv.Atoi(e.Name())
-		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
-		p.fds[fd] = target
-	}
-	return p
-}
-
-func checkIDs(t *testing.T, p proc, uid, gid int) {
-	t.Helper()
-	for f, want := range map[string]int{"Uid": uid, "Gid": gid} {
-		for _, id := range strings.Fields(p.status[f]) {
-			if id != strconv.Itoa(want) {
-				t.Errorf("pid %d (%s): %s %q, want all %d", p.pid, p.status["Name"], f, p.status[f], want)
-				break
-			}
-		}
-	}
-}
-
-// checkConfined: uid/gid, exactly the groups, no capabilities,
-// no_new_privs, and no descriptor beyond stdio, sockets and the Go
-// runtime's own (e2e/procs_test.go's rules).
-func checkConfined(t *testing.T, p proc, uid, gid int, groups []string) {
-	t.Helper()
-	checkIDs(t, p, uid, gid)
-	got := strings.Fields(p.status["Groups"])
-	sort.Strings(got)
-	want := slices.Clone(groups)
-	sort.Strings(want)
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("pid %d: groups %v, want %v", p.pid, got, want)
-	}
-	for _, f := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb"} {
-		if strings.Trim(p.status[f], "0") != "" {
-			t.Errorf("pid %d: %s = %s, want none", p.pid, f, p.status[f])
-		}
-	}
-	if p.status["NoNewPrivs"] != "1" {
-		t.Errorf("pid %d: NoNewPrivs = %q", p.pid, p.status["NoNewPrivs"])
-	}
-	for fd, target := range p.fds {
-		switch {
-		case fd <= 2, strings.HasPrefix(target, "socket:"), strings.HasPrefix(target, "/sys/fs/cgroup/"),
-			strings.HasPrefix(target, "anon_inode:"):
-		default:
-			t.Errorf("pid %d: unexpected descriptor %d → %s", p.pid, fd, target)
-		}
-	}
 }
 
 func capBit(hex string, bit uint) bool {
