@@ -481,6 +481,12 @@ func TestRelayFlood(t *testing.T) {
 				if cl.BytesRead() != clientSent || sv.BytesRead() != serverSent {
 					t.Errorf("bytes read: client %d server %d, peers sent %d and %d", cl.BytesRead(), sv.BytesRead(), clientSent, serverSent)
 				}
+				// A writer counts its bytes after the write returns, which
+				// can be after the peer has read them: wait for the count.
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) &&
+					(cl.BytesWritten() < atClient.bytes || sv.BytesWritten() < got.bytes); {
+					time.Sleep(time.Millisecond)
+				}
 				if cl.BytesWritten() < atClient.bytes || sv.BytesWritten() < got.bytes {
 					t.Errorf("bytes written: client %d server %d, peers read %d and %d", cl.BytesWritten(), sv.BytesWritten(), atClient.bytes, got.bytes)
 				}
