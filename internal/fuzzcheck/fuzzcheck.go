@@ -17,14 +17,26 @@ func allocated() uint64 {
 // Bounded runs fn and fails t if it allocated more than limit bytes in
 // total. The total bounds every single allocation, so a fuzz target using
 // it shows that no input makes the parser allocate more than the packet
-// limit it was configured with. Fuzz workers run inputs one at a time, so
-// the process-wide counter measures fn alone (plus runtime noise far below
-// any limit used here).
+// limit it was configured with. The counter is process-wide: fuzz workers
+// run inputs one at a time, but the fuzzing engine's own goroutines
+// sometimes allocate meanwhile (a CI run once saw 194 kB for an input that
+// allocates a few hundred bytes). So a run over the limit is repeated, and
+// t fails only if the second run is over too: a parser's allocations
+// follow from its input, the engine's noise does not repeat. fn must not
+// depend on having run before.
 func Bounded(t *testing.T, limit uint64, fn func()) {
 	t.Helper()
+	got := measure(fn)
+	if got <= limit {
+		return
+	}
+	if again := measure(fn); again > limit {
+		t.Fatalf("allocated %d bytes, then %d on a second run, more than the %d-byte limit", got, again, limit)
+	}
+}
+
+func measure(fn func()) uint64 {
 	before := allocated()
 	fn()
-	if got := allocated() - before; got > limit {
-		t.Fatalf("allocated %d bytes, more than the %d-byte limit", got, limit)
-	}
+	return allocated() - before
 }
