@@ -88,8 +88,9 @@ func newSpares(s *Supervisor) *spares {
 }
 
 // take returns the spare for typ, or a process started now when there is
-// none (a burst of connections, or the spare has died); then another is
-// started for the next connection.
+// none (a burst of connections, or the spare has died). The caller starts
+// the next spare after the hand-over (refillSoon), not at once: that would
+// compete with this connection for the CPU.
 func (sp *spares) take(typ string) (*preauthProc, error) {
 	sp.mu.Lock()
 	p := sp.ready[typ]
@@ -101,7 +102,6 @@ func (sp *spares) take(typ string) (*preauthProc, error) {
 	if p != nil {
 		p.ipc.Close()
 	}
-	sp.refill(typ)
 	return sp.s.startPreauth(typ)
 }
 
