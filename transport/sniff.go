@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -204,3 +205,60 @@ func (c *prefixConn) CloseWrite() error {
 func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 type closeWriter interface{ CloseWrite() error }
+
+// CloseWrite ends what this side sends on c, layer by layer from the
+// outside in, each the way its peer expects: a WebSocket close frame, a
+// TLS close_notify, then the end of the TCP (or unix) stream. It unwraps
+// c through NetConn (tls.Conn, websocket.Conn, WithPrefix). tls.Conn's
+// own CloseWrite sends close_notify only and leaves the TCP stream open,
+// and closing the socket instead sends no close_notify at all, which
+// OpenSSL 3 clients report as an error (UNEXPECTED_EOF_WHILE_READING).
+func CloseWrite(c net.Conn) error {
+	var errs []error
+	for c != nil {
+		// A prefixConn only replays bytes on the read side: its CloseWrite
+		// is the next layer's, which the walk reaches anyway.
+		if _, replay := c.(*prefixConn); !replay {
+			if cw, ok := c.(closeWriter); ok {
+				if err := cw.CloseWrite(); err != nil {
+					errs = append(errs, fmt.Errorf("transport: ending %T: %w", c, err))
+				}
+			}
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	return errors.Join(errs...)
+}
+
+// Hangup ends a connection from this side without losing what was sent
+// on it: CloseWrite, then it reads and drops what the client still sends
+// until the client closes too, or linger passes, and closes the socket.
+// Closing a socket with unread bytes in it sends a reset, and a reset can
+// destroy the last answer before the client has read it. The error is
+// CloseWrite's (the client may have gone already); how the client ends
+// the drain is its own business.
+func Hangup(c net.Conn, linger time.Duration) error {
+	err := CloseWrite(c)
+	raw := c
+	for {
+		u, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = u.NetConn()
+	}
+	// The bottom socket, not c: what follows close_notify or a close
+	// frame need not parse, and is dropped unread.
+	if derr := raw.SetReadDeadline(time.Now().Add(linger)); derr == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(raw, hangupDrainLimit))
+	}
+	return errors.Join(err, raw.Close())
+}
+
+// hangupDrainLimit bounds what Hangup reads from a client that keeps
+// sending: past it, the reset is the client's doing.
+const hangupDrainLimit = 1 << 20

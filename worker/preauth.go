@@ -79,8 +79,21 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
 	}
 	if h.Request == "version" || h.Bool("version_request", false) {
-		// Answered before authentication, as xpra does.
-		return nil, c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}})
+		// Answered before authentication, as xpra does; then, as xpra
+		// does, the client hangs up first. Ending the connection at once
+		// raced the client: its reader thread, seeing the end, closed the
+		// connection before its parser thread had handled the answer, and
+		// the client exited silently.
+		if err := c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}}); err != nil {
+			return nil, fmt.Errorf("answering a version request: %w", err)
+		}
+		if !clientHangsUp(nc, versionGrace) {
+			_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WritePacket(packet.NewDisconnect(packet.ReasonDone, "version sent")); err != nil {
+				return nil, fmt.Errorf("version request: disconnecting: %w", err)
+			}
+		}
+		return nil, nil
 	}
 	if h.Has("cipher") || h.Has("encryption") {
 		return nil, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
@@ -187,6 +200,19 @@ func askChallenge(c *conn.Conn, ch challenge.Challenge) (value.Dict, error) {
 		return nil, errors.New("the answer has no challenge_response")
 	}
 	return hello, nil
+}
+
+// versionGrace is how long a client that asked for the version has to
+// hang up before it is told to (xpra's server waits 5 s too).
+const versionGrace = 5 * time.Second
+
+// clientHangsUp reads and drops what the client sends until it closes its
+// side (true) or d passes (false).
+func clientHangsUp(nc net.Conn, d time.Duration) bool {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // hangUp gives the client up to a second to read a disconnect and close

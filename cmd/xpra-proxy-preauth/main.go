@@ -36,6 +36,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	nettransport "github.com/xpra-proxy/xpra-proxy/transport"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
@@ -150,6 +151,14 @@ func preauthStage(nc net.Conn, sup *ipc.Conn, f *front.Front, o worker.PreauthOp
 		o.Log = log
 	}
 	stream, err := worker.Preauth(c, sup, o)
+	if stream == nil {
+		// A version request answered, a refusal, a client gone: end the
+		// transport cleanly (close frame, close_notify, FIN), never by
+		// just closing the socket.
+		if herr := nettransport.Hangup(c, hangupLinger); herr != nil {
+			log.Debug("hanging up", "err", herr)
+		}
+	}
 	if err != nil {
 		log.Info("connection ended before authentication", "err", err)
 		return 0
@@ -163,6 +172,13 @@ func preauthStage(nc net.Conn, sup *ipc.Conn, f *front.Front, o worker.PreauthOp
 		log.Warn("clearing the parent-death signal", "err", err)
 	}
 	in, out, err := front.Pump(c, stream)
+	if herr := nettransport.Hangup(c, hangupLinger); herr != nil {
+		log.Debug("hanging up", "err", herr)
+	}
 	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
 	return 0
 }
+
+// hangupLinger is how long a client has to close its side once ours is
+// closed, before the socket is closed under it.
+const hangupLinger = time.Second
