@@ -42,17 +42,21 @@ const authFailureDelay = time.Second
 // challenge the supervisor chose, and hands the connection over. It never
 // sees a stored secret. When the supervisor hands back a stream socket
 // (TLS and WebSocket, which this process terminates), Preauth returns it:
-// the caller relays the plain stream between it and nc.
-func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
-	stream, err := preauth(nc, sup, o)
+// the caller relays the plain stream between it and nc. handedOver says
+// a relay worker has the connection: without a stream the socket is then
+// the relay's, and the caller only closes its own descriptor (a shutdown
+// would end the relay's connection too). Otherwise (a version answered,
+// a refusal) the caller ends the connection.
+func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (stream *os.File, handedOver bool, err error) {
+	stream, handedOver, err = preauth(nc, sup, o)
 	if err != nil && stream != nil {
 		stream.Close()
 		stream = nil
 	}
-	return stream, err
+	return stream, handedOver, err
 }
 
-func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
+func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, bool, error) {
 	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(o.PacketLimit)
@@ -69,14 +73,14 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, errors.Join(err, refuse(packet.ReasonLoginTimeout))
+			return nil, false, errors.Join(err, refuse(packet.ReasonLoginTimeout))
 		}
 		// Garbage gets a clear reason where the stream still allows one.
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
 	}
 	if h.Request == "version" || h.Bool("version_request", false) {
 		// Answered before authentication, as xpra does; then, as xpra
@@ -85,36 +89,36 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 		// connection before its parser thread had handled the answer, and
 		// the client exited silently.
 		if err := c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}}); err != nil {
-			return nil, fmt.Errorf("answering a version request: %w", err)
+			return nil, false, fmt.Errorf("answering a version request: %w", err)
 		}
 		if !clientHangsUp(nc, versionGrace) {
 			_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if err := c.WritePacket(packet.NewDisconnect(packet.ReasonDone, "version sent")); err != nil {
-				return nil, fmt.Errorf("version request: disconnecting: %w", err)
+				return nil, false, fmt.Errorf("version request: disconnecting: %w", err)
 			}
 		}
-		return nil, nil
+		return nil, false, nil
 	}
 	if h.Has("cipher") || h.Has("encryption") {
-		return nil, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
+		return nil, false, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
 	}
 	if err := sup.Send(ipc.Message{Kind: ipc.AuthBegin, Username: h.Username, Display: h.Display,
 		Digests: h.Digests, SaltDigests: h.SaltDigests, Transport: o.Transport}, nil); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m, _, _, err := sup.Recv()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var verify ipc.Message
 	switch m.Kind {
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return nil, refuse(m.Reason, m.Details...)
+		return nil, false, refuse(m.Reason, m.Details...)
 	case ipc.Challenge:
 		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
 		if hello, err = askChallenge(c, ch); err != nil {
-			return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+			return nil, false, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 		}
 		h = caps.ParseHello(hello)
 		verify = ipc.Message{Kind: ipc.AuthVerify, Response: h.ChallengeResponse, ClientSalt: h.ChallengeClientSalt}
@@ -132,42 +136,43 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 			}
 			ch := challenge.Challenge{ServerSalt: digest.NewServerSalt(), Digest: d, SaltDigest: sd, Prompt: "password"}
 			if hello, err = askChallenge(c, ch); err != nil {
-				return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+				return nil, false, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 			}
 		}
 		verify = ipc.Message{Kind: ipc.AuthVerify}
 	default:
-		return nil, fmt.Errorf("supervisor sent %q", m.Kind)
+		return nil, false, fmt.Errorf("supervisor sent %q", m.Kind)
 	}
 	state := handover.State{Hello: hello, Encoding: c.Encoding(), Leftover: c.Reader().Drain(),
 		Listener: o.Listener, Peer: o.Peer}
 	blob, err := state.Marshal()
 	if err != nil {
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
 	}
 	mfd, err := launch.Memfd("handover", blob)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer mfd.Close()
 	if err := sup.Send(verify, mfd); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m, stream, _, err := sup.Recv()
 	if err != nil {
-		return nil, err
+		// A relay may have the connection already: leave the socket alone.
+		return nil, true, err
 	}
 	switch m.Kind {
 	case ipc.Accepted:
 		o.Log.Debug("handed over", "worker", m.Worker)
 		// The relay worker owns the xpra conversation now: say nothing more.
 		// With a stream, this process carries its bytes.
-		return stream, nil
+		return stream, true, nil
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return nil, refuse(m.Reason, m.Details...)
+		return nil, false, refuse(m.Reason, m.Details...)
 	}
-	return nil, fmt.Errorf("supervisor sent %q", m.Kind)
+	return nil, true, fmt.Errorf("supervisor sent %q", m.Kind)
 }
 
 // readHello reads the first packet, which must be a hello with a dict.

@@ -150,11 +150,12 @@ func preauthStage(nc net.Conn, sup *ipc.Conn, f *front.Front, o worker.PreauthOp
 		log = log.With("transport", o.Transport)
 		o.Log = log
 	}
-	stream, err := worker.Preauth(c, sup, o)
-	if stream == nil {
+	stream, handedOver, err := worker.Preauth(c, sup, o)
+	if !handedOver {
 		// A version request answered, a refusal, a client gone: end the
 		// transport cleanly (close frame, close_notify, FIN), never by
-		// just closing the socket.
+		// just closing the socket. (A plain connection handed over is the
+		// relay's: a shutdown here would end it.)
 		if herr := nettransport.Hangup(c, hangupLinger); herr != nil {
 			log.Debug("hanging up", "err", herr)
 		}
