@@ -47,6 +47,7 @@ type Config struct {
 
 	FrontConfig   // one port for xpra, TLS, WebSocket and HTTP (front.go)
 	SessionConfig // sessions on demand (ondemand_config.go)
+	AccountConfig // who may be proxied to (account_config.go)
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -81,6 +82,7 @@ func Defaults() Config {
 		PerSourcePenaltyTable:  lim.PenaltyTable,
 
 		SessionConfig: sessionDefaults(),
+		AccountConfig: accountDefaults(),
 	}
 }
 
@@ -135,6 +137,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
+	registerAccountFlags(fs, &cli.AccountConfig)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -150,6 +153,7 @@ func ParseFlags(args []string) (Config, error) {
 	mergeLimits(&c, cli, fs)
 	mergeFront(&c.FrontConfig, cli.FrontConfig)
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
+	mergeAccount(&c.AccountConfig, cli.AccountConfig)
 	return c, c.check()
 }
 
@@ -181,6 +185,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.SessionConfig.check(); err != nil {
+		return err
+	}
+	if err := c.policy().CheckPatterns(); err != nil {
 		return err
 	}
 	if c.Worker == "" {
