@@ -9,6 +9,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 bash .ci/install-deps.sh
 . scripts/ensure-go.sh
 go mod download
+bash scripts/ensure-xpra6.sh
+export XPRA6_PREFIX=${XPRA6_PREFIX:-/opt/xpra6}
 
 echo "== gofmt / go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
