@@ -166,3 +166,54 @@ func TestUsernameRefusedBeforeLookup(t *testing.T) {
 		t.Errorf("a username forged a log line:\n%s", logs)
 	}
 }
+
+// TestAuthFilesAtRest: an auth file others can read or a user owns stops
+// start-up with the file named; a secret on the command line is warned
+// about; value-file keeps it out of ps.
+func TestAuthFilesAtRest(t *testing.T) {
+	xpralab.Require(t)
+	u, uid, gid := xpralab.TestUser(t)
+	bin := proxylab.Build(t)
+	proxylab.EnsurePreauthUser(t)
+	dir := t.TempDir()
+	line := fmt.Sprintf("%s|pw|%d|%d|\n", u.Username, uid, gid)
+	open := filepath.Join(dir, "open.txt")
+	owned := filepath.Join(dir, "owned.txt")
+	for _, f := range []string{open, owned} {
+		if err := os.WriteFile(f, []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(owned, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, says string }{{open, "mode 0644"}, {owned, fmt.Sprintf("owned by uid %d", uid)}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "xpra-proxy"), "--bind-tcp=127.0.0.1:0",
+			"--tcp-auth=multifile,filename="+tc.file, "--control-socket=off")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), tc.file) || !strings.Contains(string(out), tc.says) {
+			t.Errorf("start with %s: %v\n%s\nwant a refusal naming the file and %q", tc.file, err, out, tc.says)
+		}
+	}
+	p := proxylab.Start(t, "--tcp-auth=password,value=on-argv")
+	if !strings.Contains(p.Logs(), "auth secret is on the command line") {
+		t.Errorf("no warning for a secret on the command line:\n%s", p.Logs())
+	}
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := proxylab.Start(t, "--tcp-auth=password,value-file="+pw, "--per-source-penalty=0")
+	if strings.Contains(q.Logs(), "auth secret is on the command line") {
+		t.Errorf("value-file warned as a secret on the command line:\n%s", q.Logs())
+	}
+	_, err := probe.Run(context.Background(), probe.Options{URL: q.URL(u.Username+":from-file", ""), Request: probe.Connect, Timeout: 20 * time.Second})
+	if r := refusal(err); r == "authentication failed" || (err != nil && r == "") {
+		t.Errorf("value-file password: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
@@ -39,6 +40,14 @@ type Config struct {
 	PerSourcePenaltyTable  int                 `toml:"per-source-penalty-table"`  // most sources remembered
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
+
+	// AuthFileOwner may own auth files and databases besides root (sshd's
+	// StrictModes allows the user itself; here: an admin account).
+	AuthFileOwner string `toml:"auth-file-owner"`
+
+	// ArgvSecrets are auth specs given on the command line that carry a
+	// secret (password,value=...): every local user reads them in ps.
+	ArgvSecrets []string `toml:"-"`
 
 	// The shared encoder worker: its socket ("": relays re-encode nothing)
 	// and the user that must serve it.
@@ -134,6 +143,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
+	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
@@ -150,6 +160,13 @@ func ParseFlags(args []string) (Config, error) {
 		}
 	}
 	merge(&c, cli)
+	for _, l := range [][]string{cli.Auth, cli.TCPAuth, cli.SSLAuth, cli.WSAuth, cli.WSSAuth} {
+		for _, text := range l {
+			if spec, err := auth.ParseSpec(text); err == nil && auth.SecretOnCommandLine(spec) {
+				c.ArgvSecrets = append(c.ArgvSecrets, spec.Name)
+			}
+		}
+	}
 	mergeLimits(&c, cli, fs)
 	mergeFront(&c.FrontConfig, cli.FrontConfig)
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
@@ -169,7 +186,7 @@ func merge(c *Config, cli Config) {
 	}
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
-		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser},
+		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src

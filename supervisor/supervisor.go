@@ -61,6 +61,18 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.limits = lim
+	if len(cfg.ArgvSecrets) > 0 {
+		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
+			"modules", cfg.ArgvSecrets)
+	}
+	authCfg := auth.Config{PasswordFile: cfg.PasswordFile}
+	if cfg.AuthFileOwner != "" {
+		uid, err := auth.LookupUID(cfg.AuthFileOwner)
+		if err != nil {
+			return nil, fmt.Errorf("auth-file-owner: %w", err)
+		}
+		authCfg.FileOwnerUID = uid
+	}
 	for typ, specs := range cfg.authSpecs() {
 		challenges := 0
 		for _, text := range specs {
@@ -68,7 +80,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 			if err != nil {
 				return nil, err
 			}
-			m, err := auth.New(spec, auth.Config{PasswordFile: cfg.PasswordFile})
+			m, err := auth.New(spec, authCfg)
 			if err != nil {
 				return nil, fmt.Errorf("%s auth: %w", typ, err)
 			}
