@@ -34,6 +34,7 @@ func TestSupervisorImports(t *testing.T) {
 		"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl",
 		"github.com/xpra-proxy/xpra-proxy/handover",
 		"github.com/xpra-proxy/xpra-proxy/worker",
+		"github.com/xpra-proxy/xpra-proxy/preauth",
 		"github.com/xpra-proxy/xpra-proxy/probe",
 		"github.com/pierrec/lz4",
 		"github.com/andybalholm/brotli",

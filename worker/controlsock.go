@@ -14,6 +14,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // Connection describes a relayed connection for its control socket's
@@ -70,7 +71,7 @@ func serveControl(ctx context.Context, dirs []string, uid int, info func() value
 		return
 	}
 	s.Log.Info("control socket", "path", l.Addr().String())
-	srv := &control.Server{Owner: uid, Info: info, Version: ProtocolVersion, Stop: stop, Log: s.Log}
+	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: s.Log}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
 		s.Log.Warn("control socket", "err", err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // connectTimeout bounds connecting to the target and its hello.
@@ -141,7 +142,7 @@ func (s *Session) answer(req string) error {
 	default:
 		d = value.Dict{{Key: "server.type", Value: "xpra-proxy"}, {Key: "server.mode", Value: "proxy"},
 			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
-			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: ProtocolVersion},
+			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.Protocol},
 			{Key: "proxy.version", Value: Version}, {Key: "proxy.user", Value: s.Launch.Username}}
 		for i, disp := range s.displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})

@@ -13,6 +13,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // ServeSupervisorControl answers `xpra info` and `xpra stop` on the
@@ -61,7 +62,7 @@ func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, 
 			{Key: "proxy", Value: figures},
 		}
 	}
-	srv := &control.Server{Owner: 0, Info: info, Version: ProtocolVersion, Log: log,
+	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Log: log,
 		Stop: func(reason string) {
 			log.Info("stop requested", "reason", reason)
 			go func() {
