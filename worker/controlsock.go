@@ -14,6 +14,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
@@ -25,15 +26,15 @@ type Connection struct {
 	Transport string
 	Target    string // the display or URL, without credentials
 	Started   time.Time
-	Client    *Leg
-	Server    *Leg
+	Client    *relay.Leg
+	Server    *relay.Leg
 	Encode    *ReencodeStats // nil: no re-encoding on this connection
 }
 
 // Info is what `xpra info :proxy-PID` prints, under "proxy.".
 func (c *Connection) Info() value.Dict {
 	d := value.Dict{
-		{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
+		{Key: "version", Value: version.Proxy}, {Key: "pid", Value: int64(os.Getpid())},
 		{Key: "user", Value: c.User}, {Key: "peer", Value: c.Peer}, {Key: "transport", Value: c.Transport},
 		{Key: "target", Value: c.Target}, {Key: "started", Value: c.Started.Unix()},
 		{Key: "age", Value: int64(time.Since(c.Started).Seconds())},

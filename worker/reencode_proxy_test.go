@@ -25,6 +25,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 )
 
 // The tests below run the whole relay path (Session.relay: hello,
@@ -499,7 +500,7 @@ func TestProxyVideoCapsEncoded(t *testing.T) {
 	pc := ProxyVideoCaps(encproto.HelloReply{MaxWidth: 4096, MaxHeight: 2160})
 	for _, form := range []caps.Form{caps.Flat, caps.Nested} {
 		ch := value.Dict{{Key: "version", Value: "6.3"}, {Key: "encodings", Value: codecsCaps}}
-		h := ServerHello(ch, ServerHelloOptions{Form: form, ProxyVideo: pc})
+		h := relay.ServerHello(ch, relay.ServerHelloOptions{Form: form, ProxyVideo: pc})
 		b, err := conn.Encode(nil, wire.RencodePlus, conn.Packet{"hello", h})
 		if err != nil {
 			t.Fatal(err)

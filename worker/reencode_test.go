@@ -23,6 +23,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 )
 
 // reencodeLab is a Reencoder between a fake 3.1 server (the test writes
@@ -623,7 +624,7 @@ func TestRawFramesHello(t *testing.T) {
 	client := value.Dict{{Key: "encodings", Value: []any{"h264", "png", "rgb"}}, {Key: "encoding", Value: "auto"},
 		{Key: "encoding.rgb_lz4", Value: true}, {Key: "lz4", Value: true}, {Key: "encoding.scrolling", Value: true}}
 	for _, raw := range []bool{false, true} {
-		c := caps.New(ServerHello(client, ServerHelloOptions{Form: caps.Flat, RawFrames: raw}))
+		c := caps.New(relay.ServerHello(client, relay.ServerHelloOptions{Form: caps.Flat, RawFrames: raw}))
 		got := map[string]any{"encodings": c.Strings("encodings"), "encoding": c.Str("encoding", ""),
 			"rgb_lz4": c.Bool("encoding.rgb_lz4", true), "scrolling": c.Bool("encoding.scrolling", true),
 			"lz4": c.Bool("lz4", false), "core": c.Strings("encodings.core")}

@@ -27,6 +27,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
@@ -143,7 +144,7 @@ func (s *Session) answer(req string) error {
 		d = value.Dict{{Key: "server.type", Value: "xpra-proxy"}, {Key: "server.mode", Value: "proxy"},
 			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
 			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.Protocol},
-			{Key: "proxy.version", Value: Version}, {Key: "proxy.user", Value: s.Launch.Username}}
+			{Key: "proxy.version", Value: version.Proxy}, {Key: "proxy.user", Value: s.Launch.Username}}
 		for i, disp := range s.displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
 		}
@@ -232,7 +233,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		_ = sc.SetEncoding(wire.RencodePlus)
 	}
 	form := s.hello.Form()
-	opts := ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
+	opts := relay.ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
 		Digests: digest.Supported(), SaltDigests: digest.SupportedSalt(), UID: s.Launch.UID, GID: s.Launch.GID, Form: form}
 	if t.Username != "" {
 		opts.Username = t.Username
@@ -249,7 +250,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == ReencodeRawFrames, encOpts.ProxyCaps
 	}
 	hello := s.State.Hello
-	if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
 		return fmt.Errorf("sending hello to the server: %w", err)
 	}
 	for {
@@ -291,7 +292,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				}
 			}
 			opts.ChallengeAnswers = answer
-			if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+			if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
 				return err
 			}
 		case packet.Hello:
@@ -307,12 +308,12 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if err := sc.ApplyPeerHello(sh, 0); err != nil {
 				return s.refuse(packet.ReasonProtocolError, err.Error())
 			}
-			if err := s.client.WritePacket(conn.Packet{packet.Hello, ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
+			if err := s.client.WritePacket(conn.Packet{packet.Hello, relay.ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
 				return err
 			}
 			_ = snc.SetDeadline(time.Time{})
 			_ = cnc.SetDeadline(time.Time{})
-			client := NewLeg("client", cnc, s.client)
+			client := relay.NewLeg("client", cnc, s.client)
 			client.Form = form
 			client.EnablePings(s.hello.Caps)
 			serverNet, serverConn := net.Conn(snc), sc
@@ -326,12 +327,12 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 					serverNet, serverConn = re.Relay()
 				}
 			}
-			server := NewLeg("server", serverNet, serverConn)
+			server := relay.NewLeg("server", serverNet, serverConn)
 			server.Form = sh.Form()
 			server.EnablePings(sh.Caps)
-			r := NewRelay(client, server, s.Log)
+			r := relay.New(client, server, s.Log)
 			r.ProxyInfo = func() value.Dict {
-				return value.Dict{{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
+				return value.Dict{{Key: "version", Value: version.Proxy}, {Key: "pid", Value: int64(os.Getpid())},
 					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
 			}
 			cx := &Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,

@@ -51,7 +51,7 @@ func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, 
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		figures := value.Dict{{Key: "version", Value: Version}}
+		figures := value.Dict{{Key: "version", Value: version.Proxy}}
 		for _, k := range keys {
 			figures = append(figures, value.Item{Key: k, Value: m.Figures[k]})
 		}
