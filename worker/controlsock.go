@@ -14,6 +14,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/reencode"
 	"github.com/xpra-proxy/xpra-proxy/relay"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
@@ -28,7 +29,7 @@ type Connection struct {
 	Started   time.Time
 	Client    *relay.Leg
 	Server    *relay.Leg
-	Encode    *ReencodeStats // nil: no re-encoding on this connection
+	Encode    *reencode.Stats // nil: no re-encoding on this connection
 }
 
 // Info is what `xpra info :proxy-PID` prints, under "proxy.".

@@ -27,6 +27,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/reencode"
 	"github.com/xpra-proxy/xpra-proxy/relay"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
@@ -243,11 +244,11 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		password, hasPassword = s.Launch.SessionOptions["password"]
 	}
 	// With the shared encoder, the server is asked for raw frames that the
-	// relay re-encodes (reencode.go).
-	enc, encOpts := s.encoderFor(form)
+	// relay re-encodes (package reencode).
+	enc, encOpts := reencode.Connect(s.Launch.EncoderSocket, s.Launch.EncoderUID, form, s.client.Encoding(), s.hello.Caps, s.Log)
 	if enc != nil {
 		defer enc.Close()
-		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == ReencodeRawFrames, encOpts.ProxyCaps
+		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == reencode.RawFrames, encOpts.ProxyCaps
 	}
 	hello := s.State.Hello
 	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
@@ -316,16 +317,9 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			client := relay.NewLeg("client", cnc, s.client)
 			client.Form = form
 			client.EnablePings(s.hello.Caps)
-			serverNet, serverConn := net.Conn(snc), sc
-			var re *Reencoder
-			// Proxy frames come only from 4.3-6.3 servers: others relay as is.
-			if enc != nil && (encOpts.Mode == ReencodeRawFrames || ProxyVideoServer(sh)) {
-				if re, err = NewReencoder(enc, snc, sc, sh, encOpts, s.Log); err != nil {
-					s.Log.Warn("re-encoding off", "err", err) // the server's raw frames pass as they are
-				} else {
-					defer re.Close()
-					serverNet, serverConn = re.Relay()
-				}
+			serverNet, serverConn, re := reencode.ForServer(enc, snc, sc, sh, encOpts, s.Log)
+			if re != nil {
+				defer re.Close()
 			}
 			server := relay.NewLeg("server", serverNet, serverConn)
 			server.Form = sh.Form()
