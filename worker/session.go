@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
@@ -29,6 +28,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 	"github.com/xpra-proxy/xpra-proxy/reencode"
 	"github.com/xpra-proxy/xpra-proxy/relay"
+	"github.com/xpra-proxy/xpra-proxy/target"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
@@ -52,8 +52,8 @@ type Session struct {
 	Log    *slog.Logger
 
 	// Sessions is the channel to ask the supervisor for a new session
-	// (ondemand.go), nil when the proxy starts none; StartMode is its
-	// start-session setting (StartOnRequest or StartAuto).
+	// (target/ondemand.go), nil when the proxy starts none; StartMode is
+	// its start-session setting (target.StartOnRequest or StartAuto).
 	Sessions  *ipc.Conn
 	StartMode string
 
@@ -70,7 +70,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	if err := s.client.ApplyPeerHello(s.hello, int(s.hello.CompressionLevel)); err != nil {
 		return s.refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder")
 	}
-	switch req := s.request(); req {
+	switch req := target.Request(s.hello); req {
 	case "":
 	case "info", "id", "connect_test":
 		return s.answer(req)
@@ -79,9 +79,12 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	default:
 		return s.refuse("invalid request", req)
 	}
-	display, started, err := s.target(ctx)
+	// The finder owns the session channel from here: it closes it.
+	f := &target.Finder{Launch: s.Launch, Log: s.Log, Sessions: s.Sessions, StartMode: s.StartMode}
+	s.Sessions = nil
+	display, started, err := f.Choose(ctx, s.hello)
 	if err != nil {
-		var te *TargetError
+		var te *target.Error
 		if errors.As(err, &te) {
 			return s.refuse(te.Reason, te.Detail)
 		}
@@ -104,25 +107,12 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return nil
 	}
 	s.Log = s.Log.With("display", display)
-	server, target, err := s.connect(ctx, display)
+	server, dest, err := s.connect(ctx, display)
 	if err != nil {
 		s.Log.Warn("connecting to the session", "err", err)
 		return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
 	}
-	return s.relay(ctx, nc, server, target)
-}
-
-// request is the one-shot request of the hello, "" for a UI client.
-func (s *Session) request() string {
-	if s.hello.Request != "" {
-		return s.hello.Request
-	}
-	for _, r := range []string{"info", "id", "connect_test", "version", "screenshot", "event", "print", "exit", "stop", "detach"} {
-		if s.hello.Bool(r+"_request", false) {
-			return r
-		}
-	}
-	return ""
+	return s.relay(ctx, nc, server, dest)
 }
 
 func (s *Session) refuse(reason string, details ...string) error {
@@ -146,7 +136,7 @@ func (s *Session) answer(req string) error {
 			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
 			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.Protocol},
 			{Key: "proxy.version", Value: version.Proxy}, {Key: "proxy.user", Value: s.Launch.Username}}
-		for i, disp := range s.displays() {
+		for i, disp := range s.user().Displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
 		}
 	}
@@ -158,43 +148,9 @@ func (s *Session) answer(req string) error {
 	return nil
 }
 
-func (s *Session) socketDirs() []string {
-	if len(s.Launch.SocketDirs) > 0 {
-		return sockdir.Expand(s.Launch.SocketDirs, s.Launch.UID, s.Launch.Username, s.Launch.Home)
-	}
-	return sockdir.Dirs(s.Launch.UID, s.Launch.Home)
-}
-
-// displays are the sessions the user may reach: the module's list, or the
-// user's live local sessions ("username matters").
-func (s *Session) displays() []string {
-	if s.Launch.Displays != nil {
-		return s.Launch.Displays
-	}
-	sessions, err := sockdir.List(s.socketDirs(), sockdir.Hostname())
-	if err != nil {
-		s.Log.Warn("listing sessions", "err", err)
-	}
-	var out []string
-	for _, se := range sessions {
-		if se.State == sockdir.Live && s.ownSocket(se.Path) {
-			out = append(out, se.Display)
-		}
-	}
-	return out
-}
-
-// ownSocket reports whether the user owns a socket found by scanning: a
-// shared directory (/run/xpra) may hold other users' sessions that the
-// user's groups let it open, which are not its sessions.
-func (s *Session) ownSocket(path string) bool {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && int(st.Uid) == s.Launch.UID
-}
+// user is what the user may reach, for the proxy's own answers, the
+// connection and its control socket.
+func (s *Session) user() target.Finder { return target.Finder{Launch: s.Launch, Log: s.Log} }
 
 // connect opens the target as this (unprivileged) user: the permissions
 // on the user's own sockets do the access control.
@@ -206,11 +162,11 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if t.Scheme == "" {
-		path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), t.Display)
+		path, err := sockdir.Find(s.user().SocketDirs(), sockdir.Hostname(), t.Display)
 		if err != nil {
 			return nil, t, err
 		}
-		if !s.ownSocket(path) {
+		if !s.user().OwnSocket(path) {
 			return nil, t, fmt.Errorf("%s is not owned by uid %d", path, s.Launch.UID)
 		}
 		t = xpraurl.Target{Scheme: "socket", SocketPath: path, Display: t.Display}
@@ -339,7 +295,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			}
 			cctx, stopControl := context.WithCancel(ctx)
 			defer stopControl()
-			go serveControl(cctx, s.socketDirs(), s.Launch.UID, cx.Info, func(reason string) {
+			go serveControl(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
 				// Only signal: the control server waits for this to return.
 				s.Log.Info("stopped through the control socket", "reason", reason)
 				go r.Stop(nil, "server shutdown", true)
@@ -384,4 +340,13 @@ func answerChallenge(ch challenge.Challenge, password string) (value.Dict, error
 		{Key: "challenge_client_salt", Value: cs},
 		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
 	}, nil
+}
+
+// awaitHangup lets the client read its answer and hang up first, up to
+// d: a connection closed right behind the answer can reach an xpra 3.1
+// client as "connection lost" before it has handled the answer (seen with
+// `xpra start ssl://... --attach=no`).
+func awaitHangup(nc net.Conn, d time.Duration) {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }

@@ -1,4 +1,4 @@
-package worker
+package target
 
 import (
 	"testing"
@@ -28,7 +28,7 @@ func TestChooseDisplay(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ChooseDisplay(tt.requested, tt.available)
 			if tt.err != "" {
-				te, ok := err.(*TargetError)
+				te, ok := err.(*Error)
 				if !ok || te.Detail != tt.err || te.Reason != packet.ReasonSessionNotFound {
 					t.Fatalf("err = %v, want %q", err, tt.err)
 				}
