@@ -1,3 +1,10 @@
+// Package worker is the relay worker's glue (cmd/xpra-proxy-worker
+// --relay): one authenticated connection, as the session's owner, from
+// the hand-over to the end. It answers the requests the proxy answers
+// itself, chooses the session (package target), does the hellos with the
+// server, and runs the relay (package relay) with re-encoding where it
+// applies (package reencode) and the connection's control socket
+// (package control/proxyctl).
 package worker
 
 import (
@@ -14,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
@@ -285,7 +293,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				return value.Dict{{Key: "version", Value: version.Proxy}, {Key: "pid", Value: int64(os.Getpid())},
 					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
 			}
-			cx := &Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
+			cx := &proxyctl.Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
 				Target: t.String(), Started: time.Now(), Client: client, Server: server}
 			if re != nil {
 				cx.Encode = &re.Stats
@@ -295,11 +303,11 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			}
 			cctx, stopControl := context.WithCancel(ctx)
 			defer stopControl()
-			go serveControl(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
+			go proxyctl.Serve(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
 				// Only signal: the control server waits for this to return.
 				s.Log.Info("stopped through the control socket", "reason", reason)
 				go r.Stop(nil, "server shutdown", true)
-			}, s)
+			}, s.Log)
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
 			// before settling in for a long relay (one worker per connection,

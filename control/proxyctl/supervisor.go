@@ -1,4 +1,4 @@
-package worker
+package proxyctl
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
-// ServeSupervisorControl answers `xpra info` and `xpra stop` on the
+// ServeSupervisor answers `xpra info` and `xpra stop` on the
 // supervisor's own control socket (display :proxy), in an unprivileged
 // process: root binds the socket, this process speaks xpra on it, and
 // asks the supervisor over ipc for its figures or to stop. Only root may
 // connect (peer credentials, checked by control.Server).
-func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, log *slog.Logger) error {
+func ServeSupervisor(ctx context.Context, l net.Listener, sup *ipc.Conn, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex // one request at a time on the ipc channel

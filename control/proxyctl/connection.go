@@ -1,9 +1,15 @@
-package worker
+// Package proxyctl is the proxy's own control sockets, served with package
+// control: each relay worker's :proxy-<pid> (connection.go: its info for
+// `xpra info` and `xpra-proxy list`, and `xpra stop`), and the
+// supervisor's :proxy, served by the unprivileged control process
+// (supervisor.go).
+package proxyctl
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -53,11 +59,11 @@ func (c *Connection) Info() value.Dict {
 	return value.Dict{{Key: "proxy", Value: d}}
 }
 
-// serveControl opens the connection's control socket, named like the
+// Serve opens the connection's control socket, named like the
 // reference's (<host>-proxy-<pid>) in the first of the user's socket
 // directories that can hold it, and serves it until ctx ends or a `stop`
 // request arrives (then stop is called). Only root and the user may use it.
-func serveControl(ctx context.Context, dirs []string, uid int, info func() value.Dict, stop func(reason string), s *Session) {
+func Serve(ctx context.Context, dirs []string, uid int, info func() value.Dict, stop func(reason string), log *slog.Logger) {
 	host, _ := os.Hostname()
 	var l net.Listener
 	var errs []error
@@ -69,13 +75,13 @@ func serveControl(ctx context.Context, dirs []string, uid int, info func() value
 		errs = append(errs, err)
 	}
 	if l == nil {
-		s.Log.Warn("no control socket", "err", errors.Join(errs...))
+		log.Warn("no control socket", "err", errors.Join(errs...))
 		return
 	}
-	s.Log.Info("control socket", "path", l.Addr().String())
-	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: s.Log}
+	log.Info("control socket", "path", l.Addr().String())
+	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: log}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
-		s.Log.Warn("control socket", "err", err)
+		log.Warn("control socket", "err", err)
 	}
 }
 
