@@ -761,7 +761,7 @@ func TestRelayReceiverStopsReading(t *testing.T) {
 // cut-through, for choosing SpliceMin. cpu-ms/MB is the whole process
 // (peers included, the same in both modes): compare modes at one size.
 //
-//	go test ./worker -run '^$' -bench RelayChunks -benchtime 200x -count 5
+//	go test ./relay -run '^$' -bench RelayChunks -benchtime 200x -count 5
 func BenchmarkRelayChunks(b *testing.B) {
 	for _, size := range []int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20} {
 		for _, mode := range []string{"copy", "splice", "io.Copy"} {
