@@ -14,5 +14,6 @@
 //     hand-over of an accepted connection to its end.
 //
 // It lives in its own binary so that relay workers, one per connection,
-// do not pay for net/http and crypto/tls in memory.
+// do not carry TLS termination, the certificate and key, and the HTTP
+// server.
 package preauth

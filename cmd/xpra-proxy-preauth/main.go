@@ -12,8 +12,9 @@
 // attached) and starts the next spare.
 //
 // It is its own binary so that relay workers, one per connection, do not
-// carry net/http and crypto/tls (about 3 MB of RSS each, from their
-// package initialisation alone).
+// carry TLS termination, the certificate and key, and the HTTP server (the
+// relay still links net/http and crypto/tls through two libraries:
+// ARCHITECTURE.md, "What each binary links").
 //
 // Before anything else it checks it holds only its named descriptors and
 // sets no_new_privs. The stage itself is package preauth.
