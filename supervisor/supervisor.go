@@ -3,7 +3,7 @@
 // the answers to password challenges with the stored secrets, and starts
 // the relay worker as the session's owner. It never reads a byte a client
 // sent: the client socket only passes through it to the children
-// (ARCHITECTURE.md; TestSupervisorImports keeps protocol parsers out).
+// (ARCHITECTURE.md; cmd/xpra-proxy's TestDeps keeps protocol parsers out).
 package supervisor
 
 import (

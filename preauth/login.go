@@ -1,4 +1,4 @@
-package worker
+package preauth
 
 import (
 	"errors"
@@ -18,13 +18,11 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
-// ProtocolVersion is the xpra version the proxy speaks to clients.
-const ProtocolVersion = "3.1.3"
-
-// PreauthOptions shape the pre-auth stage.
-type PreauthOptions struct {
+// Options shape the pre-auth exchange.
+type Options struct {
 	Listener     string
 	Transport    string // what arrived: "tcp", "ssl", "ws", "wss", "unix"
 	Peer         string
@@ -37,14 +35,14 @@ type PreauthOptions struct {
 // as the reference does, which also slows password guessing.
 const authFailureDelay = time.Second
 
-// Preauth runs the unprivileged first stage of a connection: it reads the
+// Login runs the unprivileged first stage of a connection: it reads the
 // client's hello, answers a version request, relays the password
 // challenge the supervisor chose, and hands the connection over. It never
 // sees a stored secret. When the supervisor hands back a stream socket
 // (TLS and WebSocket, which this process terminates), Preauth returns it:
 // the caller relays the plain stream between it and nc.
-func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
-	stream, err := preauth(nc, sup, o)
+func Login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
+	stream, err := login(nc, sup, o)
 	if err != nil && stream != nil {
 		stream.Close()
 		stream = nil
@@ -52,7 +50,7 @@ func Preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 	return stream, err
 }
 
-func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
+func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(o.PacketLimit)
@@ -80,7 +78,7 @@ func preauth(nc net.Conn, sup *ipc.Conn, o PreauthOptions) (*os.File, error) {
 	}
 	if h.Request == "version" || h.Bool("version_request", false) {
 		// Answered before authentication, as xpra does.
-		return nil, c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: ProtocolVersion}}})
+		return nil, c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: version.Protocol}}})
 	}
 	if h.Has("cipher") || h.Has("encryption") {
 		return nil, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")

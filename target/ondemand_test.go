@@ -1,4 +1,4 @@
-package worker
+package target
 
 import (
 	"context"
@@ -43,8 +43,7 @@ func TestStartMessage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Session{hello: caps.ParseHello(value.Dict{{Key: "start-new-session", Value: tc.sns}})}
-			sp, ok := s.startRequest()
+			sp, ok := startRequest(caps.ParseHello(value.Dict{{Key: "start-new-session", Value: tc.sns}}))
 			if !ok {
 				t.Fatal("no start request seen")
 			}
@@ -62,7 +61,7 @@ func TestStartMessage(t *testing.T) {
 	}
 	// An empty dict asks for nothing (Python's truthiness, as xpra).
 	for _, h := range []value.Dict{{}, {{Key: "start-new-session", Value: value.Dict{}}}, {{Key: "start-new-session", Value: "yes"}}} {
-		if _, ok := (&Session{hello: caps.ParseHello(h)}).startRequest(); ok {
+		if _, ok := startRequest(caps.ParseHello(h)); ok {
 			t.Errorf("%v asks for a session", h)
 		}
 	}
@@ -97,9 +96,9 @@ func TestTargetDecision(t *testing.T) {
 			if tc.noLive {
 				dirs = []string{t.TempDir()}
 			}
-			s := &Session{Log: quietLog(), StartMode: tc.mode, hello: caps.ParseHello(tc.hello),
+			s := &Finder{Log: quietLog(), StartMode: tc.mode,
 				Launch: launch.Launch{UID: os.Getuid(), SocketDirs: dirs, Displays: tc.displays}}
-			d, started, err := s.target(context.Background())
+			d, started, err := s.Choose(context.Background(), caps.ParseHello(tc.hello))
 			if tc.wantError != "" {
 				if err == nil || err.Error() != tc.wantError {
 					t.Fatalf("target = %q, %v; want the error %q", d, err, tc.wantError)
@@ -131,7 +130,7 @@ func listenSession(t *testing.T, dir string, n int) net.Listener {
 // waiting as soon as the session's leader is gone.
 func TestWaitLive(t *testing.T) {
 	dir := t.TempDir()
-	s := &Session{Log: quietLog(), Launch: launch.Launch{UID: os.Getuid(), SocketDirs: []string{dir}}}
+	s := &Finder{Log: quietLog(), Launch: launch.Launch{UID: os.Getuid(), SocketDirs: []string{dir}}}
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		l := listenSession(t, dir, 150)

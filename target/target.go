@@ -1,4 +1,8 @@
-package worker
+// Package target chooses the session a relayed connection goes to, as the
+// connection's user in its relay worker: among the user's live sessions
+// or the module's list (PROXY.md §2.7), or a new one the supervisor
+// starts on request (ondemand.go).
+package target
 
 import (
 	"fmt"
@@ -7,13 +11,13 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 )
 
-// TargetError is a refusal the client is shown, as a disconnect packet.
-type TargetError struct {
+// Error is a refusal the client is shown, as a disconnect packet.
+type Error struct {
 	Reason string // one of packet.Reason*
 	Detail string
 }
 
-func (e *TargetError) Error() string { return e.Reason + ": " + e.Detail }
+func (e *Error) Error() string { return e.Reason + ": " + e.Detail }
 
 // NormalizeDisplay turns what a client put in its hello (from the URL path)
 // into the form sessions are listed by: "100" and ":100" name the same
@@ -42,17 +46,17 @@ func ChooseDisplay(requested string, available []string) (string, error) {
 		}
 	}
 	if len(usable) == 0 {
-		return "", &TargetError{packet.ReasonSessionNotFound, "no displays found"}
+		return "", &Error{packet.ReasonSessionNotFound, "no displays found"}
 	}
 	want := NormalizeDisplay(requested)
 	if strings.HasPrefix(want, ":proxy-") {
-		return "", &TargetError{packet.ReasonSessionNotFound, "invalid display"}
+		return "", &Error{packet.ReasonSessionNotFound, "invalid display"}
 	}
 	if want == "" {
 		if len(usable) == 1 {
 			return usable[0], nil
 		}
-		return "", &TargetError{packet.ReasonSessionNotFound,
+		return "", &Error{packet.ReasonSessionNotFound,
 			"please specify a display, more than one is available: " + strings.Join(usable, ", ")}
 	}
 	for _, d := range usable {
@@ -60,5 +64,5 @@ func ChooseDisplay(requested string, available []string) (string, error) {
 			return d, nil
 		}
 	}
-	return "", &TargetError{packet.ReasonSessionNotFound, fmt.Sprintf("display '%s' not found", want)}
+	return "", &Error{packet.ReasonSessionNotFound, fmt.Sprintf("display '%s' not found", want)}
 }

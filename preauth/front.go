@@ -1,10 +1,4 @@
-// Package front is the pre-auth process's side of a TCP port: it tells
-// transports apart, terminates TLS and WebSocket, serves the HTML5 client,
-// forwards other traffic, and after authentication carries TLS and
-// WebSocket connections for the relay worker. It lives in its own binary
-// (xpra-proxy-preauth) so that relay workers, one per connection, do not
-// pay for net/http and crypto/tls in memory.
-package front
+package preauth
 
 import (
 	"context"
@@ -16,7 +10,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/launch"
-	nettransport "github.com/xpra-proxy/xpra-proxy/transport"
+	nettransport "github.com/xpra-proxy/xpra-proxy/preauth/transport"
 )
 
 // Front tells apart what arrived on a TCP port (PROTOCOL.md §7.3) and
@@ -32,9 +26,9 @@ type Front struct {
 	tlsConfig *tls.Config
 }
 
-// New checks the document once (a bad certificate is a start-up
+// NewFront checks the document once (a bad certificate is a start-up
 // error of every pre-auth process, logged, rather than a silent downgrade).
-func New(doc launch.Front, log *slog.Logger) (*Front, error) {
+func NewFront(doc launch.Front, log *slog.Logger) (*Front, error) {
 	f := &Front{Doc: doc, Log: log}
 	if doc.TLS() {
 		cfg, err := nettransport.ServerTLS(nettransport.TLSOptions{Cert: doc.CertName, Key: doc.KeyName,

@@ -13,7 +13,7 @@ import (
 // it: plain TCP, or TLS terminated by Peek + WrapTLS (Go's default suite
 // negotiation: TLS 1.3, AES-GCM), both directions, 64 KiB writes.
 //
-//	go test -run '^$' -bench BenchmarkRelay -benchtime 2s ./transport/
+//	go test -run '^$' -bench BenchmarkRelay -benchtime 2s ./preauth/transport/
 func BenchmarkRelay(b *testing.B) {
 	p := newPKI(b)
 	cfg, err := ServerTLS(TLSOptions{Cert: p.certFile, Key: p.keyFile})

@@ -1,4 +1,4 @@
-package worker
+package relay
 
 import (
 	"os"
@@ -7,10 +7,8 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
-
-// Version is what the proxy reports as its own version in proxy.* keys.
-const Version = "0.1"
 
 // clientOnlyPrefixes are the client hello keys that describe the client's
 // link to us, not to the server: they are dropped before the hello goes on
@@ -142,7 +140,7 @@ func proxyIdentity(uid, gid int) value.Dict {
 	host, _ := os.Hostname()
 	return value.Dict{
 		{Key: "proxy", Value: true},
-		{Key: "proxy.version", Value: Version},
+		{Key: "proxy.version", Value: version.Proxy},
 		{Key: "proxy.hostname", Value: host},
 		{Key: "proxy.platform", Value: runtime.GOOS},
 		{Key: "proxy.pid", Value: int64(os.Getpid())},

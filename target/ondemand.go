@@ -1,18 +1,17 @@
-package worker
+package target
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"net"
 	"os"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
@@ -41,33 +40,33 @@ type Started struct {
 	Mode    string // the client's mode, echoed when it does not connect
 }
 
-// target is the display to connect to. It starts a session first when the
-// client asked for one or, with start-session=auto, when the user has no
-// session to go to; otherwise it is ChooseDisplay's pick. The session
-// channel is closed when it returns: a connection starts one session at
-// most.
-func (s *Session) target(ctx context.Context) (string, *Started, error) {
+// Choose is the display the client with hello h connects to. It starts a
+// session first when the client asked for one or, with
+// start-session=auto, when the user has no session to go to; otherwise
+// it is ChooseDisplay's pick. The session channel is closed when it
+// returns: a connection starts one session at most.
+func (s *Finder) Choose(ctx context.Context, h caps.Hello) (string, *Started, error) {
 	defer s.closeSessions()
-	sns, asked := s.startRequest()
-	displays := s.displays()
+	sns, asked := startRequest(h)
+	displays := s.Displays()
 	// Only a client that will use the session gets one unasked (not, say,
 	// `xpra detach`).
-	auto := s.StartMode == StartAuto && s.request() == "" && s.hello.Connect
+	auto := s.StartMode == StartAuto && Request(h) == "" && h.Connect
 	if !asked && !(auto && s.noSession(displays)) {
-		d, err := ChooseDisplay(s.hello.Display, displays)
+		d, err := ChooseDisplay(h.Display, displays)
 		return d, nil, err
 	}
 	if s.Sessions == nil {
-		return "", nil, &TargetError{packet.ReasonSessionNotFound, "no displays found (this proxy does not start sessions)"}
+		return "", nil, &Error{packet.ReasonSessionNotFound, "no displays found (this proxy does not start sessions)"}
 	}
 	req, err := startMessage(sns)
 	if err != nil {
-		return "", nil, &TargetError{packet.ReasonServerError, "failed to start a new session: " + err.Error()}
+		return "", nil, &Error{packet.ReasonServerError, "failed to start a new session: " + err.Error()}
 	}
 	if !asked {
 		s.Log.Info("no session: starting one (start-session=auto)")
 	} else if req.Display != "" && containsDisplay(displays, req.Display) {
-		return "", nil, &TargetError{packet.ReasonServerError, "failed to start a new session: display " + req.Display + " is already active!"}
+		return "", nil, &Error{packet.ReasonServerError, "failed to start a new session: display " + req.Display + " is already active!"}
 	}
 	if dir := req.Options["chdir"]; len(dir) == 1 && !isDir(dir[0]) {
 		// xpra 3.1 clients send their own working directory: a path on
@@ -83,7 +82,7 @@ func (s *Session) target(ctx context.Context) (string, *Started, error) {
 	return st.Display, st, nil
 }
 
-func (s *Session) closeSessions() {
+func (s *Finder) closeSessions() {
 	if s.Sessions != nil {
 		s.Sessions.Close()
 		s.Sessions = nil
@@ -98,8 +97,8 @@ type startSpec struct {
 
 // startRequest reads the hello's start-new-session dict; an empty or
 // absent one asks for nothing (Python's truthiness, as the reference).
-func (s *Session) startRequest() (startSpec, bool) {
-	v, ok := s.hello.Lookup("start-new-session")
+func startRequest(h caps.Hello) (startSpec, bool) {
+	v, ok := h.Lookup("start-new-session")
 	d, isDict := v.(value.Dict)
 	if !ok || !isDict || len(d) == 0 {
 		return startSpec{}, false
@@ -194,9 +193,9 @@ func optionText(v any) (string, bool) {
 // noSession: nothing to connect to, and (for modules that list displays)
 // no live session of the user's own either, so that a module's empty list
 // does not start a new session on every connection (reference #3021).
-func (s *Session) noSession(displays []string) bool {
+func (s *Finder) noSession(displays []string) bool {
 	if _, err := ChooseDisplay("", displays); err != nil {
-		var te *TargetError
+		var te *Error
 		if !errors.As(err, &te) || te.Detail != "no displays found" {
 			return false // several: the client must choose
 		}
@@ -206,9 +205,9 @@ func (s *Session) noSession(displays []string) bool {
 	if s.Launch.Displays == nil {
 		return true // displays was the scan
 	}
-	sessions, _ := sockdir.List(s.socketDirs(), sockdir.Hostname())
+	sessions, _ := sockdir.List(s.SocketDirs(), sockdir.Hostname())
 	for _, se := range sessions {
-		if se.State == sockdir.Live && s.ownSocket(se.Path) {
+		if se.State == sockdir.Live && s.OwnSocket(se.Path) {
 			return false
 		}
 	}
@@ -230,12 +229,12 @@ func isDir(p string) bool {
 }
 
 // startSession asks the supervisor and waits for the session's socket.
-func (s *Session) startSession(ctx context.Context, req ipc.Message) (*Started, error) {
+func (s *Finder) startSession(ctx context.Context, req ipc.Message) (*Started, error) {
 	ch := s.Sessions
 	_ = ch.SetDeadline(time.Now().Add(startReplyTimeout))
 	if err := ch.Send(req, nil); err != nil {
 		s.Log.Warn("asking for a session", "err", err)
-		return nil, &TargetError{packet.ReasonServerError, "failed to start a new session"}
+		return nil, &Error{packet.ReasonServerError, "failed to start a new session"}
 	}
 	reply, f, _, err := ch.Recv()
 	if f != nil {
@@ -243,16 +242,16 @@ func (s *Session) startSession(ctx context.Context, req ipc.Message) (*Started, 
 	}
 	if err != nil {
 		s.Log.Warn("asking for a session", "err", err)
-		return nil, &TargetError{packet.ReasonServerError, "failed to start a new session"}
+		return nil, &Error{packet.ReasonServerError, "failed to start a new session"}
 	}
 	switch reply.Kind {
 	case ipc.Denied:
 		s.Log.Info("session refused", "reason", reply.Reason, "details", reply.Details)
-		return nil, &TargetError{reply.Reason, joinDetails(reply.Details)}
+		return nil, &Error{reply.Reason, joinDetails(reply.Details)}
 	case ipc.SessionStarted:
 	default:
 		s.Log.Warn("asking for a session", "reply", reply.Kind)
-		return nil, &TargetError{packet.ReasonServerError, "failed to start a new session"}
+		return nil, &Error{packet.ReasonServerError, "failed to start a new session"}
 	}
 	log := s.Log.With("display", reply.Display, "unit", reply.Unit, "session", reply.Session)
 	log.Info("session starting")
@@ -268,7 +267,7 @@ func (s *Session) startSession(ctx context.Context, req ipc.Message) (*Started, 
 				f.Close()
 			}
 		}
-		return nil, &TargetError{packet.ReasonServerError, "failed to start a new session: " + err.Error()}
+		return nil, &Error{packet.ReasonServerError, "failed to start a new session: " + err.Error()}
 	}
 	log.Info("session live", "socket", path, "after", time.Since(t0).Round(time.Millisecond))
 	return &Started{Display: reply.Display, Socket: path}, nil
@@ -290,7 +289,7 @@ func joinDetails(d []string) string {
 // display's socket answers; the session's leader exiting first means the
 // session failed. xpra listens before its main loop runs: a connection
 // made now is answered once the server is ready.
-func (s *Session) waitLive(ctx context.Context, display string, leader int, wait time.Duration) (string, error) {
+func (s *Finder) waitLive(ctx context.Context, display string, leader int, wait time.Duration) (string, error) {
 	if wait <= 0 {
 		wait = 90 * time.Second
 	}
@@ -298,7 +297,7 @@ func (s *Session) waitLive(ctx context.Context, display string, leader int, wait
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), display); err == nil && s.ownSocket(path) {
+		if path, err := sockdir.Find(s.SocketDirs(), sockdir.Hostname(), display); err == nil && s.OwnSocket(path) {
 			return path, nil
 		}
 		if leader > 0 && !processExists(leader) {
@@ -313,15 +312,6 @@ func (s *Session) waitLive(ctx context.Context, display string, leader int, wait
 		case <-tick.C:
 		}
 	}
-}
-
-// awaitHangup lets the client read its answer and hang up first, up to
-// d: a connection closed right behind the answer can reach an xpra 3.1
-// client as "connection lost" before it has handled the answer (seen with
-// `xpra start ssl://... --attach=no`).
-func awaitHangup(nc net.Conn, d time.Duration) {
-	_ = nc.SetReadDeadline(time.Now().Add(d))
-	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }
 
 // processExists: kill(pid, 0) tells a gone process (ESRCH) from one of

@@ -1,4 +1,4 @@
-package worker
+package proxyctl
 
 import (
 	"context"
@@ -13,14 +13,15 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
-// ServeSupervisorControl answers `xpra info` and `xpra stop` on the
+// ServeSupervisor answers `xpra info` and `xpra stop` on the
 // supervisor's own control socket (display :proxy), in an unprivileged
 // process: root binds the socket, this process speaks xpra on it, and
 // asks the supervisor over ipc for its figures or to stop. Only root may
 // connect (peer credentials, checked by control.Server).
-func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, log *slog.Logger) error {
+func ServeSupervisor(ctx context.Context, l net.Listener, sup *ipc.Conn, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex // one request at a time on the ipc channel
@@ -50,7 +51,7 @@ func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, 
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		figures := value.Dict{{Key: "version", Value: Version}}
+		figures := value.Dict{{Key: "version", Value: version.Proxy}}
 		for _, k := range keys {
 			figures = append(figures, value.Item{Key: k, Value: m.Figures[k]})
 		}
@@ -61,7 +62,7 @@ func ServeSupervisorControl(ctx context.Context, l net.Listener, sup *ipc.Conn, 
 			{Key: "proxy", Value: figures},
 		}
 	}
-	srv := &control.Server{Owner: 0, Info: info, Version: ProtocolVersion, Log: log,
+	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Log: log,
 		Stop: func(reason string) {
 			log.Info("stop requested", "reason", reason)
 			go func() {

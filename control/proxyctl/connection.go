@@ -1,9 +1,15 @@
-package worker
+// Package proxyctl is the proxy's own control sockets, served with package
+// control: each relay worker's :proxy-<pid> (connection.go: its info for
+// `xpra info` and `xpra-proxy list`, and `xpra stop`), and the
+// supervisor's :proxy, served by the unprivileged control process
+// (supervisor.go).
+package proxyctl
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -14,6 +20,9 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control"
 	"github.com/xpra-proxy/xpra-proxy/protocol/sockdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/reencode"
+	"github.com/xpra-proxy/xpra-proxy/relay"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // Connection describes a relayed connection for its control socket's
@@ -24,15 +33,15 @@ type Connection struct {
 	Transport string
 	Target    string // the display or URL, without credentials
 	Started   time.Time
-	Client    *Leg
-	Server    *Leg
-	Encode    *ReencodeStats // nil: no re-encoding on this connection
+	Client    *relay.Leg
+	Server    *relay.Leg
+	Encode    *reencode.Stats // nil: no re-encoding on this connection
 }
 
 // Info is what `xpra info :proxy-PID` prints, under "proxy.".
 func (c *Connection) Info() value.Dict {
 	d := value.Dict{
-		{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
+		{Key: "version", Value: version.Proxy}, {Key: "pid", Value: int64(os.Getpid())},
 		{Key: "user", Value: c.User}, {Key: "peer", Value: c.Peer}, {Key: "transport", Value: c.Transport},
 		{Key: "target", Value: c.Target}, {Key: "started", Value: c.Started.Unix()},
 		{Key: "age", Value: int64(time.Since(c.Started).Seconds())},
@@ -50,11 +59,11 @@ func (c *Connection) Info() value.Dict {
 	return value.Dict{{Key: "proxy", Value: d}}
 }
 
-// serveControl opens the connection's control socket, named like the
+// Serve opens the connection's control socket, named like the
 // reference's (<host>-proxy-<pid>) in the first of the user's socket
 // directories that can hold it, and serves it until ctx ends or a `stop`
 // request arrives (then stop is called). Only root and the user may use it.
-func serveControl(ctx context.Context, dirs []string, uid int, info func() value.Dict, stop func(reason string), s *Session) {
+func Serve(ctx context.Context, dirs []string, uid int, info func() value.Dict, stop func(reason string), log *slog.Logger) {
 	host, _ := os.Hostname()
 	var l net.Listener
 	var errs []error
@@ -66,13 +75,13 @@ func serveControl(ctx context.Context, dirs []string, uid int, info func() value
 		errs = append(errs, err)
 	}
 	if l == nil {
-		s.Log.Warn("no control socket", "err", errors.Join(errs...))
+		log.Warn("no control socket", "err", errors.Join(errs...))
 		return
 	}
-	s.Log.Info("control socket", "path", l.Addr().String())
-	srv := &control.Server{Owner: uid, Info: info, Version: ProtocolVersion, Stop: stop, Log: s.Log}
+	log.Info("control socket", "path", l.Addr().String())
+	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: log}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
-		s.Log.Warn("control socket", "err", err)
+		log.Warn("control socket", "err", err)
 	}
 }
 

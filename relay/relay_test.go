@@ -1,4 +1,4 @@
-package worker
+package relay
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // relayFixture joins a fake client and a fake server through a Relay over
@@ -32,9 +33,9 @@ func relayFixture(t *testing.T, tune ...func(*Relay)) (client, server *conn.Conn
 	cl := NewLeg("client", c2, conn.New(c2))
 	sv := NewLeg("server", s2, conn.New(s2))
 	sv.EnablePings(caps.New(value.Dict{{Key: "ping-echo-sourceid", Value: true}}))
-	r = NewRelay(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r = New(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.pingEvery = 20 * time.Millisecond
-	r.ProxyInfo = func() value.Dict { return value.Dict{{Key: "version", Value: Version}} }
+	r.ProxyInfo = func() value.Dict { return value.Dict{{Key: "version", Value: version.Proxy}} }
 	for _, f := range tune {
 		f(r)
 	}
@@ -74,7 +75,7 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("client got %v (%v), want info-response", got, err)
 	}
 	info := caps.New(got[1].(value.Dict))
-	if info.Str("server.mode", "") != "x11" || info.Sub("proxy").Str("version", "") != Version {
+	if info.Str("server.mode", "") != "x11" || info.Sub("proxy").Str("version", "") != version.Proxy {
 		t.Fatalf("info-response %v lacks the server's or the proxy's entries", got[1])
 	}
 
@@ -199,8 +200,8 @@ func socketRelay(t *testing.T, tr transport, tune ...func(*Relay)) (client, serv
 	echoes := caps.New(value.Dict{{Key: "ping-echo-sourceid", Value: true}})
 	cl.EnablePings(echoes)
 	sv.EnablePings(echoes)
-	r = NewRelay(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	r.ProxyInfo = func() value.Dict { return value.Dict{{Key: "version", Value: Version}} }
+	r = New(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.ProxyInfo = func() value.Dict { return value.Dict{{Key: "version", Value: version.Proxy}} }
 	for _, f := range tune {
 		f(r)
 	}
@@ -406,7 +407,7 @@ func sameFrames(t *testing.T, dir string, got, want []frame) {
 					t.Fatalf("%s frame %d: info-response %v, %v", dir, i, p, err)
 				}
 				info := caps.New(p[1].(value.Dict))
-				if info.Str("server.mode", "") != "x11" || info.Sub("proxy").Str("version", "") != Version {
+				if info.Str("server.mode", "") != "x11" || info.Sub("proxy").Str("version", "") != version.Proxy {
 					t.Fatalf("%s frame %d: info-response %v lacks the server's or the proxy's entries", dir, i, p[1])
 				}
 				continue
@@ -760,7 +761,7 @@ func TestRelayReceiverStopsReading(t *testing.T) {
 // cut-through, for choosing SpliceMin. cpu-ms/MB is the whole process
 // (peers included, the same in both modes): compare modes at one size.
 //
-//	go test ./worker -run '^$' -bench RelayChunks -benchtime 200x -count 5
+//	go test ./relay -run '^$' -bench RelayChunks -benchtime 200x -count 5
 func BenchmarkRelayChunks(b *testing.B) {
 	for _, size := range []int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20} {
 		for _, mode := range []string{"copy", "splice", "io.Copy"} {
@@ -775,7 +776,7 @@ func BenchmarkRelayChunks(b *testing.B) {
 					// The bound: Go's own splice between the sockets, no framing.
 					go func() { io.Copy(c2, s2); c2.Close(); s2.Close(); done <- "" }()
 				} else {
-					r := NewRelay(NewLeg("client", c2, conn.New(c2)), NewLeg("server", s2, conn.New(s2)),
+					r := New(NewLeg("client", c2, conn.New(c2)), NewLeg("server", s2, conn.New(s2)),
 						slog.New(slog.NewTextHandler(io.Discard, nil)))
 					r.SpliceMin = 1
 					if mode == "copy" {
@@ -921,7 +922,7 @@ func TestRelayClientLeftover(t *testing.T) {
 			leftover, rest := stream[:cut], stream[cut:]
 			cl := NewLeg("client", c2, conn.New(prefixed{io.MultiReader(bytes.NewReader(leftover), c2), c2}))
 			sv := NewLeg("server", s2, conn.New(s2))
-			r := NewRelay(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r := New(cl, sv, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			done := make(chan string, 1)
 			go func() { done <- r.Run(context.Background()) }()
 			go c1.Write(rest)

@@ -1,4 +1,9 @@
-package worker
+// Package reencode re-encodes a session's frames with the shared encoder
+// (xpra-proxy-encode) on their way to the client: raw rgb from xpra 3.1
+// servers (reencode.go, draw.go) and proxy frames from 4.3-6.3 servers
+// (proxy.go). It sits between the server's connection and the relay's
+// server leg.
+package reencode
 
 import (
 	"errors"
@@ -48,11 +53,11 @@ import (
 // not) into one end of a socketpair whose other end is the leg, and
 // copies the leg's bytes to the server untouched.
 
-// ReencodeOptions shape a Reencoder.
-type ReencodeOptions struct {
+// Options shape a Reencoder.
+type Options struct {
 	// Mode is what the server was asked for: raw rgb (3.1) or proxy
-	// frames (4.3-6.3, reencode_proxy.go).
-	Mode ReencodeMode
+	// frames (4.3-6.3, proxy.go).
+	Mode Mode
 	// ProxyCaps are the hello keys that ask for proxy frames (ProxyVideo mode).
 	ProxyCaps value.Dict
 	// Quality and Speed (0..100) of the H.264 contexts.
@@ -74,8 +79,8 @@ type ReencodeOptions struct {
 	RetryRefused time.Duration
 }
 
-// ReencodeStats are the Reencoder's counters (Connection.Info shows them).
-type ReencodeStats struct {
+// Stats are the Reencoder's counters (Connection.Info shows them).
+type Stats struct {
 	Frames    atomic.Int64 // H.264 frames sent to the client
 	Rgb       atomic.Int64 // rgb draws of re-encodable windows sent as rgb
 	Refreshes atomic.Int64 // lossless refreshes after video frames
@@ -87,7 +92,7 @@ type ReencodeStats struct {
 }
 
 // Info is the counters for the control socket, under proxy.encode.
-func (s *ReencodeStats) Info() value.Dict {
+func (s *Stats) Info() value.Dict {
 	return value.Dict{
 		{Key: "encode.frames", Value: s.Frames.Load()}, {Key: "encode.rgb", Value: s.Rgb.Load()},
 		{Key: "encode.refreshes", Value: s.Refreshes.Load()}, {Key: "encode.refused", Value: s.Refused.Load()},
@@ -98,10 +103,10 @@ func (s *ReencodeStats) Info() value.Dict {
 
 // Reencoder is the filter on one server connection.
 type Reencoder struct {
-	Stats ReencodeStats
+	Stats Stats
 
 	enc  *client.Client
-	opts ReencodeOptions
+	opts Options
 	log  *slog.Logger
 
 	server net.Conn   // the real server
@@ -146,11 +151,11 @@ type window struct {
 	refresh *time.Timer
 }
 
-// NewReencoder starts filtering the server connection snc (read through
+// New starts filtering the server connection snc (read through
 // sc, whose hello is done; sh is the server's hello). The relay's server
 // leg must use Relay() instead of snc. Close (or the end of either side)
 // stops it.
-func NewReencoder(enc *client.Client, snc net.Conn, sc *conn.Conn, sh caps.Hello, opts ReencodeOptions, log *slog.Logger) (*Reencoder, error) {
+func New(enc *client.Client, snc net.Conn, sc *conn.Conn, sh caps.Hello, opts Options, log *slog.Logger) (*Reencoder, error) {
 	if opts.Quality <= 0 || opts.Quality > 100 {
 		opts.Quality = 70
 	}
@@ -208,6 +213,25 @@ func fileConn(fd int, name string) (net.Conn, error) {
 // Relay is the connection the relay's server leg uses in place of the
 // server's.
 func (r *Reencoder) Relay() (net.Conn, *conn.Conn) { return r.relay, r.rc }
+
+// ForServer puts a Reencoder between the server's connection and the
+// relay's server leg when there is an encoder (enc, opts from Connect)
+// and the server sends what it re-encodes: raw rgb asked of it, or proxy
+// frames, which only 4.3-6.3 servers send. Otherwise, or when the
+// Reencoder cannot start, the leg uses the server's connection as it is
+// (nil Reencoder). The caller closes a Reencoder it gets.
+func ForServer(enc *client.Client, snc net.Conn, sc *conn.Conn, sh caps.Hello, opts Options, log *slog.Logger) (net.Conn, *conn.Conn, *Reencoder) {
+	if enc == nil || (opts.Mode != RawFrames && !ProxyVideoServer(sh)) {
+		return snc, sc, nil
+	}
+	re, err := New(enc, snc, sc, sh, opts, log)
+	if err != nil {
+		log.Warn("re-encoding off", "err", err) // the server's raw frames pass as they are
+		return snc, sc, nil
+	}
+	nc, c := re.Relay()
+	return nc, c, re
+}
 
 // Close stops both directions, frees the contexts and waits.
 func (r *Reencoder) Close() {
@@ -337,7 +361,7 @@ func (r *Reencoder) packet(raws []wire.Frame, f wire.Frame) error {
 	switch name {
 	case "draw", "new-window", "new-override-redirect", "window-resized", "window-move-resize", "lost-window":
 	case "window-draw", "window-create", "window-destroy": // 6.x names
-		if r.opts.Mode != ReencodeProxyVideo {
+		if r.opts.Mode != ProxyVideo {
 			return forward()
 		}
 	default:
@@ -347,7 +371,7 @@ func (r *Reencoder) packet(raws []wire.Frame, f wire.Frame) error {
 	if err != nil {
 		return forward()
 	}
-	if r.opts.Mode == ReencodeProxyVideo {
+	if r.opts.Mode == ProxyVideo {
 		return r.proxyPacket(name, raws, f, p)
 	}
 	switch name {
@@ -661,34 +685,33 @@ func (r *Reencoder) janitor() {
 	}
 }
 
-// encoderFor connects to the shared encoder when the launch document
-// names one, the client decodes H.264, the pool serves H.264 now and
-// the client is either a 3.1 one (flat caps, rencode: the server is
-// asked for raw rgb) or one that speaks rencodeplus (so its server is
-// 4.3 or later: it is asked for proxy frames). Otherwise (nil) the
-// connection relays as it would without the pool. The caller closes
-// the client.
-func (s *Session) encoderFor(form caps.Form) (*client.Client, ReencodeOptions) {
-	var o ReencodeOptions
-	proxy := s.client != nil && s.client.Encoding() == wire.RencodePlus
-	if s.Launch.EncoderSocket == "" || form != caps.Flat && !proxy {
+// Connect connects to the shared encoder at socket (served by uid
+// serverUID) when socket is set, the client decodes H.264 (its caps c),
+// the pool serves H.264 now and the client is either a 3.1 one (flat
+// caps, rencode: the server is asked for raw rgb) or one that speaks
+// rencodeplus (so its server is 4.3 or later: it is asked for proxy
+// frames). Otherwise (nil) the connection relays as it would without the
+// pool. The caller closes the client.
+func Connect(socket string, serverUID int, form caps.Form, clientEncoding wire.Encoding, c caps.Caps, log *slog.Logger) (*client.Client, Options) {
+	var o Options
+	proxy := clientEncoding == wire.RencodePlus
+	if socket == "" || form != caps.Flat && !proxy {
 		return nil, o
 	}
-	c := s.hello.Caps
 	if !slices.Contains(c.Strings("encodings"), "h264") && !slices.Contains(c.Strings("encodings.core"), "h264") {
 		return nil, o
 	}
-	enc := client.New(s.Launch.EncoderSocket, client.Options{ServerUID: s.Launch.EncoderUID, Timeout: time.Second, Log: s.Log})
+	enc := client.New(socket, client.Options{ServerUID: serverUID, Timeout: time.Second, Log: log})
 	hello, up := enc.Connected()
 	if !up || !slices.Contains(hello.Codecs, codec.H264) {
 		// Down at the start: this connection does without it (the server
 		// is asked for what the client decodes, as usual).
 		enc.Close()
-		s.Log.Info("encoder not available: relaying without re-encoding", "socket", s.Launch.EncoderSocket)
+		log.Info("encoder not available: relaying without re-encoding", "socket", socket)
 		return nil, o
 	}
 	if proxy {
-		o.Mode, o.ProxyCaps = ReencodeProxyVideo, ProxyVideoCaps(hello)
+		o.Mode, o.ProxyCaps = ProxyVideo, ProxyVideoCaps(hello)
 	}
 	o.Quality, o.Speed = 70, 80
 	if q := c.Int("quality", 0); q > 0 && q <= 100 {

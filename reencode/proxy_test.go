@@ -1,10 +1,12 @@
-package worker
+package reencode
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"testing"
@@ -14,23 +16,23 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/encode/client"
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
-	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/internal/encodelab"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
-	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
-	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 )
 
-// The tests below run the whole relay path (Session.relay: hello,
-// encoderFor, Reencoder, relay legs) between a fake client and a fake
-// server built from PROXY.md §5 and PROTOCOL.md, with a real encoder
-// worker, and decode what the client gets with ffmpeg.
+// The tests below run the whole relay path (as the relay worker's
+// Session.relay does it: hello, Connect, ForServer, relay legs) between
+// a fake client and a fake server built from PROXY.md §5 and
+// PROTOCOL.md, with a real encoder worker, and decode what the client
+// gets with ffmpeg.
 
 // serverStyle is what a fake server of one xpra generation sends.
 type serverStyle struct {
@@ -105,16 +107,14 @@ func newProxyRig(t *testing.T, w *encodelab.Worker, st serverStyle) *proxyRig {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s := &Session{State: handover.State{Hello: st.client}, Log: log,
-		Launch: launch.Launch{EncoderSocket: w.Socket, EncoderUID: w.UID, UID: os.Getuid(), GID: os.Getgid(), SocketDirs: []string{t.TempDir()}}}
-	s.client = conn.New(cw)
-	s.hello = caps.ParseHello(st.client)
-	if err := s.client.ApplyPeerHello(s.hello, 0); err != nil {
+	client := conn.New(cw)
+	ch := caps.ParseHello(st.client)
+	if err := client.ApplyPeerHello(ch, 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rig := &proxyRig{t: t, style: st, server: conn.New(sv), client: conn.New(cl), done: make(chan error, 1)}
-	go func() { rig.done <- s.relay(ctx, cw, sw, xpraurl.Target{}) }()
+	go func() { rig.done <- relayPath(ctx, w, client, ch, st.client, cw, sw, log) }()
 	t.Cleanup(func() {
 		cancel()
 		cl.Close()
@@ -143,6 +143,57 @@ func newProxyRig(t *testing.T, w *encodelab.Worker, st serverStyle) *proxyRig {
 		t.Fatal("client: no hello")
 	}
 	return rig
+}
+
+// relayPath is the relay worker's path for a connection whose client is
+// client (its hello, parsed: ch, and as sent: hello) once the server is
+// connected (snc), with the parts it takes from this package: what
+// worker's Session.relay does without a server challenge. It returns when
+// the relay ends.
+func relayPath(ctx context.Context, w *encodelab.Worker, client *conn.Conn, ch caps.Hello, hello value.Dict, cnc, snc net.Conn, log *slog.Logger) error {
+	defer snc.Close()
+	sc := conn.New(snc)
+	if client.Encoding() == wire.RencodePlus {
+		_ = sc.SetEncoding(wire.RencodePlus)
+	}
+	form := ch.Form()
+	opts := relay.ServerHelloOptions{Username: ch.Username, Digests: digest.Supported(), SaltDigests: digest.SupportedSalt(),
+		UID: os.Getuid(), GID: os.Getgid(), Form: form}
+	enc, encOpts := Connect(w.Socket, w.UID, form, client.Encoding(), ch.Caps, log)
+	if enc != nil {
+		defer enc.Close()
+		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == RawFrames, encOpts.ProxyCaps
+	}
+	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
+		return err
+	}
+	p, err := sc.ReadPacket()
+	if err != nil {
+		return err
+	}
+	d, ok := p[1].(value.Dict)
+	if p[0] != packet.Hello || !ok {
+		return fmt.Errorf("server sent %v", p[0])
+	}
+	sh := caps.ParseHello(d)
+	if err := sc.ApplyPeerHello(sh, 0); err != nil {
+		return err
+	}
+	if err := client.WritePacket(conn.Packet{packet.Hello, relay.ClientHello(d, form, os.Getuid(), os.Getgid())}); err != nil {
+		return err
+	}
+	cl := relay.NewLeg("client", cnc, client)
+	cl.Form = form
+	cl.EnablePings(ch.Caps)
+	serverNet, serverConn, re := ForServer(enc, snc, sc, sh, encOpts, log)
+	if re != nil {
+		defer re.Close()
+	}
+	server := relay.NewLeg("server", serverNet, serverConn)
+	server.Form = sh.Form()
+	server.EnablePings(sh.Caps)
+	relay.New(cl, server, log).Run(ctx)
+	return nil
 }
 
 // sendFrames writes a packet as the server would (raw chunk for the
@@ -499,7 +550,7 @@ func TestProxyVideoCapsEncoded(t *testing.T) {
 	pc := ProxyVideoCaps(encproto.HelloReply{MaxWidth: 4096, MaxHeight: 2160})
 	for _, form := range []caps.Form{caps.Flat, caps.Nested} {
 		ch := value.Dict{{Key: "version", Value: "6.3"}, {Key: "encodings", Value: codecsCaps}}
-		h := ServerHello(ch, ServerHelloOptions{Form: form, ProxyVideo: pc})
+		h := relay.ServerHello(ch, relay.ServerHelloOptions{Form: form, ProxyVideo: pc})
 		b, err := conn.Encode(nil, wire.RencodePlus, conn.Packet{"hello", h})
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,9 @@
-package worker
+// Package relay is the relay engine of a connection's worker: it moves
+// xpra packets between the client and the session once both hellos are
+// done (relay.go, with large chunks spliced in the kernel:
+// splice_linux.go), and rewrites the hellos on the way in (hello.go). It
+// parses only what it must to answer pings and see disconnects.
+package relay
 
 import (
 	"context"
@@ -134,8 +139,8 @@ type Relay struct {
 	reason       string
 }
 
-// NewRelay prepares a relay between two legs whose hellos are done.
-func NewRelay(client, server *Leg, log *slog.Logger) *Relay {
+// New prepares a relay between two legs whose hellos are done.
+func New(client, server *Leg, log *slog.Logger) *Relay {
 	var id [16]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read does not fail on Linux
 	return &Relay{

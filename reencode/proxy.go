@@ -1,4 +1,4 @@
-package worker
+package reencode
 
 import (
 	"errors"
@@ -34,14 +34,14 @@ import (
 // rencode client keeps the 3.1 path (RawFrames), which any server
 // honours.
 
-// ReencodeMode is what the server was asked to send.
-type ReencodeMode int
+// Mode is what the server was asked to send.
+type Mode int
 
 const (
-	// ReencodeRawFrames: plain rgb, composed and encoded by the relay (3.1).
-	ReencodeRawFrames ReencodeMode = iota
-	// ReencodeProxyVideo: frames marked proxy=True, encoded as they come (4.3-6.3).
-	ReencodeProxyVideo
+	// RawFrames: plain rgb, composed and encoded by the relay (3.1).
+	RawFrames Mode = iota
+	// ProxyVideo: frames marked proxy=True, encoded as they come (4.3-6.3).
+	ProxyVideo
 )
 
 // proxyMaxInstances is how many proxy encoders a server may run for one

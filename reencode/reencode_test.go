@@ -1,4 +1,4 @@
-package worker
+package reencode
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 )
 
 // reencodeLab is a Reencoder between a fake 3.1 server (the test writes
@@ -44,7 +45,7 @@ func startEncoder(t *testing.T, extra ...string) *encodelab.Worker {
 	return encodelab.Start(t, append([]string{"--allow-uids=" + strconv.Itoa(os.Getuid())}, extra...)...)
 }
 
-func newReencodeLab(t *testing.T, w *encodelab.Worker, opts ReencodeOptions) *reencodeLab {
+func newReencodeLab(t *testing.T, w *encodelab.Worker, opts Options) *reencodeLab {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -65,7 +66,7 @@ func newReencodeLab(t *testing.T, w *encodelab.Worker, opts ReencodeOptions) *re
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	re, err := NewReencoder(enc, proxyNet, conn.New(proxyNet), sh, opts, log)
+	re, err := New(enc, proxyNet, conn.New(proxyNet), sh, opts, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +209,10 @@ func TestReencodeDraws(t *testing.T) {
 	w := startEncoder(t)
 	tests := []struct {
 		name string
-		opts ReencodeOptions
+		opts Options
 		run  func(t *testing.T, l *reencodeLab)
 	}{
-		{"a full draw becomes H.264 of the window, frames numbered", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"a full draw becomes H.264 of the window, frames numbered", Options{}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 96, 64
 			l.send(newWindow(1, W, H))
 			var stream []byte
@@ -244,7 +245,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Errorf("frames counted: %d", n)
 			}
 		}},
-		{"sub-rectangles update the window's copy", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"sub-rectangles update the window's copy", Options{}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 128, 96
 			l.send(newWindow(2, W, H))
 			base := picture(W, H, 0)
@@ -266,7 +267,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Errorf("composed frame is %.1f away on average (%.1f from the stale picture)", diff, stale)
 			}
 		}},
-		{"small draws and draws before the window is whole stay rgb, lz4 when the client takes it", ReencodeOptions{LZ4: true}, func(t *testing.T, l *reencodeLab) {
+		{"small draws and draws before the window is whole stay rgb, lz4 when the client takes it", Options{LZ4: true}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 128, 96
 			l.send(newWindow(3, W, H))
 			// Not the whole window yet: the proxy does not know the rest.
@@ -285,7 +286,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Fatalf("small draw: %s at %d width %d, %d bytes", d.coding, d.x, d.w, len(d.data))
 			}
 		}},
-		{"an odd size: the last column and row go as rgb", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"an odd size: the last column and row go as rgb", Options{}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 129, 97
 			l.send(newWindow(4, W, H))
 			pix := picture(W, H, 0)
@@ -306,7 +307,7 @@ func TestReencodeDraws(t *testing.T) {
 				}
 			}
 		}},
-		{"what it cannot take passes untouched", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"what it cannot take passes untouched", Options{}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 64, 64
 			l.send(newWindow(5, W, H))
 			l.recv()
@@ -329,7 +330,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Fatal("re-encoded something it should not have")
 			}
 		}},
-		{"a resize or a lost window ends the context", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"a resize or a lost window ends the context", Options{}, func(t *testing.T, l *reencodeLab) {
 			l.send(newWindow(6, 64, 64))
 			l.send(rgbPacket(6, 0, 0, 64, 64, picture(64, 64, 0), 1, nil))
 			if d := l.recvDraw(); optInt(d, "frame") != 0 {
@@ -353,7 +354,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Fatalf("%d contexts after lost-window", n)
 			}
 		}},
-		{"scrolls move the window's copy as the client moves its own", ReencodeOptions{MinPixels: 16 * 64}, func(t *testing.T, l *reencodeLab) {
+		{"scrolls move the window's copy as the client moves its own", Options{MinPixels: 16 * 64}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 64, 64
 			l.send(newWindow(7, W, H))
 			base := picture(W, H, 0)
@@ -378,7 +379,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Errorf("scrolled frame is %.1f away on average (%.1f from the unscrolled picture)", diff, stale)
 			}
 		}},
-		{"the last video frame is followed by a lossless refresh", ReencodeOptions{RefreshDelay: 50 * time.Millisecond}, func(t *testing.T, l *reencodeLab) {
+		{"the last video frame is followed by a lossless refresh", Options{RefreshDelay: 50 * time.Millisecond}, func(t *testing.T, l *reencodeLab) {
 			const W, H = 64, 64
 			l.send(newWindow(8, W, H))
 			pix := picture(W, H, 2)
@@ -394,7 +395,7 @@ func TestReencodeDraws(t *testing.T) {
 				t.Fatal("refresh not counted")
 			}
 		}},
-		{"the client's bytes reach the server untouched", ReencodeOptions{}, func(t *testing.T, l *reencodeLab) {
+		{"the client's bytes reach the server untouched", Options{}, func(t *testing.T, l *reencodeLab) {
 			nc, _ := l.re.Relay()
 			msg := []byte("P\x00\x00\x00\x00\x00\x00\x05hello")
 			if _, err := nc.Write(msg); err != nil {
@@ -417,7 +418,7 @@ func TestReencodeDraws(t *testing.T) {
 // starts with a keyframe.
 func TestReencodeWithoutWorker(t *testing.T) {
 	w := startEncoder(t)
-	l := newReencodeLab(t, w, ReencodeOptions{})
+	l := newReencodeLab(t, w, Options{})
 	const W, H = 64, 64
 	l.send(newWindow(1, W, H))
 	l.send(rgbPacket(1, 0, 0, W, H, picture(W, H, 0), 1, nil))
@@ -458,7 +459,7 @@ func TestReencodeWithoutWorker(t *testing.T) {
 // and it is not asked again for every frame.
 func TestReencodeRefused(t *testing.T) {
 	w := startEncoder(t, "--max-cpu=1")
-	l := newReencodeLab(t, w, ReencodeOptions{RetryRefused: time.Hour})
+	l := newReencodeLab(t, w, Options{RetryRefused: time.Hour})
 	for wid := int64(1); wid <= 2; wid++ {
 		l.send(newWindow(wid, 64, 64))
 	}
@@ -623,7 +624,7 @@ func TestRawFramesHello(t *testing.T) {
 	client := value.Dict{{Key: "encodings", Value: []any{"h264", "png", "rgb"}}, {Key: "encoding", Value: "auto"},
 		{Key: "encoding.rgb_lz4", Value: true}, {Key: "lz4", Value: true}, {Key: "encoding.scrolling", Value: true}}
 	for _, raw := range []bool{false, true} {
-		c := caps.New(ServerHello(client, ServerHelloOptions{Form: caps.Flat, RawFrames: raw}))
+		c := caps.New(relay.ServerHello(client, relay.ServerHelloOptions{Form: caps.Flat, RawFrames: raw}))
 		got := map[string]any{"encodings": c.Strings("encodings"), "encoding": c.Str("encoding", ""),
 			"rgb_lz4": c.Bool("encoding.rgb_lz4", true), "scrolling": c.Bool("encoding.scrolling", true),
 			"lz4": c.Bool("lz4", false), "core": c.Strings("encodings.core")}
