@@ -38,6 +38,9 @@ type Config struct {
 	PerSourcePenaltyMax    Duration            `toml:"per-source-penalty-max"`    // doubling stops here
 	PerSourcePenaltyForget Duration            `toml:"per-source-penalty-forget"` // a source without failures this long is forgotten
 	PerSourcePenaltyTable  int                 `toml:"per-source-penalty-table"`  // most sources remembered
+	PerSourceRate          float64             `toml:"per-source-rate"`           // new connections a second per source block or local uid; 0: no limit
+	PerSourceBurst         int                 `toml:"per-source-burst"`          // of which this many at once
+	PerUIDMaxStartups      int                 `toml:"per-uid-max-startups"`      // unauthenticated unix-socket connections per local uid; 0: no limit
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
 
@@ -89,6 +92,9 @@ func Defaults() Config {
 		PerSourcePenaltyMax:    Duration{lim.PenaltyMax},
 		PerSourcePenaltyForget: Duration{lim.PenaltyForget},
 		PerSourcePenaltyTable:  lim.PenaltyTable,
+		PerSourceRate:          lim.Rate,
+		PerSourceBurst:         lim.Burst,
+		PerUIDMaxStartups:      lim.PerUID,
 
 		SessionConfig: sessionDefaults(),
 		AccountConfig: accountDefaults(),
@@ -230,6 +236,9 @@ func (c Config) Limits() limits.Config {
 		PenaltyMax:    c.PerSourcePenaltyMax.Duration,
 		PenaltyForget: c.PerSourcePenaltyForget.Duration,
 		PenaltyTable:  c.PerSourcePenaltyTable,
+		Rate:          c.PerSourceRate,
+		Burst:         c.PerSourceBurst,
+		PerUID:        c.PerUIDMaxStartups,
 	}
 }
 
@@ -242,6 +251,9 @@ func registerLimitFlags(fs *flag.FlagSet, cli *Config) {
 	fs.DurationVar(&cli.PerSourcePenaltyMax.Duration, "per-source-penalty-max", d.PerSourcePenaltyMax.Duration, "longest penalty")
 	fs.DurationVar(&cli.PerSourcePenaltyForget.Duration, "per-source-penalty-forget", d.PerSourcePenaltyForget.Duration, "a source without failures for this long is forgotten")
 	fs.IntVar(&cli.PerSourcePenaltyTable, "per-source-penalty-table", d.PerSourcePenaltyTable, "most sources remembered (the least recently failed is forgotten first)")
+	fs.Float64Var(&cli.PerSourceRate, "per-source-rate", d.PerSourceRate, "new connections a second per source block or local uid (0: no limit)")
+	fs.IntVar(&cli.PerSourceBurst, "per-source-burst", d.PerSourceBurst, "new connections at once per source block or local uid, refilled at per-source-rate")
+	fs.IntVar(&cli.PerUIDMaxStartups, "per-uid-max-startups", d.PerUIDMaxStartups, "unauthenticated unix-socket connections per local uid (0: no limit)")
 }
 
 // mergeLimits applies the limit flags that were given: their zero values
@@ -263,6 +275,12 @@ func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
 			c.PerSourcePenaltyForget = cli.PerSourcePenaltyForget
 		case "per-source-penalty-table":
 			c.PerSourcePenaltyTable = cli.PerSourcePenaltyTable
+		case "per-source-rate":
+			c.PerSourceRate = cli.PerSourceRate
+		case "per-source-burst":
+			c.PerSourceBurst = cli.PerSourceBurst
+		case "per-uid-max-startups":
+			c.PerUIDMaxStartups = cli.PerUIDMaxStartups
 		}
 	})
 }
