@@ -47,8 +47,8 @@ type Config struct {
 // refuses at 200 unauthenticated connections.
 func Defaults() Config {
 	return Config{
-		MaxStartups:   Startups{Start: 50, Rate: 30, Full: 200},
-		PerSource:     10,
+		MaxStartups: Startups{Start: 50, Rate: 30, Full: 200},
+		PerSource:   10,
 		// IPv6: a /64 is what one subscriber gets (sshd's default of 128
 		// would make one /64 2^64 sources).
 		NetBlock:      NetBlockSize{IPv4: 32, IPv6: 64},
@@ -129,7 +129,7 @@ type Stats struct {
 	Admitted  uint64
 	// Refused by reason, since start.
 	Full, Dropped, PerSource, Penalty, Rate, PerUID uint64
-	Evicted                           uint64 // penalty records pushed out of a full table
+	Evicted                                         uint64 // penalty records pushed out of a full table
 }
 
 // Limiter admits or refuses connections. It is safe for concurrent use.
