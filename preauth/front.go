@@ -45,7 +45,9 @@ func NewFront(doc launch.Front, log *slog.Logger) (*Front, error) {
 
 // Accept runs the front for one connection.
 func (f *Front) Accept(ctx context.Context, nc net.Conn) (net.Conn, string, error) {
-	kind, prefix, err := nettransport.Peek(nc, nettransport.MaxPeek, nettransport.PeekTimeout)
+	// Every client speaks first; one slow to start gets the login time.
+	first, _ := ctx.Deadline()
+	kind, prefix, err := nettransport.PeekFrom(nc, nettransport.MaxPeek, first, nettransport.PeekTimeout)
 	if err != nil {
 		return nil, "", err
 	}

@@ -28,7 +28,11 @@ type Options struct {
 	Peer         string
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
-	Log          *slog.Logger
+	// Deadline, when set, ends the login instead of LoginTimeout from
+	// its start: the time the front spent (waiting for a slow client's
+	// first bytes, the TLS handshake) counts too.
+	Deadline time.Time
+	Log      *slog.Logger
 }
 
 // authFailureDelay is how long a refused client waits for its disconnect,
@@ -55,7 +59,11 @@ func Login(nc net.Conn, sup *ipc.Conn, o Options) (stream *os.File, handedOver b
 }
 
 func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
-	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
+	deadline := o.Deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(o.LoginTimeout)
+	}
+	_ = nc.SetDeadline(deadline)
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(o.PacketLimit)
 	c.SetMaxDecompressed(4 * o.PacketLimit)

@@ -54,6 +54,7 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 	log := o.Log
 	ctx, cancel := context.WithTimeout(context.Background(), o.LoginTimeout)
 	defer cancel()
+	o.Deadline, _ = ctx.Deadline()
 	c := nc
 	if f != nil {
 		var err error

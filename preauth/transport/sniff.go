@@ -139,16 +139,37 @@ func isTokenChar(c byte) bool {
 // TCP peer as an xpra client); end of stream or a read error is returned
 // as an error, with what was read. The read deadline is cleared on return.
 func Peek(nc net.Conn, max int, timeout time.Duration) (kind Kind, prefix []byte, err error) {
+	return PeekFrom(nc, max, time.Time{}, timeout)
+}
+
+// PeekFrom is Peek for a peer that speaks first, as every client on an
+// xpra port does (a hello, a TLS ClientHello, an HTTP request): it waits
+// for the first bytes until first (when later than timeout from now),
+// then timeout for the rest. A client slow to start, such as a TLS
+// client loading its CA store on a busy machine, is then not taken for a
+// silent xpra client after a second, with its ClientHello read later as
+// an xpra packet.
+func PeekFrom(nc net.Conn, max int, first time.Time, timeout time.Duration) (kind Kind, prefix []byte, err error) {
 	if max <= 0 {
 		max = MaxPeek
 	}
-	if err := nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	deadline := time.Now().Add(timeout)
+	if first.After(deadline) {
+		deadline = first
+	}
+	if err := nc.SetReadDeadline(deadline); err != nil {
 		return NeedMore, nil, fmt.Errorf("transport: peek: %w", err)
 	}
 	buf := make([]byte, 0, max)
 	kind = NeedMore
 	for {
 		n, rerr := nc.Read(buf[len(buf):cap(buf)])
+		if n > 0 && len(buf) == 0 && first.After(time.Now()) {
+			// The client has spoken: the rest of the peek is the usual one.
+			if err := nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+				return NeedMore, buf[:n], fmt.Errorf("transport: peek: %w", err)
+			}
+		}
 		buf = buf[:len(buf)+n]
 		if kind = Sniff(buf); kind != NeedMore {
 			break

@@ -329,7 +329,8 @@ func WrapTLS(ctx context.Context, nc net.Conn, cfg *tls.Config, mode SSLMode) (t
 	if tc.ConnectionState().NegotiatedProtocol == ALPNHTTP {
 		return tc, HTTP, nil, nil
 	}
-	kind, prefix, err = Peek(tc, MaxPeek, PeekTimeout)
+	first, _ := ctx.Deadline() // the client speaks first: wait for it as long as ctx allows
+	kind, prefix, err = PeekFrom(tc, MaxPeek, first, PeekTimeout)
 	if err != nil {
 		return nil, kind, prefix, fmt.Errorf("transport: inside TLS: %w", err)
 	}
