@@ -490,3 +490,44 @@ func socketError(t *testing.T, c net.Conn) syscall.Errno {
 	}
 	return syscall.Errno(v)
 }
+
+// ticketCache records the session tickets a client receives.
+type ticketCache struct{ puts int }
+
+func (c *ticketCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (c *ticketCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.puts++
+	}
+}
+
+// TestNoSessionTickets: a TLS 1.3 client gets no NewSessionTicket, the
+// post-handshake message that xpra's two-threaded clients cannot take
+// while they send their hello.
+func TestNoSessionTickets(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := ServerTLS(TLSOptions{Cert: p.certFile, Key: p.keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, s := pair(t)
+	go func() {
+		sc := tls.Server(s, cfg)
+		if sc.Handshake() == nil {
+			sc.Write([]byte("x"))
+		}
+	}()
+	cache := &ticketCache{}
+	tc := tls.Client(c, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", ClientSessionCache: cache})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	// A ticket would come before the data, and is taken in by this read.
+	if _, err := io.ReadFull(tc, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if v := tc.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Fatalf("negotiated %x, want TLS 1.3", v)
+	}
+	if cache.puts != 0 {
+		t.Fatalf("the client received %d session tickets", cache.puts)
+	}
+}
