@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
-	"golang.org/x/sys/unix"
 )
 
 // Limits of a control socket (PROXY.md §2.16, §2.18).
@@ -261,7 +261,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 		s.hangUp(nc)
 		return err
 	}
-	cred, err := peerCred(nc)
+	cred, err := peercred.Of(nc)
 	if err != nil {
 		return errors.Join(err, refuse(packet.ReasonPermissionError, "cannot identify the peer of this control socket"))
 	}
@@ -391,26 +391,3 @@ func (s *Server) stop() {
 
 // allowed: the session's owner and root, nobody else.
 func (s *Server) allowed(uid int) bool { return uid == 0 || uid == s.Owner }
-
-// peerCred returns the kernel's record of who connected (SO_PEERCRED).
-func peerCred(nc net.Conn) (*unix.Ucred, error) {
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		return nil, fmt.Errorf("a %T has no peer credentials", nc)
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("peer credentials: %w", cerr)
-	}
-	return cred, nil
-}
