@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/landlock-lsm/go-landlock/landlock"
@@ -81,6 +82,9 @@ func Apply(k Kind, o Options) (Report, error) {
 	// no_new_privs and its Landlock domain already, and its pre-auth
 	// filter no longer allows those prctl calls.
 	stacked := k == Transport
+	// The local time zone is read lazily, from /etc/localtime, the first
+	// time a log line is formatted: read it now, while files may be read.
+	_ = time.Local.String()
 	if !stacked {
 		// First: from here on no process of our uid can look inside.
 		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {

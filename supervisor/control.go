@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // DefaultControlSocket is the supervisor's own display, ":proxy" to the
@@ -23,8 +23,8 @@ func DefaultControlSocket() string {
 }
 
 // serveControl binds the supervisor's control socket (root-only: mode
-// 0600, owner root) and hands it to a control process running as the
-// pre-auth user, which speaks xpra to whoever connects and asks the
+// 0600, owner root) and hands it to a control process running as a user
+// of its own (xpra-proxy-control, else the pre-auth user), which speaks xpra to whoever connects and asks the
 // supervisor for figures or to stop over ipc. Root never parses what a
 // control client sends. It returns when ctx ends or the process dies.
 func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) {
@@ -97,36 +97,46 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 		return err
 	}
 	defer sup.Close()
-	cmd := s.command("--control")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, namedfd.Fd{Name: "control", File: listener}, namedfd.Fd{Name: "ipc", File: childEnd})
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := child.Control.Command(child.Launch{Path: s.cfg.Worker, Cred: s.control,
+		Fds: map[string]*os.File{"control": listener, "ipc": childEnd}})
+	if err != nil {
+		childEnd.Close()
+		return err
+	}
 	err = cmd.Start()
 	childEnd.Close()
 	if err != nil {
 		return fmt.Errorf("starting the control process: %w", err)
 	}
 	pid := cmd.Process.Pid
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		cmd.Process.Kill()
+		s.logSignalled("control process", pid, cmd.Wait())
+		close(done)
 	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	// os.Process.Kill after the reap is refused, never sent to a reused pid.
+	wait := func() { cmd.Process.Kill(); <-done }
 	for {
 		m, f, peer, err := sup.Recv()
 		if f != nil {
 			f.Close()
 		}
 		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			wait()
 			if errors.Is(err, ipc.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		if !peer.Known || int(peer.Pid) != pid || peer.UID != s.preauth.Uid {
-			cmd.Process.Kill()
-			cmd.Wait()
+		if !peer.Known || int(peer.Pid) != pid || peer.UID != s.control.Uid {
+			wait()
 			return fmt.Errorf("control message from pid %d uid %d", peer.Pid, peer.UID)
 		}
 		switch m.Kind {
@@ -140,8 +150,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 			err = fmt.Errorf("control process sent %q", m.Kind)
 		}
 		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			wait()
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
@@ -54,8 +55,8 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	defer doc.Close()
-	args := []string{"--relay", "--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
-	fds := []namedfd.Fd{{Name: "client", File: client}, {Name: "handover", File: handover}, {Name: "launch", File: doc}}
+	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
+	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc}
 	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
 	if s.starter != nil {
 		sup, childEnd, err := ipc.Pair()
@@ -64,15 +65,19 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		}
 		defer childEnd.Close()
 		sessions = sup
-		fds = append(fds, namedfd.Fd{Name: "session", File: childEnd})
+		fds["session"] = childEnd
 		args = append(args, "--start-session="+s.cfg.StartSession)
 	}
-	cmd := s.command(args...)
-	cmd.Env = append(filterEnv(sess.Env),
-		"PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
-		"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	namedfd.Attach(cmd, fds...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
+	env := append(filterEnv(sess.Env),
+		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
+		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
+	cmd, err := child.Relay.Command(child.Launch{Path: s.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
+	if err != nil {
+		if sessions != nil {
+			sessions.Close()
+		}
+		return 0, err
+	}
 	if err := cmd.Start(); err != nil {
 		if sessions != nil {
 			sessions.Close()
@@ -88,6 +93,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	go func() {
 		err := cmd.Wait()
 		s.relays.Add(-1)
+		s.logSignalled("relay worker", pid, err)
 		s.log.Info("relay worker ended", "worker", pid, "user", u.Username, "peer", x.peer, "status", fmt.Sprint(err))
 	}()
 	return pid, nil

@@ -2,13 +2,13 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // preauthProc is a pre-auth process the supervisor started, with its end
@@ -46,16 +46,19 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := s.command("--preauth", "--listener="+typ,
-		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
-		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	fds := []namedfd.Fd{{Name: "ipc", File: childEnd}}
+	fds := map[string]*os.File{"ipc": childEnd}
 	if typ == "tcp" {
-		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})
+		fds["front"] = s.front
 	}
-	namedfd.Attach(cmd, fds...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := child.Preauth.Command(child.Launch{Path: s.preauthProgram(), Cred: s.preauth, Fds: fds,
+		Args: []string{"--listener=" + typ,
+			fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
+			fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration)}})
+	if err != nil {
+		childEnd.Close()
+		sup.Close()
+		return nil, err
+	}
 	err = cmd.Start()
 	childEnd.Close()
 	if err != nil {
@@ -65,6 +68,7 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.status = cmd.Wait()
+		s.logSignalled("pre-auth process", p.pid, p.status)
 		close(p.done)
 	}()
 	return p, nil

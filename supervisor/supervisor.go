@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -36,8 +35,9 @@ type Supervisor struct {
 	log     *slog.Logger
 	modules map[string][]auth.Module // by listener type
 	preauth *syscall.Credential
-	limits  *limits.Limiter  // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
-	quiet   *limits.Throttle // of the refused-connection log lines
+	control *syscall.Credential // the control process's: its own user, else preauth's
+	limits  *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
+	quiet   *limits.Throttle    // of the refused-connection log lines
 	wg      sync.WaitGroup
 	salts   *saltCache
 	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
@@ -83,6 +83,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.preauth = cred
+	if s.control, err = controlCredential(cfg.ControlUser, cred, log); err != nil {
+		return nil, err
+	}
 	fr, err := cfg.FrontConfig.front()
 	if err != nil {
 		return nil, err
@@ -116,6 +119,29 @@ func preauthCredential(name string) (*syscall.Credential, error) {
 	gid, _ := strconv.Atoi(u.Gid)
 	if uid == 0 || gid == 0 {
 		return nil, fmt.Errorf("pre-auth user %s must not be root", u.Username)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// controlCredential is the control process's identity: a user of its
+// own, so that a compromised pre-auth process (whose uid could otherwise
+// signal, trace or impersonate it) cannot drive the :proxy socket; run
+// by hand without that user, the pre-auth user's, with a warning.
+func controlCredential(name string, preauth *syscall.Credential, log *slog.Logger) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		log.Warn("control user missing: the control process shares the pre-auth processes' uid, so a compromised pre-auth process could reach it",
+			"control_user", name, "shared_uid", preauth.Uid, "err", err)
+		return preauth, nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if uid == 0 || gid == 0 {
+		return nil, fmt.Errorf("control user %s must not be root", u.Username)
+	}
+	if uint32(uid) == preauth.Uid {
+		log.Warn("control user is the pre-auth user: a compromised pre-auth process could reach the control process",
+			"control_user", name, "shared_uid", uid)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
@@ -294,18 +320,6 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, 
 // shutdownGrace is how long a stopping supervisor lets connections in
 // pre-auth finish before it kills their processes.
 const shutdownGrace = 5 * time.Second
-
-// command is the worker program with its mode and arguments.
-func (s *Supervisor) command(args ...string) *exec.Cmd {
-	prog := s.cfg.Worker
-	if len(args) > 0 && args[0] == "--preauth" {
-		prog = s.preauthProgram()
-	}
-	cmd := exec.Command(prog, args...)
-	cmd.Dir = "/"
-	cmd.Stderr = os.Stderr // children log to the service's journal
-	return cmd
-}
 
 // exchange is one connection's conversation with its pre-auth process.
 type exchange struct {

@@ -32,9 +32,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 func main() {
@@ -155,8 +155,8 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 // listener's credentials then, and clients check them (SO_PEERCRED) to
 // know they reached the encoder's user.
 func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.UnixListener, err error) {
-	if os.Getenv(namedfd.EnvVar) != "" {
-		fds, err := namedfd.Take(fdNames(xpraPath)...)
+	if child.Started() {
+		fds, err := child.Encoder.Take(optionalFds(xpraPath)...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -207,14 +207,15 @@ func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.U
 	if err := closeOnExecAll(); err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, passed(f, xf)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
-		// Killing the root parent (by hand, or a test) kills the worker.
-		Pdeathsig: syscall.SIGKILL,
+	fds := map[string]*os.File{"listen": f}
+	if xf != nil {
+		fds["xpra"] = xf
+	}
+	cmd, err := child.Encoder.Command(child.Launch{Path: exe, Args: os.Args[1:], Fds: fds, Stdout: os.Stdout,
+		Cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}})
+	if err != nil {
+		f.Close()
+		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()

@@ -11,7 +11,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/encode/xpraenc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // The optional second socket (--xpra-socket) speaks xpra's own encoder
@@ -19,21 +18,13 @@ import (
 // with the same limits and allow list as the encproto socket. The two
 // share one connection Limiter: the limits bound a uid across both.
 
-// fdNames are the descriptors the root parent passes to the worker.
-func fdNames(xpraPath string) []string {
+// optionalFds are the descriptors of child.Encoder's Optional that the
+// root parent passes to the worker: the xpra socket when there is one.
+func optionalFds(xpraPath string) []string {
 	if xpraPath == "" {
-		return []string{"listen"}
+		return nil
 	}
-	return []string{"listen", "xpra"}
-}
-
-// passed names the bound sockets for namedfd.Attach, in fdNames' order.
-func passed(f, xf *os.File) []namedfd.Fd {
-	fds := []namedfd.Fd{{Name: "listen", File: f}}
-	if xf != nil {
-		fds = append(fds, namedfd.Fd{Name: "xpra", File: xf})
-	}
-	return fds
+	return []string{"xpra"}
 }
 
 // bindBoth binds the encproto socket and, when xpraPath is set, the xpra

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/child"
 )
 
 // Conn is one relayed connection.
@@ -121,15 +122,17 @@ func query(ctx context.Context, worker string, dirs []string, c *Conn) {
 	if len(dirs) > 0 {
 		args = append(args, "--socket-dirs="+strings.Join(dirs, ","))
 	}
-	cmd := exec.CommandContext(ctx, worker, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + u.Username, "LANG=C.UTF-8",
-		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", c.UID)}
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(gid), Groups: []uint32{}}}
+		cred = &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(gid), Groups: []uint32{}}
 	}
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, err := child.Query.Command(child.Launch{Path: worker, Args: args, Cred: cred, Ctx: ctx, Stderr: &stderr,
+		Env: []string{"HOME=" + u.HomeDir, "USER=" + u.Username, fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", c.UID)}})
+	if err != nil {
+		c.Error = err.Error()
+		return
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		c.Error = err.Error()
