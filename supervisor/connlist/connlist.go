@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // Conn is one relayed connection.
@@ -45,6 +46,12 @@ const maxReply = 64 << 10
 // Find lists the relay workers running the given worker program and asks
 // each for its figures.
 func Find(ctx context.Context, worker string, socketDirs []string) ([]Conn, error) {
+	// The query processes run as users and refuse a descriptor they were
+	// not given by name: what this root process inherited (a terminal's,
+	// a test harness's) must not reach them.
+	if err := namedfd.CloseOnExecAll(); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc: %w", err)
