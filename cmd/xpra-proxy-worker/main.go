@@ -75,6 +75,14 @@ func run() int {
 		log.Error("start-up", "err", err)
 		return 1
 	}
+	if *relay {
+		// The session's user's other processes must not read it (the
+		// rest of the sandbox would gain nothing: it runs as that user).
+		if err := sandbox.NonDumpable(); err != nil {
+			log.Error("start-up", "err", err)
+			return 1
+		}
+	}
 	if *controlMode {
 		return controlStage(fds["control"], fds["ipc"], log)
 	}

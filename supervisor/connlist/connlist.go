@@ -101,11 +101,13 @@ func relayWorker(pid int, worker string) (Conn, bool) {
 	if !relay {
 		return c, false
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil {
+	// The real uid from status: a relay is non-dumpable, so its /proc
+	// directory is owned by root whoever it runs as.
+	uid, err := realUID(pid)
+	if err != nil {
 		return c, false
 	}
-	c.UID = int(st.Uid)
+	c.UID = uid
 	if u, err := user.LookupId(strconv.Itoa(c.UID)); err == nil {
 		c.User = u.Username
 	}
@@ -113,6 +115,22 @@ func relayWorker(pid int, worker string) (Conn, bool) {
 		c.AgeSeconds = int64(time.Since(t).Seconds())
 	}
 	return c, true
+}
+
+// realUID reads the real uid from /proc/PID/status ("Uid: r e s fs").
+func realUID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Uid line in /proc/%d/status", pid)
 }
 
 // query runs `worker --query=PID` as the connection's user.
