@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
@@ -148,7 +149,7 @@ func queryStage(pid, dirs string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := worker.QueryConnection(ctx, list, n)
+	info, err := proxyctl.QueryConnection(ctx, list, n)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -184,7 +185,7 @@ func controlStage(lf, ipcf *os.File, log *slog.Logger) int {
 		log.Error("sandbox", "err", err)
 		return 1
 	}
-	if err := worker.ServeSupervisorControl(ctx, l, sup, log); err != nil {
+	if err := proxyctl.ServeSupervisor(ctx, l, sup, log); err != nil {
 		log.Warn("control socket", "err", err)
 	}
 	return 0
