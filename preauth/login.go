@@ -29,6 +29,10 @@ type Options struct {
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
 	Log          *slog.Logger
+	// Confine, when set, narrows the process once it has become a TLS or
+	// WebSocket transport, before it carries a byte (the transport
+	// sandbox); an error ends the connection.
+	Confine func() error
 }
 
 // authFailureDelay is how long a refused client waits for its disconnect,
