@@ -66,6 +66,10 @@ type Server struct {
 	// worker to stop (cancel a context, say): Serve waits for it to return.
 	Stop func(reason string)
 	Log  *slog.Logger
+	// KeepSocket: the socket file is not this process's to remove (the
+	// supervisor's :proxy, bound and removed by root; the sandboxed
+	// control process may not unlink anything).
+	KeepSocket bool
 
 	helloTimeout, exitTimeout, closeGrace time.Duration // zero: the defaults; tests shorten them
 
@@ -110,7 +114,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		case <-ctx.Done():
 		case <-s.stopped:
 		}
-		_ = closeListener(l)
+		_ = closeListener(l, s.KeepSocket)
 	}()
 	var (
 		wg     sync.WaitGroup
@@ -176,7 +180,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		mu.Unlock()
 		<-finished
 	}
-	if cerr := closeListener(l); cerr != nil {
+	if cerr := closeListener(l, s.KeepSocket); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	return err
@@ -191,15 +195,15 @@ func (s *Server) stopping(ctx context.Context) bool {
 	}
 }
 
-// closeListener closes l and removes its socket file (ours do that on
-// Close; a plain net.UnixListener made by Listen does too, one from a file
-// does not).
-func closeListener(l net.Listener) error {
+// closeListener closes l and removes its socket file unless keep (ours
+// do that on Close; a plain net.UnixListener made by Listen does too, one
+// from a file does not).
+func closeListener(l net.Listener, keep bool) error {
 	err := l.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
-	if _, ours := l.(*listener); ours {
+	if _, ours := l.(*listener); ours || keep {
 		return err
 	}
 	if a, ok := l.Addr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {

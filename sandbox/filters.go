@@ -140,6 +140,7 @@ func Rules(k Kind, o Options) ([]Rule, error) {
 				Rule{Name: "connect", Why: "tcp-proxy only: the target and the resolver"},
 				Rule{Name: "splice", Why: "tcp-proxy only: io.Copy between two TCP sockets splices"},
 				Rule{Name: "pipe2", Why: "tcp-proxy only: splice's pipe"},
+				Rule{Name: "fcntl", Args: []seccomp.Condition{eq(1, unix.F_SETPIPE_SZ)}, Why: "tcp-proxy only: F_SETPIPE_SZ, the size of splice's own pipe"},
 			)
 		}
 	default:
