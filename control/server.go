@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -249,6 +250,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(PacketLimit)
 	c.SetMaxDecompressed(PacketLimit)
+	c.SetBudget(budget.ForPacket(PacketLimit))
 	send := func(p conn.Packet) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return c.WritePacket(p)
