@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
@@ -98,7 +99,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 	}
 	defer sup.Close()
 	cmd := s.command("--control")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}, memlimit.Control.Env()...)
 	namedfd.Attach(cmd, namedfd.Fd{Name: "control", File: listener}, namedfd.Fd{Name: "ipc", File: childEnd})
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
@@ -49,7 +50,7 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	cmd := s.command("--preauth", "--listener="+typ,
 		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
 		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}, memlimit.Preauth.Env()...)
 	fds := []namedfd.Fd{{Name: "ipc", File: childEnd}}
 	if typ == "tcp" {
 		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})

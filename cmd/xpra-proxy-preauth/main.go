@@ -35,6 +35,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/front"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
@@ -64,6 +65,10 @@ func run() int {
 	}
 	fds, err := namedfd.TakeUnprivileged(names...)
 	if err != nil {
+		log.Error("start-up", "err", err)
+		return 1
+	}
+	if _, err := memlimit.Apply(memlimit.Preauth); err != nil { // before any client byte
 		log.Error("start-up", "err", err)
 		return 1
 	}

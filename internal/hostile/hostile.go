@@ -56,19 +56,22 @@ func Inputs() ([]Input, error) {
 	return append(out, DeepNesting(wire.Rencode, 120)), nil
 }
 
-// Amplification is a hello, ["hello", {"x": [[], [], ...]}], whose
-// payload fills size bytes with empty lists (one byte each in rencode,
-// two in bencode), compressed with algo.
+// Amplification is a hello, ["hello", {"digest": ["hmac+sha256"],
+// "salt-digest": ["hmac+sha256"], "x": [[], [], ...]}], whose payload fills size bytes with empty lists (one
+// byte each in rencode, two in bencode), compressed with algo. The digests
+// make a password module answer with a challenge, so that a proxy
+// without budgets keeps the decoded hello until the login timeout.
 func Amplification(enc wire.Encoding, algo compress.Algo, size int) (Input, error) {
 	var head, item, tail []byte
 	switch enc {
 	case wire.Rencode, wire.RencodePlus:
-		// list of 2: "hello", dict of 1: "x" -> list up to a terminator.
-		head = []byte("\xc2\x85hello\x67\x81x\x3b")
+		// list of 2: "hello", dict of 3: "digest" and "salt-digest" ->
+		// ["hmac+sha256"], "x" -> list up to a terminator.
+		head = []byte("\xc2\x85hello\x69\x86digest\xc1\x8bhmac+sha256\x8bsalt-digest\xc1\x8bhmac+sha256\x81x\x3b")
 		item = []byte{0xc0}
 		tail = []byte{0x7f}
 	case wire.Bencode:
-		head = []byte("l5:hellod1:xl")
+		head = []byte("l5:hellod6:digestl11:hmac+sha256e11:salt-digestl11:hmac+sha256e1:xl")
 		item = []byte("le")
 		tail = []byte("eee")
 	default:

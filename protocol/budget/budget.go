@@ -44,9 +44,9 @@ const (
 const preauthDepth = 32
 
 // ForPacket derives limits from a packet limit (bytes on the wire of one
-// chunk): the values may take 8× the limit in Go memory, counting the
-// decompressed payload (up to 4× the limit) too, and hold one value per 8
-// wire bytes of the limit. Real packets cost far less: a 3.1 or 6.x hello
+// chunk): decoding may allocate 8× the limit in Go memory, counting the
+// decompression buffers (the payload may decompress to 4× the limit) and
+// outgrown arrays, and hold one value per 8 wire bytes of the limit. Real packets cost far less: a 3.1 or 6.x hello
 // of 5-20 KB decodes to a few hundred KB and a few thousand values.
 func ForPacket(limit int) Limits {
 	if limit <= 0 {
@@ -142,7 +142,7 @@ type ExceededError struct {
 func (e *ExceededError) Error() string {
 	switch e.What {
 	case "bytes":
-		return fmt.Sprintf("%v: decoded values over %d bytes", ErrExceeded, e.Limit)
+		return fmt.Sprintf("%v: more than %d bytes decompressed and decoded", ErrExceeded, e.Limit)
 	case "items":
 		return fmt.Sprintf("%v: more than %d values", ErrExceeded, e.Limit)
 	}
