@@ -13,9 +13,9 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 )
 
-// Decompressed is the size the amplification payloads decompress to: just
-// under 4 MiB, the decompressed limit of a 1 MiB pre-auth packet limit
-// (and brotli's 4 MiB - 16 window).
+// Decompressed is the size the largest amplification payloads decompress
+// to: just under 4 MiB, what a 1 MiB packet could decompress to before
+// authentication until issue 12 (and brotli's 4 MiB - 16 window).
 const Decompressed = 4<<20 - 64
 
 // Input is one hostile chunk, ready to write to a socket.

@@ -45,8 +45,7 @@ const preauthDepth = 32
 
 // ForPacket derives limits from a packet limit (bytes on the wire of one
 // chunk): decoding may allocate 8× the limit in Go memory, counting the
-// decompression buffers (the payload may decompress to 4× the limit) and
-// outgrown arrays, and hold one value per 8 wire bytes of the limit. Real packets cost far less: a 3.1 or 6.x hello
+// decompression buffers and outgrown arrays, and hold one value per 8 wire bytes of the limit. Real packets cost far less: a 3.1 or 6.x hello
 // of 5-20 KB decodes to a few hundred KB and a few thousand values.
 func ForPacket(limit int) Limits {
 	if limit <= 0 {

@@ -101,6 +101,12 @@ var ErrTooLarge = errors.New("compress: decompressed size exceeds the limit")
 // ErrUnsupported names an algorithm this build cannot handle.
 var ErrUnsupported = errors.New("compress: unsupported algorithm")
 
+// brotliDefaultWindow is the window of Python's brotli.compress (lgwin
+// 22), which xpra uses whatever the size of the data: accepted under any
+// limit, so that a small packet is never refused for its encoder's
+// default. The output is still bounded by the limit.
+const brotliDefaultWindow = 1<<22 - 16
+
 // lz4MaxRatio is the largest expansion an lz4 block can encode (a run of
 // one literal repeated): a size prefix claiming more is a lie, refused
 // before anything is allocated.
@@ -144,7 +150,7 @@ func DecompressWithin(level byte, payload []byte, max int, m *budget.Meter) ([]b
 		if err != nil {
 			return nil, fmt.Errorf("compress: brotli: %w", err)
 		}
-		if w > max {
+		if w > max && w > brotliDefaultWindow {
 			return nil, fmt.Errorf("%w: brotli window of %d bytes", ErrTooLarge, w)
 		}
 		if err := m.Alloc(w); err != nil {

@@ -171,6 +171,15 @@ func TestBrotliWindowLimit(t *testing.T) {
 	if out, err := Decompress(0x45, b.Bytes(), 16<<20); err != nil || string(out) != "small" {
 		t.Fatalf("16 MiB window with a 16 MiB limit: %q %v", out, err)
 	}
+	// Python's brotli (xpra) declares 4 MiB whatever the data: a small
+	// packet with it passes a 1 MiB limit.
+	b.Reset()
+	w = brotli.NewWriterOptions(&b, brotli.WriterOptions{Quality: 5, LGWin: 22})
+	w.Write([]byte("small"))
+	w.Close()
+	if out, err := Decompress(0x45, b.Bytes(), 1<<20); err != nil || string(out) != "small" {
+		t.Fatalf("4 MiB window with a 1 MiB limit: %q %v", out, err)
+	}
 	for _, tc := range []struct {
 		hdr  []byte
 		want int
