@@ -75,6 +75,6 @@ echo "== draw flood through our proxy ($DRAWS draws of $SIZE bytes per connectio
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ "${MICRO:-1}" != 0 ]; then
-  echo; echo "== TLS termination alone: go test -run '^\$' -bench BenchmarkRelay -benchtime 2s ./transport/"
-  go test -run '^$' -bench BenchmarkRelay -benchtime 2s -count "${MICRO_COUNT:-3}" ./transport/ | grep -E '^(Benchmark|ok|FAIL)'
+  echo; echo "== TLS termination alone: go test -run '^\$' -bench BenchmarkRelay -benchtime 2s ./preauth/transport/"
+  go test -run '^$' -bench BenchmarkRelay -benchtime 2s -count "${MICRO_COUNT:-3}" ./preauth/transport/ | grep -E '^(Benchmark|ok|FAIL)'
 fi

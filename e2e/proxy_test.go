@@ -253,6 +253,10 @@ func TestRemoteTargets(t *testing.T) {
 			t.Fatalf("sqlite_auth.py %v: %v\n%s", args, err, out)
 		}
 	}
+	// xpra's helper leaves the umask's 0644, which the proxy refuses.
+	if err := os.Chmod(db, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	multi := filepath.Join(dir, "users.txt")
 	os.WriteFile(multi, []byte(fmt.Sprintf("# user|password|uid|gid|displays|env|session options\nfoo|bar|%s|%s|tcp://127.0.0.1:%d/\nmoo|cow|%s|%s|tcp://x:remotepw@127.0.0.1:%d/||compression=0\n",
 		owner, group, a.Port, owner, group, b.Port)), 0o600)

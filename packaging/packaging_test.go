@@ -220,9 +220,9 @@ func TestVersionsAgree(t *testing.T) {
 	if deb == nil || rpm == nil {
 		t.Fatalf("version not found: debian/changelog %q, spec %q", deb, rpm)
 	}
-	proxy := constString(t, filepath.Join(root, "worker"), "Version")
+	proxy := constString(t, filepath.Join(root, "version"), "Proxy")
 	if string(deb[1]) != proxy || string(rpm[1]) != proxy {
-		t.Errorf("debian/changelog %s, rpm spec %s, worker.Version %s", deb[1], rpm[1], proxy)
+		t.Errorf("debian/changelog %s, rpm spec %s, version.Proxy %s", deb[1], rpm[1], proxy)
 	}
 }
 

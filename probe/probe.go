@@ -33,6 +33,7 @@ const Version = "3.1.3"
 type Options struct {
 	URL           string       // tcp://user:pass@host:port/DISPLAY, socket:///path, ...
 	Password      string       // overrides the URL's password when set
+	Username      string       // overrides the URL's username when set (any bytes: tests send what a URL cannot)
 	EncryptionKey []byte       // AES secret (the server's keyfile); nil: no AES
 	Request       string       // "version", "info", "id", "connect_test", or Connect
 	LocalAddr     *net.TCPAddr // where TCP connections come from; nil: the system's choice
@@ -211,6 +212,9 @@ func (s *session) sendHello(answer value.Dict) error {
 }
 
 func (s *session) username() string {
+	if s.o.Username != "" {
+		return s.o.Username
+	}
 	if s.target.Username != "" {
 		return s.target.Username
 	}

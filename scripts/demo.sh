@@ -56,7 +56,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -su
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
 chmod 600 "$certs/key.pem"   # root only: the supervisor reads it and hands it to the TLS process
 echo "starting xpra-proxy on 0.0.0.0:$PORT (root supervisor, unprivileged workers; xpra, TLS, WebSocket, HTML5 on one port)"
-bin/xpra-proxy --bind-tcp="0.0.0.0:$PORT" --tcp-auth="password,value=$PASSWORD" \
+# the secret in a root-only file, not on the command line where ps shows it
+(umask 077; printf '%s\n' "$PASSWORD" > "$certs/password")
+bin/xpra-proxy --bind-tcp="0.0.0.0:$PORT" --tcp-auth="password,value-file=$certs/password" \
   --ssl-cert="$certs/cert.pem" --ssl-key="$certs/key.pem" --control-socket="$certs/$(hostname)-proxy" 2>/tmp/xpra-proxy-demo.log &
 proxy_pid=$!
 for _ in $(seq 50); do bin/xpra-probe --timeout 1s version "tcp://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
@@ -37,8 +38,19 @@ type Config struct {
 	PerSourcePenaltyMax    Duration            `toml:"per-source-penalty-max"`    // doubling stops here
 	PerSourcePenaltyForget Duration            `toml:"per-source-penalty-forget"` // a source without failures this long is forgotten
 	PerSourcePenaltyTable  int                 `toml:"per-source-penalty-table"`  // most sources remembered
+	PerSourceRate          float64             `toml:"per-source-rate"`           // new connections a second per source block or local uid; 0: no limit
+	PerSourceBurst         int                 `toml:"per-source-burst"`          // of which this many at once
+	PerUIDMaxStartups      int                 `toml:"per-uid-max-startups"`      // unauthenticated unix-socket connections per local uid; 0: no limit
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
+
+	// AuthFileOwner may own auth files and databases besides root (sshd's
+	// StrictModes allows the user itself; here: an admin account).
+	AuthFileOwner string `toml:"auth-file-owner"`
+
+	// ArgvSecrets are auth specs given on the command line that carry a
+	// secret (password,value=...): every local user reads them in ps.
+	ArgvSecrets []string `toml:"-"`
 
 	// The shared encoder worker: its socket ("": relays re-encode nothing)
 	// and the user that must serve it.
@@ -47,6 +59,7 @@ type Config struct {
 
 	FrontConfig   // one port for xpra, TLS, WebSocket and HTTP (front.go)
 	SessionConfig // sessions on demand (ondemand_config.go)
+	AccountConfig // who may be proxied to (account_config.go)
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -79,8 +92,12 @@ func Defaults() Config {
 		PerSourcePenaltyMax:    Duration{lim.PenaltyMax},
 		PerSourcePenaltyForget: Duration{lim.PenaltyForget},
 		PerSourcePenaltyTable:  lim.PenaltyTable,
+		PerSourceRate:          lim.Rate,
+		PerSourceBurst:         lim.Burst,
+		PerUIDMaxStartups:      lim.PerUID,
 
 		SessionConfig: sessionDefaults(),
+		AccountConfig: accountDefaults(),
 	}
 }
 
@@ -132,9 +149,11 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
+	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
+	registerAccountFlags(fs, &cli.AccountConfig)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -147,9 +166,17 @@ func ParseFlags(args []string) (Config, error) {
 		}
 	}
 	merge(&c, cli)
+	for _, l := range [][]string{cli.Auth, cli.TCPAuth, cli.SSLAuth, cli.WSAuth, cli.WSSAuth} {
+		for _, text := range l {
+			if spec, err := auth.ParseSpec(text); err == nil && auth.SecretOnCommandLine(spec) {
+				c.ArgvSecrets = append(c.ArgvSecrets, spec.Name)
+			}
+		}
+	}
 	mergeLimits(&c, cli, fs)
 	mergeFront(&c.FrontConfig, cli.FrontConfig)
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
+	mergeAccount(&c.AccountConfig, cli.AccountConfig)
 	return c, c.check()
 }
 
@@ -165,7 +192,7 @@ func merge(c *Config, cli Config) {
 	}
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
-		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser},
+		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src
@@ -181,6 +208,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.SessionConfig.check(); err != nil {
+		return err
+	}
+	if err := c.policy().CheckPatterns(); err != nil {
 		return err
 	}
 	if c.Worker == "" {
@@ -206,6 +236,9 @@ func (c Config) Limits() limits.Config {
 		PenaltyMax:    c.PerSourcePenaltyMax.Duration,
 		PenaltyForget: c.PerSourcePenaltyForget.Duration,
 		PenaltyTable:  c.PerSourcePenaltyTable,
+		Rate:          c.PerSourceRate,
+		Burst:         c.PerSourceBurst,
+		PerUID:        c.PerUIDMaxStartups,
 	}
 }
 
@@ -218,6 +251,9 @@ func registerLimitFlags(fs *flag.FlagSet, cli *Config) {
 	fs.DurationVar(&cli.PerSourcePenaltyMax.Duration, "per-source-penalty-max", d.PerSourcePenaltyMax.Duration, "longest penalty")
 	fs.DurationVar(&cli.PerSourcePenaltyForget.Duration, "per-source-penalty-forget", d.PerSourcePenaltyForget.Duration, "a source without failures for this long is forgotten")
 	fs.IntVar(&cli.PerSourcePenaltyTable, "per-source-penalty-table", d.PerSourcePenaltyTable, "most sources remembered (the least recently failed is forgotten first)")
+	fs.Float64Var(&cli.PerSourceRate, "per-source-rate", d.PerSourceRate, "new connections a second per source block or local uid (0: no limit)")
+	fs.IntVar(&cli.PerSourceBurst, "per-source-burst", d.PerSourceBurst, "new connections at once per source block or local uid, refilled at per-source-rate")
+	fs.IntVar(&cli.PerUIDMaxStartups, "per-uid-max-startups", d.PerUIDMaxStartups, "unauthenticated unix-socket connections per local uid (0: no limit)")
 }
 
 // mergeLimits applies the limit flags that were given: their zero values
@@ -239,6 +275,12 @@ func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
 			c.PerSourcePenaltyForget = cli.PerSourcePenaltyForget
 		case "per-source-penalty-table":
 			c.PerSourcePenaltyTable = cli.PerSourcePenaltyTable
+		case "per-source-rate":
+			c.PerSourceRate = cli.PerSourceRate
+		case "per-source-burst":
+			c.PerSourceBurst = cli.PerSourceBurst
+		case "per-uid-max-startups":
+			c.PerUIDMaxStartups = cli.PerUIDMaxStartups
 		}
 	})
 }

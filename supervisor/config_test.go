@@ -44,18 +44,21 @@ func TestConfig(t *testing.T) {
 				return c.BindTCP[0] == "0.0.0.0:14500" && c.MaxStartups == limits.Startups{Start: 7, Rate: 100, Full: 7}
 			}, ""},
 		{"limits from the file", "max-startups = \"10:30:100\"\nper-source-max-startups = 0\nper-source-net-block-size = \"24:64\"\n" +
-			"per-source-penalty = \"2s\"\nper-source-penalty-max = \"1m\"\nper-source-penalty-forget = \"1h\"\nper-source-penalty-table = 100\n", nil,
+			"per-source-penalty = \"2s\"\nper-source-penalty-max = \"1m\"\nper-source-penalty-forget = \"1h\"\nper-source-penalty-table = 100\n" +
+			"per-source-rate = 2.5\nper-source-burst = 4\nper-uid-max-startups = 3\n", nil,
 			func(c Config) bool {
 				return c.Limits() == limits.Config{MaxStartups: limits.Startups{Start: 10, Rate: 30, Full: 100}, PerSource: 0,
 					NetBlock: limits.NetBlockSize{IPv4: 24, IPv6: 64}, PenaltyMin: 2 * time.Second, PenaltyMax: time.Minute,
-					PenaltyForget: time.Hour, PenaltyTable: 100}
+					PenaltyForget: time.Hour, PenaltyTable: 100, Rate: 2.5, Burst: 4, PerUID: 3}
 			}, ""},
 		{"limit flags override the file, zero included", "per-source-max-startups = 3\nper-source-penalty = \"5s\"\n",
-			[]string{"--max-startups=5:50:20", "--per-source-max-startups=0", "--per-source-net-block-size=16", "--per-source-penalty=0"},
+			[]string{"--max-startups=5:50:20", "--per-source-max-startups=0", "--per-source-net-block-size=16", "--per-source-penalty=0",
+				"--per-source-rate=0", "--per-uid-max-startups=0"},
 			func(c Config) bool {
 				l := c.Limits()
 				return l.MaxStartups == limits.Startups{Start: 5, Rate: 50, Full: 20} && l.PerSource == 0 &&
-					l.NetBlock == limits.NetBlockSize{IPv4: 16, IPv6: 128} && l.PenaltyMin == 0 && l.PenaltyMax == 30*time.Second
+					l.NetBlock == limits.NetBlockSize{IPv4: 16, IPv6: 64} && l.PenaltyMin == 0 && l.PenaltyMax == 30*time.Second &&
+					l.Rate == 0 && l.PerUID == 0
 			}, ""},
 		{"limit defaults", "", nil, func(c Config) bool { return c.Limits() == limits.Defaults() }, ""},
 		{"bad max-startups", "max-startups = \"100:30:10\"\n", nil, nil, "start 100 is above full 10"},

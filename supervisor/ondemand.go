@@ -49,7 +49,7 @@ type starter struct {
 	dial func(context.Context) (*logind.Conn, error)
 
 	mu       sync.Mutex
-	reserved map[int]time.Time // display number → until when it counts as taken
+	reserved map[int]reservation // display number → why it counts as taken
 }
 
 func newStarter(cfg SessionConfig, log *slog.Logger) (*starter, error) {
@@ -57,7 +57,7 @@ func newStarter(cfg SessionConfig, log *slog.Logger) (*starter, error) {
 		return nil, nil
 	}
 	st := &starter{cfg: cfg, log: log.With("part", "sessions"), overrides: map[string]bool{},
-		reserved: map[int]time.Time{}, dial: logind.Dial}
+		reserved: map[int]reservation{}, dial: logind.Dial}
 	var err error
 	if st.lo, st.hi, err = parseDisplayRange(cfg.SessionDisplays); err != nil {
 		return nil, err
@@ -181,11 +181,13 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 		return denied(""), logind.Unit{}
 	}
 	var busy []int
+	live := map[string]bool{}
 	mine := 0
 	for _, s := range all {
 		if !s.IsProxy() {
 			continue
 		}
+		live[s.ID] = true
 		if n, err := displayNumber(s.Display); err == nil {
 			busy = append(busy, n)
 		}
@@ -193,6 +195,10 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 			mine++
 		}
 	}
+	// Sessions that died since they were started give their display back
+	// now, not when the reservation times out; starts still under way
+	// count toward the user's sessions.
+	mine += st.prune(live, o.uid)
 	if st.cfg.MaxSessionsPerUser > 0 && mine >= st.cfg.MaxSessionsPerUser {
 		why := fmt.Sprintf("%s has %d sessions already, the most allowed", o.user, mine)
 		log.Warn("session refused", "err", why)
@@ -202,7 +208,7 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 	if err != nil {
 		log.Warn("listing X displays", "err", err) // the reservation and logind still count
 	}
-	n, err := st.reserve(want, append(busy, xs...))
+	n, err := st.reserve(want, append(busy, xs...), o.uid)
 	if err != nil {
 		log.Warn("session refused", "err", err)
 		return denied(err.Error()), logind.Unit{}
@@ -224,6 +230,7 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 		log.Error("starting a session", "display", display, "err", err)
 		return denied(""), logind.Unit{}
 	}
+	st.started(n, u.Session.ID)
 	log.Info("session started", "display", display, "unit", u.Name, "session", u.Session.ID,
 		"leader", u.Session.Leader, "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
 	return ipc.Message{Kind: ipc.SessionStarted, Display: display, Unit: u.Name, Session: u.Session.ID,
@@ -334,12 +341,12 @@ func (st *starter) command(mode, display string, opts map[string][]string) []str
 // in the range. Free means not taken by a proxy session (logind's
 // Display), by an X server listening (busy) or by a recent reservation:
 // an X server takes a moment to listen.
-func (st *starter) reserve(want int, busy []int) (int, error) {
+func (st *starter) reserve(want int, busy []int, uid uint32) (int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := time.Now()
-	for n, until := range st.reserved {
-		if now.After(until) {
+	for n, r := range st.reserved {
+		if now.After(r.until) {
 			delete(st.reserved, n)
 		}
 	}
@@ -364,8 +371,45 @@ func (st *starter) reserve(want int, busy []int) (int, error) {
 			return 0, fmt.Errorf("no free display in :%d to :%d", st.lo, st.hi)
 		}
 	}
-	st.reserved[pick] = now.Add(st.cfg.SessionStartTimeout.Duration + 30*time.Second)
+	st.reserved[pick] = reservation{until: now.Add(st.cfg.SessionStartTimeout.Duration + 30*time.Second), uid: uid}
 	return pick, nil
+}
+
+// reservation holds a display for a session being started, until its X
+// server listens (then logind and the X socket show it) or until it is
+// seen dead.
+type reservation struct {
+	until   time.Time
+	uid     uint32
+	session string // logind's session id once started; "" while starting
+}
+
+// started records the logind session a reserved display went to.
+func (st *starter) started(n int, session string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if r, ok := st.reserved[n]; ok {
+		r.session = session
+		st.reserved[n] = r
+	}
+}
+
+// prune releases the displays of started sessions that logind no longer
+// lists (live: the proxy's sessions now), and returns how many starts of
+// uid are still under way.
+func (st *starter) prune(live map[string]bool, uid uint32) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	starting := 0
+	for n, r := range st.reserved {
+		switch {
+		case r.session != "" && !live[r.session]:
+			delete(st.reserved, n)
+		case r.session == "" && r.uid == uid:
+			starting++
+		}
+	}
+	return starting
 }
 
 func (st *starter) release(n int) {

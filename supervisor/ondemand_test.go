@@ -190,20 +190,20 @@ func TestReserveDisplay(t *testing.T) {
 		{0, []int{101}, 0, "no free display in :100 to :103"},
 	}
 	for i, s := range steps {
-		n, err := st.reserve(s.want, s.busy)
+		n, err := st.reserve(s.want, s.busy, 1000)
 		if n != s.got || (s.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), s.wantErr)) {
 			t.Fatalf("step %d: reserve(%d, %v) = %d, %v; want %d, %q", i, s.want, s.busy, n, err, s.got, s.wantErr)
 		}
 	}
 	st.release(102)
-	if n, err := st.reserve(0, []int{101}); n != 102 || err != nil {
+	if n, err := st.reserve(0, []int{101}, 1000); n != 102 || err != nil {
 		t.Fatalf("after release: %d, %v", n, err)
 	}
 	// A reservation lasts until the X server could have started.
 	st.mu.Lock()
-	st.reserved[100] = time.Now().Add(-time.Second)
+	st.reserved[100] = reservation{until: time.Now().Add(-time.Second)}
 	st.mu.Unlock()
-	if n, err := st.reserve(0, []int{101}); n != 100 || err != nil {
+	if n, err := st.reserve(0, []int{101}, 1000); n != 100 || err != nil {
 		t.Fatalf("after expiry: %d, %v", n, err)
 	}
 }
@@ -308,4 +308,38 @@ func TestServeSessionChannel(t *testing.T) {
 			t.Fatalf("a request from another pid got %+v", r)
 		}
 	})
+}
+
+// TestReservationPrune: a started session that logind no longer lists
+// gives its display back at once (not after the start timeout), and the
+// starts under way count toward their user's sessions.
+func TestReservationPrune(t *testing.T) {
+	st := testStarter(t, func(c *SessionConfig) { c.SessionDisplays = "100-101" })
+	a, err := st.reserve(0, nil, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.reserve(0, nil, 1001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.reserve(0, nil, 1000); err == nil {
+		t.Fatal("a third display out of two")
+	}
+	if n := st.prune(map[string]bool{}, 1000); n != 1 {
+		t.Fatalf("uid 1000 has %d starts under way, want 1", n)
+	}
+	st.started(a, "c7")
+	st.started(b, "c8")
+	// c7 is still there, c8 died at once.
+	if n := st.prune(map[string]bool{"c7": true}, 1000); n != 0 {
+		t.Fatalf("uid 1000 has %d starts under way after its start, want 0", n)
+	}
+	n, err := st.reserve(0, nil, 1002)
+	if err != nil || n != b {
+		t.Fatalf("after c8 died: reserve = %d, %v; want :%d back", n, err, b)
+	}
+	if _, err := st.reserve(a, nil, 1002); err == nil {
+		t.Fatalf("display :%d of a live session reserved again", a)
+	}
 }

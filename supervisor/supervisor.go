@@ -3,7 +3,7 @@
 // the answers to password challenges with the stored secrets, and starts
 // the relay worker as the session's owner. It never reads a byte a client
 // sent: the client socket only passes through it to the children
-// (ARCHITECTURE.md; TestSupervisorImports keeps protocol parsers out).
+// (ARCHITECTURE.md; cmd/xpra-proxy's TestDeps keeps protocol parsers out).
 package supervisor
 
 import (
@@ -26,6 +26,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
@@ -35,6 +36,7 @@ type Supervisor struct {
 	cfg     Config
 	log     *slog.Logger
 	modules map[string][]auth.Module // by listener type
+	policy  account.Policy           // who may be proxied to, whichever module granted
 	preauth *syscall.Credential
 	limits  *limits.Limiter  // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
 	quiet   *limits.Throttle // of the refused-connection log lines
@@ -53,11 +55,24 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
 	s.spares = newSpares(s)
+	s.policy = cfg.policy()
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	s.limits = lim
+	if len(cfg.ArgvSecrets) > 0 {
+		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
+			"modules", cfg.ArgvSecrets)
+	}
+	authCfg := auth.Config{PasswordFile: cfg.PasswordFile}
+	if cfg.AuthFileOwner != "" {
+		uid, err := auth.LookupUID(cfg.AuthFileOwner)
+		if err != nil {
+			return nil, fmt.Errorf("auth-file-owner: %w", err)
+		}
+		authCfg.FileOwnerUID = uid
+	}
 	for typ, specs := range cfg.authSpecs() {
 		challenges := 0
 		for _, text := range specs {
@@ -65,7 +80,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 			if err != nil {
 				return nil, err
 			}
-			m, err := auth.New(spec, auth.Config{PasswordFile: cfg.PasswordFile})
+			m, err := auth.New(spec, authCfg)
 			if err != nil {
 				return nil, fmt.Errorf("%s auth: %w", typ, err)
 			}
@@ -384,6 +399,14 @@ func (x *exchange) run() {
 		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.AuthBegin)
 		return
 	}
+	if err := account.ValidUsername(m.Username); err != nil {
+		// Before any module looks it up: cgo's getpwnam would read
+		// "alice\x00junk" as alice. The client is told what a wrong
+		// password gets.
+		x.log.Warn("authentication refused", "username", m.Username, "err", err)
+		x.deny("authentication failed")
+		return
+	}
 	x.username = m.Username
 	if x.transport, err = checkTransport(x.typ, m.Transport); err != nil {
 		x.log.Warn("pre-auth protocol", "err", err)
@@ -614,8 +637,15 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 	if granted == nil {
 		return nil, "", &targetError{"session not found error", "no sessions found"}
 	}
-	if granted.UID == 0 || granted.GID == 0 {
-		return nil, "", &targetError{"authentication error", "cannot run proxy instances as root"}
+	// Whichever module granted it, the account must be one the admin lets
+	// users become (never root, never a system account); refused like a
+	// wrong password, and penalised so.
+	acct, err := account.Lookup(granted.UID, granted.GID)
+	if err == nil {
+		err = x.s.policy.Check(acct)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", by, err)
 	}
 	return granted, by, nil
 }

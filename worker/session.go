@@ -1,3 +1,10 @@
+// Package worker is the relay worker's glue (cmd/xpra-proxy-worker
+// --relay): one authenticated connection, as the session's owner, from
+// the hand-over to the end. It answers the requests the proxy answers
+// itself, chooses the session (package target), does the hellos with the
+// server, and runs the relay (package relay) with re-encoding where it
+// applies (package reencode) and the connection's control socket
+// (package control/proxyctl).
 package worker
 
 import (
@@ -12,9 +19,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
@@ -27,6 +34,10 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
+	"github.com/xpra-proxy/xpra-proxy/reencode"
+	"github.com/xpra-proxy/xpra-proxy/relay"
+	"github.com/xpra-proxy/xpra-proxy/target"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // connectTimeout bounds connecting to the target and its hello.
@@ -49,8 +60,8 @@ type Session struct {
 	Log    *slog.Logger
 
 	// Sessions is the channel to ask the supervisor for a new session
-	// (ondemand.go), nil when the proxy starts none; StartMode is its
-	// start-session setting (StartOnRequest or StartAuto).
+	// (target/ondemand.go), nil when the proxy starts none; StartMode is
+	// its start-session setting (target.StartOnRequest or StartAuto).
 	Sessions  *ipc.Conn
 	StartMode string
 
@@ -67,7 +78,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	if err := s.client.ApplyPeerHello(s.hello, int(s.hello.CompressionLevel)); err != nil {
 		return s.refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder")
 	}
-	switch req := s.request(); req {
+	switch req := target.Request(s.hello); req {
 	case "":
 	case "info", "id", "connect_test":
 		return s.answer(req)
@@ -76,9 +87,12 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	default:
 		return s.refuse("invalid request", req)
 	}
-	display, started, err := s.target(ctx)
+	// The finder owns the session channel from here: it closes it.
+	f := &target.Finder{Launch: s.Launch, Log: s.Log, Sessions: s.Sessions, StartMode: s.StartMode}
+	s.Sessions = nil
+	display, started, err := f.Choose(ctx, s.hello)
 	if err != nil {
-		var te *TargetError
+		var te *target.Error
 		if errors.As(err, &te) {
 			return s.refuse(te.Reason, te.Detail)
 		}
@@ -101,25 +115,12 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return nil
 	}
 	s.Log = s.Log.With("display", display)
-	server, target, err := s.connect(ctx, display)
+	server, dest, err := s.connect(ctx, display)
 	if err != nil {
 		s.Log.Warn("connecting to the session", "err", err)
 		return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
 	}
-	return s.relay(ctx, nc, server, target)
-}
-
-// request is the one-shot request of the hello, "" for a UI client.
-func (s *Session) request() string {
-	if s.hello.Request != "" {
-		return s.hello.Request
-	}
-	for _, r := range []string{"info", "id", "connect_test", "version", "screenshot", "event", "print", "exit", "stop", "detach"} {
-		if s.hello.Bool(r+"_request", false) {
-			return r
-		}
-	}
-	return ""
+	return s.relay(ctx, nc, server, dest)
 }
 
 func (s *Session) refuse(reason string, details ...string) error {
@@ -141,9 +142,9 @@ func (s *Session) answer(req string) error {
 	default:
 		d = value.Dict{{Key: "server.type", Value: "xpra-proxy"}, {Key: "server.mode", Value: "proxy"},
 			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
-			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: ProtocolVersion},
-			{Key: "proxy.version", Value: Version}, {Key: "proxy.user", Value: s.Launch.Username}}
-		for i, disp := range s.displays() {
+			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.Protocol},
+			{Key: "proxy.version", Value: version.Proxy}, {Key: "proxy.user", Value: s.Launch.Username}}
+		for i, disp := range s.user().Displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
 		}
 	}
@@ -155,43 +156,9 @@ func (s *Session) answer(req string) error {
 	return nil
 }
 
-func (s *Session) socketDirs() []string {
-	if len(s.Launch.SocketDirs) > 0 {
-		return sockdir.Expand(s.Launch.SocketDirs, s.Launch.UID, s.Launch.Username, s.Launch.Home)
-	}
-	return sockdir.Dirs(s.Launch.UID, s.Launch.Home)
-}
-
-// displays are the sessions the user may reach: the module's list, or the
-// user's live local sessions ("username matters").
-func (s *Session) displays() []string {
-	if s.Launch.Displays != nil {
-		return s.Launch.Displays
-	}
-	sessions, err := sockdir.List(s.socketDirs(), sockdir.Hostname())
-	if err != nil {
-		s.Log.Warn("listing sessions", "err", err)
-	}
-	var out []string
-	for _, se := range sessions {
-		if se.State == sockdir.Live && s.ownSocket(se.Path) {
-			out = append(out, se.Display)
-		}
-	}
-	return out
-}
-
-// ownSocket reports whether the user owns a socket found by scanning: a
-// shared directory (/run/xpra) may hold other users' sessions that the
-// user's groups let it open, which are not its sessions.
-func (s *Session) ownSocket(path string) bool {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && int(st.Uid) == s.Launch.UID
-}
+// user is what the user may reach, for the proxy's own answers, the
+// connection and its control socket.
+func (s *Session) user() target.Finder { return target.Finder{Launch: s.Launch, Log: s.Log} }
 
 // connect opens the target as this (unprivileged) user: the permissions
 // on the user's own sockets do the access control.
@@ -203,11 +170,11 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if t.Scheme == "" {
-		path, err := sockdir.Find(s.socketDirs(), sockdir.Hostname(), t.Display)
+		path, err := sockdir.Find(s.user().SocketDirs(), sockdir.Hostname(), t.Display)
 		if err != nil {
 			return nil, t, err
 		}
-		if !s.ownSocket(path) {
+		if !s.user().OwnSocket(path) {
 			return nil, t, fmt.Errorf("%s is not owned by uid %d", path, s.Launch.UID)
 		}
 		t = xpraurl.Target{Scheme: "socket", SocketPath: path, Display: t.Display}
@@ -231,7 +198,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		_ = sc.SetEncoding(wire.RencodePlus)
 	}
 	form := s.hello.Form()
-	opts := ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
+	opts := relay.ServerHelloOptions{Username: s.hello.Username, SessionOptions: s.Launch.SessionOptions,
 		Digests: digest.Supported(), SaltDigests: digest.SupportedSalt(), UID: s.Launch.UID, GID: s.Launch.GID, Form: form}
 	if t.Username != "" {
 		opts.Username = t.Username
@@ -241,14 +208,14 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		password, hasPassword = s.Launch.SessionOptions["password"]
 	}
 	// With the shared encoder, the server is asked for raw frames that the
-	// relay re-encodes (reencode.go).
-	enc, encOpts := s.encoderFor(form)
+	// relay re-encodes (package reencode).
+	enc, encOpts := reencode.Connect(s.Launch.EncoderSocket, s.Launch.EncoderUID, form, s.client.Encoding(), s.hello.Caps, s.Log)
 	if enc != nil {
 		defer enc.Close()
-		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == ReencodeRawFrames, encOpts.ProxyCaps
+		opts.RawFrames, opts.ProxyVideo = encOpts.Mode == reencode.RawFrames, encOpts.ProxyCaps
 	}
 	hello := s.State.Hello
-	if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
 		return fmt.Errorf("sending hello to the server: %w", err)
 	}
 	for {
@@ -290,7 +257,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				}
 			}
 			opts.ChallengeAnswers = answer
-			if err := sc.WritePacket(conn.Packet{packet.Hello, ServerHello(hello, opts)}); err != nil {
+			if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
 				return err
 			}
 		case packet.Hello:
@@ -306,34 +273,27 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if err := sc.ApplyPeerHello(sh, 0); err != nil {
 				return s.refuse(packet.ReasonProtocolError, err.Error())
 			}
-			if err := s.client.WritePacket(conn.Packet{packet.Hello, ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
+			if err := s.client.WritePacket(conn.Packet{packet.Hello, relay.ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
 				return err
 			}
 			_ = snc.SetDeadline(time.Time{})
 			_ = cnc.SetDeadline(time.Time{})
-			client := NewLeg("client", cnc, s.client)
+			client := relay.NewLeg("client", cnc, s.client)
 			client.Form = form
 			client.EnablePings(s.hello.Caps)
-			serverNet, serverConn := net.Conn(snc), sc
-			var re *Reencoder
-			// Proxy frames come only from 4.3-6.3 servers: others relay as is.
-			if enc != nil && (encOpts.Mode == ReencodeRawFrames || ProxyVideoServer(sh)) {
-				if re, err = NewReencoder(enc, snc, sc, sh, encOpts, s.Log); err != nil {
-					s.Log.Warn("re-encoding off", "err", err) // the server's raw frames pass as they are
-				} else {
-					defer re.Close()
-					serverNet, serverConn = re.Relay()
-				}
+			serverNet, serverConn, re := reencode.ForServer(enc, snc, sc, sh, encOpts, s.Log)
+			if re != nil {
+				defer re.Close()
 			}
-			server := NewLeg("server", serverNet, serverConn)
+			server := relay.NewLeg("server", serverNet, serverConn)
 			server.Form = sh.Form()
 			server.EnablePings(sh.Caps)
-			r := NewRelay(client, server, s.Log)
+			r := relay.New(client, server, s.Log)
 			r.ProxyInfo = func() value.Dict {
-				return value.Dict{{Key: "version", Value: Version}, {Key: "pid", Value: int64(os.Getpid())},
+				return value.Dict{{Key: "version", Value: version.Proxy}, {Key: "pid", Value: int64(os.Getpid())},
 					{Key: "bytes.client", Value: client.Bytes()}, {Key: "bytes.server", Value: server.Bytes()}}
 			}
-			cx := &Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
+			cx := &proxyctl.Connection{User: s.Launch.Username, Peer: s.Launch.Peer, Transport: s.Launch.Transport,
 				Target: t.String(), Started: time.Now(), Client: client, Server: server}
 			if re != nil {
 				cx.Encode = &re.Stats
@@ -343,11 +303,11 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			}
 			cctx, stopControl := context.WithCancel(ctx)
 			defer stopControl()
-			go serveControl(cctx, s.socketDirs(), s.Launch.UID, cx.Info, func(reason string) {
+			go proxyctl.Serve(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
 				// Only signal: the control server waits for this to return.
 				s.Log.Info("stopped through the control socket", "reason", reason)
 				go r.Stop(nil, "server shutdown", true)
-			}, s)
+			}, s.Log)
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
 			// before settling in for a long relay (one worker per connection,
@@ -388,4 +348,13 @@ func answerChallenge(ch challenge.Challenge, password string) (value.Dict, error
 		{Key: "challenge_client_salt", Value: cs},
 		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
 	}, nil
+}
+
+// awaitHangup lets the client read its answer and hang up first, up to
+// d: a connection closed right behind the answer can reach an xpra 3.1
+// client as "connection lost" before it has handled the answer (seen with
+// `xpra start ssl://... --attach=no`).
+func awaitHangup(nc net.Conn, d time.Duration) {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }

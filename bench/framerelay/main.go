@@ -1,5 +1,5 @@
 // Command framerelay is the relay worker's core alone, for BENCHMARKS.md:
-// it forwards one TCP port to another through worker.Relay (framing,
+// it forwards one TCP port to another through relay.Relay (framing,
 // packet-type peeks, the queue, cut-through of large raw chunks), with no
 // hellos, authentication or pings, so that the flood benchmark can vary
 // the cut-through threshold (-splice-min; 0: never).
@@ -16,13 +16,13 @@ import (
 	"net"
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
-	"github.com/xpra-proxy/xpra-proxy/worker"
+	"github.com/xpra-proxy/xpra-proxy/relay"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:14664", "address to listen on")
 	to := flag.String("to", "127.0.0.1:15300", "address to forward to")
-	spliceMin := flag.Int("splice-min", worker.DefaultSpliceMin, "cut-through threshold in bytes (0: never)")
+	spliceMin := flag.Int("splice-min", relay.DefaultSpliceMin, "cut-through threshold in bytes (0: never)")
 	flag.Parse()
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -41,7 +41,7 @@ func main() {
 				return
 			}
 			defer s.Close()
-			r := worker.NewRelay(worker.NewLeg("client", c, conn.New(c)), worker.NewLeg("server", s, conn.New(s)),
+			r := relay.New(relay.NewLeg("client", c, conn.New(c)), relay.NewLeg("server", s, conn.New(s)),
 				slog.New(slog.NewTextHandler(io.Discard, nil)))
 			r.SpliceMin = *spliceMin
 			r.Run(context.Background())

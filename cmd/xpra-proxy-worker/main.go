@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
@@ -145,7 +146,7 @@ func queryStage(pid, dirs string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := worker.QueryConnection(ctx, list, n)
+	info, err := proxyctl.QueryConnection(ctx, list, n)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -175,7 +176,7 @@ func controlStage(lf, ipcf *os.File, log *slog.Logger) int {
 	defer sup.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := worker.ServeSupervisorControl(ctx, l, sup, log); err != nil {
+	if err := proxyctl.ServeSupervisor(ctx, l, sup, log); err != nil {
 		log.Warn("control socket", "err", err)
 	}
 	return 0

@@ -64,6 +64,13 @@ type Proxy struct {
 // it when the test ends.
 func Start(t testing.TB, args ...string) *Proxy {
 	t.Helper()
+	return StartEnv(t, nil, args...)
+}
+
+// StartEnv is Start with more environment variables for the supervisor
+// (e.g. the env auth module's secret).
+func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
+	t.Helper()
 	testenv.Root(t)
 	bin := Build(t)
 	EnsurePreauthUser(t)
@@ -76,7 +83,7 @@ func Start(t testing.TB, args ...string) *Proxy {
 		full = append(full, "--control-socket="+p.Control)
 	}
 	p.cmd = exec.Command(filepath.Join(bin, "xpra-proxy"), full...)
-	p.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}
+	p.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

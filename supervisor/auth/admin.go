@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // sqliteSchema is the table xpra's sqlite_auth.py helper creates; keeping
@@ -110,7 +112,36 @@ func adminOpen(file, mode string) (*sql.DB, error) {
 }
 
 func adminCreate(file string) error {
-	db, err := adminOpen(file, "rwc")
+	path, err := filepath.Abs(file)
+	if err != nil {
+		return err
+	}
+	// The database holds passwords: made 0600 whatever the umask, never
+	// through a name another user could have placed (O_EXCL, O_NOFOLLOW),
+	// and never in a directory where others could swap it.
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	if di.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("directory %s is world-writable (mode %04o): put the database where only root can write",
+			filepath.Dir(path), di.Mode().Perm())
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists", path)
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil { // the umask may have taken bits away, never added: this is for clarity
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	db, err := adminOpen(path, "rw")
 	if err != nil {
 		return err
 	}

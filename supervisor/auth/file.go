@@ -26,9 +26,13 @@ func newFile(spec Spec, cfg Config) (Module, error) {
 	if name == "" {
 		return nil, fmt.Errorf("auth: module file needs filename=PATH (or --password-file)")
 	}
-	// The file is read lazily, at each authentication, so it may be created
-	// or changed after the proxy starts without a restart.
-	return &fileModule{src: newWatchedFile(name, func(data []byte) []byte {
+	// Checked now, so a missing or unsafe file stops start-up, and again
+	// at each authentication, which re-reads it when it changed.
+	owners := fileOwners(cfg)
+	if err := checkSecretPath(name, owners); err != nil {
+		return nil, fmt.Errorf("auth: module file: %w", err)
+	}
+	return &fileModule{src: newWatchedFile(name, owners, func(data []byte) []byte {
 		// Editors and `echo` add a final newline that is not part of the
 		// password; strip exactly one so a password may still end in spaces.
 		data = bytes.TrimSuffix(data, []byte("\n"))
@@ -62,8 +66,9 @@ func (m *fileModule) Authenticate(r Request) (*Session, error) {
 // it again when the file changes, so edits apply without a restart (as in
 // the reference, which compares the file's mtime).
 type watchedFile[T any] struct {
-	path  string
-	parse func([]byte) T
+	path   string
+	owners []uint32 // who may own it (checkSecretFile)
+	parse  func([]byte) T
 
 	mu     sync.Mutex
 	loaded bool
@@ -72,8 +77,8 @@ type watchedFile[T any] struct {
 	val    T
 }
 
-func newWatchedFile[T any](path string, parse func([]byte) T) *watchedFile[T] {
-	return &watchedFile[T]{path: path, parse: parse}
+func newWatchedFile[T any](path string, owners []uint32, parse func([]byte) T) *watchedFile[T] {
+	return &watchedFile[T]{path: path, owners: owners, parse: parse}
 }
 
 // get returns the parsed content, re-reading the file if its mtime or size
@@ -93,6 +98,9 @@ func (w *watchedFile[T]) get() (T, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return zero, fmt.Errorf("reading %s: %w", w.path, err)
+	}
+	if err := checkSecretFile(w.path, fi, w.owners); err != nil {
+		return zero, err
 	}
 	if w.loaded && fi.ModTime().Equal(w.mtime) && fi.Size() == w.size {
 		return w.val, nil

@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strconv"
@@ -12,6 +14,9 @@ import (
 // Config is what modules may need from the proxy's own configuration.
 type Config struct {
 	PasswordFile string // --password-file: the file module's fallback
+	// FileOwnerUID may own auth files and databases besides root
+	// (auth-file-owner); 0: root only.
+	FileOwnerUID int
 }
 
 // New builds a module from its spec.
@@ -26,11 +31,11 @@ func New(spec Spec, cfg Config) (Module, error) {
 	case "fail":
 		return nil, fmt.Errorf("auth: module fail: failing (as configured)")
 	case "password":
-		v, ok := spec.Options["value"]
-		if !ok || v == "" {
-			return nil, fmt.Errorf("auth: module password needs value=PASSWORD")
+		v, err := passwordValue(spec, cfg)
+		if err != nil {
+			return nil, err
 		}
-		return simple{name: spec.Name, challenge: true, accept: verifies([]byte(v))}, nil
+		return simple{name: spec.Name, challenge: true, accept: verifies(v)}, nil
 	case "env":
 		name := spec.Options["name"]
 		if name == "" {
@@ -44,13 +49,59 @@ func New(spec Spec, cfg Config) (Module, error) {
 	case "file":
 		return newFile(spec, cfg)
 	case "multifile":
-		return newMultifile(spec)
+		return newMultifile(spec, cfg)
 	case "sqlite":
-		return newSQLite(spec)
+		return newSQLite(spec, cfg)
 	case "pam":
 		return newPAM(spec)
 	}
 	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam)", spec.Name)
+}
+
+// passwordValue is the password module's secret: value=, or the first
+// line of value-file= (checked like every auth file), which keeps it out
+// of ps.
+func passwordValue(spec Spec, cfg Config) ([]byte, error) {
+	v, hasValue := spec.Options["value"]
+	file, hasFile := spec.Options["value_file"]
+	switch {
+	case hasValue && hasFile:
+		return nil, fmt.Errorf("auth: module password: value and value-file are exclusive")
+	case hasFile:
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("auth: module password: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("auth: module password: %w", err)
+		}
+		if err := checkSecretFile(file, fi, fileOwners(cfg)); err != nil {
+			return nil, fmt.Errorf("auth: module password: %w", err)
+		}
+		data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+		if err != nil {
+			return nil, fmt.Errorf("auth: module password: reading %s: %w", file, err)
+		}
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			return nil, fmt.Errorf("auth: module password: %s is empty", file)
+		}
+		return line, nil
+	case v == "":
+		return nil, fmt.Errorf("auth: module password needs value=PASSWORD or value-file=PATH")
+	}
+	return []byte(v), nil
+}
+
+// SecretOnCommandLine reports whether a module spec carries a secret
+// itself (password,value=...): on the command line, every local user
+// reads it in ps.
+func SecretOnCommandLine(spec Spec) bool {
+	_, ok := spec.Options["value"]
+	return spec.Name == "password" && ok
 }
 
 // simple is a module that grants the client-named user's own sessions.

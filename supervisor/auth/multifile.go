@@ -28,12 +28,16 @@ type entry struct {
 // does not tell a client which usernames exist.
 var dummyPassword = []byte("\x00no such user: dummy password\x00")
 
-func newMultifile(spec Spec) (Module, error) {
+func newMultifile(spec Spec, cfg Config) (Module, error) {
 	name := spec.Options["filename"]
 	if name == "" {
 		return nil, fmt.Errorf("auth: module multifile needs filename=PATH")
 	}
-	return &multifileModule{src: newWatchedFile(name, func(data []byte) map[string]entry {
+	owners := fileOwners(cfg)
+	if err := checkSecretPath(name, owners); err != nil {
+		return nil, fmt.Errorf("auth: module multifile: %w", err)
+	}
+	return &multifileModule{src: newWatchedFile(name, owners, func(data []byte) map[string]entry {
 		entries, warnings := parseMultifile(data)
 		// Logged once per (re)load, not per attempt; the messages never
 		// contain a password.

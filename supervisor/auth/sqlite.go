@@ -34,12 +34,14 @@ type sqliteModule struct {
 	passwordQuery string
 	sessionsQuery string
 
+	owners []uint32 // who may own the database (checkSecretFile)
+
 	mu   sync.Mutex
 	db   *sql.DB     // open on the file below
 	file os.FileInfo // what db was opened on, to notice a replaced file
 }
 
-func newSQLite(spec Spec) (Module, error) {
+func newSQLite(spec Spec, cfg Config) (Module, error) {
 	name := spec.Options["filename"]
 	if name == "" {
 		name = sqliteDefaultFile
@@ -50,7 +52,12 @@ func newSQLite(spec Spec) (Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: module sqlite: filename %q: %w", name, err)
 	}
+	owners := fileOwners(cfg)
+	if err := checkSecretPath(path, owners); err != nil {
+		return nil, fmt.Errorf("auth: module sqlite: %w", err)
+	}
 	m := &sqliteModule{
+		owners:        owners,
 		path:          path,
 		dsn:           sqliteDSN(path, "ro"),
 		passwordQuery: spec.Options["password_query"],
@@ -139,6 +146,9 @@ func (m *sqliteModule) Authenticate(r Request) (*Session, error) {
 func (m *sqliteModule) open() (*sql.DB, error) {
 	fi, err := os.Stat(m.path)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretFile(m.path, fi, m.owners); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

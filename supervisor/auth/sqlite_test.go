@@ -205,7 +205,10 @@ func TestSQLiteOptions(t *testing.T) {
 		{"custom password query", "password_query=SELECT 'bar'", "foo", "bar", 1000},
 		{"sessions query with wrong columns", "sessions_query=SELECT uid FROM users WHERE username=(?) AND password=(?)", "foo", "bar", -1},
 		{"broken query", "password_query=SELECT nonsense FROM nowhere", "foo", "bar", -1},
-		{"missing file", "filename=" + filepath.Join(dir, "missing.sdb"), "foo", "bar", -1},
+	}
+	// A missing database stops start-up instead of failing every login.
+	if _, err := New(Spec{Name: "sqlite", Options: map[string]string{"filename": filepath.Join(dir, "missing.sdb")}}, Config{}); err == nil || !strings.Contains(err.Error(), "missing.sdb") {
+		t.Fatalf("missing database: %v, want an error naming it", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,6 +263,13 @@ func TestSQLiteXpraCreated(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "xpra.sdb")
 	xpra(db, "create")
 	addTestUsers(t, func(args ...string) { xpra(append([]string{db, "add"}, args...)...) })
+	// xpra's helper leaves the umask's 0644: passwords every user can read.
+	if _, err := New(Spec{Name: "sqlite", Options: map[string]string{"filename": db}}, Config{}); err == nil || !strings.Contains(err.Error(), db) {
+		t.Fatalf("a 0644 database: %v, want a refusal naming it", err)
+	}
+	if err := os.Chmod(db, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	checkTestUsers(t, db)
 	// And our admin command manages it.
 	admin(t, 1, "sqlite", db, "create") // the table exists

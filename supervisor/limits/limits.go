@@ -5,9 +5,11 @@
 // fail (PerSourcePenalties). It is pure bookkeeping: the caller passes the
 // clock and the randomness, and closes what is refused.
 //
-// Unix-socket peers (an invalid netip.Addr) count toward the global cap but
-// are exempt from everything per source: they have no address, and a local
-// user has cheaper ways to be a nuisance.
+// Unix-socket peers count toward the global cap and, by the uid the kernel
+// gives for them, toward a cap and a rate per uid (one local user must not
+// take every slot from the network's users); they have no address, so no
+// penalties. A peer of unknown identity (an invalid netip.Addr through
+// Admit) counts toward the global cap only.
 package limits
 
 import (
@@ -29,20 +31,34 @@ type Config struct {
 	// penalties.
 	PenaltyMin, PenaltyMax time.Duration
 	PenaltyForget          time.Duration // a source without failures for this long is forgotten
-	PenaltyTable           int           // most sources remembered
+	PenaltyTable           int           // most sources remembered (penalties, and rate buckets)
+	// PerUID caps the unauthenticated connections of one local uid on
+	// unix sockets; 0: no limit.
+	PerUID int
+	// Rate and Burst are a token bucket per source block (or local uid):
+	// new connections per second, and how many may come at once. MaxStartups
+	// bounds how many wait at a time, not how fast root forks and execs for
+	// them. Rate 0: no limit.
+	Rate  float64
+	Burst int
 }
 
 // Defaults are sshd's shape with the proxy's numbers: the reference proxy
 // refuses at 200 unauthenticated connections.
 func Defaults() Config {
 	return Config{
-		MaxStartups:   Startups{Start: 50, Rate: 30, Full: 200},
-		PerSource:     10,
-		NetBlock:      NetBlockSize{IPv4: 32, IPv6: 128},
+		MaxStartups: Startups{Start: 50, Rate: 30, Full: 200},
+		PerSource:   10,
+		// IPv6: a /64 is what one subscriber gets (sshd's default of 128
+		// would make one /64 2^64 sources).
+		NetBlock:      NetBlockSize{IPv4: 32, IPv6: 64},
 		PenaltyMin:    time.Second,
 		PenaltyMax:    30 * time.Second,
 		PenaltyForget: 10 * time.Minute,
 		PenaltyTable:  65536,
+		PerUID:        10,
+		Rate:          10,
+		Burst:         30,
 	}
 }
 
@@ -56,6 +72,12 @@ func (c Config) Check() error {
 	}
 	if err := c.NetBlock.check(); err != nil {
 		return fmt.Errorf("per-source-net-block-size %s: %w", c.NetBlock, err)
+	}
+	if c.PerUID < 0 {
+		return fmt.Errorf("per-uid-max-startups %d: must be 0 (no limit) or more", c.PerUID)
+	}
+	if c.Rate < 0 || (c.Rate > 0 && c.Burst < 1) {
+		return fmt.Errorf("per-source-rate %g with per-source-burst %d: the rate must be 0 (no limit) or more, with a burst of at least 1", c.Rate, c.Burst)
 	}
 	if c.PenaltyMin == 0 {
 		return nil // penalties off: the rest does not matter
@@ -81,6 +103,8 @@ const (
 	ReasonDrop      = "random early drop" // between start and full, by chance
 	ReasonPerSource = "per-source limit"  // the source block's PerSource reached
 	ReasonPenalty   = "penalty"           // the source block failed a login recently
+	ReasonRate      = "per-source rate"   // the source block (or uid) came too often
+	ReasonPerUID    = "per-uid limit"     // the local uid's PerUID reached
 )
 
 // Refusal is the error of a refused connection.
@@ -104,8 +128,8 @@ type Stats struct {
 	Penalized int // of which barred now
 	Admitted  uint64
 	// Refused by reason, since start.
-	Full, Dropped, PerSource, Penalty uint64
-	Evicted                           uint64 // penalty records pushed out of a full table
+	Full, Dropped, PerSource, Penalty, Rate, PerUID uint64
+	Evicted                                         uint64 // penalty records pushed out of a full table
 }
 
 // Limiter admits or refuses connections. It is safe for concurrent use.
@@ -117,6 +141,9 @@ type Limiter struct {
 	mu        sync.Mutex
 	startups  int
 	perSource map[netip.Prefix]int // only blocks with connections: at most Full entries
+	perUID    map[uint32]int       // local peers' uids with connections
+	buckets   map[source]*list.Element
+	byUse     *list.List // of *bucket, most recently used first
 	penalties map[netip.Prefix]*list.Element
 	byFailure *list.List // of *record, most recent failure first
 	stats     Stats
@@ -128,6 +155,27 @@ type record struct {
 	failures int       // consecutive, since the last success or forgetting
 	last     time.Time // of the last failure
 	until    time.Time // end of the penalty
+}
+
+// source is what a rate bucket belongs to: a source block, or a local uid.
+type source struct {
+	block netip.Prefix
+	uid   uint32
+	local bool
+}
+
+type bucket struct {
+	src    source
+	tokens float64
+	at     time.Time // when tokens was last brought up to date
+}
+
+// Source is where a connection comes from: a TCP peer's address, or the
+// uid of a unix-socket peer (SO_PEERCRED).
+type Source struct {
+	Addr  netip.Addr
+	UID   uint32
+	Local bool // a unix-socket peer: UID counts, Addr does not
 }
 
 // New makes a Limiter. now and rnd (uniform in [0, 1)) are injected for
@@ -142,7 +190,8 @@ func New(cfg Config, now func() time.Time, rnd func() float64) (*Limiter, error)
 	if rnd == nil {
 		rnd = rand.Float64
 	}
-	return &Limiter{cfg: cfg, now: now, rnd: rnd, perSource: map[netip.Prefix]int{},
+	return &Limiter{cfg: cfg, now: now, rnd: rnd, perSource: map[netip.Prefix]int{}, perUID: map[uint32]int{},
+		buckets: map[source]*list.Element{}, byUse: list.New(),
 		penalties: map[netip.Prefix]*list.Element{}, byFailure: list.New()}, nil
 }
 
@@ -170,7 +219,17 @@ func (l *Limiter) block(src netip.Addr) (netip.Prefix, bool) {
 // the connection. A refusal never lengthens a penalty: only failed logins
 // do.
 func (l *Limiter) Admit(src netip.Addr) (release func(), err error) {
-	block, hasBlock := l.block(src)
+	return l.AdmitFrom(Source{Addr: src})
+}
+
+// AdmitFrom is Admit for a TCP peer or a unix-socket peer of known uid:
+// penalty, then the rate, then the source's (or uid's) limit, then the
+// global one.
+func (l *Limiter) AdmitFrom(from Source) (release func(), err error) {
+	block, hasBlock := netip.Prefix{}, false
+	if !from.Local {
+		block, hasBlock = l.block(from.Addr)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -179,10 +238,20 @@ func (l *Limiter) Admit(src netip.Addr) (release func(), err error) {
 			l.stats.Penalty++
 			return nil, r
 		}
-		if l.cfg.PerSource > 0 && l.perSource[block] >= l.cfg.PerSource {
-			l.stats.PerSource++
-			return nil, &Refusal{Reason: ReasonPerSource}
+	}
+	if hasBlock || from.Local {
+		if !l.take(source{block: block, uid: from.UID, local: from.Local}, now) {
+			l.stats.Rate++
+			return nil, &Refusal{Reason: ReasonRate}
 		}
+	}
+	if hasBlock && l.cfg.PerSource > 0 && l.perSource[block] >= l.cfg.PerSource {
+		l.stats.PerSource++
+		return nil, &Refusal{Reason: ReasonPerSource}
+	}
+	if from.Local && l.cfg.PerUID > 0 && l.perUID[from.UID] >= l.cfg.PerUID {
+		l.stats.PerUID++
+		return nil, &Refusal{Reason: ReasonPerUID}
 	}
 	if reason := l.drop(); reason != "" {
 		if reason == ReasonFull {
@@ -196,12 +265,15 @@ func (l *Limiter) Admit(src netip.Addr) (release func(), err error) {
 	if hasBlock {
 		l.perSource[block]++
 	}
+	if from.Local {
+		l.perUID[from.UID]++
+	}
 	l.stats.Admitted++
 	var once sync.Once
-	return func() { once.Do(func() { l.release(block, hasBlock) }) }, nil
+	return func() { once.Do(func() { l.release(block, hasBlock, from) }) }, nil
 }
 
-func (l *Limiter) release(block netip.Prefix, hasBlock bool) {
+func (l *Limiter) release(block netip.Prefix, hasBlock bool, from Source) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.startups--
@@ -210,6 +282,51 @@ func (l *Limiter) release(block netip.Prefix, hasBlock bool) {
 			delete(l.perSource, block)
 		}
 	}
+	if from.Local {
+		if l.perUID[from.UID]--; l.perUID[from.UID] <= 0 {
+			delete(l.perUID, from.UID)
+		}
+	}
+}
+
+// bucketTable bounds the rate buckets as the penalty table is bounded
+// (65536 where penalties are off).
+func (l *Limiter) bucketTable() int {
+	if l.cfg.PenaltyTable > 0 {
+		return l.cfg.PenaltyTable
+	}
+	return 65536
+}
+
+// take spends one token of src's bucket, refilled at Rate up to Burst,
+// and reports whether there was one. Buckets live in a table of at most
+// PenaltyTable entries; the least recently used is pushed out first, and
+// it is the one most likely to be full again anyway (a full bucket is the
+// same as none).
+func (l *Limiter) take(src source, now time.Time) bool {
+	if l.cfg.Rate <= 0 {
+		return true
+	}
+	var b *bucket
+	if e, ok := l.buckets[src]; ok {
+		b = e.Value.(*bucket)
+		l.byUse.MoveToFront(e)
+		b.tokens = min(float64(l.cfg.Burst), b.tokens+now.Sub(b.at).Seconds()*l.cfg.Rate)
+		b.at = now
+	} else {
+		if l.byUse.Len() >= l.bucketTable() {
+			old := l.byUse.Back()
+			l.byUse.Remove(old)
+			delete(l.buckets, old.Value.(*bucket).src)
+		}
+		b = &bucket{src: src, tokens: float64(l.cfg.Burst), at: now}
+		l.buckets[src] = l.byUse.PushFront(b)
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // drop is sshd's should_drop_connection, integer percentages included,

@@ -76,6 +76,10 @@ func TestConfigCheck(t *testing.T) {
 		{"max below min", mod(func(c *Config) { c.PenaltyMax = time.Millisecond }), "below per-source-penalty"},
 		{"forget below max", mod(func(c *Config) { c.PenaltyForget = 10 * time.Second }), "per-source-penalty-forget 10s"},
 		{"no table", mod(func(c *Config) { c.PenaltyTable = 0 }), "per-source-penalty-table 0"},
+		{"no rate limit", mod(func(c *Config) { c.Rate, c.Burst = 0, 0 }), ""},
+		{"negative rate", mod(func(c *Config) { c.Rate = -1 }), "per-source-rate -1"},
+		{"rate without burst", mod(func(c *Config) { c.Burst = 0 }), "burst of at least 1"},
+		{"negative per uid", mod(func(c *Config) { c.PerUID = -1 }), "per-uid-max-startups -1"},
 	}
 	for _, tc := range tests {
 		_, err := New(tc.cfg, nil, nil)
@@ -103,7 +107,7 @@ func TestRandomEarlyDrop(t *testing.T) {
 		t.Run(st.String(), func(t *testing.T) {
 			var draw float64
 			cfg := Defaults()
-			cfg.MaxStartups, cfg.PerSource = st, 0
+			cfg.MaxStartups, cfg.PerSource, cfg.Rate = st, 0, 0
 			l := newLimiter(t, cfg, newClock(), func() float64 { return draw })
 			for n := 0; n <= st.Full+1; n++ {
 				l.mu.Lock()
@@ -542,5 +546,140 @@ func TestThrottle(t *testing.T) {
 	want := "true/0 true/0 false/0 false/0 false/0 true/3 true/0 true/0 false/0 false/0 false/0 false/0"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("got  %s\nwant %s", strings.Join(got, " "), want)
+	}
+}
+
+// TestRate: a source gets Burst connections at once and then Rate per
+// second, however few it holds; other sources are not affected; an IPv6
+// /64 is one source.
+func TestRate(t *testing.T) {
+	cfg := Defaults()
+	cfg.Rate, cfg.Burst, cfg.PerSource = 2, 5, 0
+	for _, tc := range []struct {
+		name       string
+		same, next netip.Addr // two addresses of one source block, and another block
+	}{
+		{"IPv4", addr("192.0.2.1"), addr("192.0.2.2")},
+		{"IPv6 /64", addr("2001:db8:1:2::1"), addr("2001:db8:1:2:ffff:ffff:ffff:ffff")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			l := newLimiter(t, cfg, c, nil)
+			admitted := 0
+			for i := range 100 {
+				a := tc.same
+				if i%2 == 1 {
+					a = tc.next
+				}
+				release, err := l.Admit(a)
+				if err == nil {
+					admitted++
+					release() // the rate holds however few are held
+				} else if reason(err) != ReasonRate {
+					t.Fatalf("refused for %q", reason(err))
+				}
+			}
+			if tc.name == "IPv4" {
+				// Two blocks (/32): each has its own burst.
+				if admitted != 2*cfg.Burst {
+					t.Fatalf("admitted %d at once, want %d (a burst per /32)", admitted, 2*cfg.Burst)
+				}
+				return
+			}
+			if admitted != cfg.Burst {
+				t.Fatalf("admitted %d at once from one /64, want %d", admitted, cfg.Burst)
+			}
+			if _, err := l.Admit(addr("2001:db8:1:3::1")); err != nil {
+				t.Fatalf("another /64: %v", err)
+			}
+			// 10 s later: 20 more tokens, but at most Burst.
+			c.advance(10 * time.Second)
+			admitted = 0
+			for range 100 {
+				if release, err := l.Admit(tc.same); err == nil {
+					admitted++
+					release()
+				}
+			}
+			if admitted != cfg.Burst {
+				t.Fatalf("after 10 s admitted %d, want the burst %d", admitted, cfg.Burst)
+			}
+			c.advance(1500 * time.Millisecond) // 3 tokens
+			admitted = 0
+			for range 10 {
+				if release, err := l.Admit(tc.same); err == nil {
+					admitted++
+					release()
+				}
+			}
+			if admitted != 3 {
+				t.Fatalf("after 1.5 s at 2/s admitted %d, want 3", admitted)
+			}
+			if st := l.Stats(); st.Rate == 0 {
+				t.Fatalf("stats count no rate refusals: %+v", st)
+			}
+		})
+	}
+}
+
+// TestRateTableBounded: the buckets of many sources stay within
+// PenaltyTable entries.
+func TestRateTableBounded(t *testing.T) {
+	cfg := Defaults()
+	cfg.PenaltyTable, cfg.Rate, cfg.Burst = 100, 1, 1
+	l := newLimiter(t, cfg, newClock(), nil)
+	for i := range 1000 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		release, err := l.Admit(a)
+		if err != nil {
+			t.Fatalf("source %d: %v", i, err)
+		}
+		release()
+	}
+	if n := len(l.buckets); n > cfg.PenaltyTable || l.byUse.Len() != n {
+		t.Fatalf("%d buckets (list %d), want at most %d", n, l.byUse.Len(), cfg.PenaltyTable)
+	}
+}
+
+// TestPerUID: a local uid holds at most PerUID unauthenticated unix
+// connections and has its own rate; other uids and TCP sources keep
+// theirs.
+func TestPerUID(t *testing.T) {
+	cfg := Defaults()
+	cfg.PerUID, cfg.Rate = 3, 0
+	l := newLimiter(t, cfg, newClock(), nil)
+	var held []func()
+	for i := range 10 {
+		release, err := l.AdmitFrom(Source{Local: true, UID: 1000})
+		if i < cfg.PerUID {
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			held = append(held, release)
+		} else if reason(err) != ReasonPerUID {
+			t.Fatalf("connection %d: %v, want %q", i, err, ReasonPerUID)
+		}
+	}
+	if _, err := l.AdmitFrom(Source{Local: true, UID: 1001}); err != nil {
+		t.Fatalf("another uid: %v", err)
+	}
+	if _, err := l.Admit(addr("192.0.2.9")); err != nil {
+		t.Fatalf("a TCP source: %v", err)
+	}
+	held[0]()
+	if _, err := l.AdmitFrom(Source{Local: true, UID: 1000}); err != nil {
+		t.Fatalf("after one closed: %v", err)
+	}
+	// A local uid is a rate source of its own.
+	cfg.PerUID, cfg.Rate, cfg.Burst = 0, 1, 2
+	l = newLimiter(t, cfg, newClock(), nil)
+	for i := range 3 {
+		_, err := l.AdmitFrom(Source{Local: true, UID: 1000})
+		if (err == nil) != (i < 2) {
+			t.Fatalf("local connection %d: %v", i, err)
+		}
+	}
+	if _, err := l.AdmitFrom(Source{Local: true, UID: 1001}); err != nil {
+		t.Fatalf("another uid's rate: %v", err)
 	}
 }

@@ -72,11 +72,11 @@ func (s *Startups) UnmarshalText(b []byte) error {
 // limits and penalties.
 type NetBlockSize struct{ IPv4, IPv6 int }
 
-// ParseNetBlockSize reads "32:128", or "N" for IPv4 only (IPv6 keeps
-// 128), as sshd does.
+// ParseNetBlockSize reads "32:64", or "N" for IPv4 only (IPv6 keeps
+// the default 64; sshd's is 128).
 func ParseNetBlockSize(s string) (NetBlockSize, error) {
 	v4s, v6s, two := strings.Cut(strings.TrimSpace(s), ":")
-	nb := NetBlockSize{IPv4: 32, IPv6: 128}
+	nb := NetBlockSize{IPv4: 32, IPv6: 64}
 	var err error
 	if nb.IPv4, err = strconv.Atoi(strings.TrimSpace(v4s)); err != nil {
 		return NetBlockSize{}, fmt.Errorf("per-source-net-block-size %q: want v4bits[:v6bits], e.g. 32:128", s)

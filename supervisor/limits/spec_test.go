@@ -58,8 +58,8 @@ func TestParseNetBlockSize(t *testing.T) {
 	}{
 		{"32:128", NetBlockSize{32, 128}, ""},
 		{"24:64", NetBlockSize{24, 64}, ""},
-		{"24", NetBlockSize{24, 128}, ""}, // IPv6 keeps its default, as sshd
-		{"0:0", NetBlockSize{0, 0}, ""},   // everyone is one source
+		{"24", NetBlockSize{24, 64}, ""}, // IPv6 keeps its default (64; sshd: 128)
+		{"0:0", NetBlockSize{0, 0}, ""},  // everyone is one source
 		{"33", NetBlockSize{}, "IPv4 block size 33"},
 		{"32:129", NetBlockSize{}, "IPv6 block size 129"},
 		{"-1:64", NetBlockSize{}, "IPv4 block size -1"},

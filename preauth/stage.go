@@ -1,0 +1,82 @@
+package preauth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/launch"
+)
+
+// ReadFront reads and closes the front document and prepares the front
+// (the TLS configuration) from it.
+func ReadFront(doc *os.File, log *slog.Logger) (*Front, error) {
+	d, err := launch.ReadFront(doc)
+	doc.Close()
+	if err != nil {
+		return nil, err
+	}
+	return NewFront(d, log)
+}
+
+// AwaitConnection waits for the supervisor to hand over the accepted
+// connection: the one message a spare expects, with the socket attached.
+func AwaitConnection(sup *ipc.Conn) (net.Conn, string, error) {
+	m, f, _, err := sup.Recv()
+	if err != nil {
+		return nil, "", err
+	}
+	if f == nil {
+		return nil, "", fmt.Errorf("supervisor sent %q without a connection", m.Kind)
+	}
+	defer f.Close()
+	if m.Kind != ipc.Connection {
+		return nil, "", fmt.Errorf("supervisor sent %q, want %q", m.Kind, ipc.Connection)
+	}
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("client connection: %w", err)
+	}
+	return nc, m.Peer, nil
+}
+
+// Serve runs the front (TCP ports, f non-nil), the login exchange, and,
+// for TLS and WebSocket, carries the connection for the relay worker.
+// What it ends with is logged: the connection is the process's only one.
+func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
+	log := o.Log
+	ctx, cancel := context.WithTimeout(context.Background(), o.LoginTimeout)
+	defer cancel()
+	c := nc
+	if f != nil {
+		var err error
+		if c, o.Transport, err = f.Accept(ctx, nc); err != nil || c == nil {
+			if err != nil {
+				log.Info("connection ended before authentication", "err", err)
+			}
+			return
+		}
+		log = log.With("transport", o.Transport)
+		o.Log = log
+	}
+	stream, err := Login(c, sup, o)
+	if err != nil {
+		log.Info("connection ended before authentication", "err", err)
+		return
+	}
+	if stream == nil {
+		return
+	}
+	// This process now carries an authenticated connection: it must
+	// outlive a restart of the supervisor, like the relay worker.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
+		log.Warn("clearing the parent-death signal", "err", err)
+	}
+	in, out, err := Pump(c, stream)
+	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
+}
