@@ -47,7 +47,7 @@ type Limits struct {
 // Preauth is the ceiling of a pre-auth process, which becomes the
 // transport process of a TLS or WebSocket connection. Measured
 // (SECURITY.md, "Pre-auth memory"): a hostile hello refused by its
-// decoding budget (8 MiB for a 1 MiB packet limit) and a TLS+WebSocket
+// decoding budget (4 MiB for a 1 MiB packet limit) and a TLS+WebSocket
 // transport carrying a real session each map under 16 MiB beyond
 // start-up. 64 MiB leaves room for the collector's slack and bursts;
 // GOMEMLIMIT 24 MiB keeps the heap well below it.

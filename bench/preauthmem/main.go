@@ -112,6 +112,7 @@ func main() {
 		fmt.Printf("pre-auth processes seen: %d; peak RSS (VmHWM) per process: min %d kB, median %d kB, max %d kB\n",
 			len(hwm), hwm[0], hwm[len(hwm)/2], hwm[len(hwm)-1])
 	}
+	fmt.Printf("largest VmData of a pre-auth process: %d kB (what RLIMIT_DATA counts)\n", s.MaxData)
 	fmt.Printf("largest sum of pre-auth RSS at one sample: %d kB (%d processes at most, %d samples)\n", s.MaxSum, s.MaxProcs, s.Samples)
 	fmt.Printf("MemAvailable: before %d kB, lowest during %d kB\n", availBefore, s.MinAvail)
 	if *version {

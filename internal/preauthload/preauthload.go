@@ -85,6 +85,7 @@ func Sources(first, n int) []net.IP {
 type Sampler struct {
 	mu         sync.Mutex
 	peak       map[int]int64 // pid → last VmHWM seen (kB): the process's peak so far
+	MaxData    int64         // largest VmData of a pre-auth process (kB); an idle spare's is ~75 MB
 	MaxSum     int64         // largest sum of VmRSS of all pre-auth processes at one sample (kB)
 	MaxProcs   int           // most pre-auth processes at one sample
 	MinAvail   int64         // lowest MemAvailable seen (kB)
@@ -120,6 +121,7 @@ func (s *Sampler) Sample() {
 		if hwm := st["VmHWM"]; hwm > 0 {
 			s.peak[pid] = max(s.peak[pid], hwm)
 		}
+		s.MaxData = max(s.MaxData, st["VmData"])
 		sum += st["VmRSS"]
 	}
 	s.MaxSum = max(s.MaxSum, sum)

@@ -55,7 +55,7 @@ func TestNilMeter(t *testing.T) {
 func TestForPacket(t *testing.T) {
 	for _, n := range []int{64 << 10, 1 << 20, 16 << 20} {
 		l := ForPacket(n)
-		if l.Bytes != 8*int64(n) || l.Items < int64(n)/8 || l.Depth != preauthDepth {
+		if l.Bytes != 4*int64(n) || l.Items < int64(n)/32 || l.Depth != preauthDepth {
 			t.Errorf("ForPacket(%d) = %+v", n, l)
 		}
 	}

@@ -153,7 +153,12 @@ func DecompressWithin(level byte, payload []byte, max int, m *budget.Meter) ([]b
 		if w > max && w > brotliDefaultWindow {
 			return nil, fmt.Errorf("%w: brotli window of %d bytes", ErrTooLarge, w)
 		}
-		if err := m.Alloc(w); err != nil {
+		// The decoder sizes its ring buffer to the data of a short stream
+		// and to the window only for a long one, whose output then stops
+		// at max: charging the window in full would refuse Python's 4 MiB
+		// default for every small packet under a 4 MiB budget. What goes
+		// uncharged is bounded by the accepted window (4 MiB).
+		if err := m.Alloc(min(w, max)); err != nil {
 			return nil, fmt.Errorf("compress: brotli window: %w", err)
 		}
 		out, err := readLimited(brotli.NewReader(bytes.NewReader(payload)), max, len(payload), m)

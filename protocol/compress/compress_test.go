@@ -180,6 +180,10 @@ func TestBrotliWindowLimit(t *testing.T) {
 	if out, err := Decompress(0x45, b.Bytes(), 1<<20); err != nil || string(out) != "small" {
 		t.Fatalf("4 MiB window with a 1 MiB limit: %q %v", out, err)
 	}
+	m := budget.New(budget.ForPacket(1 << 20))
+	if out, err := DecompressWithin(0x45, b.Bytes(), 1<<20, m); err != nil || string(out) != "small" {
+		t.Fatalf("4 MiB window within a 1 MiB packet's budget: %q %v", out, err)
+	}
 	for _, tc := range []struct {
 		hdr  []byte
 		want int
