@@ -299,7 +299,26 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		return
 	}
 	<-p.done
-	if p.status != nil && x.accepted == 0 {
+	s.reaped(p, &x, log)
+}
+
+// reaped judges how a pre-auth process that was handed a connection
+// ended. One that died abnormally (a signal, Go's "out of memory" or
+// another fatal error) before the supervisor gave a verdict counts as a
+// failed login for its source, as a wrong password would: a client that
+// can crash or exhaust its pre-auth process must not do so at the rate
+// of its connections.
+func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
+	cause := p.abnormalEnd()
+	switch {
+	case x.accepted != 0 || x.verdict:
+		if p.status != nil {
+			log.Debug("pre-auth process ended", "err", p.status)
+		}
+	case cause != "":
+		log.Warn("pre-auth process died before a verdict: counted as a failed login", "cause", cause)
+		s.limits.Failed(peerAddr(x.peer))
+	case p.status != nil:
 		log.Debug("pre-auth process ended", "err", p.status)
 	}
 }
@@ -356,6 +375,7 @@ type exchange struct {
 	digest      string
 	saltDig     string
 	accepted    int
+	verdict     bool // Denied was sent
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -375,6 +395,7 @@ func (x *exchange) recv() (ipc.Message, *os.File, error) {
 }
 
 func (x *exchange) deny(reason string, details ...string) {
+	x.verdict = true
 	if err := x.ipc.Send(ipc.Message{Kind: ipc.Denied, Reason: reason, Details: details}, nil); err != nil {
 		x.log.Debug("telling pre-auth", "err", err)
 	}

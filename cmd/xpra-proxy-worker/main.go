@@ -32,6 +32,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
@@ -85,6 +86,10 @@ func run() int {
 		}
 	}
 	if *controlMode {
+		if _, err := memlimit.Apply(*child.Control.Memory); err != nil { // before any request
+			log.Error("start-up", "err", err)
+			return 1
+		}
 		return controlStage(fds["control"], fds["ipc"], log)
 	}
 	nc, err := net.FileConn(fds["client"])
