@@ -111,7 +111,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 	pid := cmd.Process.Pid
 	done := make(chan struct{})
 	go func() {
-		s.logSignalled("control process", pid, cmd.Wait())
+		s.logSignalled("control process", pid, child.Wait(cmd))
 		close(done)
 	}()
 	go func() {

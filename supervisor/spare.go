@@ -96,7 +96,7 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	}
 	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.status = cmd.Wait()
+		p.status = child.Wait(cmd) // no thread held while it runs
 		s.logSignalled("pre-auth process", p.pid, p.status)
 		close(p.done)
 	}()

@@ -36,6 +36,8 @@ type Supervisor struct {
 	log     *slog.Logger
 	modules map[string][]auth.Module // by listener type
 	policy  account.Policy           // who may be proxied to, whichever module granted
+	// userRelays counts live relays per uid (max-relays-per-user).
+	userRelays relayCount
 	preauth *syscall.Credential
 	control *syscall.Credential // the control process's: its own user, else preauth's
 	limits  *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
@@ -56,6 +58,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
 	s.spares = newSpares(s)
 	s.policy = cfg.policy()
+	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
 		return nil, err
@@ -519,6 +522,12 @@ func (x *exchange) run() {
 		defer stream.Close()
 	}
 	pid, err := x.s.startRelay(x, sess, module, handover, client)
+	var many *tooMany
+	if errors.As(err, &many) {
+		x.log.Warn("relay refused", "username", x.username, "err", err)
+		x.deny("too many connections", err.Error())
+		return
+	}
 	if err != nil {
 		x.log.Error("starting relay worker", "err", err)
 		x.deny("server error", "failed to start the proxy instance")
