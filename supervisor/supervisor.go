@@ -38,15 +38,15 @@ type Supervisor struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
-	preauth *syscall.Credential
-	control *syscall.Credential // the control process's: its own user, else preauth's
-	limits  *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
-	quiet   *limits.Throttle    // of the refused-connection log lines
-	wg      sync.WaitGroup
-	salts   *saltCache
-	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
-	starter *starter // sessions on demand; nil when start-session is never
-	spares  *spares  // pre-auth processes started ahead of their connections
+	preauth    *syscall.Credential
+	control    *syscall.Credential // the control process's: its own user, else preauth's
+	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
+	quiet      *limits.Throttle    // of the refused-connection log lines
+	wg         sync.WaitGroup
+	salts      *saltCache
+	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
+	starter    *starter // sessions on demand; nil when start-session is never
+	spares     *spares  // pre-auth processes started ahead of their connections
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
