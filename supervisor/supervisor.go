@@ -169,13 +169,19 @@ func controlCredential(name string, preauth *syscall.Credential, log *slog.Logge
 func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	control, controlPath, err := s.openControl()
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		s.log.Info("listening", "type", l.Type, "addr", l.Addr().String())
 		s.spares.refill(l.Type)
 		wg.Go(func() { s.accept(ctx, l) })
 	}
-	wg.Go(func() { s.serveControl(ctx, stop) })
+	if control != nil {
+		wg.Go(func() { s.serveControl(ctx, stop, control, controlPath) })
+	}
 	if err := notifyReady(); err != nil {
 		s.log.Warn("telling systemd", "err", err)
 	}
