@@ -24,6 +24,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
@@ -208,11 +209,7 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		var src netip.Addr // a unix peer has none: exempt per source
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			src = a.AddrPort().Addr()
-		}
-		release, err := s.limits.Admit(src)
+		release, err := s.limits.AdmitFrom(s.sourceOf(c))
 		if err != nil {
 			s.refuse(c, l.Type, err)
 			continue
@@ -222,6 +219,24 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			s.handle(ctx, c, l.Type)
 		})
 	}
+}
+
+// sourceOf is who a new connection is from for the limits: a TCP peer's
+// address, or a unix peer's uid from the kernel. A unix peer whose
+// credentials cannot be read counts toward the global cap only.
+func (s *Supervisor) sourceOf(c net.Conn) limits.Source {
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return limits.Source{Addr: a.AddrPort().Addr()}
+	}
+	if _, ok := c.(*net.UnixConn); ok {
+		cred, err := peercred.Of(c)
+		if err == nil {
+			return limits.Source{Local: true, UID: cred.Uid}
+		}
+		s.log.Warn("unix peer without credentials: counted toward max-startups only", "err", err)
+	}
+	return limits.Source{}
 }
 
 // refuse closes a connection the limits turned away, before anything is
