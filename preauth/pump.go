@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,14 +34,23 @@ func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) 
 	_ = outer.SetDeadline(time.Time{}) // the relay's pings watch the peer now
 	var wg sync.WaitGroup
 	var errIn, errOut error
+	var ending atomic.Bool // the relay has ended and the client has our goodbye
 	// Large buffers: each read from the relay becomes one WebSocket frame
 	// or a few TLS records, so fewer, bigger writes cost less per byte.
 	wg.Go(func() {
 		toRelay, errIn = fromClient(inner, outer)
+		if ending.Load() && gone(errIn) {
+			// A client that closes without reading our close_notify or
+			// close frame resets the connection: it had all the relay
+			// sent, and it chose to leave (seen with clients slower than
+			// the relay's wait for them, 50 at once on two cores).
+			errIn = nil
+		}
 		closeWrite(inner)
 	})
 	// (Wrapped so that no ReaderFrom/WriterTo shortcut drops the buffer.)
 	toClient, errOut = io.CopyBuffer(struct{ io.Writer }{outer}, struct{ io.Reader }{inner}, make([]byte, pumpBuffer))
+	ending.Store(true)
 	errEnd := nettransport.CloseWrite(outer)
 	_ = outer.SetReadDeadline(time.Now().Add(endGrace))
 	wg.Wait()
