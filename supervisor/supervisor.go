@@ -39,6 +39,7 @@ type Supervisor struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
+	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
 	preauth    *syscall.Credential
 	control    *syscall.Credential // the control process's: its own user, else preauth's
 	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
@@ -119,6 +120,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
 	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
+		return nil, err
+	}
+	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
 		return nil, err
 	}
 	return s, nil
