@@ -17,7 +17,7 @@
 //
 // Apply is called after the process has taken its named descriptors and
 // read its start-up documents, before the first untrusted byte. It needs
-// no_new_privs (namedfd.TakeUnprivileged sets it) and must run in a
+// no_new_privs (child.Spec.Take sets it) and must run in a
 // program built without cgo: Landlock before ABI 8 is applied to every
 // thread with syscall.AllThreadsSyscall, which cgo programs cannot use.
 package sandbox
