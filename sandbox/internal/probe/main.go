@@ -85,7 +85,9 @@ func apply(kind string, dirs []string) error {
 		if _, err := sandbox.Apply(sandbox.Preauth, sandbox.Options{ReadDirs: dirs}); err != nil {
 			return err
 		}
+		start := time.Now()
 		_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{})
+		fmt.Fprintf(os.Stderr, "probe: applied transport in %s\n", time.Since(start))
 		return err
 	default:
 		start := time.Now()
