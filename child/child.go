@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
@@ -69,10 +70,10 @@ type Spec struct {
 	// untrusted byte ("": none). The transport stage of a pre-auth
 	// process stacks Transport on it after the hand-over.
 	Sandbox string
-	// MemoryLimit is the child's memory ceiling in bytes (0: none); the
-	// child applies it at start-up (issue 12, bounds before
-	// authentication).
-	MemoryLimit int64
+	// Memory is the child's memory ceiling (nil: none): the parent sets
+	// its GOMEMLIMIT, the child applies the rest (RLIMIT_DATA) with
+	// memlimit.Apply before it reads a byte.
+	Memory *memlimit.Limits
 }
 
 // Pre-auth user environment: nothing of the supervisor's.
@@ -87,7 +88,7 @@ var (
 		Kind: "preauth", Mode: []string{"--preauth"},
 		Fds: []string{"ipc"}, Optional: []string{"front"}, // front: TCP listeners
 		Env: plainEnv, Runs: AsPreauthUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
-		Sandbox: "preauth",
+		Sandbox: "preauth", Memory: &memlimit.Preauth,
 	}
 	// Control is xpra-proxy-control: the supervisor's :proxy socket,
 	// bound by root and served unprivileged under a uid of its own.
@@ -95,7 +96,7 @@ var (
 		Kind: "control", Mode: []string{"--control"},
 		Fds: []string{"control", "ipc"},
 		Env: plainEnv, Runs: AsControlUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
-		Sandbox: "control",
+		Sandbox: "control", Memory: &memlimit.Control,
 	}
 	// Relay is xpra-proxy-worker --relay, as the session's owner; it
 	// outlives the supervisor. Not sandboxed: the user may read and
@@ -186,6 +187,9 @@ func (s *Spec) Command(l Launch) (*exec.Cmd, error) {
 	}
 	cmd.Dir = "/"
 	cmd.Env = append(slices.Clone(l.Env), s.Env...)
+	if s.Memory != nil {
+		cmd.Env = append(cmd.Env, s.Memory.Env()...)
+	}
 	for _, kv := range cmd.Env {
 		if strings.HasPrefix(kv, namedfd.EnvVar+"=") {
 			return nil, fmt.Errorf("child %s: the launch may not set $%s", s.Kind, namedfd.EnvVar)

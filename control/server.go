@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/peercred"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -253,6 +254,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(PacketLimit)
 	c.SetMaxDecompressed(PacketLimit)
+	c.SetBudget(budget.ForPacket(PacketLimit))
 	send := func(p conn.Packet) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return c.WritePacket(p)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,12 +118,11 @@ func (h Helper) Run(ctx context.Context, r Request) (Reply, error) {
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if err != unix.EINTR {
-				return
-			}
+		// Not reaped here (cmd.Wait does, below), and no thread held
+		// while PAM runs: a guessing storm must not grow root's threads.
+		if err := child.Exited(cmd.Process); err != nil {
+			// Only if it was reaped already: cmd.Wait below says so.
+			slog.Debug("pamauth: waiting for the helper", "pid", pid, "err", err)
 		}
 	}()
 	deadline := time.Now().Add(timeout)

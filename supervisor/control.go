@@ -27,19 +27,7 @@ func DefaultControlSocket() string {
 // of its own (xpra-proxy-control, else the pre-auth user), which speaks xpra to whoever connects and asks the
 // supervisor for figures or to stop over ipc. Root never parses what a
 // control client sends. It returns when ctx ends or the process dies.
-func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) {
-	path := s.cfg.ControlSocket
-	if path == "off" {
-		return
-	}
-	if path == "" {
-		path = DefaultControlSocket()
-	}
-	l, err := listenControl(path)
-	if err != nil {
-		s.log.Warn("no control socket", "err", err)
-		return
-	}
+func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc, l *net.UnixListener, path string) {
 	defer os.Remove(path)
 	defer l.Close()
 	lf, err := l.File()
@@ -62,6 +50,42 @@ func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) 
 	}
 }
 
+// openControl binds the control socket before anything is served. A
+// socket there that root does not own is someone squatting the name
+// root's `xpra info :proxy` will talk to (a member of group xpra can
+// create it in /run/xpra, mode 1775): that stops start-up. Other
+// failures leave the proxy without a control socket, with a warning.
+func (s *Supervisor) openControl() (*net.UnixListener, string, error) {
+	path := s.cfg.ControlSocket
+	if path == "off" {
+		return nil, "", nil
+	}
+	if path == "" {
+		path = DefaultControlSocket()
+	}
+	l, err := listenControl(path)
+	var sq *squatted
+	if errors.As(err, &sq) {
+		return nil, "", err
+	}
+	if err != nil {
+		s.log.Warn("no control socket", "err", err)
+		return nil, "", nil
+	}
+	return l, path, nil
+}
+
+// squatted is a control socket path already taken by a file root does
+// not own.
+type squatted struct {
+	path string
+	uid  uint32
+}
+
+func (e *squatted) Error() string {
+	return fmt.Sprintf("control socket %s already exists and belongs to uid %d, not root: someone may be impersonating the proxy's :proxy display; remove it (and find out who made it), or set control-socket", e.path, e.uid)
+}
+
 func listenControl(path string) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
@@ -72,6 +96,15 @@ func listenControl(path string) (*net.UnixListener, error) {
 		}
 		if err := os.Chmod(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("control socket directory: %w", err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != uint32(os.Geteuid()) {
+			uid := uint32(1<<32 - 1)
+			if ok {
+				uid = st.Uid
+			}
+			return nil, &squatted{path: path, uid: uid}
 		}
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -111,7 +144,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 	pid := cmd.Process.Pid
 	done := make(chan struct{})
 	go func() {
-		s.logSignalled("control process", pid, cmd.Wait())
+		s.logSignalled("control process", pid, child.Wait(cmd))
 		close(done)
 	}()
 	go func() {

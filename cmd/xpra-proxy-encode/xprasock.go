@@ -30,21 +30,17 @@ func optionalFds(xpraPath string) []string {
 // bindBoth binds the encproto socket and, when xpraPath is set, the xpra
 // one. The xpra socket's directory (xpra's /run/xpra) is not ours: it is
 // made if missing but never handed to the encoder user.
-func bindBoth(path, xpraPath string, uid, gid int) (f, xf *os.File, err error) {
+func bindBoth(path, xpraPath string, asRoot bool) (f, xf *os.File, err error) {
 	if xpraPath != "" && filepath.Clean(xpraPath) == filepath.Clean(path) {
 		return nil, nil, errors.New("--xpra-socket and --socket must differ")
 	}
-	if f, err = bind(path, uid, gid); err != nil {
+	if f, err = bind(path, asRoot); err != nil {
 		return nil, nil, err
 	}
 	if xpraPath == "" {
 		return f, nil, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(xpraPath), 0o755); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
-	}
-	if xf, err = bindSocket(xpraPath, uid, gid); err != nil {
+	if xf, err = bind(xpraPath, asRoot); err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
 	}
