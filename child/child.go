@@ -90,8 +90,8 @@ var (
 		Env: plainEnv, Runs: AsPreauthUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
 		Sandbox: "preauth", Memory: &memlimit.Preauth,
 	}
-	// Control is xpra-proxy-worker --control: the supervisor's :proxy
-	// socket, bound by root and served unprivileged.
+	// Control is xpra-proxy-control: the supervisor's :proxy socket,
+	// bound by root and served unprivileged under a uid of its own.
 	Control = Spec{
 		Kind: "control", Mode: []string{"--control"},
 		Fds: []string{"control", "ipc"},

@@ -70,7 +70,13 @@ func TestControl(t *testing.T) {
 	for len(mine) < 2 && time.Now().Before(deadline) {
 		mine = mine[:0]
 		for _, c := range listConns(t, p) {
-			if !before[c.Pid] && c.Control != "" && c.ToClient > 0 {
+			// Only relays to this test's sessions: xpra-proxy list shows
+			// every relay on the machine, other tests' included.
+			own := false
+			for _, s := range servers {
+				own = own || strings.HasSuffix(c.Target, "-"+strings.TrimPrefix(s.Display, ":"))
+			}
+			if own && !before[c.Pid] && c.Control != "" && c.ToClient > 0 {
 				mine = append(mine, c)
 			}
 		}

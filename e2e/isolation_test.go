@@ -229,6 +229,7 @@ func TestIsolation(t *testing.T) {
 			if !want.MatchString(p.Logs()) {
 				t.Fatalf("the supervisor did not log the SIGSYS death of %d (%s)", k.pid, want)
 			}
+			t.Logf("supervisor: %s", want.FindString(p.Logs()))
 		})
 	}
 }

@@ -119,6 +119,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if _, err := os.Stat(cfg.Worker); err != nil {
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
+	if _, err := os.Stat(s.controlProgram()); err != nil && cfg.ControlSocket != "off" {
+		return nil, fmt.Errorf("control program: %w", err)
+	}
 	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
 		return nil, err
 	}
@@ -719,6 +722,12 @@ func (s *Supervisor) reportStatus(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// controlProgram is xpra-proxy-control, installed beside the worker: a
+// binary of its own, so relays do not carry the sandbox's code.
+func (s *Supervisor) controlProgram() string {
+	return filepath.Join(filepath.Dir(s.cfg.Worker), "xpra-proxy-control")
 }
 
 // preauthProgram is xpra-proxy-preauth, installed beside the worker: a

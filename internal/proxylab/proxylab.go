@@ -36,7 +36,7 @@ func Build(t testing.TB) string {
 	// workers without cgo.
 	return buildlab.Dir(t,
 		buildlab.Step{Env: []string{"CGO_ENABLED=1"}, Pkgs: []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
-		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}})
+		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}})
 }
 
 // EnsurePreauthUser creates the xpra-proxy and xpra-proxy-control system
