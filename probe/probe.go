@@ -56,9 +56,32 @@ type Result struct {
 // Run connects, asks and returns the reply. A server's refusal is returned
 // as a *conn.DisconnectError carrying its reason.
 func Run(ctx context.Context, o Options) (*Result, error) {
+	res, nc, err := Open(ctx, o)
+	if nc != nil {
+		nc.Close()
+	}
+	return res, err
+}
+
+// Open is Run that leaves the connection open after the reply (with no
+// deadline) for the caller to hold and close: a client that stays
+// connected, for tests of what happens while and after it does.
+func Open(ctx context.Context, o Options) (*Result, net.Conn, error) {
+	res, nc, err := open(ctx, o)
+	if err != nil && nc != nil {
+		nc.Close()
+		nc = nil
+	}
+	if nc != nil {
+		_ = nc.SetDeadline(time.Time{})
+	}
+	return res, nc, err
+}
+
+func open(ctx context.Context, o Options) (*Result, net.Conn, error) {
 	target, err := xpraurl.Parse(o.URL, xpraurl.V3)
 	if err != nil {
-		return nil, fmt.Errorf("probe: %w", err)
+		return nil, nil, fmt.Errorf("probe: %w", err)
 	}
 	if o.Password != "" {
 		target.Password, target.HasPassword = o.Password, true
@@ -73,16 +96,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	nc, err := dial(ctx, target, o.LocalAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer nc.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		if err := nc.SetDeadline(dl); err != nil {
-			return nil, fmt.Errorf("probe: setting deadline: %w", err)
+			return nil, nc, fmt.Errorf("probe: setting deadline: %w", err)
 		}
 	}
 	s := &session{o: o, target: target, c: conn.New(nc), start: time.Now()}
-	return s.run()
+	res, err := s.run()
+	return res, nc, err
 }
 
 func dial(ctx context.Context, t xpraurl.Target, local *net.TCPAddr) (net.Conn, error) {

@@ -301,13 +301,16 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if cx.Transport == "" {
 				cx.Transport = s.Launch.Listener
 			}
-			cctx, stopControl := context.WithCancel(ctx)
-			defer stopControl()
-			go proxyctl.Serve(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
-				// Only signal: the control server waits for this to return.
-				s.Log.Info("stopped through the control socket", "reason", reason)
-				go r.Stop(nil, "server shutdown", true)
-			}, s.Log)
+			// The control socket is bound here, not in its goroutine, and
+			// removed before Run returns on every path, since the worker
+			// leaves through os.Exit, which runs no other goroutine's
+			// clean-up (a third of the sockets stayed behind in a soak).
+			if l, err := proxyctl.Listen(s.user().SocketDirs(), s.Launch.UID, s.Log); err != nil {
+				s.Log.Warn("no control socket", "err", err)
+			} else {
+				s.Log.Info("control socket", "path", l.Addr().String())
+				defer s.serveControl(ctx, l, cx, r)()
+			}
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
 			// before settling in for a long relay (one worker per connection,
@@ -321,6 +324,37 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		}
 	}
 }
+
+// serveControl serves the connection's control socket in the background
+// and returns what stops it: it closes the listener (removing the file)
+// and waits, within a bound, for the server to let its clients go.
+func (s *Session) serveControl(ctx context.Context, l net.Listener, cx *proxyctl.Connection, r *relay.Relay) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		proxyctl.Serve(ctx, l, s.Launch.UID, cx.Info, func(reason string) {
+			// Only signal: the control server waits for this to return.
+			s.Log.Info("stopped through the control socket", "reason", reason)
+			go r.Stop(nil, "server shutdown", true)
+		}, s.Log)
+	}()
+	return func() {
+		cancel()
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.Log.Warn("closing the control socket", "err", err)
+		}
+		select {
+		case <-done:
+		case <-time.After(controlGrace):
+			s.Log.Warn("control socket server still busy at exit", "waited", controlGrace)
+		}
+	}
+}
+
+// controlGrace bounds the wait for the control server at exit: its own
+// grace for open control connections (control.CloseGrace) and a margin.
+const controlGrace = 2 * time.Second
 
 // answerChallenge answers a real server's challenge with the target's
 // password, refusing insecure salt digests as the reference does.

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/probe"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
+)
+
+// holdRelay connects through the proxy as a client that stays, and
+// returns the connection and its relay worker as `xpra-proxy list` shows
+// it (found by the client's own address), once its control socket is up.
+func holdRelay(t *testing.T, url string) (net.Conn, connlist.Conn) {
+	t.Helper()
+	_, nc, err := probe.Open(context.Background(), probe.Options{URL: url, Request: probe.Connect, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("connecting through the proxy: %v", err)
+	}
+	src := nc.LocalAddr().String()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range listConns(t) {
+			if c.Source == src && c.Control != "" {
+				return nc, c
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	nc.Close()
+	t.Fatalf("no relay with a control socket listed for %s", src)
+	return nil, connlist.Conn{}
+}
+
+// waitGone waits for pid to exit and says how long it took.
+func waitGone(t *testing.T, pid int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("relay worker %d still running %v later", pid, within)
+	return 0
+}
+
+func noFile(t *testing.T, path, how string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("%s: control socket %s left behind (%v)", how, path, err)
+	}
+}
+
+// TestControlSocketExitPaths: a relay removes its control socket however
+// it ends (its client leaves, SIGTERM, SIGINT, SIGHUP, its server goes
+// away); a SIGKILLed relay's socket is removed by the next relay of the
+// user; the real `xpra list` then shows none of ours as UNKNOWN.
+func TestControlSocketExitPaths(t *testing.T) {
+	xpralab.Require(t)
+	srv := xpralab.Start(t, xpralab.Options{Args: []string{"--session-name=churn-a"}})
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	url := p.URL(srv.User.Username+":secret", srv.Display)
+	var dir string
+
+	for _, tc := range []struct {
+		name string
+		end  func(nc net.Conn, pid int)
+	}{
+		{"client leaves", func(nc net.Conn, _ int) { nc.Close() }},
+		{"SIGTERM", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGTERM) }},
+		{"SIGINT", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGINT) }},
+		{"SIGHUP", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGHUP) }},
+	} {
+		nc, c := holdRelay(t, url)
+		dir = filepath.Dir(c.Control)
+		if !strings.HasPrefix(dir, "/run/user/") {
+			t.Errorf("control socket %s is not in the runtime directory", c.Control)
+		}
+		tc.end(nc, c.Pid)
+		took := waitGone(t, c.Pid, 15*time.Second)
+		t.Logf("%s: relay %d exited %v later", tc.name, c.Pid, took.Round(time.Millisecond))
+		if tc.name == "client leaves" && took > 5*time.Second {
+			t.Errorf("the relay outlived its client by %v", took)
+		}
+		noFile(t, c.Control, tc.name)
+		nc.Close()
+	}
+
+	// SIGKILL: nothing in the relay runs; the next relay cleans up.
+	nc, killed := holdRelay(t, url)
+	syscall.Kill(killed.Pid, syscall.SIGKILL)
+	waitGone(t, killed.Pid, 15*time.Second)
+	nc.Close()
+	if _, err := os.Lstat(killed.Control); err != nil {
+		t.Fatalf("SIGKILL: no stale socket to clean up (%v): the test proves nothing", err)
+	}
+	nc, next := holdRelay(t, url)
+	noFile(t, killed.Control, "SIGKILL, then another relay")
+	if !strings.Contains(p.Logs(), "removed control sockets of dead relay workers") {
+		t.Errorf("the sweep was not logged")
+	}
+
+	// The server goes away under a relay.
+	srv.Stop(t)
+	waitGone(t, next.Pid, 30*time.Second)
+	noFile(t, next.Control, "server gone")
+	nc.Close()
+
+	out := xpraClient(t, 30*time.Second, "list", "--socket-dirs="+dir)
+	if strings.Contains(out, "UNKNOWN") {
+		t.Errorf("xpra list shows sockets as UNKNOWN:\n%s", out)
+	}
+	t.Logf("xpra list:\n%s", out)
+}
