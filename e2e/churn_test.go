@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,4 +122,79 @@ func TestControlSocketExitPaths(t *testing.T) {
 		t.Errorf("xpra list shows sockets as UNKNOWN:\n%s", out)
 	}
 	t.Logf("xpra list:\n%s", out)
+}
+
+// fakeServer listens on loopback and does what serve says with each
+// connection; it returns the tcp:// URL.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return "tcp://" + l.Addr().String() + "/"
+}
+
+// TestServerFailuresNamed: a server that never answers the hello, one
+// that closes, one that refuses and one that speaks something else are
+// each reported to the client (our probe, and the real xpra 3.1.3 client
+// for the silent one) and to the log in the same words.
+func TestServerFailuresNamed(t *testing.T) {
+	xpralab.Require(t)
+	u, uid, gid := xpralab.TestUser(t)
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	silent := fakeServer(t, func(c net.Conn) { defer c.Close(); <-hold })
+	closer := fakeServer(t, func(c net.Conn) { c.Read(make([]byte, 64)); c.Close() })
+	other := fakeServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
+		time.Sleep(time.Second)
+	})
+	refuser := fmt.Sprintf("tcp://127.0.0.1:%d/", xpralab.FreePort(t))
+	dir := xpralab.Dir(t)
+	multi := filepath.Join(dir, "users.txt")
+	rows := "# user|password|uid|gid|displays\n"
+	for name, url := range map[string]string{"silent": silent, "closer": closer, "other": other, "refuser": refuser} {
+		rows += fmt.Sprintf("%s|pw|%d|%d|%s\n", name, uid, gid, url)
+	}
+	if err := os.WriteFile(multi, []byte(rows), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = u
+	p := proxylab.Start(t, "--tcp-auth=multifile,filename="+multi, "--server-hello-timeout=3s")
+	for _, tc := range []struct{ user, want string }{
+		{"silent", "connection error the server of the session did not answer the proxy's hello within 3s"},
+		{"closer", "connection error the server of the session closed the connection before its hello"},
+		{"refuser", "connection error the server of the session refused the connection"},
+		{"other", "version error the server of the session does not speak xpra or speaks another version"},
+	} {
+		start := time.Now()
+		_, err := run(t, probe.Options{URL: p.URL(tc.user+":pw", ""), Request: probe.Connect})
+		got := refusal(err)
+		t.Logf("%s: %q after %v", tc.user, got, time.Since(start).Round(time.Millisecond))
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: the client was told %q (%v), want %q", tc.user, got, err, tc.want)
+		}
+		detail := strings.TrimPrefix(strings.TrimPrefix(tc.want, "connection error "), "version error ")
+		if !strings.Contains(p.Logs(), detail) {
+			t.Errorf("%s: the log does not say %q", tc.user, detail)
+		}
+	}
+	// The real client: xpra detach is relayed to the server, like attach.
+	out := xpraClient(t, 60*time.Second, "detach", p.URL("silent:pw", ""))
+	if !strings.Contains(out, "did not answer the proxy's hello within 3s") {
+		t.Errorf("xpra detach through the proxy to a silent server:\n%s", out)
+	}
+	t.Logf("xpra detach said:\n%s", out)
 }

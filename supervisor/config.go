@@ -29,6 +29,8 @@ type Config struct {
 	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
 	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
 	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
+	FirstPacketTimeout Duration `toml:"first-packet-timeout"` // a new connection's first bytes and its hello
+	ServerHelloTimeout Duration `toml:"server-hello-timeout"` // the relay's wait to connect to the session and for its hello
 
 	// sshd's limits on unauthenticated work (package supervisor/limits).
 	MaxStartups            limits.Startups     `toml:"max-startups"`              // start:rate:full, as sshd's MaxStartups
@@ -82,6 +84,8 @@ func Defaults() Config {
 		PreauthUser:        "xpra-proxy",
 		EncoderUser:        "xpra-proxy-encode",
 		LoginTimeout:       Duration{120 * time.Second},
+		FirstPacketTimeout: Duration{10 * time.Second},
+		ServerHelloTimeout: Duration{30 * time.Second},
 		PreauthPacketLimit: 1 << 20,
 
 		// full 200: the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
@@ -147,6 +151,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello (default 10s)")
+	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
 	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
@@ -200,6 +206,12 @@ func merge(c *Config, cli Config) {
 	}
 	if cli.LoginTimeout.Duration > 0 {
 		c.LoginTimeout = cli.LoginTimeout
+	}
+	if cli.FirstPacketTimeout.Duration > 0 {
+		c.FirstPacketTimeout = cli.FirstPacketTimeout
+	}
+	if cli.ServerHelloTimeout.Duration > 0 {
+		c.ServerHelloTimeout = cli.ServerHelloTimeout
 	}
 }
 
