@@ -17,7 +17,9 @@ import (
 
 // TestServerFailure: each way a server fails gets its own words.
 func TestServerFailure(t *testing.T) {
-	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)} }
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}
+	}
 	for _, tc := range []struct {
 		name   string
 		stage  string
