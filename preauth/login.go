@@ -28,7 +28,11 @@ type Options struct {
 	Peer         string
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
-	Log          *slog.Logger
+	// FirstPacketTimeout bounds the wait for the first bytes and for the
+	// hello, from the hand-over (Serve sets FirstPacketDeadline from it).
+	FirstPacketTimeout  time.Duration
+	FirstPacketDeadline time.Time
+	Log                 *slog.Logger
 }
 
 // authFailureDelay is how long a refused client waits for its disconnect,
@@ -51,7 +55,11 @@ func Login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 }
 
 func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
-	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
+	loginDeadline := time.Now().Add(o.LoginTimeout)
+	_ = nc.SetDeadline(loginDeadline)
+	if fp := o.FirstPacketDeadline; !fp.IsZero() && fp.Before(loginDeadline) {
+		_ = nc.SetReadDeadline(fp)
+	}
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(o.PacketLimit)
 	c.SetMaxDecompressed(4 * o.PacketLimit)
@@ -72,6 +80,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 		// Garbage gets a clear reason where the stream still allows one.
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
+	_ = nc.SetReadDeadline(loginDeadline)
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,6 +51,14 @@ func AwaitConnection(sup *ipc.Conn) (net.Conn, string, error) {
 // What it ends with is logged: the connection is the process's only one.
 func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 	log := o.Log
+	if o.FirstPacketTimeout > 0 {
+		o.FirstPacketDeadline = time.Now().Add(o.FirstPacketTimeout)
+		if err := AwaitFirstBytes(nc, o.FirstPacketDeadline); err != nil {
+			log.Info("connection ended before authentication", "err",
+				fmt.Errorf("nothing received within first-packet-timeout (%s): %w", o.FirstPacketTimeout, err))
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.LoginTimeout)
 	defer cancel()
 	c := nc

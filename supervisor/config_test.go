@@ -18,6 +18,7 @@ func TestShippedConfig(t *testing.T) {
 	}
 	d := Defaults()
 	if c.PreauthUser != d.PreauthUser || c.Limits() != d.Limits() || c.LoginTimeout != d.LoginTimeout ||
+		c.FirstPacketTimeout != d.FirstPacketTimeout || c.ServerHelloTimeout != d.ServerHelloTimeout ||
 		c.PreauthPacketLimit != d.PreauthPacketLimit || len(c.BindTCP) != 0 {
 		t.Fatalf("shipped config %+v differs from the defaults %+v", c, d)
 	}

@@ -48,7 +48,8 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	}
 	cmd := s.command("--preauth", "--listener="+typ,
 		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
-		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration))
+		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
+		fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration))
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
 	fds := []namedfd.Fd{{Name: "ipc", File: childEnd}}
 	if typ == "tcp" {
