@@ -63,18 +63,16 @@ func (c *Connection) Info() value.Dict {
 // Listen opens the connection's control socket, named like the
 // reference's (<host>-proxy-<pid>), in the first of the user's socket
 // directories that can hold it. A later directory than the first is a
-// fallback, logged as a warning with both places. Before that it removes
-// the sockets dead workers of this user left in each directory (see
+// fallback, logged as a warning with both places. Then it removes the
+// sockets dead workers of this user left in each directory (see
 // control.SweepStale). Closing the listener removes the socket file.
 func Listen(dirs []string, uid int, log *slog.Logger) (net.Listener, error) {
 	host, _ := os.Hostname()
 	var errs []error
+	var l net.Listener
 	for i, dir := range dirs {
-		if removed, err := control.SweepStale(dir, host, uid); len(removed) > 0 || (err != nil && !errors.Is(err, fs.ErrNotExist)) {
-			log.Info("removed control sockets of dead relay workers", "dir", dir, "removed", len(removed), "err", err)
-		}
-		l, err := control.Listen(control.Path(dir, host, os.Getpid()), uid)
-		if err != nil {
+		var err error
+		if l, err = control.Listen(control.Path(dir, host, os.Getpid()), uid); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -82,9 +80,22 @@ func Listen(dirs []string, uid int, log *slog.Logger) (net.Listener, error) {
 			log.Warn("control socket in a fallback location", "path", l.Addr().String(),
 				"wanted", control.Path(dirs[0], host, os.Getpid()), "err", errors.Join(errs...))
 		}
-		return l, nil
+		break
 	}
-	return nil, errors.Join(errs...)
+	if l == nil {
+		return nil, errors.Join(errs...)
+	}
+	for _, dir := range dirs {
+		removed, err := control.SweepStale(dir, host, uid)
+		if len(removed) > 0 {
+			log.Info("removed control sockets of dead relay workers", "dir", dir, "removed", len(removed))
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// An unusable directory was already warned about above.
+			log.Debug("sweeping control sockets", "dir", dir, "err", err)
+		}
+	}
+	return l, nil
 }
 
 // Serve serves the control socket l until ctx ends or a `stop` request
