@@ -63,8 +63,8 @@ func noFile(t *testing.T, path, how string) {
 }
 
 // TestControlSocketExitPaths: a relay removes its control socket however
-// it ends (its client leaves, SIGTERM, SIGINT, SIGHUP, its server goes
-// away); a SIGKILLed relay's socket is removed by the next relay of the
+// it ends (its client leaves, SIGTERM, SIGINT, SIGHUP, an error, xpra
+// stop, its server goes away); a SIGKILLed relay's socket is removed by the next relay of the
 // user; the real `xpra list` then shows none of ours as UNKNOWN.
 func TestControlSocketExitPaths(t *testing.T) {
 	xpralab.Require(t)
@@ -81,6 +81,11 @@ func TestControlSocketExitPaths(t *testing.T) {
 		{"SIGTERM", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGTERM) }},
 		{"SIGINT", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGINT) }},
 		{"SIGHUP", func(_ net.Conn, pid int) { syscall.Kill(pid, syscall.SIGHUP) }},
+		// An error: the client's stream is not xpra any more.
+		{"client sends garbage", func(nc net.Conn, _ int) { nc.Write([]byte("this is not an xpra packet header\n")) }},
+		{"xpra stop", func(_ net.Conn, pid int) {
+			xpraClient(t, 30*time.Second, "stop", fmt.Sprintf(":proxy-%d", pid), fmt.Sprintf("--socket-dir=/run/user/%d/xpra", srv.UID))
+		}},
 	} {
 		nc, c := holdRelay(t, url)
 		dir = filepath.Dir(c.Control)
@@ -90,7 +95,7 @@ func TestControlSocketExitPaths(t *testing.T) {
 		tc.end(nc, c.Pid)
 		took := waitGone(t, c.Pid, 15*time.Second)
 		t.Logf("%s: relay %d exited %v later", tc.name, c.Pid, took.Round(time.Millisecond))
-		if tc.name == "client leaves" && took > 5*time.Second {
+		if (tc.name == "client leaves" || tc.name == "client sends garbage") && took > 5*time.Second {
 			t.Errorf("the relay outlived its client by %v", took)
 		}
 		noFile(t, c.Control, tc.name)

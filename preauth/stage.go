@@ -12,6 +12,8 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 )
 
 // ReadFront reads and closes the front document and prepares the front
@@ -56,6 +58,10 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 		if err := AwaitFirstBytes(nc, o.FirstPacketDeadline); err != nil {
 			log.Info("connection ended before authentication", "err",
 				fmt.Errorf("nothing received within first-packet-timeout (%s): %w", o.FirstPacketTimeout, err))
+			// A silent peer is taken for an xpra client (see Front.Accept):
+			// it is told why, as a login timeout would tell it.
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = conn.New(nc).WritePacket(packet.NewDisconnect(packet.ReasonLoginTimeout, "nothing received"))
 			return
 		}
 	}

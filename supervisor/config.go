@@ -216,6 +216,10 @@ func merge(c *Config, cli Config) {
 }
 
 func (c *Config) check() error {
+	if c.FirstPacketTimeout.Duration > c.LoginTimeout.Duration {
+		// The first packet is part of the login: never longer.
+		c.FirstPacketTimeout = c.LoginTimeout
+	}
 	if err := c.Limits().Check(); err != nil {
 		return err
 	}
