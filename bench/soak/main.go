@@ -96,7 +96,7 @@ func fakeServer(l net.Listener) {
 	}
 }
 
-type counts struct{ conns, ok, fail, short, long, bad, real atomic.Int64 }
+type counts struct{ conns, ok, fail, short, long, bad, penalized, real atomic.Int64 }
 
 type sample struct {
 	at                                   time.Duration
@@ -233,9 +233,15 @@ loop:
 					o2.URL = fmt.Sprintf("tcp://fake0:wrong@%s/", addr)
 					_, err := probe.Run(context.Background(), o2)
 					var de *conn.DisconnectError
-					if errors.As(err, &de) && de.Reason == "authentication failed" {
+					switch {
+					case errors.As(err, &de) && de.Reason == "authentication failed":
 						c.ok.Add(1)
-					} else {
+					case err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
+						// Closed at accept, before anything was read: the
+						// source is serving a penalty for its earlier guesses.
+						c.ok.Add(1)
+						c.penalized.Add(1)
+					default:
 						fail(fmt.Sprintf("wrong password: %v", err))
 					}
 					return
@@ -288,7 +294,8 @@ loop:
 		}
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
 	}
-	fmt.Printf("\nconnections %d: short %d, long %d, wrong password %d, to real servers %d\n", c.conns.Load(), c.short.Load(), c.long.Load(), c.bad.Load(), c.real.Load())
+	fmt.Printf("\nconnections %d: short %d, long %d, wrong password %d (of which closed at accept under a penalty %d), to real servers %d\n",
+		c.conns.Load(), c.short.Load(), c.long.Load(), c.bad.Load(), c.penalized.Load(), c.real.Load())
 	fmt.Printf("login latency (hello answered through the proxy): p50 %v, p90 %v, p99 %v, max %v\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
 	failures.Range(func(k, v any) bool {
 		fmt.Printf("failure x%d: %s\n", v.(*atomic.Int64).Load(), k)
