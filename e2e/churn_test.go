@@ -192,6 +192,11 @@ func TestServerFailuresNamed(t *testing.T) {
 			t.Errorf("%s: the client was told %q (%v), want %q", tc.user, got, err, tc.want)
 		}
 		detail := strings.TrimPrefix(strings.TrimPrefix(tc.want, "connection error "), "version error ")
+		// The worker's stderr reaches the buffer through a pipe: give it
+		// a moment.
+		for end := time.Now().Add(5 * time.Second); !strings.Contains(p.Logs(), detail) && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if !strings.Contains(p.Logs(), detail) {
 			t.Errorf("%s: the log does not say %q", tc.user, detail)
 		}
