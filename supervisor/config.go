@@ -151,7 +151,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
-	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello (default 10s)")
+	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello, and TCP_DEFER_ACCEPT on bind-tcp ports (default 10s; 0: off)")
 	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
@@ -206,9 +206,6 @@ func merge(c *Config, cli Config) {
 	}
 	if cli.LoginTimeout.Duration > 0 {
 		c.LoginTimeout = cli.LoginTimeout
-	}
-	if cli.FirstPacketTimeout.Duration > 0 {
-		c.FirstPacketTimeout = cli.FirstPacketTimeout
 	}
 	if cli.ServerHelloTimeout.Duration > 0 {
 		c.ServerHelloTimeout = cli.ServerHelloTimeout
@@ -297,6 +294,8 @@ func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
 			c.PerSourceBurst = cli.PerSourceBurst
 		case "per-uid-max-startups":
 			c.PerUIDMaxStartups = cli.PerUIDMaxStartups
+		case "first-packet-timeout": // 0 means off
+			c.FirstPacketTimeout = cli.FirstPacketTimeout
 		}
 	})
 }
