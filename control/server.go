@@ -14,11 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/peercred"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
-	"golang.org/x/sys/unix"
 )
 
 // Limits of a control socket (PROXY.md §2.16, §2.18).
@@ -66,6 +67,10 @@ type Server struct {
 	// worker to stop (cancel a context, say): Serve waits for it to return.
 	Stop func(reason string)
 	Log  *slog.Logger
+	// KeepSocket: the socket file is not this process's to remove (the
+	// supervisor's :proxy, bound and removed by root; the sandboxed
+	// control process may not unlink anything).
+	KeepSocket bool
 
 	helloTimeout, exitTimeout, closeGrace time.Duration // zero: the defaults; tests shorten them
 
@@ -110,7 +115,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		case <-ctx.Done():
 		case <-s.stopped:
 		}
-		_ = closeListener(l)
+		_ = closeListener(l, s.KeepSocket)
 	}()
 	var (
 		wg     sync.WaitGroup
@@ -176,7 +181,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		mu.Unlock()
 		<-finished
 	}
-	if cerr := closeListener(l); cerr != nil {
+	if cerr := closeListener(l, s.KeepSocket); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	return err
@@ -191,15 +196,15 @@ func (s *Server) stopping(ctx context.Context) bool {
 	}
 }
 
-// closeListener closes l and removes its socket file (ours do that on
-// Close; a plain net.UnixListener made by Listen does too, one from a file
-// does not).
-func closeListener(l net.Listener) error {
+// closeListener closes l and removes its socket file unless keep (ours
+// do that on Close; a plain net.UnixListener made by Listen does too, one
+// from a file does not).
+func closeListener(l net.Listener, keep bool) error {
 	err := l.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
-	if _, ours := l.(*listener); ours {
+	if _, ours := l.(*listener); ours || keep {
 		return err
 	}
 	if a, ok := l.Addr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
@@ -249,6 +254,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 	c := conn.New(nc)
 	c.Reader().SetMaxSize(PacketLimit)
 	c.SetMaxDecompressed(PacketLimit)
+	c.SetBudget(budget.ForPacket(PacketLimit))
 	send := func(p conn.Packet) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return c.WritePacket(p)
@@ -261,7 +267,7 @@ func (s *Server) serveConn(nc net.Conn) error {
 		s.hangUp(nc)
 		return err
 	}
-	cred, err := peerCred(nc)
+	cred, err := peercred.Of(nc)
 	if err != nil {
 		return errors.Join(err, refuse(packet.ReasonPermissionError, "cannot identify the peer of this control socket"))
 	}
@@ -391,26 +397,3 @@ func (s *Server) stop() {
 
 // allowed: the session's owner and root, nobody else.
 func (s *Server) allowed(uid int) bool { return uid == 0 || uid == s.Owner }
-
-// peerCred returns the kernel's record of who connected (SO_PEERCRED).
-func peerCred(nc net.Conn) (*unix.Ucred, error) {
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		return nil, fmt.Errorf("a %T has no peer credentials", nc)
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, fmt.Errorf("peer credentials: %w", err)
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("peer credentials: %w", cerr)
-	}
-	return cred, nil
-}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -215,5 +216,53 @@ func TestAuthFilesAtRest(t *testing.T) {
 	_, err := probe.Run(context.Background(), probe.Options{URL: q.URL(u.Username+":from-file", ""), Request: probe.Connect, Timeout: 20 * time.Second})
 	if r := refusal(err); r == "authentication failed" || (err != nil && r == "") {
 		t.Errorf("value-file password: %v", err)
+	}
+}
+
+// TestMaxRelaysPerUser: one user's live connections stop at
+// max-relays-per-user with a reason the client can show, and a closed
+// one frees its place.
+func TestMaxRelaysPerUser(t *testing.T) {
+	xpralab.Require(t)
+	s := xpralab.Start(t, xpralab.Options{})
+	const max = 3
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--per-source-penalty=0", fmt.Sprintf("--max-relays-per-user=%d", max))
+	url := p.URL(s.User.Username+":secret", s.Display)
+	open := func() (net.Conn, error) {
+		_, nc, err := probe.Open(context.Background(), probe.Options{URL: url, Request: probe.Connect, Timeout: 30 * time.Second})
+		return nc, err
+	}
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for i := range max {
+		nc, err := open()
+		if err != nil {
+			t.Fatalf("connection %d of %d: %v", i+1, max, err)
+		}
+		held = append(held, nc)
+	}
+	_, err := open()
+	want := fmt.Sprintf("too many connections %s has %d connections through the proxy, the most allowed (max-relays-per-user)", s.User.Username, max)
+	if got := refusal(err); got != want {
+		t.Fatalf("connection %d: %q (%v), want %q", max+1, got, err, want)
+	}
+	// One closes: its relay ends, and its place is free again.
+	held[0].Close()
+	held = held[1:]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nc, err := open()
+		if err == nil {
+			held = append(held, nc)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no place after one closed: %v\n%s", err, p.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

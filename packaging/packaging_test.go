@@ -168,6 +168,8 @@ func TestUnitDesign(t *testing.T) {
 		{"xpra-proxy.service", "Service.NotifyAccess", "main", "no worker may report for the supervisor"},
 		{"xpra-proxy.service", "Service.KillMode", "process", "a restart would kill every attached client's relay"},
 		{"xpra-proxy.service", "Service.OOMPolicy", "continue", "one relay killed by the OOM killer would stop the service"},
+		{"xpra-proxy.service", "Service.MemoryMax", "80%", "relays share the cgroup: a tight limit would OOM-kill working users' relays"},
+		{"xpra-proxy.service", "Service.TasksMax", "16384", "systemd's default (4915 with pid_max 32768) stops relays' threads beyond ~250 TLS clients"},
 		{"xpra-proxy.service", "Service.ExecStart", "/usr/bin/xpra-proxy --config=/etc/xpra-proxy/xpra-proxy.toml", "the packaged paths"},
 		{"xpra-proxy.service", "Service.NoNewPrivileges", "yes", "workers must not gain privileges through set-id programs"},
 		{"xpra-proxy.service", "Service.ReadOnlyPaths", "/run -/home -/root", "systemd 252 leaves /run writable under ProtectSystem=strict with ProtectKernelTunables="},

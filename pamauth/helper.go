@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/child"
 )
 
 // DefaultTimeout bounds one authentication, helper start to exit. PAM
@@ -100,15 +100,13 @@ func (h Helper) Run(ctx context.Context, r Request) (Reply, error) {
 	}
 	defer c.Close()
 
-	cmd := exec.Command(h.Path)
-	cmd.Dir = "/"
 	// A clean environment: nothing of the supervisor's may steer the
-	// helper or the PAM modules it loads (PATH is for modules' helpers).
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	cmd.Stderr = os.Stderr // PAM modules may complain there: the journal
-	namedfd.Attach(cmd, namedfd.Fd{Name: FdName, File: theirs})
-	// Its own session and group, and it dies with the supervisor.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	// helper or the PAM modules it loads. Its own session and group, and
+	// it dies with the supervisor (child.PAM).
+	cmd, err := child.PAM.Command(child.Launch{Path: h.Path, Fds: map[string]*os.File{FdName: theirs}})
+	if err != nil {
+		return Reply{}, fmt.Errorf("pamauth: %w", err)
+	}
 	if err := cmd.Start(); err != nil {
 		return Reply{}, fmt.Errorf("pamauth: starting %s: %w", h.Path, err)
 	}
@@ -120,12 +118,11 @@ func (h Helper) Run(ctx context.Context, r Request) (Reply, error) {
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if err != unix.EINTR {
-				return
-			}
+		// Not reaped here (cmd.Wait does, below), and no thread held
+		// while PAM runs: a guessing storm must not grow root's threads.
+		if err := child.Exited(cmd.Process); err != nil {
+			// Only if it was reaped already: cmd.Wait below says so.
+			slog.Debug("pamauth: waiting for the helper", "pid", pid, "err", err)
 		}
 	}()
 	deadline := time.Now().Add(timeout)

@@ -12,8 +12,10 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/challenge"
+	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -33,6 +35,10 @@ type Options struct {
 	FirstPacketTimeout  time.Duration
 	FirstPacketDeadline time.Time
 	Log                 *slog.Logger
+	// Confine, when set, narrows the process once it has become a TLS or
+	// WebSocket transport, before it carries a byte (the transport
+	// sandbox); an error ends the connection.
+	Confine func() error
 }
 
 // authFailureDelay is how long a refused client waits for its disconnect,
@@ -61,8 +67,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 		_ = nc.SetReadDeadline(fp)
 	}
 	c := conn.New(nc)
-	c.Reader().SetMaxSize(o.PacketLimit)
-	c.SetMaxDecompressed(4 * o.PacketLimit)
+	c.SetPacketLimit(o.PacketLimit) // wire size, decompressed size, decoding budget
 	refuse := func(reason string, details ...string) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if err := c.WritePacket(packet.NewDisconnect(reason, details...)); err != nil {
@@ -76,6 +81,11 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, errors.Join(err, refuse(packet.ReasonLoginTimeout))
+		}
+		if over := overBudget(err); over != "" {
+			// Sent as an attack would be: worth a warning, with the source.
+			o.Log.Warn("hello over the pre-auth budget", "err", err)
+			return nil, errors.Join(err, refuse(packet.ReasonProtocolError, over))
 		}
 		// Garbage gets a clear reason where the stream still allows one.
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
@@ -108,6 +118,10 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 	case ipc.Challenge:
 		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
 		if hello, err = askChallenge(c, ch); err != nil {
+			if over := overBudget(err); over != "" {
+				o.Log.Warn("challenge answer over the pre-auth budget", "err", err)
+				return nil, errors.Join(err, refuse(packet.ReasonProtocolError, over))
+			}
 			return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 		}
 		h = caps.ParseHello(hello)
@@ -162,6 +176,18 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 		return nil, refuse(m.Reason, m.Details...)
 	}
 	return nil, fmt.Errorf("supervisor sent %q", m.Kind)
+}
+
+// overBudget returns the disconnect detail for a packet refused for what
+// it would cost to decode (package budget) or decompress, else "".
+func overBudget(err error) string {
+	switch {
+	case errors.Is(err, budget.ErrExceeded):
+		return "packet too costly to decode before authentication"
+	case errors.Is(err, compress.ErrTooLarge):
+		return "packet decompresses beyond the limit before authentication"
+	}
+	return ""
 }
 
 // readHello reads the first packet, which must be a hello with a dict.

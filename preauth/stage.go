@@ -92,6 +92,13 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
 		log.Warn("clearing the parent-death signal", "err", err)
 	}
+	if o.Confine != nil {
+		if err := o.Confine(); err != nil {
+			stream.Close()
+			log.Error("confining the transport", "err", err)
+			return
+		}
+	}
 	in, out, err := Pump(c, stream)
 	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
 }

@@ -63,22 +63,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, err
 }
 
-// Open is Run that leaves the connection open after the reply (with no
-// deadline) for the caller to hold and close: a client that stays
-// connected, for tests of what happens while and after it does.
+// Open is Run that leaves the connection open after the server's reply
+// (nil on error), for a caller that holds connections, as an attached
+// client does. The caller closes it.
 func Open(ctx context.Context, o Options) (*Result, net.Conn, error) {
-	res, nc, err := open(ctx, o)
-	if err != nil && nc != nil {
-		nc.Close()
-		nc = nil
-	}
-	if nc != nil {
-		_ = nc.SetDeadline(time.Time{})
-	}
-	return res, nc, err
-}
-
-func open(ctx context.Context, o Options) (*Result, net.Conn, error) {
 	target, err := xpraurl.Parse(o.URL, xpraurl.V3)
 	if err != nil {
 		return nil, nil, fmt.Errorf("probe: %w", err)
@@ -100,12 +88,21 @@ func open(ctx context.Context, o Options) (*Result, net.Conn, error) {
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := nc.SetDeadline(dl); err != nil {
-			return nil, nc, fmt.Errorf("probe: setting deadline: %w", err)
+			nc.Close()
+			return nil, nil, fmt.Errorf("probe: setting deadline: %w", err)
 		}
 	}
 	s := &session{o: o, target: target, c: conn.New(nc), start: time.Now()}
 	res, err := s.run()
-	return res, nc, err
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("probe: clearing deadline: %w", err)
+	}
+	return res, nc, nil
 }
 
 func dial(ctx context.Context, t xpraurl.Target, local *net.TCPAddr) (net.Conn, error) {

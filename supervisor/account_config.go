@@ -16,16 +16,20 @@ type AccountConfig struct {
 	DenyUsers   []string `toml:"deny-users"`   // patterns; deny wins
 	AllowGroups []string `toml:"allow-groups"` // patterns; empty: all
 	DenyGroups  []string `toml:"deny-groups"`  // patterns; deny wins
+	// MaxRelaysPerUser bounds one uid's live relays (0: no limit): each
+	// is a process of several MB that the supervisor execs as root.
+	MaxRelaysPerUser int `toml:"max-relays-per-user"`
 }
 
 func accountDefaults() AccountConfig {
 	p := account.Defaults()
-	return AccountConfig{MinUID: p.MinUID, MaxUID: p.MaxUID}
+	return AccountConfig{MinUID: p.MinUID, MaxUID: p.MaxUID, MaxRelaysPerUser: 50}
 }
 
 func registerAccountFlags(fs *flag.FlagSet, c *AccountConfig) {
 	fs.IntVar(&c.MinUID, "min-uid", 0, "lowest uid a relay may run as (default login.defs' UID_MIN)")
 	fs.IntVar(&c.MaxUID, "max-uid", 0, "highest uid a relay may run as (default login.defs' UID_MAX)")
+	fs.IntVar(&c.MaxRelaysPerUser, "max-relays-per-user", -1, "live connections one user may have through the proxy (default 50; 0: no limit)")
 	fs.Var(listFlag{&c.AllowUsers}, "allow-users", "only these users (patterns with * and ?; repeatable)")
 	fs.Var(listFlag{&c.DenyUsers}, "deny-users", "never these users (patterns; repeatable)")
 	fs.Var(listFlag{&c.AllowGroups}, "allow-groups", "only members of these groups (patterns; repeatable)")
@@ -38,6 +42,9 @@ func mergeAccount(c *AccountConfig, cli AccountConfig) {
 	}
 	if cli.MaxUID != 0 {
 		c.MaxUID = cli.MaxUID
+	}
+	if cli.MaxRelaysPerUser >= 0 {
+		c.MaxRelaysPerUser = cli.MaxRelaysPerUser
 	}
 	for _, p := range []struct{ dst, src *[]string }{
 		{&c.AllowUsers, &cli.AllowUsers}, {&c.DenyUsers, &cli.DenyUsers},

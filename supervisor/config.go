@@ -26,6 +26,7 @@ type Config struct {
 	SocketDirs   []string `toml:"socket-dirs"`   // where workers look for sessions
 	// Not xpra options: the proxy's own.
 	PreauthUser        string   `toml:"preauth-user"`         // runs pre-auth processes (default xpra-proxy, else nobody)
+	ControlUser        string   `toml:"control-user"`         // runs the control process (default xpra-proxy-control, else the pre-auth user)
 	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
 	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
 	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
@@ -82,6 +83,7 @@ func Defaults() Config {
 	lim := limits.Defaults()
 	return Config{
 		PreauthUser:        "xpra-proxy",
+		ControlUser:        "xpra-proxy-control",
 		EncoderUser:        "xpra-proxy-encode",
 		LoginTimeout:       Duration{120 * time.Second},
 		FirstPacketTimeout: Duration{10 * time.Second},
@@ -148,6 +150,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.PasswordFile, "password-file", "", "password file for the file module")
 	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
 	fs.StringVar(&cli.PreauthUser, "preauth-user", "", "user running pre-auth processes (default xpra-proxy, else nobody)")
+	fs.StringVar(&cli.ControlUser, "control-user", "", "user running the :proxy control process (default xpra-proxy-control, else the pre-auth user)")
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
@@ -197,7 +200,7 @@ func merge(c *Config, cli Config) {
 		}
 	}
 	for _, p := range []struct{ dst, src *string }{
-		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.Worker, &cli.Worker},
+		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.ControlUser, &cli.ControlUser}, {&c.Worker, &cli.Worker},
 		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner},
 	} {
 		if *p.src != "" {

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // DefaultControlSocket is the supervisor's own display, ":proxy" to the
@@ -23,23 +23,11 @@ func DefaultControlSocket() string {
 }
 
 // serveControl binds the supervisor's control socket (root-only: mode
-// 0600, owner root) and hands it to a control process running as the
-// pre-auth user, which speaks xpra to whoever connects and asks the
+// 0600, owner root) and hands it to a control process running as a user
+// of its own (xpra-proxy-control, else the pre-auth user), which speaks xpra to whoever connects and asks the
 // supervisor for figures or to stop over ipc. Root never parses what a
 // control client sends. It returns when ctx ends or the process dies.
-func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) {
-	path := s.cfg.ControlSocket
-	if path == "off" {
-		return
-	}
-	if path == "" {
-		path = DefaultControlSocket()
-	}
-	l, err := listenControl(path)
-	if err != nil {
-		s.log.Warn("no control socket", "err", err)
-		return
-	}
+func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc, l *net.UnixListener, path string) {
 	defer os.Remove(path)
 	defer l.Close()
 	lf, err := l.File()
@@ -62,6 +50,42 @@ func (s *Supervisor) serveControl(ctx context.Context, stop context.CancelFunc) 
 	}
 }
 
+// openControl binds the control socket before anything is served. A
+// socket there that root does not own is someone squatting the name
+// root's `xpra info :proxy` will talk to (a member of group xpra can
+// create it in /run/xpra, mode 1775): that stops start-up. Other
+// failures leave the proxy without a control socket, with a warning.
+func (s *Supervisor) openControl() (*net.UnixListener, string, error) {
+	path := s.cfg.ControlSocket
+	if path == "off" {
+		return nil, "", nil
+	}
+	if path == "" {
+		path = DefaultControlSocket()
+	}
+	l, err := listenControl(path)
+	var sq *squatted
+	if errors.As(err, &sq) {
+		return nil, "", err
+	}
+	if err != nil {
+		s.log.Warn("no control socket", "err", err)
+		return nil, "", nil
+	}
+	return l, path, nil
+}
+
+// squatted is a control socket path already taken by a file root does
+// not own.
+type squatted struct {
+	path string
+	uid  uint32
+}
+
+func (e *squatted) Error() string {
+	return fmt.Sprintf("control socket %s already exists and belongs to uid %d, not root: someone may be impersonating the proxy's :proxy display; remove it (and find out who made it), or set control-socket", e.path, e.uid)
+}
+
 func listenControl(path string) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
@@ -72,6 +96,15 @@ func listenControl(path string) (*net.UnixListener, error) {
 		}
 		if err := os.Chmod(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("control socket directory: %w", err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != uint32(os.Geteuid()) {
+			uid := uint32(1<<32 - 1)
+			if ok {
+				uid = st.Uid
+			}
+			return nil, &squatted{path: path, uid: uid}
 		}
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -97,36 +130,46 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 		return err
 	}
 	defer sup.Close()
-	cmd := s.command("--control")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, namedfd.Fd{Name: "control", File: listener}, namedfd.Fd{Name: "ipc", File: childEnd})
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := child.Control.Command(child.Launch{Path: s.cfg.Worker, Cred: s.control,
+		Fds: map[string]*os.File{"control": listener, "ipc": childEnd}})
+	if err != nil {
+		childEnd.Close()
+		return err
+	}
 	err = cmd.Start()
 	childEnd.Close()
 	if err != nil {
 		return fmt.Errorf("starting the control process: %w", err)
 	}
 	pid := cmd.Process.Pid
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		cmd.Process.Kill()
+		s.logSignalled("control process", pid, child.Wait(cmd))
+		close(done)
 	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	// os.Process.Kill after the reap is refused, never sent to a reused pid.
+	wait := func() { cmd.Process.Kill(); <-done }
 	for {
 		m, f, peer, err := sup.Recv()
 		if f != nil {
 			f.Close()
 		}
 		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			wait()
 			if errors.Is(err, ipc.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		if !peer.Known || int(peer.Pid) != pid || peer.UID != s.preauth.Uid {
-			cmd.Process.Kill()
-			cmd.Wait()
+		if !peer.Known || int(peer.Pid) != pid || peer.UID != s.control.Uid {
+			wait()
 			return fmt.Errorf("control message from pid %d uid %d", peer.Pid, peer.UID)
 		}
 		switch m.Kind {
@@ -140,8 +183,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 			err = fmt.Errorf("control process sent %q", m.Kind)
 		}
 		if err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			wait()
 			return err
 		}
 	}

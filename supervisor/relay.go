@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
@@ -20,11 +21,19 @@ import (
 // startRelay execs the relay worker as the session's owner: its uid, gid
 // and supplementary groups (as initgroups would), a clean environment,
 // and only its named descriptors.
-func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (int, error) {
+func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (pid int, err error) {
 	u, err := user.LookupId(strconv.Itoa(sess.UID))
 	if err != nil {
 		return 0, fmt.Errorf("uid %d not found: %w", sess.UID, err)
 	}
+	if err := s.userRelays.take(sess.UID, u.Username); err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			s.userRelays.release(sess.UID)
+		}
+	}()
 	groups, err := u.GroupIds()
 	if err != nil {
 		return 0, fmt.Errorf("groups of %s: %w", u.Username, err)
@@ -55,8 +64,8 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	defer doc.Close()
-	args := []string{"--relay", "--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
-	fds := []namedfd.Fd{{Name: "client", File: client}, {Name: "handover", File: handover}, {Name: "launch", File: doc}}
+	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
+	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc}
 	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
 	if s.starter != nil {
 		sup, childEnd, err := ipc.Pair()
@@ -65,33 +74,75 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		}
 		defer childEnd.Close()
 		sessions = sup
-		fds = append(fds, namedfd.Fd{Name: "session", File: childEnd})
+		fds["session"] = childEnd
 		args = append(args, "--start-session="+s.cfg.StartSession)
 	}
-	cmd := s.command(args...)
-	cmd.Env = append(filterEnv(sess.Env),
-		"PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
-		"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	namedfd.Attach(cmd, fds...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setsid: true}
+	env := append(filterEnv(sess.Env),
+		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
+		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
+	cmd, err := child.Relay.Command(child.Launch{Path: s.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
+	if err != nil {
+		if sessions != nil {
+			sessions.Close()
+		}
+		return 0, err
+	}
 	if err := cmd.Start(); err != nil {
 		if sessions != nil {
 			sessions.Close()
 		}
 		return 0, err
 	}
-	pid := cmd.Process.Pid
+	pid = cmd.Process.Pid
 	if sessions != nil {
 		go s.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)
 	go func() {
-		err := cmd.Wait()
+		err := child.Wait(cmd) // no thread held for the relay's life
 		s.relays.Add(-1)
+		s.userRelays.release(sess.UID)
+		s.logSignalled("relay worker", pid, err)
 		s.log.Info("relay worker ended", "worker", pid, "user", u.Username, "peer", x.peer, "status", fmt.Sprint(err))
 	}()
 	return pid, nil
+}
+
+// relayCount counts each uid's live relays for max-relays-per-user.
+type relayCount struct {
+	max int // 0: no limit
+	mu  sync.Mutex
+	n   map[int]int
+}
+
+// tooMany is the refusal of a relay over max-relays-per-user; the client
+// is told why.
+type tooMany struct {
+	user  string
+	limit int
+}
+
+func (e *tooMany) Error() string {
+	return fmt.Sprintf("%s has %d connections through the proxy, the most allowed (max-relays-per-user)", e.user, e.limit)
+}
+
+func (c *relayCount) take(uid int, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max > 0 && c.n[uid] >= c.max {
+		return &tooMany{user: name, limit: c.max}
+	}
+	c.n[uid]++
+	return nil
+}
+
+func (c *relayCount) release(uid int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[uid]--; c.n[uid] <= 0 {
+		delete(c.n, uid)
+	}
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

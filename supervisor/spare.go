@@ -1,14 +1,17 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // preauthProc is a pre-auth process the supervisor started, with its end
@@ -19,6 +22,7 @@ type preauthProc struct {
 	cmd    *exec.Cmd
 	done   chan struct{} // closed once it has exited and been reaped
 	status error         // how it exited, once done is closed
+	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
 }
 
 func (p *preauthProc) exited() bool {
@@ -33,8 +37,33 @@ func (p *preauthProc) exited() bool {
 // kill ends a pre-auth process whatever it is doing.
 func (p *preauthProc) kill() {
 	if !p.exited() {
+		p.killed.Store(true)
 		_ = p.cmd.Process.Kill()
 	}
+}
+
+// abnormalEnd describes how a pre-auth process ended when that was not a
+// clean exit of its own: killed by a signal it did not get from us, or a
+// non-zero status (2 is the Go runtime's fatal errors, "out of memory"
+// under its RLIMIT_DATA among them; after its hand-over the program
+// itself exits 0 whatever the client did). "" for a clean end.
+func (p *preauthProc) abnormalEnd() string {
+	var ee *exec.ExitError
+	switch {
+	case p.status == nil || p.killed.Load():
+		return ""
+	case !errors.As(p.status, &ee):
+		return p.status.Error()
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+		switch {
+		case ws.Signaled():
+			return fmt.Sprintf("killed by signal %v", ws.Signal())
+		case ws.ExitStatus() == 2:
+			return "exit status 2 (a Go fatal error: out of memory, or a crash)"
+		}
+	}
+	return ee.Error()
 }
 
 // startPreauth execs a pre-auth process for a listener of type typ, as
@@ -46,17 +75,20 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := s.command("--preauth", "--listener="+typ,
-		fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
-		fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
-		fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration))
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
-	fds := []namedfd.Fd{{Name: "ipc", File: childEnd}}
+	fds := map[string]*os.File{"ipc": childEnd}
 	if typ == "tcp" {
-		fds = append(fds, namedfd.Fd{Name: "front", File: s.front})
+		fds["front"] = s.front
 	}
-	namedfd.Attach(cmd, fds...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.preauth, Setsid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := child.Preauth.Command(child.Launch{Path: s.preauthProgram(), Cred: s.preauth, Fds: fds,
+		Args: []string{"--listener=" + typ,
+			fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
+			fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
+			fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration)}})
+	if err != nil {
+		childEnd.Close()
+		sup.Close()
+		return nil, err
+	}
 	err = cmd.Start()
 	childEnd.Close()
 	if err != nil {
@@ -65,7 +97,8 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	}
 	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.status = cmd.Wait()
+		p.status = child.Wait(cmd) // no thread held while it runs
+		s.logSignalled("pre-auth process", p.pid, p.status)
 		close(p.done)
 	}()
 	return p, nil

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -37,14 +36,17 @@ type Supervisor struct {
 	log     *slog.Logger
 	modules map[string][]auth.Module // by listener type
 	policy  account.Policy           // who may be proxied to, whichever module granted
-	preauth *syscall.Credential
-	limits  *limits.Limiter  // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
-	quiet   *limits.Throttle // of the refused-connection log lines
-	wg      sync.WaitGroup
-	salts   *saltCache
-	front   *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
-	starter *starter // sessions on demand; nil when start-session is never
-	spares  *spares  // pre-auth processes started ahead of their connections
+	// userRelays counts live relays per uid (max-relays-per-user).
+	userRelays relayCount
+	preauth    *syscall.Credential
+	control    *syscall.Credential // the control process's: its own user, else preauth's
+	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
+	quiet      *limits.Throttle    // of the refused-connection log lines
+	wg         sync.WaitGroup
+	salts      *saltCache
+	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
+	starter    *starter // sessions on demand; nil when start-session is never
+	spares     *spares  // pre-auth processes started ahead of their connections
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
@@ -56,6 +58,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
 	s.spares = newSpares(s)
 	s.policy = cfg.policy()
+	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
 		return nil, err
@@ -98,6 +101,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.preauth = cred
+	if s.control, err = controlCredential(cfg.ControlUser, cred, log); err != nil {
+		return nil, err
+	}
 	fr, err := cfg.FrontConfig.front()
 	if err != nil {
 		return nil, err
@@ -135,18 +141,47 @@ func preauthCredential(name string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
+// controlCredential is the control process's identity: a user of its
+// own, so that a compromised pre-auth process (whose uid could otherwise
+// signal, trace or impersonate it) cannot drive the :proxy socket; run
+// by hand without that user, the pre-auth user's, with a warning.
+func controlCredential(name string, preauth *syscall.Credential, log *slog.Logger) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		log.Warn("control user missing: the control process shares the pre-auth processes' uid, so a compromised pre-auth process could reach it",
+			"control_user", name, "shared_uid", preauth.Uid, "err", err)
+		return preauth, nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if uid == 0 || gid == 0 {
+		return nil, fmt.Errorf("control user %s must not be root", u.Username)
+	}
+	if uint32(uid) == preauth.Uid {
+		log.Warn("control user is the pre-auth user: a compromised pre-auth process could reach the control process",
+			"control_user", name, "shared_uid", uid)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
 // Serve accepts connections until ctx ends, then waits for the connections
 // still in pre-auth (relay workers live on by themselves).
 func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	control, controlPath, err := s.openControl()
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		s.log.Info("listening", "type", l.Type, "addr", l.Addr().String())
 		s.spares.refill(l.Type)
 		wg.Go(func() { s.accept(ctx, l) })
 	}
-	wg.Go(func() { s.serveControl(ctx, stop) })
+	if control != nil {
+		wg.Go(func() { s.serveControl(ctx, stop, control, controlPath) })
+	}
 	if err := notifyReady(); err != nil {
 		s.log.Warn("telling systemd", "err", err)
 	}
@@ -273,7 +308,26 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		return
 	}
 	<-p.done
-	if p.status != nil && x.accepted == 0 {
+	s.reaped(p, &x, log)
+}
+
+// reaped judges how a pre-auth process that was handed a connection
+// ended. One that died abnormally (a signal, Go's "out of memory" or
+// another fatal error) before the supervisor gave a verdict counts as a
+// failed login for its source, as a wrong password would: a client that
+// can crash or exhaust its pre-auth process must not do so at the rate
+// of its connections.
+func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
+	cause := p.abnormalEnd()
+	switch {
+	case x.accepted != 0 || x.verdict:
+		if p.status != nil {
+			log.Debug("pre-auth process ended", "err", p.status)
+		}
+	case cause != "":
+		log.Warn("pre-auth process died before a verdict: counted as a failed login", "cause", cause)
+		s.limits.Failed(peerAddr(x.peer))
+	case p.status != nil:
 		log.Debug("pre-auth process ended", "err", p.status)
 	}
 }
@@ -310,18 +364,6 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, 
 // pre-auth finish before it kills their processes.
 const shutdownGrace = 5 * time.Second
 
-// command is the worker program with its mode and arguments.
-func (s *Supervisor) command(args ...string) *exec.Cmd {
-	prog := s.cfg.Worker
-	if len(args) > 0 && args[0] == "--preauth" {
-		prog = s.preauthProgram()
-	}
-	cmd := exec.Command(prog, args...)
-	cmd.Dir = "/"
-	cmd.Stderr = os.Stderr // children log to the service's journal
-	return cmd
-}
-
 // exchange is one connection's conversation with its pre-auth process.
 type exchange struct {
 	s    *Supervisor
@@ -342,6 +384,7 @@ type exchange struct {
 	digest      string
 	saltDig     string
 	accepted    int
+	verdict     bool // Denied was sent
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -361,6 +404,7 @@ func (x *exchange) recv() (ipc.Message, *os.File, error) {
 }
 
 func (x *exchange) deny(reason string, details ...string) {
+	x.verdict = true
 	if err := x.ipc.Send(ipc.Message{Kind: ipc.Denied, Reason: reason, Details: details}, nil); err != nil {
 		x.log.Debug("telling pre-auth", "err", err)
 	}
@@ -484,6 +528,12 @@ func (x *exchange) run() {
 		defer stream.Close()
 	}
 	pid, err := x.s.startRelay(x, sess, module, handover, client)
+	var many *tooMany
+	if errors.As(err, &many) {
+		x.log.Warn("relay refused", "username", x.username, "err", err)
+		x.deny("too many connections", err.Error())
+		return
+	}
 	if err != nil {
 		x.log.Error("starting relay worker", "err", err)
 		x.deny("server error", "failed to start the proxy instance")

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -32,9 +33,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 func main() {
@@ -155,8 +156,8 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 // listener's credentials then, and clients check them (SO_PEERCRED) to
 // know they reached the encoder's user.
 func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.UnixListener, err error) {
-	if os.Getenv(namedfd.EnvVar) != "" {
-		fds, err := namedfd.Take(fdNames(xpraPath)...)
+	if child.Started() {
+		fds, err := child.Encoder.Take(optionalFds(xpraPath)...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -169,7 +170,7 @@ func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.U
 		if err := checkUser(userName); err != nil {
 			return nil, nil, err
 		}
-		f, xf, err := bindBoth(path, xpraPath, -1, -1)
+		f, xf, err := bindBoth(path, xpraPath, false)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -187,9 +188,14 @@ func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.U
 	if uid == 0 {
 		return nil, nil, fmt.Errorf("--user=%s is root", userName)
 	}
-	f, xf, err := bindBoth(path, xpraPath, uid, gid)
+	f, xf, err := bindBoth(path, xpraPath, true)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Root bound them in its own directory, so root removes them.
+	defer os.Remove(path)
+	if xpraPath != "" {
+		defer os.Remove(xpraPath)
 	}
 	if xf != nil {
 		defer xf.Close()
@@ -207,14 +213,15 @@ func listener(path, xpraPath, userName string, log *slog.Logger) (ln, xln *net.U
 	if err := closeOnExecAll(); err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-	namedfd.Attach(cmd, passed(f, xf)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
-		// Killing the root parent (by hand, or a test) kills the worker.
-		Pdeathsig: syscall.SIGKILL,
+	fds := map[string]*os.File{"listen": f}
+	if xf != nil {
+		fds["xpra"] = xf
+	}
+	cmd, err := child.Encoder.Command(child.Launch{Path: exe, Args: os.Args[1:], Fds: fds, Stdout: os.Stdout,
+		Cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}})
+	if err != nil {
+		f.Close()
+		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -298,25 +305,59 @@ func checkUser(name string) error {
 	return nil
 }
 
-// bind makes the socket's directory (owned by the encoder user, 0755)
-// and binds the socket (0666: who may connect is decided by peer
+// bind binds the socket (0666: who may connect is decided by peer
 // credentials) without listening, replacing a stale socket but never a
-// live worker's.
-func bind(path string, uid, gid int) (*os.File, error) {
+// live worker's. As root (asRoot) it binds only in a directory that root
+// owns and no one else can change, all the way up, making the last
+// component if missing: root then never follows a path the encoder user
+// could swap, and never chowns anything (a pre-existing directory handed
+// to the user, then a symlink planted in it, turned a root-owned file
+// into one the user owned). The worker needs no write access there: it
+// serves the socket root bound, and root removes it when the worker ends.
+// Not as root (systemd's User=, RuntimeDirectory=), the directory is the
+// user's own.
+func bind(path string, asRoot bool) (*os.File, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if uid >= 0 {
-		if err := os.Chown(dir, uid, gid); err != nil {
+	if asRoot {
+		if err := rootDir(dir); err != nil {
 			return nil, err
 		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
-	return bindSocket(path, uid, gid)
+	return bindSocket(path)
+}
+
+// rootDir makes dir (its parent must exist) or checks the one there: a
+// real directory, and it and every ancestor owned by root and writable by
+// no one else (a sticky ancestor such as /tmp is fine: no one can rename
+// root's entries in it).
+func rootDir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !fi.IsDir():
+			return fmt.Errorf("socket directory %s is not a directory (%s)", d, fi.Mode().Type())
+		case !ok || st.Uid != 0:
+			return fmt.Errorf("socket directory %s is not owned by root: the encoder's root parent binds only where no user can swap the path", d)
+		case d == dir && fi.Mode().Perm()&0o022 != 0, d != dir && fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0:
+			return fmt.Errorf("socket directory %s (mode %04o) is writable by others: the encoder's root parent binds only where no user can swap the path", d, fi.Mode().Perm())
+		}
+		if d == "/" || d == "." {
+			return nil
+		}
+	}
 }
 
 // bindSocket binds the socket as bind does, in a directory that exists.
-func bindSocket(path string, uid, gid int) (*os.File, error) {
+func bindSocket(path string) (*os.File, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket", path)
@@ -336,15 +377,11 @@ func bindSocket(path string, uid, gid int) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("bind %s: %w", path, err)
 	}
+	// A path in a directory that only its owner (root, or the user
+	// serving it) can change: chmod reaches the socket just bound.
 	if err := os.Chmod(path, 0o666); err != nil {
 		f.Close()
 		return nil, err
-	}
-	if uid >= 0 {
-		if err := os.Chown(path, uid, gid); err != nil {
-			f.Close()
-			return nil, err
-		}
 	}
 	return f, nil
 }

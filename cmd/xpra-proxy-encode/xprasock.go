@@ -11,7 +11,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/encode/xpraenc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // The optional second socket (--xpra-socket) speaks xpra's own encoder
@@ -19,41 +18,29 @@ import (
 // with the same limits and allow list as the encproto socket. The two
 // share one connection Limiter: the limits bound a uid across both.
 
-// fdNames are the descriptors the root parent passes to the worker.
-func fdNames(xpraPath string) []string {
+// optionalFds are the descriptors of child.Encoder's Optional that the
+// root parent passes to the worker: the xpra socket when there is one.
+func optionalFds(xpraPath string) []string {
 	if xpraPath == "" {
-		return []string{"listen"}
+		return nil
 	}
-	return []string{"listen", "xpra"}
-}
-
-// passed names the bound sockets for namedfd.Attach, in fdNames' order.
-func passed(f, xf *os.File) []namedfd.Fd {
-	fds := []namedfd.Fd{{Name: "listen", File: f}}
-	if xf != nil {
-		fds = append(fds, namedfd.Fd{Name: "xpra", File: xf})
-	}
-	return fds
+	return []string{"xpra"}
 }
 
 // bindBoth binds the encproto socket and, when xpraPath is set, the xpra
 // one. The xpra socket's directory (xpra's /run/xpra) is not ours: it is
 // made if missing but never handed to the encoder user.
-func bindBoth(path, xpraPath string, uid, gid int) (f, xf *os.File, err error) {
+func bindBoth(path, xpraPath string, asRoot bool) (f, xf *os.File, err error) {
 	if xpraPath != "" && filepath.Clean(xpraPath) == filepath.Clean(path) {
 		return nil, nil, errors.New("--xpra-socket and --socket must differ")
 	}
-	if f, err = bind(path, uid, gid); err != nil {
+	if f, err = bind(path, asRoot); err != nil {
 		return nil, nil, err
 	}
 	if xpraPath == "" {
 		return f, nil, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(xpraPath), 0o755); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
-	}
-	if xf, err = bindSocket(xpraPath, uid, gid); err != nil {
+	if xf, err = bind(xpraPath, asRoot); err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("--xpra-socket: %w", err)
 	}

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
-	enclisten "github.com/xpra-proxy/xpra-proxy/encode/listen"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
@@ -86,7 +86,7 @@ func TestXpraSocket(t *testing.T) {
 	defer ec.Close()
 	defer xc.Close()
 	for _, c := range []*net.UnixConn{ec, xc} {
-		cred, err := enclisten.PeerCred(c)
+		cred, err := peercred.Of(c)
 		if err != nil || cred.Uid != 65534 {
 			t.Fatalf("%v served by %+v (%v), not nobody", c.RemoteAddr(), cred, err)
 		}

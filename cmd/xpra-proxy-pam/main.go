@@ -13,7 +13,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/pamauth"
 	"github.com/xpra-proxy/xpra-proxy/pamauth/pamcheck"
 )
@@ -29,7 +29,7 @@ func main() {
 }
 
 func run() int {
-	fds, err := namedfd.Take(pamauth.FdName)
+	fds, err := child.PAM.Take()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-pam: start-up:", err)
 		fmt.Fprintln(os.Stderr, "xpra-proxy-pam is started by xpra-proxy for each PAM authentication")

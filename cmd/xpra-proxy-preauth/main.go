@@ -17,7 +17,9 @@
 // ARCHITECTURE.md, "What each binary links").
 //
 // Before anything else it checks it holds only its named descriptors and
-// sets no_new_privs. The stage itself is package preauth.
+// sets no_new_privs (child.Preauth); once it has read the front document,
+// before its connection comes, it confines itself (package sandbox), and
+// a transport narrows that further. The stage itself is package preauth.
 package main
 
 import (
@@ -25,13 +27,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"mime"
+	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/preauth"
+	"github.com/xpra-proxy/xpra-proxy/preauth/transport"
+	"github.com/xpra-proxy/xpra-proxy/sandbox"
 )
 
 // The parent-death signal the supervisor sets belongs to the thread exec
@@ -54,12 +62,16 @@ func run() int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("stage", "preauth", "pid", os.Getpid())
-	names := []string{"ipc"}
+	var optional []string
 	if *listener == "tcp" {
-		names = append(names, "front")
+		optional = append(optional, "front")
 	}
-	fds, err := namedfd.TakeUnprivileged(names...)
+	fds, err := child.Preauth.Take(optional...)
 	if err != nil {
+		log.Error("start-up", "err", err)
+		return 1
+	}
+	if _, err := memlimit.Apply(*child.Preauth.Memory); err != nil { // before any client byte
 		log.Error("start-up", "err", err)
 		return 1
 	}
@@ -78,6 +90,11 @@ func run() int {
 			return 1
 		}
 	}
+	// Confined before the connection, the first untrusted byte, comes.
+	if err := confine(f, log); err != nil {
+		log.Error("sandbox", "err", err)
+		return 1
+	}
 	nc, peer, err := preauth.AwaitConnection(sup)
 	if errors.Is(err, ipc.ErrClosed) {
 		return 0 // the supervisor is stopping: this spare is not needed
@@ -92,6 +109,46 @@ func run() int {
 		f.Log = log
 	}
 	preauth.Serve(nc, sup, f, preauth.Options{Listener: *listener, Transport: *listener,
-		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log})
+		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
+		Confine: func() error {
+			_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{Log: log})
+			return err
+		}})
 	return 0
+}
+
+// resolverFiles are what Go's resolver reads for a tcp-proxy target
+// given by name.
+var resolverFiles = []string{"/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/services"}
+
+// confine applies the pre-auth sandbox (child.Preauth.Sandbox): read-only
+// access to the HTML5 client and where its links lead, TCP connect to the
+// tcp-proxy target's port only.
+func confine(f *preauth.Front, log *slog.Logger) error {
+	o := sandbox.Options{Log: log}
+	if f != nil {
+		if f.Doc.WWW != "" {
+			o.ReadDirs = append([]string{f.Doc.WWW}, transport.DefaultLinkRoots...)
+		}
+		if f.Doc.TCPProxy != "" {
+			host, port, err := net.SplitHostPort(f.Doc.TCPProxy)
+			if err != nil {
+				return fmt.Errorf("tcp-proxy %q: %w", f.Doc.TCPProxy, err)
+			}
+			n, err := net.LookupPort("tcp", port) // a named port: /etc/services, read now
+			if err != nil {
+				return fmt.Errorf("tcp-proxy %q: %w", f.Doc.TCPProxy, err)
+			}
+			o.ConnectTCP = []uint16{uint16(n)}
+			if _, err := netip.ParseAddr(host); err != nil {
+				o.ReadFiles = resolverFiles // a name, resolved per connection
+			}
+		}
+	}
+	// Loaded lazily from /etc/mime.types on first use: load it now, while
+	// the file may be read (files the HTML5 client does not ship a type
+	// for are rare, but should not change type under the sandbox).
+	_ = mime.TypeByExtension(".html")
+	_, err := sandbox.Apply(sandbox.Kind(child.Preauth.Sandbox), o)
+	return err
 }

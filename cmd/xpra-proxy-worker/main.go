@@ -27,13 +27,13 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
-	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/memlimit"
+	"github.com/xpra-proxy/xpra-proxy/sandbox"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
@@ -56,27 +56,40 @@ func run() int {
 	if *query != "" {
 		return queryStage(*query, *socketDirs)
 	}
-	var names []string
+	var spec *child.Spec
+	var optional []string
 	switch {
 	case *controlMode && !*relay:
-		names = []string{"control", "ipc"}
+		spec = &child.Control
 		log = log.With("stage", "control", "pid", os.Getpid())
 	case *relay:
-		names = []string{"client", "handover", "launch"}
+		spec = &child.Relay
 		if *startSession != "" {
-			names = append(names, "session")
+			optional = append(optional, "session")
 		}
 		log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	default:
 		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--relay or --control)")
 		return 2
 	}
-	fds, err := namedfd.TakeUnprivileged(names...)
+	fds, err := spec.Take(optional...)
 	if err != nil {
 		log.Error("start-up", "err", err)
 		return 1
 	}
+	if *relay {
+		// The session's user's other processes must not read it (the
+		// rest of the sandbox would gain nothing: it runs as that user).
+		if err := sandbox.NonDumpable(); err != nil {
+			log.Error("start-up", "err", err)
+			return 1
+		}
+	}
 	if *controlMode {
+		if _, err := memlimit.Apply(*child.Control.Memory); err != nil { // before any request
+			log.Error("start-up", "err", err)
+			return 1
+		}
 		return controlStage(fds["control"], fds["ipc"], log)
 	}
 	nc, err := net.FileConn(fds["client"])
@@ -131,8 +144,8 @@ func run() int {
 // it as JSON. xpra-proxy list runs it as the connection's user, so root
 // never parses what a user's process answers.
 func queryStage(pid, dirs string) int {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil || os.Geteuid() == 0 {
-		fmt.Fprintln(os.Stderr, "xpra-proxy-worker --query runs unprivileged")
+	if _, err := child.Query.Take(); err != nil {
+		fmt.Fprintln(os.Stderr, "xpra-proxy-worker --query:", err)
 		return 1
 	}
 	n, err := strconv.Atoi(pid)
@@ -176,6 +189,12 @@ func controlStage(lf, ipcf *os.File, log *slog.Logger) int {
 	defer sup.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Before the first request: whoever reaches the :proxy socket (root
+	// only, by its mode) is still untrusted input to this process.
+	if _, err := sandbox.Apply(sandbox.Kind(child.Control.Sandbox), sandbox.Options{Log: log}); err != nil {
+		log.Error("sandbox", "err", err)
+		return 1
+	}
 	if err := proxyctl.ServeSupervisor(ctx, l, sup, log); err != nil {
 		log.Warn("control socket", "err", err)
 	}

@@ -62,7 +62,8 @@ func ServeSupervisor(ctx context.Context, l net.Listener, sup *ipc.Conn, log *sl
 			{Key: "proxy", Value: figures},
 		}
 	}
-	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Log: log,
+	// The socket is root's: the supervisor removes it.
+	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Log: log, KeepSocket: true,
 		Stop: func(reason string) {
 			log.Info("stop requested", "reason", reason)
 			go func() {

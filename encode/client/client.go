@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 )
 
 // ErrUnavailable: no usable connection to the worker right now.
@@ -209,18 +210,10 @@ func (c *Client) dial() (*encproto.Conn, encproto.HelloReply, error) {
 		return nil, hello, err
 	}
 	if c.opts.ServerUID >= 0 {
-		raw, err := uc.SyscallConn()
-		var cred *unix.Ucred
-		var cerr error
-		if err == nil {
-			err = raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-		}
-		if err == nil {
-			err = cerr
-		}
+		cred, err := peercred.Of(uc)
 		if err != nil {
 			uc.Close()
-			return nil, hello, fmt.Errorf("SO_PEERCRED: %w", err)
+			return nil, hello, err
 		}
 		if cred.Uid != uint32(c.opts.ServerUID) {
 			uc.Close()

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 )
 
 // Limiter counts admitted connections in total and per uid. One
@@ -168,7 +168,7 @@ func (l *Listener) Conns() int {
 // closing it.
 func (l *Listener) ServeConn(uc *net.UnixConn) {
 	defer uc.Close()
-	cred, err := PeerCred(uc)
+	cred, err := peercred.Of(uc)
 	if err != nil {
 		l.log().Warn(l.Name+": no peer credentials", "err", err)
 		return
@@ -216,23 +216,4 @@ func (l *Listener) drop(uc *net.UnixConn, uid uint32) {
 	defer l.mu.Unlock()
 	delete(l.conns, uc)
 	l.Limits.release(uid)
-}
-
-// PeerCred reads the kernel's credentials of a unix socket's peer.
-func PeerCred(uc *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	return cred, nil
 }

@@ -25,6 +25,9 @@ import (
 // PreauthUser is the system user pre-auth processes run as.
 const PreauthUser = "xpra-proxy"
 
+// ControlUser is the system user of the :proxy control process.
+const ControlUser = "xpra-proxy-control"
+
 // Build compiles the commands once per test binary and returns their
 // directory.
 func Build(t testing.TB) string {
@@ -36,17 +39,19 @@ func Build(t testing.TB) string {
 		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}})
 }
 
-// EnsurePreauthUser creates the xpra-proxy system user, as the package's
-// postinst does.
+// EnsurePreauthUser creates the xpra-proxy and xpra-proxy-control system
+// users, as the package's sysusers.d file does.
 func EnsurePreauthUser(t testing.TB) {
 	t.Helper()
-	if exec.Command("id", PreauthUser).Run() == nil {
-		return
-	}
-	out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-		"--shell", "/usr/sbin/nologin", PreauthUser).CombinedOutput()
-	if err != nil && exec.Command("id", PreauthUser).Run() != nil {
-		t.Fatalf("useradd %s: %v: %s", PreauthUser, err, out)
+	for _, name := range []string{PreauthUser, ControlUser} {
+		if exec.Command("id", name).Run() == nil {
+			continue
+		}
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		if err != nil && exec.Command("id", name).Run() != nil {
+			t.Fatalf("useradd %s: %v: %s", name, err, out)
+		}
 	}
 }
 

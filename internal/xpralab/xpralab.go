@@ -245,6 +245,12 @@ func (s *Server) waitReady(o Options) error {
 	}
 }
 
+// Command runs xpra with args as the server's user, in its environment
+// (e.g. the user's own `xpra info`).
+func (s *Server) Command(ctx context.Context, args ...string) *exec.Cmd {
+	return s.command(ctx, args...)
+}
+
 // command runs xpra as the test user with the server's environment.
 func (s *Server) command(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"-u", s.User.Username, "--", "env", "-i"}, s.env...)

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"strconv"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
@@ -29,9 +30,16 @@ const maxIntDigits = 64
 // which the 3.1 receiver also refuses.
 var ErrTrailing = errors.New("bencode: trailing bytes after value")
 
-// Decode decodes exactly one value filling all of b.
-func Decode(b []byte) (any, error) {
-	d := decoder{b: b}
+// Decode decodes exactly one value filling all of b, with no budget but
+// the nesting limit (MaxDepth).
+func Decode(b []byte) (any, error) { return DecodeWithin(b, nil) }
+
+// DecodeWithin decodes exactly one value filling all of b, charging m for
+// every value and allocation (package budget has the costs); it stops at
+// the first charge over m's limits with an error wrapping
+// budget.ErrExceeded. A nil m has no limits but MaxDepth.
+func DecodeWithin(b []byte, m *budget.Meter) (any, error) {
+	d := decoder{b: b, m: m}
 	v, err := d.value(0)
 	if err != nil {
 		return nil, err
@@ -45,6 +53,30 @@ func Decode(b []byte) (any, error) {
 type decoder struct {
 	b   []byte
 	pos int
+	m   *budget.Meter
+}
+
+// charge counts one value costing cost bytes of Go memory.
+func (d *decoder) charge(cost int) error {
+	if err := d.m.Item(cost); err != nil {
+		return fmt.Errorf("bencode at offset %d: %w", d.pos, err)
+	}
+	return nil
+}
+
+// grow makes room for one more element in an array of size-byte
+// elements, charging the budget for the new array: append would grow it
+// out of the budget's sight.
+func grow[T any](d *decoder, s []T, size int) ([]T, error) {
+	if len(s) < cap(s) {
+		return s, nil
+	}
+	if err := d.m.Grow(max(4, 2*cap(s)), size); err != nil {
+		return nil, fmt.Errorf("bencode at offset %d: %w", d.pos, err)
+	}
+	n := make([]T, len(s), max(4, 2*cap(s)))
+	copy(n, s)
+	return n, nil
 }
 
 func (d *decoder) fail(msg string, args ...any) error {
@@ -52,16 +84,24 @@ func (d *decoder) fail(msg string, args ...any) error {
 }
 
 func (d *decoder) value(depth int) (any, error) {
-	if depth > MaxDepth {
-		return nil, d.fail("nesting deeper than %d", MaxDepth)
+	if err := d.m.Deeper(depth, MaxDepth); err != nil {
+		return nil, fmt.Errorf("bencode at offset %d: %w", d.pos, err)
 	}
 	if d.pos >= len(d.b) {
 		return nil, d.fail("truncated input")
 	}
 	switch c := d.b[d.pos]; {
 	case c == 'i':
+		// Most integers box into 8 bytes; the rare big one is bounded
+		// by maxIntDigits.
+		if err := d.charge(budget.ScalarBox); err != nil {
+			return nil, err
+		}
 		return d.integer()
 	case c == 'l':
+		if err := d.charge(budget.SliceBox); err != nil {
+			return nil, err
+		}
 		d.pos++
 		l := []any{}
 		for {
@@ -76,9 +116,15 @@ func (d *decoder) value(depth int) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			if l, err = grow(d, l, budget.SlotCost); err != nil {
+				return nil, err
+			}
 			l = append(l, v)
 		}
 	case c == 'd':
+		if err := d.charge(budget.SliceBox); err != nil {
+			return nil, err
+		}
 		d.pos++
 		m := value.Dict{}
 		for {
@@ -101,6 +147,9 @@ func (d *decoder) value(depth int) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			if m, err = grow(d, m, budget.ItemCost); err != nil {
+				return nil, err
+			}
 			m = append(m, value.Item{Key: k, Value: v})
 		}
 	case c == 'u':
@@ -109,9 +158,19 @@ func (d *decoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := d.charge(budget.StringBox + len(s)); err != nil {
+			return nil, err
+		}
 		return string(s), nil
 	case c >= '0' && c <= '9':
-		return d.str()
+		s, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		if err := d.charge(budget.SliceBox); err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, d.fail("invalid type character %q", c)
 	}

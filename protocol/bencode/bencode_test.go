@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
@@ -81,9 +82,12 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{"l5:hellod7:version5:3.1.3ee", "li-1ei99999999999999999999999ee", "u2:\xc3\xa9", "d1:ali1eee"} {
 		f.Add([]byte(s))
 	}
+	// Issue 12's amplification (empty lists) and deep nesting.
+	f.Add([]byte("l5:hellod1:xl" + strings.Repeat("le", 64<<10) + "eee"))
+	f.Add([]byte("l5:hellod1:x" + strings.Repeat("l", 120) + strings.Repeat("e", 122)))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, fuzzLimit, func() {
-			v, err := Decode(in)
+			v, err := DecodeWithin(in, budget.New(fuzzBudget))
 			if err != nil {
 				return
 			}
@@ -110,3 +114,46 @@ func FuzzDecode(f *testing.F) {
 // inputs are far smaller than a packet, so any allocation this large
 // would mean a size taken from the input rather than from its length.
 const fuzzLimit = 1 << 20
+
+// fuzzBudget leaves room within fuzzLimit for the round trip after a
+// decode that succeeds.
+var fuzzBudget = budget.Limits{Bytes: fuzzLimit / 4, Items: 16 << 10, Depth: 32}
+
+// DecodeWithin refuses what is over its budget and decodes the same value
+// as Decode when within it.
+func TestDecodeWithinBudget(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		lim  budget.Limits
+		what string // "" when it decodes
+	}{
+		{"hello within", "l5:hellod7:version5:3.1.3ee", budget.ForPacket(1 << 10), ""},
+		{"empty lists over items", "l" + strings.Repeat("le", 1000) + "e", budget.Limits{Items: 1000}, "items"},
+		{"empty lists within items", "l" + strings.Repeat("le", 1000) + "e", budget.Limits{Items: 1001}, ""},
+		{"empty lists over bytes", "l" + strings.Repeat("le", 1000) + "e", budget.Limits{Bytes: 24000}, "bytes"},
+		{"text copied", "u1000:" + strings.Repeat("a", 1000), budget.Limits{Bytes: 1000}, "bytes"},
+		{"nested over depth", strings.Repeat("l", 34) + strings.Repeat("e", 34), budget.Limits{Depth: 32}, "depth"},
+		{"nested at depth", strings.Repeat("l", 33) + strings.Repeat("e", 33), budget.Limits{Depth: 32}, ""},
+		{"dict items", "d1:ai1e1:bi2ee", budget.Limits{Items: 4}, "items"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := DecodeWithin([]byte(tc.in), budget.New(tc.lim))
+			if tc.what == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				want, _ := Decode([]byte(tc.in))
+				if !value.Equal(v, want, false) {
+					t.Fatalf("%#v, Decode gives %#v", v, want)
+				}
+				return
+			}
+			var ex *budget.ExceededError
+			if !errors.As(err, &ex) || ex.What != tc.what {
+				t.Fatalf("got %v, want a %s refusal", err, tc.what)
+			}
+		})
+	}
+}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 )
 
 // Algo is a compression algorithm.
@@ -99,6 +101,12 @@ var ErrTooLarge = errors.New("compress: decompressed size exceeds the limit")
 // ErrUnsupported names an algorithm this build cannot handle.
 var ErrUnsupported = errors.New("compress: unsupported algorithm")
 
+// brotliDefaultWindow is the window of Python's brotli.compress (lgwin
+// 22), which xpra uses whatever the size of the data: accepted under any
+// limit, so that a small packet is never refused for its encoder's
+// default. The output is still bounded by the limit.
+const brotliDefaultWindow = 1<<22 - 16
+
 // lz4MaxRatio is the largest expansion an lz4 block can encode (a run of
 // one literal repeated): a size prefix claiming more is a lie, refused
 // before anything is allocated.
@@ -108,6 +116,15 @@ const lz4MaxRatio = 255
 // result never exceeds max bytes, and no more than max+1 bytes are ever
 // allocated for it, whatever the input claims.
 func Decompress(level byte, payload []byte, max int) ([]byte, error) {
+	return DecompressWithin(level, payload, max, nil)
+}
+
+// DecompressWithin is Decompress that also charges m for what it
+// allocates (the output buffer as it grows, brotli's window), so that a
+// packet's decompressed bytes and its decoded values share one budget;
+// it stops with an error wrapping budget.ErrExceeded at the first charge
+// over m's limits. A nil m charges nothing.
+func DecompressWithin(level byte, payload []byte, max int, m *budget.Meter) ([]byte, error) {
 	switch AlgoOf(level) {
 	case None:
 		if len(payload) > max {
@@ -115,13 +132,13 @@ func Decompress(level byte, payload []byte, max int) ([]byte, error) {
 		}
 		return payload, nil
 	case LZ4:
-		return decompressLZ4(payload, max)
+		return decompressLZ4(payload, max, m)
 	case Zlib:
 		r, err := zlib.NewReader(bytes.NewReader(payload))
 		if err != nil {
 			return nil, fmt.Errorf("compress: zlib: %w", err)
 		}
-		out, err := readLimited(r, max, len(payload))
+		out, err := readLimited(r, max, len(payload), m)
 		if err != nil {
 			return nil, fmt.Errorf("compress: zlib: %w", err)
 		}
@@ -133,10 +150,18 @@ func Decompress(level byte, payload []byte, max int) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("compress: brotli: %w", err)
 		}
-		if w > max {
+		if w > max && w > brotliDefaultWindow {
 			return nil, fmt.Errorf("%w: brotli window of %d bytes", ErrTooLarge, w)
 		}
-		out, err := readLimited(brotli.NewReader(bytes.NewReader(payload)), max, len(payload))
+		// The decoder sizes its ring buffer to the data of a short stream
+		// and to the window only for a long one, whose output then stops
+		// at max: charging the window in full would refuse Python's 4 MiB
+		// default for every small packet under a 4 MiB budget. What goes
+		// uncharged is bounded by the accepted window (4 MiB).
+		if err := m.Alloc(min(w, max)); err != nil {
+			return nil, fmt.Errorf("compress: brotli window: %w", err)
+		}
+		out, err := readLimited(brotli.NewReader(bytes.NewReader(payload)), max, len(payload), m)
 		if err != nil {
 			return nil, fmt.Errorf("compress: brotli: %w", err)
 		}
@@ -145,7 +170,7 @@ func Decompress(level byte, payload []byte, max int) ([]byte, error) {
 	return nil, fmt.Errorf("%w: lzo (level byte %#02x): python-lzo's format is not implemented; ask the peer for lz4 or zlib", ErrUnsupported, level)
 }
 
-func decompressLZ4(payload []byte, max int) ([]byte, error) {
+func decompressLZ4(payload []byte, max int, m *budget.Meter) ([]byte, error) {
 	if len(payload) < 4 {
 		return nil, fmt.Errorf("compress: lz4: %d bytes is too short for the size prefix", len(payload))
 	}
@@ -156,6 +181,9 @@ func decompressLZ4(payload []byte, max int) ([]byte, error) {
 	}
 	if uint64(size) > uint64(len(block))*lz4MaxRatio+16 {
 		return nil, fmt.Errorf("compress: lz4: size prefix %d impossible for a %d-byte block", size, len(block))
+	}
+	if err := m.Alloc(int(size)); err != nil {
+		return nil, fmt.Errorf("compress: lz4: %w", err)
 	}
 	out := make([]byte, size)
 	n, err := lz4.UncompressBlock(block, out)
@@ -198,9 +226,13 @@ func brotliWindow(b []byte) (int, error) {
 
 // readLimited reads r to EOF into a buffer that grows by doubling but is
 // never allocated larger than max+1, so a decompression bomb fails with
-// ErrTooLarge rather than exhausting memory.
-func readLimited(r io.Reader, max, hint int) ([]byte, error) {
+// ErrTooLarge rather than exhausting memory. m is charged for every
+// buffer, the ones outgrown included.
+func readLimited(r io.Reader, max, hint int, m *budget.Meter) ([]byte, error) {
 	size := min(clamp(hint*4, 512, 1<<20), max+1)
+	if err := m.Alloc(size); err != nil {
+		return nil, err
+	}
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
@@ -208,6 +240,9 @@ func readLimited(r io.Reader, max, hint int) ([]byte, error) {
 				return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, max)
 			}
 			next := min(2*cap(buf), max+1)
+			if err := m.Grow(next, 1); err != nil {
+				return nil, err
+			}
 			nb := make([]byte, len(buf), next)
 			copy(nb, buf)
 			buf = nb

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/andybalholm/brotli"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/rencode"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
@@ -170,6 +171,19 @@ func TestBrotliWindowLimit(t *testing.T) {
 	if out, err := Decompress(0x45, b.Bytes(), 16<<20); err != nil || string(out) != "small" {
 		t.Fatalf("16 MiB window with a 16 MiB limit: %q %v", out, err)
 	}
+	// Python's brotli (xpra) declares 4 MiB whatever the data: a small
+	// packet with it passes a 1 MiB limit.
+	b.Reset()
+	w = brotli.NewWriterOptions(&b, brotli.WriterOptions{Quality: 5, LGWin: 22})
+	w.Write([]byte("small"))
+	w.Close()
+	if out, err := Decompress(0x45, b.Bytes(), 1<<20); err != nil || string(out) != "small" {
+		t.Fatalf("4 MiB window with a 1 MiB limit: %q %v", out, err)
+	}
+	m := budget.New(budget.ForPacket(1 << 20))
+	if out, err := DecompressWithin(0x45, b.Bytes(), 1<<20, m); err != nil || string(out) != "small" {
+		t.Fatalf("4 MiB window within a 1 MiB packet's budget: %q %v", out, err)
+	}
 	for _, tc := range []struct {
 		hdr  []byte
 		want int
@@ -220,12 +234,29 @@ func FuzzDecompress(f *testing.F) {
 		f.Add(lvl, out)
 	}
 	f.Add(byte(0x21), []byte{0xf0, 0, 0, 0, 1, 0})
+	// Issue 12's amplification payloads: 4 MiB of empty lists.
+	for _, a := range []Algo{Zlib, LZ4, Brotli} {
+		out, lvl, _ := Compress(a, 9, bytes.Repeat([]byte{0xc0}, 4<<20-64))
+		f.Add(lvl, out)
+	}
 	const max = 1 << 20
 	f.Fuzz(func(t *testing.T, level byte, payload []byte) {
 		fuzzcheck.Bounded(t, 3*max+16<<20, func() {
 			out, err := Decompress(level, payload, max)
 			if err == nil && len(out) > max {
 				t.Fatalf("%d bytes out with a %d limit", len(out), max)
+			}
+			// A budget refuses, or gives the same bytes.
+			m := budget.New(budget.Limits{Bytes: max})
+			outB, errB := DecompressWithin(level, payload, max, m)
+			switch {
+			case errB == nil && (err != nil || !bytes.Equal(out, outB)):
+				t.Fatalf("with a budget: %d bytes, without: %d bytes, %v", len(outB), len(out), err)
+			case errB != nil && err == nil && !errors.Is(errB, budget.ErrExceeded):
+				t.Fatalf("a budget turned success into %v", errB)
+			}
+			if used, _ := m.Used(); errB == nil && used > max {
+				t.Fatalf("charged %d bytes of a %d budget and succeeded", used, max)
 			}
 			if err == nil && AlgoOf(level) != None && AlgoOf(level) != LZO {
 				// What we can read, we can write and read again.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/bencode"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/cipher"
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
@@ -43,6 +44,8 @@ type Conn struct {
 	rc wire.RawChunks
 
 	maxDecompressed int
+	budget          budget.Limits  // what decoding one packet may cost
+	meter           *budget.Meter  // the packet being read (raw chunks, then main)
 	announced       packet.Aliases // the table we sent: the peer may use its integers
 
 	wmu       sync.Mutex
@@ -76,6 +79,25 @@ func (c *Conn) Reader() *wire.Reader { return c.r }
 
 // SetMaxDecompressed bounds the size of any decompressed chunk.
 func (c *Conn) SetMaxDecompressed(n int) { c.maxDecompressed = n }
+
+// SetBudget bounds what decoding one packet (its raw chunks and main
+// chunk together) may cost in Go memory, values and nesting; a packet
+// over it fails ReadPacket with an error wrapping budget.ErrExceeded.
+// The default has no limits but the decoders' nesting limit.
+func (c *Conn) SetBudget(l budget.Limits) { c.budget = l }
+
+// SetPacketLimit sets the wire limit of a chunk to n, the decompressed
+// limit to n too, and the decoding budget derived from n
+// (budget.ForPacket): the one call for a side that reads from an
+// unauthenticated peer. Decompressing to n, not more: what a client says
+// before authentication is a hello of a few KB, and inflating a bomb
+// costs CPU in proportion (4 MiB of zlib took 23 ms of a pre-auth
+// process's 41).
+func (c *Conn) SetPacketLimit(n int) {
+	c.r.SetMaxSize(n)
+	c.SetMaxDecompressed(n)
+	c.SetBudget(budget.ForPacket(n))
+}
 
 // SetAnnouncedAliases records the alias table we sent in our hello.
 func (c *Conn) SetAnnouncedAliases(a packet.Aliases) { c.announced = a }
@@ -180,17 +202,24 @@ func (c *Conn) ReadPacket() (Packet, error) {
 
 // decodeFrame handles one frame: nil, nil for a raw chunk stored for later.
 func (c *Conn) decodeFrame(f wire.Frame) (Packet, error) {
+	if c.meter == nil {
+		c.meter = budget.New(c.budget)
+	}
+	m := c.meter
+	if f.Header.Index == 0 {
+		c.meter = nil // the next frame starts the next packet
+	}
 	payload := f.Payload
 	if f.Header.Level != 0 {
 		var err error
-		if payload, err = compress.Decompress(f.Header.Level, payload, c.maxDecompressed); err != nil {
+		if payload, err = compress.DecompressWithin(f.Header.Level, payload, c.maxDecompressed, m); err != nil {
 			return nil, fmt.Errorf("%v: %w", f.Header, err)
 		}
 	}
 	if f.Header.Index > 0 {
 		return nil, c.rc.Add(f.Header.Index, payload)
 	}
-	p, err := Decode(f.Header.Encoding(), payload)
+	p, err := DecodeWithin(f.Header.Encoding(), payload, m)
 	if err != nil {
 		c.rc.Reset()
 		return nil, err
@@ -206,17 +235,22 @@ func (c *Conn) decodeFrame(f wire.Frame) (Packet, error) {
 	return p, nil
 }
 
-// Decode turns a main chunk's payload into a packet.
+// Decode turns a main chunk's payload into a packet, with no budget.
 func Decode(e wire.Encoding, payload []byte) (Packet, error) {
+	return DecodeWithin(e, payload, nil)
+}
+
+// DecodeWithin turns a main chunk's payload into a packet, charging m.
+func DecodeWithin(e wire.Encoding, payload []byte, m *budget.Meter) (Packet, error) {
 	var v any
 	var err error
 	switch e {
 	case wire.Rencode:
-		v, err = rencode.Decode(payload, rencode.Legacy)
+		v, err = rencode.DecodeWithin(payload, rencode.Legacy, m)
 	case wire.RencodePlus:
-		v, err = rencode.Decode(payload, rencode.Plus)
+		v, err = rencode.DecodeWithin(payload, rencode.Plus, m)
 	case wire.Bencode:
-		v, err = bencode.Decode(payload)
+		v, err = bencode.DecodeWithin(payload, m)
 	default:
 		return nil, fmt.Errorf("%v packets are not supported", e)
 	}

@@ -3,6 +3,8 @@ package conn
 import (
 	"bytes"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/internal/hostile"
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"io"
 	"os"
 	"path/filepath"
@@ -26,12 +28,23 @@ func FuzzReadPacket(f *testing.F) {
 	}
 	f.Add([]byte("P\x01\x00\x00\x00\x00\x00\x09\xc2\x84ping\x3f\x03\xe8"))
 	f.Add([]byte("disconnect: go away\n"))
+	// Issue 12's amplification inputs and deep nesting.
+	inputs, err := hostile.Inputs()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, in := range inputs {
+		f.Add(in.Wire)
+	}
 	const max = 1 << 20
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, 16<<20, func() {
 			c := New(rw{bytes.NewReader(in), io.Discard})
 			c.Reader().SetMaxSize(max)
 			c.SetMaxDecompressed(max)
+			// A quarter of a pre-auth budget: each of the few packets an
+			// input this small can hold stays within the bound above.
+			c.SetBudget(budget.Limits{Bytes: 2 * max, Items: max / 32, Depth: 32})
 			c.SetAnnouncedAliases(packet.NewAliases("hello", "ping", "ping_echo"))
 			for range 64 {
 				p, err := c.ReadPacket()

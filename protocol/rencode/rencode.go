@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"strconv"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
@@ -85,9 +86,17 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("%s: %s at offset %d", e.Dialect, e.Msg, e.Offset)
 }
 
-// Decode decodes exactly one value filling all of b.
-func Decode(b []byte, d Dialect) (any, error) {
-	dec := decoder{b: b, d: d}
+// Decode decodes exactly one value filling all of b, with no budget but
+// the nesting limit (MaxDepth): for bytes from a trusted source or already
+// bounded by other means.
+func Decode(b []byte, d Dialect) (any, error) { return DecodeWithin(b, d, nil) }
+
+// DecodeWithin decodes exactly one value filling all of b, charging m for
+// every value and allocation as it goes (see package budget for the
+// costs); it stops at the first charge over m's limits with an error
+// wrapping budget.ErrExceeded. A nil m has no limits but MaxDepth.
+func DecodeWithin(b []byte, d Dialect, m *budget.Meter) (any, error) {
+	dec := decoder{b: b, d: d, m: m}
 	v, err := dec.value(0)
 	if err != nil {
 		return nil, err
@@ -102,6 +111,15 @@ type decoder struct {
 	b   []byte
 	pos int
 	d   Dialect
+	m   *budget.Meter
+}
+
+// charge counts one value costing cost bytes of Go memory.
+func (dec *decoder) charge(cost int) error {
+	if err := dec.m.Item(cost); err != nil {
+		return fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
+	}
+	return nil
 }
 
 func (dec *decoder) fail(msg string, args ...any) error {
@@ -116,24 +134,36 @@ func (dec *decoder) need(n int) error {
 }
 
 func (dec *decoder) value(depth int) (any, error) {
-	if depth > MaxDepth {
-		return nil, dec.fail("nesting deeper than %d", MaxDepth)
+	if err := dec.m.Deeper(depth, MaxDepth); err != nil {
+		return nil, fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
 	}
 	if err := dec.need(1); err != nil {
 		return nil, err
 	}
 	c := dec.b[dec.pos]
+	// Each case charges the value before it allocates: small non-negative
+	// integers box without an allocation, other scalars take 8 bytes,
+	// slices and strings a boxed header (strings also their copy).
 	switch {
 	case c < intPosFixedCount:
+		if err := dec.charge(0); err != nil {
+			return nil, err
+		}
 		dec.pos++
 		return int64(c), nil
 	case c >= intNegFixedStart && c < intNegFixedStart+intNegFixedCount:
+		if err := dec.charge(budget.ScalarBox); err != nil {
+			return nil, err
+		}
 		dec.pos++
 		return -int64(c - intNegFixedStart + 1), nil
 	case c >= strFixedStart && c < strFixedStart+strFixedCount:
 		n := int(c - strFixedStart)
 		dec.pos++
 		if err := dec.need(n); err != nil {
+			return nil, err
+		}
+		if err := dec.chargeString(n, dec.d == Plus); err != nil {
 			return nil, err
 		}
 		s := dec.b[dec.pos : dec.pos+n : dec.pos+n]
@@ -152,6 +182,20 @@ func (dec *decoder) value(depth int) (any, error) {
 		return dec.dict(depth, n)
 	case c >= '0' && c <= '9':
 		return dec.lenString()
+	}
+	switch c {
+	case chrFloat64, chrFloat32, chrInt1, chrInt2, chrInt4, chrInt8:
+		if err := dec.charge(budget.ScalarBox); err != nil {
+			return nil, err
+		}
+	case chrTrue, chrFalse, chrNone:
+		if err := dec.charge(0); err != nil {
+			return nil, err
+		}
+	case chrBigInt:
+		if err := dec.charge(budget.BigIntCost); err != nil {
+			return nil, err
+		}
 	}
 	switch c {
 	case chrFloat64:
@@ -224,12 +268,24 @@ func (dec *decoder) lenString() (any, error) {
 	if err := dec.need(n); err != nil {
 		return nil, err
 	}
+	if err := dec.chargeString(n, dec.d == Plus && sep == ':'); err != nil {
+		return nil, err
+	}
 	s := dec.b[dec.pos : dec.pos+n : dec.pos+n]
 	dec.pos += n
 	if dec.d == Plus && sep == ':' {
 		return string(s), nil
 	}
 	return s, nil
+}
+
+// chargeString counts a string of n bytes: text is copied out of the
+// input, binary aliases it.
+func (dec *decoder) chargeString(n int, text bool) error {
+	if text {
+		return dec.charge(budget.StringBox + n)
+	}
+	return dec.charge(budget.SliceBox)
 }
 
 func (dec *decoder) bigInt() (any, error) {
@@ -264,6 +320,12 @@ func (dec *decoder) list(depth, n int) (any, error) {
 	if rest := len(dec.b) - dec.pos; capHint > rest {
 		capHint = rest
 	}
+	if err := dec.charge(budget.SliceBox); err != nil {
+		return nil, err
+	}
+	if err := dec.m.Grow(capHint, budget.SlotCost); err != nil {
+		return nil, fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
+	}
 	l := make([]any, 0, capHint)
 	for i := 0; n < 0 || i < n; i++ {
 		if n < 0 {
@@ -279,10 +341,22 @@ func (dec *decoder) list(depth, n int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(l) == cap(l) {
+			// Grown here rather than by append, so the budget sees it.
+			if err := dec.m.Grow(growCap(cap(l)), budget.SlotCost); err != nil {
+				return nil, fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
+			}
+			nl := make([]any, len(l), growCap(cap(l)))
+			copy(nl, l)
+			l = nl
+		}
 		l = append(l, v)
 	}
 	return l, nil
 }
+
+// growCap doubles an array's capacity, as append does for small arrays.
+func growCap(c int) int { return max(4, 2*c) }
 
 func (dec *decoder) dict(depth, n int) (any, error) {
 	capHint := n
@@ -291,6 +365,12 @@ func (dec *decoder) dict(depth, n int) (any, error) {
 	}
 	if rest := (len(dec.b) - dec.pos) / 2; capHint > rest {
 		capHint = rest
+	}
+	if err := dec.charge(budget.SliceBox); err != nil {
+		return nil, err
+	}
+	if err := dec.m.Grow(capHint, budget.ItemCost); err != nil {
+		return nil, fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
 	}
 	d := make(value.Dict, 0, capHint)
 	for i := 0; n < 0 || i < n; i++ {
@@ -315,6 +395,14 @@ func (dec *decoder) dict(depth, n int) (any, error) {
 		v, err := dec.value(depth + 1)
 		if err != nil {
 			return nil, err
+		}
+		if len(d) == cap(d) {
+			if err := dec.m.Grow(growCap(cap(d)), budget.ItemCost); err != nil {
+				return nil, fmt.Errorf("%s at offset %d: %w", dec.d, dec.pos, err)
+			}
+			nd := make(value.Dict, len(d), growCap(cap(d)))
+			copy(nd, d)
+			d = nd
 		}
 		d = append(d, value.Item{Key: k, Value: v})
 	}

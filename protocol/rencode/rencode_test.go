@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
@@ -234,9 +235,12 @@ func fuzzDecode(f *testing.F, d Dialect) {
 	} {
 		f.Add(unhex(f, s))
 	}
+	// Issue 12's amplification (empty lists) and deep nesting.
+	f.Add(append(append([]byte("\xc2\x85hello\x67\x81x\x3b"), bytes.Repeat([]byte{0xc0}, 64<<10)...), 0x7f))
+	f.Add(append(append([]byte("\xc2\x85hello\x67\x81x"), bytes.Repeat([]byte{0xc1}, 120)...), 0xc0))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, fuzzLimit, func() {
-			v, err := Decode(in, d)
+			v, err := DecodeWithin(in, d, budget.New(fuzzBudget))
 			if err != nil {
 				return
 			}
@@ -267,3 +271,60 @@ func fuzzDecode(f *testing.F, d Dialect) {
 // inputs are far smaller than a packet, so any allocation this large
 // would mean a size taken from the input rather than from its length.
 const fuzzLimit = 1 << 20
+
+// fuzzBudget leaves room within fuzzLimit for the round trip after a
+// decode that succeeds.
+var fuzzBudget = budget.Limits{Bytes: fuzzLimit / 4, Items: 16 << 10, Depth: 32}
+
+// DecodeWithin refuses what is over its budget, whichever limit it is,
+// and decodes the same value as Decode when within it.
+func TestDecodeWithinBudget(t *testing.T) {
+	emptyLists := func(n int) []byte {
+		b := append([]byte{chrList}, bytes.Repeat([]byte{listFixedStart}, n)...)
+		return append(b, chrTerm)
+	}
+	nested := func(n int) []byte {
+		return append(bytes.Repeat([]byte{listFixedStart + 1}, n), listFixedStart)
+	}
+	tests := []struct {
+		name string
+		in   []byte
+		lim  budget.Limits
+		what string // "" when it decodes
+		// legacy strings alias the input: only rencodeplus text is copied
+		legacyFits bool
+	}{
+		{"hello within", unhex(t, "c2 85 68656c6c6f 67 87 76657273696f6e 85 332e312e33"), budget.ForPacket(1 << 10), "", false},
+		{"empty lists over items", emptyLists(1000), budget.Limits{Items: 999}, "items", false},
+		{"empty lists within items", emptyLists(1000), budget.Limits{Items: 1001}, "", false},
+		// 1000 boxed slices alone are 24 000 bytes.
+		{"empty lists over bytes", emptyLists(1000), budget.Limits{Bytes: 24000}, "bytes", false},
+		{"long string copied", append([]byte("1000:"), bytes.Repeat([]byte("a"), 1000)...), budget.Limits{Bytes: 1000}, "bytes", true},
+		{"nested over depth", nested(33), budget.Limits{Depth: 32}, "depth", false},
+		{"nested at depth", nested(32), budget.Limits{Depth: 32}, "", false},
+		{"nested beyond the ceiling", nested(MaxDepth + 1), budget.Limits{}, "depth", false},
+		{"dict items", unhex(t, "3c 81 61 01 81 62 02 7f"), budget.Limits{Items: 4}, "items", false},
+	}
+	for _, d := range []Dialect{Legacy, Plus} {
+		for _, tc := range tests {
+			t.Run(d.String()+"/"+tc.name, func(t *testing.T) {
+				m := budget.New(tc.lim)
+				v, err := DecodeWithin(tc.in, d, m)
+				var ex *budget.ExceededError
+				if tc.what == "" || (d == Legacy && tc.legacyFits) {
+					if err != nil {
+						t.Fatalf("refused: %v", err)
+					}
+					want, _ := Decode(tc.in, d)
+					if !value.Equal(v, want, false) {
+						t.Fatalf("%#v, Decode gives %#v", v, want)
+					}
+					return
+				}
+				if !errors.As(err, &ex) || ex.What != tc.what {
+					t.Fatalf("got %v, want a %s refusal", err, tc.what)
+				}
+			})
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
 )
 
 // Conn is one relayed connection.
@@ -44,6 +46,12 @@ const maxReply = 64 << 10
 // Find lists the relay workers running the given worker program and asks
 // each for its figures.
 func Find(ctx context.Context, worker string, socketDirs []string) ([]Conn, error) {
+	// The query processes run as users and refuse a descriptor they were
+	// not given by name: what this root process inherited (a terminal's,
+	// a test harness's) must not reach them.
+	if err := namedfd.CloseOnExecAll(); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("reading /proc: %w", err)
@@ -93,11 +101,13 @@ func relayWorker(pid int, worker string) (Conn, bool) {
 	if !relay {
 		return c, false
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil {
+	// The real uid from status: a relay is non-dumpable, so its /proc
+	// directory is owned by root whoever it runs as.
+	uid, err := realUID(pid)
+	if err != nil {
 		return c, false
 	}
-	c.UID = int(st.Uid)
+	c.UID = uid
 	if u, err := user.LookupId(strconv.Itoa(c.UID)); err == nil {
 		c.User = u.Username
 	}
@@ -105,6 +115,22 @@ func relayWorker(pid int, worker string) (Conn, bool) {
 		c.AgeSeconds = int64(time.Since(t).Seconds())
 	}
 	return c, true
+}
+
+// realUID reads the real uid from /proc/PID/status ("Uid: r e s fs").
+func realUID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Uid line in /proc/%d/status", pid)
 }
 
 // query runs `worker --query=PID` as the connection's user.
@@ -121,15 +147,17 @@ func query(ctx context.Context, worker string, dirs []string, c *Conn) {
 	if len(dirs) > 0 {
 		args = append(args, "--socket-dirs="+strings.Join(dirs, ","))
 	}
-	cmd := exec.CommandContext(ctx, worker, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + u.Username, "LANG=C.UTF-8",
-		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", c.UID)}
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(gid), Groups: []uint32{}}}
+		cred = &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(gid), Groups: []uint32{}}
 	}
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, err := child.Query.Command(child.Launch{Path: worker, Args: args, Cred: cred, Ctx: ctx, Stderr: &stderr,
+		Env: []string{"HOME=" + u.HomeDir, "USER=" + u.Username, fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", c.UID)}})
+	if err != nil {
+		c.Error = err.Error()
+		return
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		c.Error = err.Error()

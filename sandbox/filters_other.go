@@ -1,0 +1,6 @@
+//go:build !amd64
+
+package sandbox
+
+// archRules: other architectures set thread-local storage in clone.
+func archRules() []Rule { return nil }
