@@ -1,6 +1,6 @@
 #!/bin/bash
-# soak.sh - run xpra-proxy under churn and faults' everyday cousin: a steady
-# stream of logins for a while, then check what is left behind (issue 19).
+# soak.sh - run xpra-proxy under churn: a steady stream of logins for a
+# while, then check what is left behind (issue 19).
 # As root, loopback only. Builds the binaries (scripts/build-bin.sh), starts
 # REAL real xpra 3.1.3 servers as the test user for a sample of the logins,
 # and runs bench/soak (the load, light fake servers for volume, and the
