@@ -46,6 +46,7 @@ type Config struct {
 	PerUIDMaxStartups      int                 `toml:"per-uid-max-startups"`      // unauthenticated unix-socket connections per local uid; 0: no limit
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
+	RunDir        string `toml:"run-dir"`        // root-only state: the registry of relays (xpra-proxy list)
 
 	// AuthFileOwner may own auth files and databases besides root (sshd's
 	// StrictModes allows the user itself; here: an admin account).
@@ -83,6 +84,7 @@ func Defaults() Config {
 	lim := limits.Defaults()
 	return Config{
 		PreauthUser:        "xpra-proxy",
+		RunDir:             "/run/xpra-proxy",
 		ControlUser:        "xpra-proxy-control",
 		EncoderUser:        "xpra-proxy-encode",
 		LoginTimeout:       Duration{120 * time.Second},
@@ -158,6 +160,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
+	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
 	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
@@ -201,7 +204,7 @@ func merge(c *Config, cli Config) {
 	}
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.ControlUser, &cli.ControlUser}, {&c.Worker, &cli.Worker},
-		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner},
+		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner}, {&c.RunDir, &cli.RunDir},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src

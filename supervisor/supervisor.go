@@ -24,6 +24,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/peercred"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
@@ -38,6 +39,7 @@ type Supervisor struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
+	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
 	preauth    *syscall.Credential
 	control    *syscall.Credential // the control process's: its own user, else preauth's
 	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
@@ -118,6 +120,9 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
 	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
+		return nil, err
+	}
+	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -208,11 +213,7 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		var src netip.Addr // a unix peer has none: exempt per source
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			src = a.AddrPort().Addr()
-		}
-		release, err := s.limits.Admit(src)
+		release, err := s.limits.AdmitFrom(s.sourceOf(c))
 		if err != nil {
 			s.refuse(c, l.Type, err)
 			continue
@@ -222,6 +223,24 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			s.handle(ctx, c, l.Type)
 		})
 	}
+}
+
+// sourceOf is who a new connection is from for the limits: a TCP peer's
+// address, or a unix peer's uid from the kernel. A unix peer whose
+// credentials cannot be read counts toward the global cap only.
+func (s *Supervisor) sourceOf(c net.Conn) limits.Source {
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return limits.Source{Addr: a.AddrPort().Addr()}
+	}
+	if _, ok := c.(*net.UnixConn); ok {
+		cred, err := peercred.Of(c)
+		if err == nil {
+			return limits.Source{Local: true, UID: cred.Uid}
+		}
+		s.log.Warn("unix peer without credentials: counted toward max-startups only", "err", err)
+	}
+	return limits.Source{}
 }
 
 // refuse closes a connection the limits turned away, before anything is
