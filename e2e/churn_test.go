@@ -20,7 +20,7 @@ import (
 // holdRelay connects through the proxy as a client that stays, and
 // returns the connection and its relay worker as `xpra-proxy list` shows
 // it (found by the client's own address), once its control socket is up.
-func holdRelay(t *testing.T, url string) (net.Conn, connlist.Conn) {
+func holdRelay(t *testing.T, p *proxylab.Proxy, url string) (net.Conn, connlist.Conn) {
 	t.Helper()
 	_, nc, err := probe.Open(context.Background(), probe.Options{URL: url, Request: probe.Connect, Timeout: 30 * time.Second})
 	if err != nil {
@@ -29,7 +29,7 @@ func holdRelay(t *testing.T, url string) (net.Conn, connlist.Conn) {
 	src := nc.LocalAddr().String()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, c := range listConns(t) {
+		for _, c := range listConns(t, p) {
 			if c.Source == src && c.Control != "" {
 				return nc, c
 			}
@@ -87,7 +87,7 @@ func TestControlSocketExitPaths(t *testing.T) {
 			xpraClient(t, 30*time.Second, "stop", fmt.Sprintf(":proxy-%d", pid), fmt.Sprintf("--socket-dir=/run/user/%d/xpra", srv.UID))
 		}},
 	} {
-		nc, c := holdRelay(t, url)
+		nc, c := holdRelay(t, p, url)
 		dir = filepath.Dir(c.Control)
 		if !strings.HasPrefix(dir, "/run/user/") {
 			t.Errorf("control socket %s is not in the runtime directory", c.Control)
@@ -103,14 +103,14 @@ func TestControlSocketExitPaths(t *testing.T) {
 	}
 
 	// SIGKILL: nothing in the relay runs; the next relay cleans up.
-	nc, killed := holdRelay(t, url)
+	nc, killed := holdRelay(t, p, url)
 	syscall.Kill(killed.Pid, syscall.SIGKILL)
 	waitGone(t, killed.Pid, 15*time.Second)
 	nc.Close()
 	if _, err := os.Lstat(killed.Control); err != nil {
 		t.Fatalf("SIGKILL: no stale socket to clean up (%v): the test proves nothing", err)
 	}
-	nc, next := holdRelay(t, url)
+	nc, next := holdRelay(t, p, url)
 	noFile(t, killed.Control, "SIGKILL, then another relay")
 	if !strings.Contains(p.Logs(), "removed control sockets of dead relay workers") {
 		t.Errorf("the sweep was not logged")
