@@ -30,7 +30,11 @@ type Options struct {
 	Peer         string
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
-	Log          *slog.Logger
+	// FirstPacketTimeout bounds the wait for the first bytes and for the
+	// hello, from the hand-over (Serve sets FirstPacketDeadline from it).
+	FirstPacketTimeout  time.Duration
+	FirstPacketDeadline time.Time
+	Log                 *slog.Logger
 	// Confine, when set, narrows the process once it has become a TLS or
 	// WebSocket transport, before it carries a byte (the transport
 	// sandbox); an error ends the connection.
@@ -57,7 +61,11 @@ func Login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 }
 
 func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
-	_ = nc.SetDeadline(time.Now().Add(o.LoginTimeout))
+	loginDeadline := time.Now().Add(o.LoginTimeout)
+	_ = nc.SetDeadline(loginDeadline)
+	if fp := o.FirstPacketDeadline; !fp.IsZero() && fp.Before(loginDeadline) {
+		_ = nc.SetReadDeadline(fp)
+	}
 	c := conn.New(nc)
 	c.SetPacketLimit(o.PacketLimit) // wire size, decompressed size, decoding budget
 	refuse := func(reason string, details ...string) error {
@@ -82,6 +90,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 		// Garbage gets a clear reason where the stream still allows one.
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
+	_ = nc.SetReadDeadline(loginDeadline)
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
 		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))

@@ -49,6 +49,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
 		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
 		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
+		ServerHelloTimeout: s.cfg.ServerHelloTimeout.Duration,
 	}
 	if s.cfg.EncoderSocket != "" {
 		// Looked up per relay: the encoder's user may be created after us.

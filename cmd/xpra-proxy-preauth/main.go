@@ -55,6 +55,7 @@ func run() int {
 	listener := flag.String("listener", "tcp", "listener type the client comes in on")
 	packetLimit := flag.Int("packet-limit", 1<<20, "largest packet before authentication")
 	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
+	firstPacket := flag.Duration("first-packet-timeout", 10*time.Second, "time for the first bytes and the hello (0: login-timeout only)")
 	flag.Parse()
 	if !*preauthMode {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-preauth is started by xpra-proxy (--preauth)")
@@ -108,7 +109,7 @@ func run() int {
 		f.Log = log
 	}
 	preauth.Serve(nc, sup, f, preauth.Options{Listener: *listener, Transport: *listener,
-		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, Log: log,
+		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
 		Confine: func() error {
 			_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{Log: log})
 			return err

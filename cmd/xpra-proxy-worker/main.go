@@ -100,7 +100,12 @@ func run() int {
 		return 1
 	}
 	log = log.With("user", l.Username)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// Every signal that ends a relay ends it through ctx, so that its
+	// control socket is removed (SIGHUP's default would kill it on the
+	// spot). A broken log pipe must not kill it either: SIGPIPE for
+	// stderr is ignored, the write just fails.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession}
 	if f := fds["session"]; f != nil {
