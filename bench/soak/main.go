@@ -30,10 +30,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/fakexpra"
 	"github.com/xpra-proxy/xpra-proxy/probe"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
-	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
-	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
 type options struct {
@@ -71,31 +70,6 @@ func main() {
 	}
 }
 
-// fakeServer answers the relay's hello like a 3.1 server and then holds
-// the connection, answering nothing, until the relay leaves.
-func fakeServer(l net.Listener) {
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer nc.Close()
-			c := conn.New(nc)
-			if _, err := c.ReadPacket(); err != nil {
-				return
-			}
-			hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true},
-				{Key: "encoders", Value: []any{"rencode", "bencode"}}, {Key: "compressors", Value: []any{"lz4", "zlib"}},
-				{Key: "lz4", Value: true}, {Key: "uuid", Value: "soak-fake"}, {Key: "session-name", Value: "soak-fake"}}
-			if err := c.WritePacket(conn.Packet{packet.Hello, hello}); err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, nc)
-		}()
-	}
-}
-
 type counts struct{ conns, ok, fail, short, long, bad, penalized, real atomic.Int64 }
 
 type sample struct {
@@ -127,7 +101,7 @@ func run(o options) error {
 			return err
 		}
 		defer l.Close()
-		go fakeServer(l)
+		go fakexpra.Serve(l, "soak-fake")
 		rows = append(rows, fmt.Sprintf("fake%d|pw|%s|%s|tcp://%s/", i, u.Uid, u.Gid, l.Addr()))
 	}
 	var reals []string
