@@ -45,7 +45,9 @@ func NewFront(doc launch.Front, log *slog.Logger) (*Front, error) {
 
 // Accept runs the front for one connection.
 func (f *Front) Accept(ctx context.Context, nc net.Conn) (net.Conn, string, error) {
-	kind, prefix, err := nettransport.Peek(nc, nettransport.MaxPeek, nettransport.PeekTimeout)
+	// Every client speaks first; one slow to start gets the login time.
+	first, _ := ctx.Deadline()
+	kind, prefix, err := nettransport.PeekFrom(nc, nettransport.MaxPeek, first, nettransport.PeekTimeout)
 	if err != nil {
 		return nil, "", err
 	}
@@ -105,12 +107,16 @@ func (f *Front) forward(ctx context.Context, nc net.Conn, prefix []byte) error {
 }
 
 // refuseText answers traffic that is neither xpra nor HTTP the way the
-// reference does: one plain-text line, then close.
+// reference does: one plain-text line, then a clean end (close_notify
+// inside TLS) and a moment for the client to read it.
 func refuseText(c net.Conn, msg string) error {
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := fmt.Fprintf(c, "disconnect: connection failed, %s?\n", msg)
-	return errors.Join(fmt.Errorf("refused: %s", msg), err)
+	return errors.Join(fmt.Errorf("refused: %s", msg), err, nettransport.Hangup(c, refuseLinger))
 }
+
+// refuseLinger is how long a refused client has to read the refusal and close.
+const refuseLinger = 500 * time.Millisecond
 
 func orDefault(s, d string) string {
 	if s == "" {

@@ -34,7 +34,11 @@ type Options struct {
 	// hello, from the hand-over (Serve sets FirstPacketDeadline from it).
 	FirstPacketTimeout  time.Duration
 	FirstPacketDeadline time.Time
-	Log                 *slog.Logger
+	// Deadline, when set, ends the login instead of LoginTimeout from
+	// its start: the time the front spent (waiting for a slow client's
+	// first bytes, the TLS handshake) counts too.
+	Deadline time.Time
+	Log      *slog.Logger
 	// Confine, when set, narrows the process once it has become a TLS or
 	// WebSocket transport, before it carries a byte (the transport
 	// sandbox); an error ends the connection.
@@ -50,18 +54,25 @@ const authFailureDelay = time.Second
 // challenge the supervisor chose, and hands the connection over. It never
 // sees a stored secret. When the supervisor hands back a stream socket
 // (TLS and WebSocket, which this process terminates), Preauth returns it:
-// the caller relays the plain stream between it and nc.
-func Login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
-	stream, err := login(nc, sup, o)
+// the caller relays the plain stream between it and nc. handedOver says
+// a relay worker has the connection: without a stream the socket is then
+// the relay's, and the caller only closes its own descriptor (a shutdown
+// would end the relay's connection too). Otherwise (a version answered,
+// a refusal) the caller ends the connection.
+func Login(nc net.Conn, sup *ipc.Conn, o Options) (stream *os.File, handedOver bool, err error) {
+	stream, handedOver, err = login(nc, sup, o)
 	if err != nil && stream != nil {
 		stream.Close()
 		stream = nil
 	}
-	return stream, err
+	return stream, handedOver, err
 }
 
-func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
-	loginDeadline := time.Now().Add(o.LoginTimeout)
+func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
+	loginDeadline := o.Deadline
+	if loginDeadline.IsZero() {
+		loginDeadline = time.Now().Add(o.LoginTimeout)
+	}
 	_ = nc.SetDeadline(loginDeadline)
 	if fp := o.FirstPacketDeadline; !fp.IsZero() && fp.Before(loginDeadline) {
 		_ = nc.SetReadDeadline(fp)
@@ -80,49 +91,62 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, errors.Join(err, refuse(packet.ReasonLoginTimeout))
+			return nil, false, errors.Join(err, refuse(packet.ReasonLoginTimeout))
 		}
 		if over := overBudget(err); over != "" {
 			// Sent as an attack would be: worth a warning, with the source.
 			o.Log.Warn("hello over the pre-auth budget", "err", err)
-			return nil, errors.Join(err, refuse(packet.ReasonProtocolError, over))
+			return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, over))
 		}
 		// Garbage gets a clear reason where the stream still allows one.
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
 	_ = nc.SetReadDeadline(loginDeadline)
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))
 	}
 	if h.Request == "version" || h.Bool("version_request", false) {
-		// Answered before authentication, as xpra does.
-		return nil, c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: version.Protocol}}})
+		// Answered before authentication, as xpra does; then, as xpra
+		// does, the client hangs up first. Ending the connection at once
+		// raced the client: its reader thread, seeing the end, closed the
+		// connection before its parser thread had handled the answer, and
+		// the client exited silently.
+		if err := c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: version.Protocol}}}); err != nil {
+			return nil, false, fmt.Errorf("answering a version request: %w", err)
+		}
+		if !clientHangsUp(nc, versionGrace) {
+			_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WritePacket(packet.NewDisconnect(packet.ReasonDone, "version sent")); err != nil {
+				return nil, false, fmt.Errorf("version request: disconnecting: %w", err)
+			}
+		}
+		return nil, false, nil
 	}
 	if h.Has("cipher") || h.Has("encryption") {
-		return nil, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
+		return nil, false, refuse(packet.ReasonAuthFailed, "AES encryption is not supported by this proxy: use TLS")
 	}
 	if err := sup.Send(ipc.Message{Kind: ipc.AuthBegin, Username: h.Username, Display: h.Display,
 		Digests: h.Digests, SaltDigests: h.SaltDigests, Transport: o.Transport}, nil); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m, _, _, err := sup.Recv()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var verify ipc.Message
 	switch m.Kind {
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return nil, refuse(m.Reason, m.Details...)
+		return nil, false, refuse(m.Reason, m.Details...)
 	case ipc.Challenge:
 		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
 		if hello, err = askChallenge(c, ch); err != nil {
 			if over := overBudget(err); over != "" {
 				o.Log.Warn("challenge answer over the pre-auth budget", "err", err)
-				return nil, errors.Join(err, refuse(packet.ReasonProtocolError, over))
+				return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, over))
 			}
-			return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+			return nil, false, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 		}
 		h = caps.ParseHello(hello)
 		verify = ipc.Message{Kind: ipc.AuthVerify, Response: h.ChallengeResponse, ClientSalt: h.ChallengeClientSalt}
@@ -140,42 +164,43 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, error) {
 			}
 			ch := challenge.Challenge{ServerSalt: digest.NewServerSalt(), Digest: d, SaltDigest: sd, Prompt: "password"}
 			if hello, err = askChallenge(c, ch); err != nil {
-				return nil, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
+				return nil, false, errors.Join(err, refuse(packet.ReasonAuthFailed, "invalid challenge response"))
 			}
 		}
 		verify = ipc.Message{Kind: ipc.AuthVerify}
 	default:
-		return nil, fmt.Errorf("supervisor sent %q", m.Kind)
+		return nil, false, fmt.Errorf("supervisor sent %q", m.Kind)
 	}
 	state := handover.State{Hello: hello, Encoding: c.Encoding(), Leftover: c.Reader().Drain(),
 		Listener: o.Listener, Peer: o.Peer}
 	blob, err := state.Marshal()
 	if err != nil {
-		return nil, errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
+		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "hello too large"))
 	}
 	mfd, err := launch.Memfd("handover", blob)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer mfd.Close()
 	if err := sup.Send(verify, mfd); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m, stream, _, err := sup.Recv()
 	if err != nil {
-		return nil, err
+		// A relay may have the connection already: leave the socket alone.
+		return nil, true, err
 	}
 	switch m.Kind {
 	case ipc.Accepted:
 		o.Log.Debug("handed over", "worker", m.Worker)
 		// The relay worker owns the xpra conversation now: say nothing more.
 		// With a stream, this process carries its bytes.
-		return stream, nil
+		return stream, true, nil
 	case ipc.Denied:
 		time.Sleep(authFailureDelay)
-		return nil, refuse(m.Reason, m.Details...)
+		return nil, false, refuse(m.Reason, m.Details...)
 	}
-	return nil, fmt.Errorf("supervisor sent %q", m.Kind)
+	return nil, true, fmt.Errorf("supervisor sent %q", m.Kind)
 }
 
 // overBudget returns the disconnect detail for a packet refused for what
@@ -220,6 +245,19 @@ func askChallenge(c *conn.Conn, ch challenge.Challenge) (value.Dict, error) {
 		return nil, errors.New("the answer has no challenge_response")
 	}
 	return hello, nil
+}
+
+// versionGrace is how long a client that asked for the version has to
+// hang up before it is told to (xpra's server waits 5 s too).
+const versionGrace = 5 * time.Second
+
+// clientHangsUp reads and drops what the client sends until it closes its
+// side (true) or d passes (false).
+func clientHangsUp(nc net.Conn, d time.Duration) bool {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // hangUp gives the client up to a second to read a disconnect and close

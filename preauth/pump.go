@@ -7,13 +7,23 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	nettransport "github.com/xpra-proxy/xpra-proxy/preauth/transport"
 )
 
 // Pump carries the plain xpra stream between a terminated transport (TLS
 // or WebSocket, read and written by this process) and the relay worker's
 // end of a stream socketpair, both ways, until both directions end. It
 // returns the bytes moved in each direction.
+//
+// When the relay ends first, the client gets the transport's own goodbye
+// (a WebSocket close frame, a TLS close_notify, then the TCP FIN) and
+// endGrace to read it and hang up, while what it still sends is read and
+// dropped: closing with unread bytes would reset the connection, and a
+// reset can destroy the relay's last packets before the client reads them.
 func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) {
 	inner, err := net.FileConn(stream)
 	stream.Close()
@@ -24,17 +34,25 @@ func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) 
 	_ = outer.SetDeadline(time.Time{}) // the relay's pings watch the peer now
 	var wg sync.WaitGroup
 	var errIn, errOut error
+	var ending atomic.Bool // the relay has ended and the client has our goodbye
 	// Large buffers: each read from the relay becomes one WebSocket frame
 	// or a few TLS records, so fewer, bigger writes cost less per byte.
 	wg.Go(func() {
-		toRelay, errIn = io.CopyBuffer(struct{ io.Writer }{inner}, struct{ io.Reader }{outer}, make([]byte, pumpBuffer))
+		toRelay, errIn = fromClient(inner, outer)
+		if ending.Load() && gone(errIn) {
+			// A client that closes without reading our close_notify or
+			// close frame resets the connection: it had all the relay
+			// sent, and it chose to leave (seen with clients slower than
+			// the relay's wait for them, 50 at once on two cores).
+			errIn = nil
+		}
 		closeWrite(inner)
 	})
 	// (Wrapped so that no ReaderFrom/WriterTo shortcut drops the buffer.)
 	toClient, errOut = io.CopyBuffer(struct{ io.Writer }{outer}, struct{ io.Reader }{inner}, make([]byte, pumpBuffer))
-	closeWrite(outer)
-	// The relay hung up: nothing more can reach it, so stop reading the client.
-	_ = outer.SetReadDeadline(time.Now())
+	ending.Store(true)
+	errEnd := nettransport.CloseWrite(outer)
+	_ = outer.SetReadDeadline(time.Now().Add(endGrace))
 	wg.Wait()
 	if isClosed(errIn) {
 		errIn = nil
@@ -42,7 +60,45 @@ func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) 
 	if isClosed(errOut) {
 		errOut = nil
 	}
-	return toRelay, toClient, errors.Join(errIn, errOut)
+	if errOut != nil || errIn != nil || gone(errEnd) {
+		errEnd = nil // the client had left: that it missed our goodbye says nothing more
+	}
+	return toRelay, toClient, errors.Join(errIn, errOut, errEnd)
+}
+
+// endGrace is how long a client has, once the relay has ended, to read
+// the goodbye and close its side.
+const endGrace = 5 * time.Second
+
+// fromClient copies the client's stream to the relay until the client
+// ends it or the read deadline Pump sets after the relay has ended passes.
+// Once the relay takes no more bytes (it has exited; the supervisor logs
+// how), what the client still sends is read and dropped.
+func fromClient(relay, client net.Conn) (n int64, err error) {
+	buf := make([]byte, pumpBuffer)
+	var werr error
+	for {
+		m, rerr := client.Read(buf)
+		if m > 0 && werr == nil {
+			if _, werr = relay.Write(buf[:m]); werr == nil {
+				n += int64(m)
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				rerr = nil
+			}
+			if gone(werr) {
+				werr = nil
+			}
+			return n, errors.Join(rerr, werr)
+		}
+	}
+}
+
+// gone reports an error that means the other end has closed its socket.
+func gone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOTCONN)
 }
 
 // pumpBuffer is each direction's copy buffer (measured: 256 KiB halves the

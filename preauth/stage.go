@@ -12,6 +12,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/preauth/transport"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 )
@@ -67,6 +68,7 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.LoginTimeout)
 	defer cancel()
+	o.Deadline, _ = ctx.Deadline()
 	c := nc
 	if f != nil {
 		var err error
@@ -79,7 +81,16 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 		log = log.With("transport", o.Transport)
 		o.Log = log
 	}
-	stream, err := Login(c, sup, o)
+	stream, handedOver, err := Login(c, sup, o)
+	if !handedOver {
+		// A version request answered, a refusal, a client gone: end the
+		// transport cleanly (close frame, close_notify, FIN), never by
+		// just closing the socket. (A plain connection handed over is the
+		// relay's: a shutdown here would end it.)
+		if herr := transport.Hangup(c, hangupLinger); herr != nil {
+			log.Debug("hanging up", "err", herr)
+		}
+	}
 	if err != nil {
 		log.Info("connection ended before authentication", "err", err)
 		return
@@ -100,5 +111,12 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 		}
 	}
 	in, out, err := Pump(c, stream)
+	if herr := transport.Hangup(c, hangupLinger); herr != nil {
+		log.Debug("hanging up", "err", herr)
+	}
 	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
 }
+
+// hangupLinger is how long a client has to close its side once ours is
+// closed, before the socket is closed under it.
+const hangupLinger = time.Second

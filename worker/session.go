@@ -80,7 +80,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	switch req := target.Request(s.hello); req {
 	case "":
 	case "info", "id", "connect_test":
-		return s.answer(req)
+		return s.answer(nc, req)
 	case "detach":
 		// relayed to the real server, as the reference does
 	default:
@@ -157,7 +157,7 @@ func (s *Session) refuse(reason string, details ...string) error {
 }
 
 // answer replies to info, id and connect_test for the proxy itself.
-func (s *Session) answer(req string) error {
+func (s *Session) answer(nc net.Conn, req string) error {
 	host, _ := os.Hostname()
 	var d value.Dict
 	switch req {
@@ -179,8 +179,11 @@ func (s *Session) answer(req string) error {
 	if err := s.client.WritePacket(conn.Packet{packet.Hello, d}); err != nil {
 		return err
 	}
-	// The client hangs up once it has its answer.
-	time.Sleep(100 * time.Millisecond)
+	// The client hangs up once it has its answer, as it does with xpra's
+	// server, which waits 5 s for that. Hanging up first races the
+	// client's reader thread against its parser: seeing the end first,
+	// the client drops the answer and exits without a word.
+	awaitHangup(nc, 5*time.Second)
 	return nil
 }
 

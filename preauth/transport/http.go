@@ -383,10 +383,8 @@ func RefuseHTTP(nc net.Conn) error {
 	if _, err := io.WriteString(nc, b.String()); err != nil {
 		return fmt.Errorf("transport: refusing HTTP: %w", err)
 	}
-	if cw, ok := nc.(closeWriter); ok {
-		if err := cw.CloseWrite(); err != nil {
-			return fmt.Errorf("transport: refusing HTTP: %w", err)
-		}
+	if err := CloseWrite(nc); err != nil {
+		return fmt.Errorf("transport: refusing HTTP: %w", err)
 	}
 	if err := nc.SetReadDeadline(time.Now().Add(refuseGrace)); err != nil {
 		return fmt.Errorf("transport: refusing HTTP: %w", err)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -138,16 +139,37 @@ func isTokenChar(c byte) bool {
 // TCP peer as an xpra client); end of stream or a read error is returned
 // as an error, with what was read. The read deadline is cleared on return.
 func Peek(nc net.Conn, max int, timeout time.Duration) (kind Kind, prefix []byte, err error) {
+	return PeekFrom(nc, max, time.Time{}, timeout)
+}
+
+// PeekFrom is Peek for a peer that speaks first, as every client on an
+// xpra port does (a hello, a TLS ClientHello, an HTTP request): it waits
+// for the first bytes until first (when later than timeout from now),
+// then timeout for the rest. A client slow to start, such as a TLS
+// client loading its CA store on a busy machine, is then not taken for a
+// silent xpra client after a second, with its ClientHello read later as
+// an xpra packet.
+func PeekFrom(nc net.Conn, max int, first time.Time, timeout time.Duration) (kind Kind, prefix []byte, err error) {
 	if max <= 0 {
 		max = MaxPeek
 	}
-	if err := nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	deadline := time.Now().Add(timeout)
+	if first.After(deadline) {
+		deadline = first
+	}
+	if err := nc.SetReadDeadline(deadline); err != nil {
 		return NeedMore, nil, fmt.Errorf("transport: peek: %w", err)
 	}
 	buf := make([]byte, 0, max)
 	kind = NeedMore
 	for {
 		n, rerr := nc.Read(buf[len(buf):cap(buf)])
+		if n > 0 && len(buf) == 0 && first.After(time.Now()) {
+			// The client has spoken: the rest of the peek is the usual one.
+			if err := nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+				return NeedMore, buf[:n], fmt.Errorf("transport: peek: %w", err)
+			}
+		}
 		buf = buf[:len(buf)+n]
 		if kind = Sniff(buf); kind != NeedMore {
 			break
@@ -204,3 +226,60 @@ func (c *prefixConn) CloseWrite() error {
 func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 type closeWriter interface{ CloseWrite() error }
+
+// CloseWrite ends what this side sends on c, layer by layer from the
+// outside in, each the way its peer expects: a WebSocket close frame, a
+// TLS close_notify, then the end of the TCP (or unix) stream. It unwraps
+// c through NetConn (tls.Conn, websocket.Conn, WithPrefix). tls.Conn's
+// own CloseWrite sends close_notify only and leaves the TCP stream open,
+// and closing the socket instead sends no close_notify at all, which
+// OpenSSL 3 clients report as an error (UNEXPECTED_EOF_WHILE_READING).
+func CloseWrite(c net.Conn) error {
+	var errs []error
+	for c != nil {
+		// A prefixConn only replays bytes on the read side: its CloseWrite
+		// is the next layer's, which the walk reaches anyway.
+		if _, replay := c.(*prefixConn); !replay {
+			if cw, ok := c.(closeWriter); ok {
+				if err := cw.CloseWrite(); err != nil {
+					errs = append(errs, fmt.Errorf("transport: ending %T: %w", c, err))
+				}
+			}
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	return errors.Join(errs...)
+}
+
+// Hangup ends a connection from this side without losing what was sent
+// on it: CloseWrite, then it reads and drops what the client still sends
+// until the client closes too, or linger passes, and closes the socket.
+// Closing a socket with unread bytes in it sends a reset, and a reset can
+// destroy the last answer before the client has read it. The error is
+// CloseWrite's (the client may have gone already); how the client ends
+// the drain is its own business.
+func Hangup(c net.Conn, linger time.Duration) error {
+	err := CloseWrite(c)
+	raw := c
+	for {
+		u, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = u.NetConn()
+	}
+	// The bottom socket, not c: what follows close_notify or a close
+	// frame need not parse, and is dropped unread.
+	if derr := raw.SetReadDeadline(time.Now().Add(linger)); derr == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(raw, hangupDrainLimit))
+	}
+	return errors.Join(err, raw.Close())
+}
+
+// hangupDrainLimit bounds what Hangup reads from a client that keeps
+// sending: past it, the reset is the client's doing.
+const hangupDrainLimit = 1 << 20

@@ -208,6 +208,50 @@ func TestPeek(t *testing.T) {
 	}
 }
 
+// TestPeekFrom: a client slow to say its first bytes is waited for until
+// first, then the usual peek time applies to the rest; silence still
+// ends undecided, at first.
+func TestPeekFrom(t *testing.T) {
+	tests := []struct {
+		name  string
+		delay time.Duration // before the client speaks
+		send  []string      // written one at a time, 5 ms apart (none: silent)
+		want  Kind
+	}{
+		{"slow TLS client", 600 * time.Millisecond, []string{"\x16\x03\x01"}, TLS},
+		{"slow HTTP client", 600 * time.Millisecond, strings.Split("GET / HTTP/1.1\r\n", ""), HTTP},
+		{"slow, then stalls undecided", 600 * time.Millisecond, []string{"PO"}, NeedMore},
+		{"silent", 0, nil, NeedMore},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := pair(t)
+			go func() {
+				time.Sleep(tc.delay)
+				for _, p := range tc.send {
+					c.Write([]byte(p))
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			// The usual peek time (200 ms) is shorter than the client's
+			// delay: Peek alone would give up on it.
+			start := time.Now()
+			first := start.Add(3 * time.Second)
+			kind, prefix, err := PeekFrom(s, 0, first, 200*time.Millisecond)
+			took := time.Since(start)
+			if kind != tc.want || err != nil {
+				t.Fatalf("PeekFrom = %v, %q, %v after %s; want %v", kind, prefix, err, took, tc.want)
+			}
+			if tc.send == nil && took < 3*time.Second {
+				t.Fatalf("a silent peer was given up after %s, before first", took)
+			}
+			if tc.want == NeedMore && tc.send != nil && took > 2*time.Second {
+				t.Fatalf("the rest of the peek took %s: the usual time did not apply once the client spoke", took)
+			}
+		})
+	}
+}
+
 func TestWithPrefix(t *testing.T) {
 	c, s := pair(t)
 	go func() { c.Write([]byte("rest")); c.Close() }()

@@ -69,6 +69,14 @@ func ServerTLS(o TLSOptions) (*tls.Config, error) {
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{ALPNHTTP},
+		// No TLS 1.3 NewSessionTicket after the handshake: xpra's client
+		// reads and writes its SSL socket from two threads, which OpenSSL
+		// does not allow; a ticket processed by its reader while its
+		// writer sends the hello loses the hello (a 40 s stall, "server
+		// did not disconnect us") or breaks the record layer ("internal
+		// error", records of version 0). xpra's own server sends none
+		// either (num_tickets = 0). Its clients never resume a session.
+		SessionTicketsDisabled: true,
 	}
 	if cfg.MinVersion, err = parseProtocol(o.Protocol); err != nil {
 		return nil, err
@@ -329,7 +337,8 @@ func WrapTLS(ctx context.Context, nc net.Conn, cfg *tls.Config, mode SSLMode) (t
 	if tc.ConnectionState().NegotiatedProtocol == ALPNHTTP {
 		return tc, HTTP, nil, nil
 	}
-	kind, prefix, err = Peek(tc, MaxPeek, PeekTimeout)
+	first, _ := ctx.Deadline() // the client speaks first: wait for it as long as ctx allows
+	kind, prefix, err = PeekFrom(tc, MaxPeek, first, PeekTimeout)
 	if err != nil {
 		return nil, kind, prefix, fmt.Errorf("transport: inside TLS: %w", err)
 	}

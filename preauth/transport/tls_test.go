@@ -12,10 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
 )
 
 func TestServerTLSOptions(t *testing.T) {
@@ -331,5 +333,201 @@ func TestParseSSLMode(t *testing.T) {
 	}
 	if _, err := ParseSSLMode("sometimes"); err == nil {
 		t.Error("bogus mode accepted")
+	}
+}
+
+// recorder keeps every byte read from the wrapped connection.
+type recorder struct {
+	net.Conn
+	got []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.got = append(r.got, p[:n]...)
+	return n, err
+}
+
+// lastRecordType walks TLS records and returns the content type of the last.
+func lastRecordType(t *testing.T, b []byte) byte {
+	t.Helper()
+	var typ byte
+	for len(b) > 0 {
+		if len(b) < 5 {
+			t.Fatalf("%d bytes of a record header at the end", len(b))
+		}
+		n := 5 + (int(b[3])<<8 | int(b[4]))
+		if len(b) < n {
+			t.Fatalf("record of %d bytes, %d left", n, len(b))
+		}
+		typ, b = b[0], b[n:]
+	}
+	return typ
+}
+
+// TestHangup: the client reads the answer, then each layer's end (a
+// close frame, a close_notify, the FIN); what it sends after that is
+// drained, so closing does not reset the connection.
+func TestHangup(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := ServerTLS(TLSOptions{Cert: p.certFile, Key: p.keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		tls, w bool
+	}{{"tcp", false, false}, {"ssl", true, false}, {"ws", false, true}, {"wss", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			type result struct {
+				err error
+				d   time.Duration
+			}
+			done := make(chan result, 1)
+			go func() {
+				nc, err := l.Accept()
+				if err != nil {
+					done <- result{err: err}
+					return
+				}
+				// As the front layers them: replayed bytes under TLS and over it.
+				c := WithPrefix(nc, nil)
+				if tc.tls {
+					sc := tls.Server(c, cfg)
+					if err := sc.Handshake(); err != nil {
+						done <- result{err: err}
+						return
+					}
+					c = WithPrefix(sc, []byte{})
+				}
+				if tc.w {
+					c = websocket.NewConn(c, nil, false)
+				}
+				if _, err := c.Write([]byte("answer")); err != nil {
+					done <- result{err: err}
+					return
+				}
+				start := time.Now()
+				err = Hangup(c, 5*time.Second)
+				done <- result{err, time.Since(start)}
+			}()
+			raw, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(10 * time.Second))
+			rec := &recorder{Conn: raw}
+			var c, under net.Conn = rec, rec
+			if tc.tls {
+				// TLS 1.2: a close_notify is a record of type alert (21) in
+				// the clear; 1.3 would hide it.
+				c = tls.Client(rec, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12})
+				under = c
+			}
+			if tc.w {
+				c = websocket.NewConn(c, nil, true)
+			}
+			got, err := io.ReadAll(c)
+			if err != nil || string(got) != "answer" {
+				t.Fatalf("client read %q, %v; want the answer, then a clean end", got, err)
+			}
+			if tc.w {
+				// The close frame ended the WebSocket; under it, nothing
+				// more may come but the end of TLS (or TCP).
+				if rest, err := io.ReadAll(under); err != nil || len(rest) > 0 {
+					t.Fatalf("after the close frame: %q, %v; want a clean end", rest, err)
+				}
+			}
+			if tc.tls {
+				if typ := lastRecordType(t, rec.got); typ != 21 {
+					t.Fatalf("the last record before the end is of type %d, not an alert (close_notify)", typ)
+				}
+			}
+			// Late bytes, then our end: Hangup must read them, not reset.
+			if _, err := raw.Write([]byte("late bytes the server never reads")); err != nil {
+				t.Fatal(err)
+			}
+			raw.(*net.TCPConn).CloseWrite()
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("Hangup: %v", r.err)
+			}
+			if r.d > 2*time.Second {
+				t.Errorf("Hangup took %s although the client closed at once", r.d)
+			}
+			time.Sleep(50 * time.Millisecond) // for a reset to arrive, if one was sent
+			// A reset after the FIN leaves reads at EOF but sets the
+			// socket's error (EPIPE or ECONNRESET, by TCP state).
+			if serr := socketError(t, raw); serr != 0 {
+				t.Fatalf("the client's socket got a reset (%v): the server closed with our bytes unread", serr)
+			}
+			if n, err := raw.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("after Hangup the client reads %d bytes, %v; want EOF", n, err)
+			}
+		})
+	}
+}
+
+// socketError reads (and clears) a socket's pending error, SO_ERROR.
+func socketError(t *testing.T, c net.Conn) syscall.Errno {
+	t.Helper()
+	sc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := sc.Control(func(fd uintptr) {
+		v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return syscall.Errno(v)
+}
+
+// ticketCache records the session tickets a client receives.
+type ticketCache struct{ puts int }
+
+func (c *ticketCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (c *ticketCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.puts++
+	}
+}
+
+// TestNoSessionTickets: a TLS 1.3 client gets no NewSessionTicket, the
+// post-handshake message that xpra's two-threaded clients cannot take
+// while they send their hello.
+func TestNoSessionTickets(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := ServerTLS(TLSOptions{Cert: p.certFile, Key: p.keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, s := pair(t)
+	go func() {
+		sc := tls.Server(s, cfg)
+		if sc.Handshake() == nil {
+			sc.Write([]byte("x"))
+		}
+	}()
+	cache := &ticketCache{}
+	tc := tls.Client(c, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", ClientSessionCache: cache})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	// A ticket would come before the data, and is taken in by this read.
+	if _, err := io.ReadFull(tc, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if v := tc.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Fatalf("negotiated %x, want TLS 1.3", v)
+	}
+	if cache.puts != 0 {
+		t.Fatalf("the client received %d session tickets", cache.puts)
 	}
 }

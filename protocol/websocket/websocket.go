@@ -46,8 +46,9 @@ type Conn struct {
 	hdrBuf    []byte
 	ctrl      [maxControl]byte
 
-	wmu  sync.Mutex
-	wbuf []byte // frame being written, reused: one copy per frame, no allocation
+	wmu       sync.Mutex
+	wbuf      []byte // frame being written, reused: one copy per frame, no allocation
+	closeSent bool   // a close frame went out: nothing may follow it (RFC 6455 §5.5.1)
 }
 
 // DefaultMaxFrame bounds one frame's payload: xpra never sends frames
@@ -161,11 +162,33 @@ func (c *Conn) nextFrame() error {
 	case ws.OpClose:
 		c.closed = true
 		code, _ := ws.ParseCloseFrameData(body)
-		// Echo the close; the peer may already be gone, which changes nothing.
-		_ = c.writeFrame(ws.OpClose, ws.NewCloseFrameBody(code, ""))
+		// Echo the close (unless ours went first); the peer may already
+		// be gone, which changes nothing.
+		_ = c.sendClose(code)
 	}
 	return nil
 }
+
+// CloseWrite sends a close frame (1000, normal closure) unless one has
+// gone out already, ours or the echo of the peer's. The connection under
+// it stays open: transport.CloseWrite walks on to it (NetConn).
+func (c *Conn) CloseWrite() error {
+	return c.sendClose(ws.StatusNormalClosure)
+}
+
+func (c *Conn) sendClose(code ws.StatusCode) error {
+	c.wmu.Lock()
+	if c.closeSent {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.closeSent = true
+	c.wmu.Unlock()
+	return c.writeFrame(ws.OpClose, ws.NewCloseFrameBody(code, ""))
+}
+
+// NetConn returns the connection the frames travel on.
+func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Write sends p as one binary frame.
 func (c *Conn) Write(p []byte) (int, error) {

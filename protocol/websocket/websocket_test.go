@@ -183,3 +183,36 @@ func FuzzRead(f *testing.F) {
 		})
 	})
 }
+
+// CloseWrite sends one close frame (1000): not a second one, and none
+// after the echo of the peer's close, which already ended our side.
+func TestCloseWrite(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte // read before CloseWrite
+		want []byte // all we write
+	}{
+		{"ours", nil, frame(ws.OpClose, true, "\x03\xe8", false)},
+		{"after the peer's", frame(ws.OpClose, true, "\x03\xe9", true), frame(ws.OpClose, true, "\x03\xe9", false)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := &fakeConn{Reader: bytes.NewReader(tc.in)}
+			c := NewConn(fc, nil, false)
+			if _, err := io.ReadAll(c); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if err := c.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(fc.out.Bytes(), tc.want) {
+				t.Fatalf("wrote % x, want % x", fc.out.Bytes(), tc.want)
+			}
+			if c.NetConn() != net.Conn(fc) {
+				t.Fatal("NetConn is not the connection under the frames")
+			}
+		})
+	}
+}
