@@ -26,7 +26,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
 )
 
@@ -44,10 +43,6 @@ func run() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("stage", "control", "pid", os.Getpid())
 	fds, err := child.Control.Take()
 	if err != nil {
-		log.Error("start-up", "err", err)
-		return 1
-	}
-	if _, err := memlimit.Apply(*child.Control.Memory); err != nil { // before any request
 		log.Error("start-up", "err", err)
 		return 1
 	}

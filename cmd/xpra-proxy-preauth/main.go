@@ -36,7 +36,6 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/preauth"
 	"github.com/xpra-proxy/xpra-proxy/preauth/transport"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
@@ -68,10 +67,6 @@ func run() int {
 	}
 	fds, err := child.Preauth.Take(optional...)
 	if err != nil {
-		log.Error("start-up", "err", err)
-		return 1
-	}
-	if _, err := memlimit.Apply(*child.Preauth.Memory); err != nil { // before any client byte
 		log.Error("start-up", "err", err)
 		return 1
 	}
