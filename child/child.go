@@ -90,8 +90,8 @@ var (
 		Env: plainEnv, Runs: AsPreauthUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
 		Sandbox: "preauth", Memory: &memlimit.Preauth,
 	}
-	// Control is xpra-proxy-worker --control: the supervisor's :proxy
-	// socket, bound by root and served unprivileged.
+	// Control is xpra-proxy-control: the supervisor's :proxy socket,
+	// bound by root and served unprivileged under a uid of its own.
 	Control = Spec{
 		Kind: "control", Mode: []string{"--control"},
 		Fds: []string{"control", "ipc"},
@@ -208,8 +208,9 @@ func (s *Spec) Command(l Launch) (*exec.Cmd, error) {
 // Take is the child's first call in main: it takes the descriptors of
 // the contract (every one of Fds, and of Optional those listed in with,
 // which the child knows from its arguments) after checking no other is
-// open, then, unless it runs as root, sets no_new_privs and refuses to
-// go on as root. The child must not touch a descriptor before it returns.
+// open, then, unless it runs as root, sets no_new_privs, refuses to go
+// on as root and applies its memory ceiling (Memory). The child must not
+// touch a descriptor before it returns.
 func (s *Spec) Take(with ...string) (map[string]*os.File, error) {
 	for _, name := range with {
 		if !slices.Contains(s.Optional, name) {
@@ -220,7 +221,20 @@ func (s *Spec) Take(with ...string) (map[string]*os.File, error) {
 	if s.Runs == AsRoot {
 		return namedfd.Take(want...)
 	}
-	return namedfd.TakeUnprivileged(want...)
+	fds, err := namedfd.TakeUnprivileged(want...)
+	if err != nil {
+		return nil, err
+	}
+	if s.Memory != nil {
+		// Before the child reads a byte of anyone's: its ceiling.
+		if _, err := memlimit.Apply(*s.Memory); err != nil {
+			for _, f := range fds {
+				f.Close()
+			}
+			return nil, fmt.Errorf("child %s: %w", s.Kind, err)
+		}
+	}
+	return fds, nil
 }
 
 // Started says whether the process was exec'd with named descriptors,

@@ -65,22 +65,32 @@ func Listen(path string, owner int) (net.Listener, error) {
 	if err := unix.Fchmod(fd, 0o600); err != nil {
 		return nil, fmt.Errorf("control socket %s: fchmod: %w", path, err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+	// Bound under a name no xpra tool takes for a display, and renamed
+	// into place once listening: under its real name the socket always
+	// accepts, so `xpra list` (or another relay's sweep) never finds it
+	// refusing, which they take for a dead socket and delete.
+	tmp := filepath.Join(filepath.Dir(path), ".binding-"+filepath.Base(path))
+	_ = os.Remove(tmp) // ours by name (our pid): left by a worker that died here
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: tmp}); err != nil {
 		return nil, fmt.Errorf("control socket %s: bind: %w", path, err)
 	}
 	var st unix.Stat_t
-	ok := false
+	placed, ok := false, false
 	defer func() {
 		if !ok {
-			_ = os.Remove(path)
+			if placed {
+				_ = os.Remove(path)
+			} else {
+				_ = os.Remove(tmp)
+			}
 		}
 	}()
 	// A umask like 0277 would have left 0400, which the owner cannot connect
 	// to; chmod only ever restores up to 0600.
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if err := unix.Lstat(path, &st); err != nil {
+	if err := unix.Lstat(tmp, &st); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Mode&0o7777 != 0o600 {
@@ -92,6 +102,10 @@ func Listen(path string, owner int) (net.Listener, error) {
 	if err := unix.Listen(fd, backlog); err != nil {
 		return nil, fmt.Errorf("control socket %s: listen: %w", path, err)
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	placed = true
 	l, err := net.FileListener(f)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
@@ -138,6 +152,10 @@ type listener struct {
 	path     string
 	dev, ino uint64
 }
+
+// Addr is the socket's path (the kernel still knows it by the name it
+// was bound under).
+func (l *listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 func (l *listener) Close() error {
 	err := l.Listener.Close()

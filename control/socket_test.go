@@ -181,3 +181,30 @@ func TestNotASession(t *testing.T) {
 		t.Errorf("sockdir.List found %v, %v; want no session", sessions, err)
 	}
 }
+
+// TestListenAtomic: the socket appears under its name already listening
+// (bound under another name first), and nothing else stays behind.
+func TestListenAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "h-proxy-1")
+	l, err := Listen(path, os.Getuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Addr().String() != path {
+		t.Errorf("Addr %q, want %q", l.Addr(), path)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "h-proxy-1" {
+		t.Errorf("directory holds %v, want only the socket", entries)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	l.Close()
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("after Close the directory holds %v", entries)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +18,11 @@ import (
 )
 
 // listConns runs the real `xpra-proxy list --json` as root.
-func listConns(t *testing.T) []connlist.Conn {
+func listConns(t *testing.T, p *proxylab.Proxy) []connlist.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(proxylab.Build(t), "xpra-proxy"), "list", "--json").Output()
+	out, err := exec.CommandContext(ctx, filepath.Join(proxylab.Build(t), "xpra-proxy"), "list", "--json", "--run-dir="+p.RunDir).Output()
 	if err != nil {
 		t.Fatalf("xpra-proxy list --json: %v\n%s", err, out)
 	}
@@ -56,7 +57,7 @@ func TestControl(t *testing.T) {
 	creds := srv.User.Username + ":secret"
 
 	before := map[int]bool{}
-	for _, c := range listConns(t) {
+	for _, c := range listConns(t, p) {
 		before[c.Pid] = true
 	}
 	first := startAttach(t, p.URL(creds, servers[0].Display))
@@ -68,8 +69,14 @@ func TestControl(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for len(mine) < 2 && time.Now().Before(deadline) {
 		mine = mine[:0]
-		for _, c := range listConns(t) {
-			if !before[c.Pid] && c.Control != "" && c.ToClient > 0 {
+		for _, c := range listConns(t, p) {
+			// Only relays to this test's sessions: xpra-proxy list shows
+			// every relay on the machine, other tests' included.
+			own := false
+			for _, s := range servers {
+				own = own || strings.HasSuffix(c.Target, "-"+strings.TrimPrefix(s.Display, ":"))
+			}
+			if own && !before[c.Pid] && c.Control != "" && c.ToClient > 0 {
 				mine = append(mine, c)
 			}
 		}
@@ -105,12 +112,12 @@ func TestControl(t *testing.T) {
 	// clients was told; the other keeps drawing.
 	deadline = time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, ok := byPid(listConns(t), victim.Pid); !ok {
+		if _, ok := byPid(listConns(t, p), victim.Pid); !ok {
 			break
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	conns := listConns(t)
+	conns := listConns(t, p)
 	if _, ok := byPid(conns, victim.Pid); ok {
 		t.Fatalf("worker %d still running after xpra stop", victim.Pid)
 	}
@@ -119,7 +126,7 @@ func TestControl(t *testing.T) {
 		t.Fatalf("the other connection (worker %d) ended too", survivor.Pid)
 	}
 	time.Sleep(3 * time.Second)
-	s2, ok := byPid(listConns(t), survivor.Pid)
+	s2, ok := byPid(listConns(t, p), survivor.Pid)
 	if !ok || s2.ToClient <= s1.ToClient {
 		t.Fatalf("the other connection stopped drawing: %d then %d bytes to its client (still there: %v)", s1.ToClient, s2.ToClient, ok)
 	}
@@ -154,4 +161,29 @@ func TestSupervisorControl(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the supervisor still runs after xpra stop:\n%s", out)
 	}
+}
+
+// TestListIgnoresImpostors: a user's process that calls itself a relay
+// worker, with any source it likes, is not listed: the list is the
+// supervisor's own registry, not what /proc says.
+func TestListIgnoresImpostors(t *testing.T) {
+	testenv.Root(t)
+	perl := testenv.Command(t, "perl")
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret")
+	cmd := exec.Command("/bin/bash", "-c", `exec -a "$0" "$1" -e 'sleep 60' -- --relay --peer=203.0.113.66:666 --listener=tcp --transport=ssl`,
+		filepath.Join(proxylab.Build(t), "xpra-proxy-worker"), perl)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testenv.Nobody, Gid: testenv.Nobody, Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(200 * time.Millisecond) // exec'd under its false name
+	t0 := time.Now()
+	conns := listConns(t, p)
+	for _, c := range conns {
+		if c.Pid == cmd.Process.Pid || strings.Contains(c.Source, "203.0.113.66") {
+			t.Fatalf("the impostor is listed: %+v", c)
+		}
+	}
+	t.Logf("xpra-proxy list took %s with an impostor running", time.Since(t0).Round(time.Millisecond))
 }

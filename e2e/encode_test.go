@@ -306,11 +306,11 @@ func encodeStats(t *testing.T, controlPath string) (relayStats, bool) {
 
 // relayFor waits for the relay worker serving display (other than the
 // ones whose control sockets are in not) and returns its control socket.
-func relayFor(t *testing.T, display string, not ...string) string {
+func relayFor(t *testing.T, p *proxylab.Proxy, display string, not ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, c := range listConns(t) {
+		for _, c := range listConns(t, p) {
 			if c.Control != "" && strings.HasSuffix(c.Target, "-"+strings.TrimPrefix(display, ":")) && !slices.Contains(not, c.Control) {
 				return c.Control
 			}
@@ -365,7 +365,7 @@ func TestEncode(t *testing.T) {
 	// 1. Through the proxy, with the client's lossless refresh off: what
 	// it shows at the end is the pool's last H.264 frame.
 	lossy := attachX(t, url, "--auto-refresh-delay=0")
-	control := relayFor(t, srv.Display)
+	control := relayFor(t, p, srv.Display)
 	waitStats(t, control, 60*time.Second, "H.264 frames while the window animates", func(s relayStats) bool { return s.frames >= 50 })
 	srv.freeze(t)
 	time.Sleep(2 * time.Second)
@@ -390,7 +390,7 @@ func TestEncode(t *testing.T) {
 	// 3. Through the proxy with the client's defaults: after the last
 	// video frame comes the lossless refresh.
 	refreshed := attachX(t, url)
-	control = relayFor(t, srv.Display, control)
+	control = relayFor(t, p, srv.Display, control)
 	waitStats(t, control, 30*time.Second, "video frame then refresh of the still window", func(s relayStats) bool {
 		return s.frames >= 1 && s.refreshes >= 1
 	})
@@ -428,7 +428,7 @@ func TestEncodeShared(t *testing.T) {
 	var controls []string
 	for _, s := range sessions {
 		clients = append(clients, attachX(t, p.URL(s.User.Username+":secret", s.Display)))
-		controls = append(controls, relayFor(t, s.Display))
+		controls = append(controls, relayFor(t, p, s.Display))
 	}
 	read := func() []relayStats {
 		var out []relayStats

@@ -205,7 +205,7 @@ func TestIsolation(t *testing.T) {
 		if !strings.Contains(string(out), fmt.Sprintf("proxy.pid=%d", tg.relay)) {
 			t.Fatalf("xpra info :proxy-%d as %s:\n%s", tg.relay, srv.User.Username, out)
 		}
-		c, ok := byPid(listConns(t), tg.relay)
+		c, ok := byPid(listConns(t, p), tg.relay)
 		if !ok || c.User != srv.User.Username || c.Error != "" {
 			t.Fatalf("xpra-proxy list: %+v (found %v)", c, ok)
 		}
@@ -229,6 +229,7 @@ func TestIsolation(t *testing.T) {
 			if !want.MatchString(p.Logs()) {
 				t.Fatalf("the supervisor did not log the SIGSYS death of %d (%s)", k.pid, want)
 			}
+			t.Logf("supervisor: %s", want.FindString(p.Logs()))
 		})
 	}
 }

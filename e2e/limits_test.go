@@ -384,6 +384,9 @@ func TestStartupCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// One byte of a header: TCP_DEFER_ACCEPT keeps a connection that
+		// sent nothing from the supervisor (TestIdleConnections).
+		c.Write([]byte{'P'})
 		conns = append(conns, c)
 	}
 	// The proxy closes what it refuses: read until 32 or more are closed.

@@ -163,13 +163,15 @@ func TestProxy(t *testing.T) {
 		}
 	})
 	t.Run("pre-auth confinement", func(t *testing.T) {
-		// A client that connects and says nothing keeps its pre-auth
-		// process waiting: look at it.
+		// A client that connects and sends one byte of a header keeps its
+		// pre-auth process waiting: look at it. (One that sends nothing is
+		// kept from the supervisor by TCP_DEFER_ACCEPT.)
 		c, err := net.Dial("tcp", p.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		c.Write([]byte{'P'})
 		// The one holding it got it from the spare started ahead, and
 		// spares wait for the next connections: all must be confined.
 		out, _ := exec.Command("id", "-u", proxylab.PreauthUser).Output()

@@ -168,7 +168,8 @@ func TestOnePort(t *testing.T) {
 	}
 	for _, scheme := range []string{"ssl", "wss"} {
 		t.Run("xpra attach over "+scheme, func(t *testing.T) {
-			attach(t, fmt.Sprintf("%s://%s@%s/", scheme, creds, p.Addr()), noVerify)
+			// The display named: other sessions of the test user may be up.
+			attach(t, fmt.Sprintf("%s://%s@%s/%s", scheme, creds, p.Addr(), strings.TrimPrefix(srv.Display, ":")), noVerify)
 		})
 	}
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{

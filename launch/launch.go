@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +34,9 @@ type Launch struct {
 	// no other local user can stand in for it and see the pixels.
 	EncoderSocket string `json:"encoder_socket,omitempty"`
 	EncoderUID    int    `json:"encoder_uid,omitempty"`
+	// ServerHelloTimeout bounds connecting to the session and its hello
+	// (server-hello-timeout); zero: the relay's default.
+	ServerHelloTimeout time.Duration `json:"server_hello_timeout,omitempty"`
 }
 
 // Write stores l in a new sealed-size memfd ready to pass to a child.

@@ -177,6 +177,7 @@ func TestUnitDesign(t *testing.T) {
 		{"xpra-proxy.socket", "Socket.ListenStream", "14500", "xpra's proxy port"},
 		{"xpra-proxy.socket", "Socket.FileDescriptorName", "tcp", "the supervisor picks tcp-auth by this name"},
 		{"xpra-proxy.socket", "Socket.Accept", "no", "one supervisor accepts every connection"},
+		{"xpra-proxy.socket", "Socket.DeferAcceptSec", "10s", "an idle connection must get no pre-auth process (first-packet-timeout)"},
 		{"xpra-proxy-unix.socket", "Socket.ListenStream", "/run/xpra-proxy/socket", "the documented local socket"},
 		{"xpra-proxy-unix.socket", "Socket.FileDescriptorName", "unix", "the supervisor picks auth (unix) by this name"},
 		{"xpra-proxy-unix.socket", "Socket.SocketMode", "0666", "any local user may connect; auth decides"},
@@ -579,7 +580,7 @@ func startsHere(t *testing.T, prog string) {
 // (debian/rules, the spec), so no relay maps libc (BENCHMARKS.md, issue 3).
 func withoutLibc(t *testing.T, dir string) {
 	t.Helper()
-	for _, prog := range []string{"xpra-proxy-worker", "xpra-proxy-preauth"} {
+	for _, prog := range []string{"xpra-proxy-worker", "xpra-proxy-preauth", "xpra-proxy-control"} {
 		f, err := elf.Open(filepath.Join(dir, prog))
 		if err != nil {
 			t.Fatal(err)

@@ -30,6 +30,10 @@ type Options struct {
 	Peer         string
 	PacketLimit  int           // largest packet accepted before authentication
 	LoginTimeout time.Duration // hello and challenge answer, in total
+	// FirstPacketTimeout bounds the wait for the first bytes and for the
+	// hello, from the hand-over (Serve sets FirstPacketDeadline from it).
+	FirstPacketTimeout  time.Duration
+	FirstPacketDeadline time.Time
 	// Deadline, when set, ends the login instead of LoginTimeout from
 	// its start: the time the front spent (waiting for a slow client's
 	// first bytes, the TLS handshake) counts too.
@@ -65,11 +69,14 @@ func Login(nc net.Conn, sup *ipc.Conn, o Options) (stream *os.File, handedOver b
 }
 
 func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
-	deadline := o.Deadline
-	if deadline.IsZero() {
-		deadline = time.Now().Add(o.LoginTimeout)
+	loginDeadline := o.Deadline
+	if loginDeadline.IsZero() {
+		loginDeadline = time.Now().Add(o.LoginTimeout)
 	}
-	_ = nc.SetDeadline(deadline)
+	_ = nc.SetDeadline(loginDeadline)
+	if fp := o.FirstPacketDeadline; !fp.IsZero() && fp.Before(loginDeadline) {
+		_ = nc.SetReadDeadline(fp)
+	}
 	c := conn.New(nc)
 	c.SetPacketLimit(o.PacketLimit) // wire size, decompressed size, decoding budget
 	refuse := func(reason string, details ...string) error {
@@ -94,6 +101,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 		// Garbage gets a clear reason where the stream still allows one.
 		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "invalid packet: expected a hello"))
 	}
+	_ = nc.SetReadDeadline(loginDeadline)
 	h := caps.ParseHello(hello)
 	if err := c.ApplyPeerHello(h, int(h.CompressionLevel)); err != nil {
 		return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, "failed to negotiate a packet encoder"))

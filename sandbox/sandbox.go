@@ -17,7 +17,7 @@
 //
 // Apply is called after the process has taken its named descriptors and
 // read its start-up documents, before the first untrusted byte. It needs
-// no_new_privs (namedfd.TakeUnprivileged sets it) and must run in a
+// no_new_privs (child.Spec.Take sets it) and must run in a
 // program built without cgo: Landlock before ABI 8 is applied to every
 // thread with syscall.AllThreadsSyscall, which cgo programs cannot use.
 package sandbox
@@ -122,20 +122,6 @@ func Apply(k Kind, o Options) (Report, error) {
 		o.Log.Info("sandbox applied", args...)
 	}
 	return r, nil
-}
-
-// NonDumpable is the part of the sandbox a relay takes: it runs as the
-// session's user, whose other processes (a browser, anything the user
-// runs) could otherwise read its memory or take its descriptors. It keeps
-// the user's own tools working: `xpra info :proxy-PID` speaks to its
-// control socket, and `xpra-proxy list` runs as root and reads the uid
-// from /proc/PID/status (a non-dumpable process's /proc/PID is owned by
-// root).
-func NonDumpable() error {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("sandbox: PR_SET_DUMPABLE: %w", err)
-	}
-	return nil
 }
 
 // landlockConfig is the newest ABI this package has a rule set for. V10

@@ -30,6 +30,8 @@ type Config struct {
 	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
 	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
 	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
+	FirstPacketTimeout Duration `toml:"first-packet-timeout"` // a new connection's first bytes and its hello
+	ServerHelloTimeout Duration `toml:"server-hello-timeout"` // the relay's wait to connect to the session and for its hello
 
 	// sshd's limits on unauthenticated work (package supervisor/limits).
 	MaxStartups            limits.Startups     `toml:"max-startups"`              // start:rate:full, as sshd's MaxStartups
@@ -44,6 +46,7 @@ type Config struct {
 	PerUIDMaxStartups      int                 `toml:"per-uid-max-startups"`      // unauthenticated unix-socket connections per local uid; 0: no limit
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
+	RunDir        string `toml:"run-dir"`        // root-only state: the registry of relays (xpra-proxy list)
 
 	// AuthFileOwner may own auth files and databases besides root (sshd's
 	// StrictModes allows the user itself; here: an admin account).
@@ -81,9 +84,12 @@ func Defaults() Config {
 	lim := limits.Defaults()
 	return Config{
 		PreauthUser:        "xpra-proxy",
+		RunDir:             "/run/xpra-proxy",
 		ControlUser:        "xpra-proxy-control",
 		EncoderUser:        "xpra-proxy-encode",
 		LoginTimeout:       Duration{120 * time.Second},
+		FirstPacketTimeout: Duration{10 * time.Second},
+		ServerHelloTimeout: Duration{30 * time.Second},
 		PreauthPacketLimit: 1 << 20,
 
 		// full 200: the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
@@ -150,8 +156,11 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
 	registerLimitFlags(fs, &cli)
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello, and TCP_DEFER_ACCEPT on bind-tcp ports (default 10s; 0: off)")
+	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
+	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
 	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
@@ -195,7 +204,7 @@ func merge(c *Config, cli Config) {
 	}
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.ControlUser, &cli.ControlUser}, {&c.Worker, &cli.Worker},
-		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner},
+		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner}, {&c.RunDir, &cli.RunDir},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src
@@ -204,9 +213,16 @@ func merge(c *Config, cli Config) {
 	if cli.LoginTimeout.Duration > 0 {
 		c.LoginTimeout = cli.LoginTimeout
 	}
+	if cli.ServerHelloTimeout.Duration > 0 {
+		c.ServerHelloTimeout = cli.ServerHelloTimeout
+	}
 }
 
 func (c *Config) check() error {
+	if c.FirstPacketTimeout.Duration > c.LoginTimeout.Duration {
+		// The first packet is part of the login: never longer.
+		c.FirstPacketTimeout = c.LoginTimeout
+	}
 	if err := c.Limits().Check(); err != nil {
 		return err
 	}
@@ -284,6 +300,8 @@ func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
 			c.PerSourceBurst = cli.PerSourceBurst
 		case "per-uid-max-startups":
 			c.PerUIDMaxStartups = cli.PerUIDMaxStartups
+		case "first-packet-timeout": // 0 means off
+			c.FirstPacketTimeout = cli.FirstPacketTimeout
 		}
 	})
 }

@@ -18,6 +18,7 @@ func TestShippedConfig(t *testing.T) {
 	}
 	d := Defaults()
 	if c.PreauthUser != d.PreauthUser || c.Limits() != d.Limits() || c.LoginTimeout != d.LoginTimeout ||
+		c.FirstPacketTimeout != d.FirstPacketTimeout || c.ServerHelloTimeout != d.ServerHelloTimeout ||
 		c.PreauthPacketLimit != d.PreauthPacketLimit || len(c.BindTCP) != 0 {
 		t.Fatalf("shipped config %+v differs from the defaults %+v", c, d)
 	}
@@ -39,6 +40,12 @@ func TestConfig(t *testing.T) {
 			func(c Config) bool {
 				return len(c.BindTCP) == 2 && c.TCPAuth[0] == "none" && c.LoginTimeout.Duration == 5*time.Second
 			}, ""},
+		{"first-packet-timeout off", "", []string{"--first-packet-timeout=0s", "--server-hello-timeout=3s"},
+			func(c Config) bool {
+				return c.FirstPacketTimeout.Duration == 0 && c.ServerHelloTimeout.Duration == 3*time.Second
+			}, ""},
+		{"first-packet-timeout within login-timeout", "", []string{"--login-timeout=5s"},
+			func(c Config) bool { return c.FirstPacketTimeout.Duration == 5*time.Second }, ""},
 		{"file", `bind-tcp = ["0.0.0.0:14500"]` + "\n" + `tcp-auth = ["sqlite,filename=/x.sdb"]` + "\nmax-startups = \"7\"\n", nil,
 			func(c Config) bool {
 				return c.BindTCP[0] == "0.0.0.0:14500" && c.MaxStartups == limits.Startups{Start: 7, Rate: 100, Full: 7}

@@ -130,7 +130,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 		return err
 	}
 	defer sup.Close()
-	cmd, err := child.Control.Command(child.Launch{Path: s.cfg.Worker, Cred: s.control,
+	cmd, err := child.Control.Command(child.Launch{Path: s.controlProgram(), Cred: s.control,
 		Fds: map[string]*os.File{"control": listener, "ipc": childEnd}})
 	if err != nil {
 		childEnd.Close()

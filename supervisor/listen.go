@@ -1,12 +1,16 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
 )
 
 // Listener is a listening socket and the type that selects its auth
@@ -33,8 +37,9 @@ func Listen(c Config) ([]Listener, error) {
 			out = append(out, Listener{Listener: l, Type: listenerType(name, l)})
 		}
 	}
+	lc := net.ListenConfig{Control: deferAccept(c.FirstPacketTimeout.Duration)}
 	for _, addr := range c.BindTCP {
-		l, err := net.Listen("tcp", addr)
+		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			closeAll(out)
 			return nil, fmt.Errorf("bind-tcp %s: %w", addr, err)
@@ -62,6 +67,32 @@ func Listen(c Config) ([]Listener, error) {
 		return nil, fmt.Errorf("nothing to listen on: give --bind-tcp or --bind-unix, or start through xpra-proxy.socket")
 	}
 	return out, nil
+}
+
+// deferAccept sets TCP_DEFER_ACCEPT on a TCP listener: the kernel
+// completes the accept only once the client has sent data, so a
+// connection that sends nothing gets no pre-auth process. Linux turns the
+// seconds into SYN-ACK retransmissions (1+2+4+8 s: 10 s waits about 15 s)
+// and then accepts the connection anyway, without data, on the client's
+// next ACK: the pre-auth stage's first-packet timeout ends those.
+// systemd's sockets get it from DeferAcceptSec= in xpra-proxy.socket.
+func deferAccept(d time.Duration) func(network, address string, rc syscall.RawConn) error {
+	secs := int(d / time.Second)
+	return func(_, _ string, rc syscall.RawConn) error {
+		if secs <= 0 {
+			return nil
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("TCP_DEFER_ACCEPT: %w", serr)
+		}
+		return nil
+	}
 }
 
 func listenerType(name string, l net.Listener) string {

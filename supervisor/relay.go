@@ -16,6 +16,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
 
 // startRelay execs the relay worker as the session's owner: its uid, gid
@@ -48,6 +49,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
 		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
 		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
+		ServerHelloTimeout: s.cfg.ServerHelloTimeout.Duration,
 	}
 	if s.cfg.EncoderSocket != "" {
 		// Looked up per relay: the encoder's user may be created after us.
@@ -98,8 +100,15 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)
+	rec := connlist.Record{Pid: pid, UID: sess.UID, User: u.Username, Source: x.peer, Listener: x.typ, Transport: x.transport}
+	if rec.StartTicks, err = connlist.StartTicks(pid); err != nil {
+		s.log.Warn("relay start time", "worker", pid, "err", err)
+		err = nil // it runs: the registry just cannot tell it from a later pid
+	}
+	s.registry.add(rec)
 	go func() {
 		err := child.Wait(cmd) // no thread held for the relay's life
+		s.registry.remove(pid)
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)
@@ -134,6 +143,13 @@ func (c *relayCount) take(uid int, name string) error {
 	}
 	c.n[uid]++
 	return nil
+}
+
+// force counts a relay that exists already, over the limit or not.
+func (c *relayCount) force(uid int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[uid]++
 }
 
 func (c *relayCount) release(uid int) {

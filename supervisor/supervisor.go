@@ -39,6 +39,7 @@ type Supervisor struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
+	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
 	preauth    *syscall.Credential
 	control    *syscall.Credential // the control process's: its own user, else preauth's
 	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
@@ -118,7 +119,13 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if _, err := os.Stat(cfg.Worker); err != nil {
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
+	if _, err := os.Stat(s.controlProgram()); err != nil && cfg.ControlSocket != "off" {
+		return nil, fmt.Errorf("control program: %w", err)
+	}
 	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
+		return nil, err
+	}
+	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -715,6 +722,12 @@ func (s *Supervisor) reportStatus(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// controlProgram is xpra-proxy-control, installed beside the worker: a
+// binary of its own, so relays do not carry the sandbox's code.
+func (s *Supervisor) controlProgram() string {
+	return filepath.Join(filepath.Dir(s.cfg.Worker), "xpra-proxy-control")
 }
 
 // preauthProgram is xpra-proxy-preauth, installed beside the worker: a

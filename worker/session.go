@@ -40,9 +40,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
-// connectTimeout bounds connecting to the target and its hello.
-const connectTimeout = 30 * time.Second
-
 // readWriter reads what the pre-auth stage read ahead, then the socket;
 // it writes to the socket directly (conn.Splitter), keeping writev.
 type readWriter struct {
@@ -66,12 +63,14 @@ type Session struct {
 	StartMode string
 
 	client *conn.Conn
+	nc     net.Conn // the client's socket, under client
 	hello  caps.Hello
 }
 
 // Run serves the client: a request the proxy answers itself, or a relay
 // to the chosen session until either side leaves.
 func (s *Session) Run(ctx context.Context, nc net.Conn) error {
+	s.nc = nc
 	// Bytes the pre-auth stage read past the hello come first.
 	s.client = conn.New(readWriter{io.MultiReader(bytes.NewReader(s.State.Leftover), nc), nc})
 	s.hello = caps.ParseHello(s.State.Hello)
@@ -117,14 +116,43 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	s.Log = s.Log.With("display", display)
 	server, dest, err := s.connect(ctx, display)
 	if err != nil {
-		s.Log.Warn("connecting to the session", "err", err)
-		return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
+		return s.serverFailed(dest, stageConnect, err)
 	}
 	return s.relay(ctx, nc, server, dest)
 }
 
+// serverFailed tells the client and the log, in the same words, why the
+// session's server could not be used.
+// A remote target's address is the admin's business: the client reads
+// "the session", the log has the address too.
+func (s *Session) serverFailed(t xpraurl.Target, stage string, err error) error {
+	name := "the session"
+	if (t.Scheme == "" || t.Scheme == "socket") && t.Display != "" {
+		name = t.Display
+	}
+	reason, detail := serverFailure(name, stage, s.helloTimeout(), err)
+	s.Log.Warn("server failed", "reason", reason, "detail", detail, "server", t.String(), "err", err)
+	return s.refuse(reason, detail)
+}
+
+// helloTimeout bounds connecting to the session, and then its hello.
+func (s *Session) helloTimeout() time.Duration {
+	if s.Launch.ServerHelloTimeout > 0 {
+		return s.Launch.ServerHelloTimeout
+	}
+	return defaultServerHelloTimeout
+}
+
 func (s *Session) refuse(reason string, details ...string) error {
-	_ = s.client.WritePacket(packet.NewDisconnect(reason, details...))
+	// The handshake's deadline may be what just expired: the refusal
+	// gets time of its own, and the client a moment to read it and hang
+	// up first (a close with its bytes unread would reset the connection
+	// and could destroy the refusal).
+	_ = s.nc.SetDeadline(time.Time{})
+	_ = s.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := s.client.WritePacket(packet.NewDisconnect(reason, details...)); err == nil {
+		awaitHangup(s.nc, time.Second)
+	}
 	return fmt.Errorf("refused: %s %v", reason, details)
 }
 
@@ -170,7 +198,7 @@ func (s *Session) connect(ctx context.Context, display string) (net.Conn, xpraur
 	if err != nil {
 		return nil, t, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.helloTimeout())
 	defer cancel()
 	if t.Scheme == "" {
 		path, err := sockdir.Find(s.user().SocketDirs(), sockdir.Hostname(), t.Display)
@@ -191,8 +219,9 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	defer snc.Close()
 	// Both sides get the handshake's time: a client asked to answer the
 	// server's own challenge must not hold the worker forever.
-	_ = snc.SetDeadline(time.Now().Add(connectTimeout))
-	_ = cnc.SetDeadline(time.Now().Add(connectTimeout))
+	s.Log.Info("waiting for the server's hello", "server", t.String(), "timeout", s.helloTimeout())
+	_ = snc.SetDeadline(time.Now().Add(s.helloTimeout()))
+	_ = cnc.SetDeadline(time.Now().Add(s.helloTimeout()))
 	sc := conn.New(snc)
 	// A rencodeplus client's server is 4.3+: its first packet must be
 	// rencodeplus too (6.x decodes nothing else, and 4.x reads nested
@@ -219,17 +248,17 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	}
 	hello := s.State.Hello
 	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
-		return fmt.Errorf("sending hello to the server: %w", err)
+		return s.serverFailed(t, stageHello, err)
 	}
 	for {
 		p, err := sc.ReadPacket()
 		if err != nil {
 			var de *conn.DisconnectError
 			if errors.As(err, &de) {
+				s.Log.Warn("the server refused the connection", "reason", de.Reason, "detail", strings.Join(de.Details, ", "))
 				return s.refuse(de.Reason, de.Details...)
 			}
-			s.Log.Warn("server hello", "err", err)
-			return s.refuse(packet.ReasonSessionNotFound, "failed to connect to display")
+			return s.serverFailed(t, stageHello, err)
 		}
 		switch p[0] {
 		case packet.Challenge:
@@ -304,13 +333,16 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if cx.Transport == "" {
 				cx.Transport = s.Launch.Listener
 			}
-			cctx, stopControl := context.WithCancel(ctx)
-			defer stopControl()
-			go proxyctl.Serve(cctx, s.user().SocketDirs(), s.Launch.UID, cx.Info, func(reason string) {
-				// Only signal: the control server waits for this to return.
-				s.Log.Info("stopped through the control socket", "reason", reason)
-				go r.Stop(nil, "server shutdown", true)
-			}, s.Log)
+			// The control socket is bound here, not in its goroutine, and
+			// removed before Run returns on every path, since the worker
+			// leaves through os.Exit, which runs no other goroutine's
+			// clean-up (a third of the sockets stayed behind in a soak).
+			if l, err := proxyctl.Listen(s.user().SocketDirs(), s.Launch.UID, s.Log); err != nil {
+				s.Log.Warn("no control socket", "err", err)
+			} else {
+				s.Log.Info("control socket", "path", l.Addr().String())
+				defer s.serveControl(ctx, l, cx, r)()
+			}
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
 			// before settling in for a long relay (one worker per connection,
@@ -324,6 +356,37 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 		}
 	}
 }
+
+// serveControl serves the connection's control socket in the background
+// and returns what stops it: it closes the listener (removing the file)
+// and waits, within a bound, for the server to let its clients go.
+func (s *Session) serveControl(ctx context.Context, l net.Listener, cx *proxyctl.Connection, r *relay.Relay) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		proxyctl.Serve(ctx, l, s.Launch.UID, cx.Info, func(reason string) {
+			// Only signal: the control server waits for this to return.
+			s.Log.Info("stopped through the control socket", "reason", reason)
+			go r.Stop(nil, "server shutdown", true)
+		}, s.Log)
+	}()
+	return func() {
+		cancel()
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.Log.Warn("closing the control socket", "err", err)
+		}
+		select {
+		case <-done:
+		case <-time.After(controlGrace):
+			s.Log.Warn("control socket server still busy at exit", "waited", controlGrace)
+		}
+	}
+}
+
+// controlGrace bounds the wait for the control server at exit: its own
+// grace for open control connections (control.CloseGrace) and a margin.
+const controlGrace = 2 * time.Second
 
 // answerChallenge answers a real server's challenge with the target's
 // password, refusing insecure salt digests as the reference does.

@@ -30,7 +30,7 @@ func TestRelayHandshakeBadServerHello(t *testing.T) {
 			defer sv.Close()
 			hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
 			s := &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			s.client = conn.New(cw)
+			s.client, s.nc = conn.New(cw), cw
 			s.hello = caps.ParseHello(hello)
 			done := make(chan error, 1)
 			go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()

@@ -36,7 +36,6 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
-	"github.com/xpra-proxy/xpra-proxy/memlimit"
 	"github.com/xpra-proxy/xpra-proxy/preauth"
 	"github.com/xpra-proxy/xpra-proxy/preauth/transport"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
@@ -55,6 +54,7 @@ func run() int {
 	listener := flag.String("listener", "tcp", "listener type the client comes in on")
 	packetLimit := flag.Int("packet-limit", 1<<20, "largest packet before authentication")
 	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
+	firstPacket := flag.Duration("first-packet-timeout", 10*time.Second, "time for the first bytes and the hello (0: login-timeout only)")
 	flag.Parse()
 	if !*preauthMode {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-preauth is started by xpra-proxy (--preauth)")
@@ -67,10 +67,6 @@ func run() int {
 	}
 	fds, err := child.Preauth.Take(optional...)
 	if err != nil {
-		log.Error("start-up", "err", err)
-		return 1
-	}
-	if _, err := memlimit.Apply(*child.Preauth.Memory); err != nil { // before any client byte
 		log.Error("start-up", "err", err)
 		return 1
 	}
@@ -108,7 +104,7 @@ func run() int {
 		f.Log = log
 	}
 	preauth.Serve(nc, sup, f, preauth.Options{Listener: *listener, Transport: *listener,
-		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, Log: log,
+		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
 		Confine: func() error {
 			_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{Log: log})
 			return err

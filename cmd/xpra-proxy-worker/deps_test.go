@@ -26,6 +26,8 @@ func TestDeps(t *testing.T) {
 				"net/http/httptrace":   "part of net/http",
 			}},
 		{Pkg: mod + "preauth", Reason: "the pre-auth stage is a binary of its own (xpra-proxy-preauth)"},
+		{Pkg: mod + "sandbox", Reason: "confinement belongs to the processes that read unauthenticated bytes (xpra-proxy-preauth, xpra-proxy-control); its seccomp tables cost about 1 ms and 165 KB at every start"},
+		{Pkg: "github.com/elastic/go-seccomp-bpf", Reason: "as sandbox: a relay installs no filter"},
 		{Pkg: mod + "supervisor", Reason: "root's code"},
 		{Pkg: mod + "pamauth", Reason: "PAM is root's (xpra-proxy-pam)"},
 		{Pkg: "github.com/msteinert/pam", Reason: "PAM is root's (xpra-proxy-pam)"},

@@ -1,12 +1,10 @@
 // Command xpra-proxy-worker is exec'd by the supervisor, never run by
 // hand. It runs unprivileged in one of these modes (the pre-auth stage is
-// xpra-proxy-preauth):
+// xpra-proxy-preauth, the :proxy control process xpra-proxy-control):
 //
 //	--relay    as the session's owner: connects to the session and relays
 //	           (fds: client, handover, launch, and with --start-session the
 //	           session channel to ask the supervisor for a new session)
-//	--control  as the xpra-proxy user: the supervisor's :proxy socket
-//	           (fds: control, ipc)
 //	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
@@ -27,13 +25,13 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
-	"github.com/xpra-proxy/xpra-proxy/memlimit"
-	"github.com/xpra-proxy/xpra-proxy/sandbox"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
@@ -43,7 +41,6 @@ func main() {
 
 func run() int {
 	relay := flag.Bool("relay", false, "run the relay stage")
-	controlMode := flag.Bool("control", false, "serve the supervisor's control socket")
 	_ = flag.String("listener", "tcp", "listener type the client came in on (for ps and logs)")
 	peer := flag.String("peer", "", "client address, for logs")
 	_ = flag.String("transport", "", "what arrived (tcp, ssl, ws, wss, unix): shown by xpra-proxy list")
@@ -56,41 +53,26 @@ func run() int {
 	if *query != "" {
 		return queryStage(*query, *socketDirs)
 	}
-	var spec *child.Spec
-	var optional []string
-	switch {
-	case *controlMode && !*relay:
-		spec = &child.Control
-		log = log.With("stage", "control", "pid", os.Getpid())
-	case *relay:
-		spec = &child.Relay
-		if *startSession != "" {
-			optional = append(optional, "session")
-		}
-		log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
-	default:
-		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--relay or --control)")
+	if !*relay {
+		fmt.Fprintln(os.Stderr, "xpra-proxy-worker is started by xpra-proxy (--relay)")
 		return 2
 	}
-	fds, err := spec.Take(optional...)
+	var optional []string
+	if *startSession != "" {
+		optional = append(optional, "session")
+	}
+	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
+	fds, err := child.Relay.Take(optional...)
 	if err != nil {
 		log.Error("start-up", "err", err)
 		return 1
 	}
-	if *relay {
-		// The session's user's other processes must not read it (the
-		// rest of the sandbox would gain nothing: it runs as that user).
-		if err := sandbox.NonDumpable(); err != nil {
-			log.Error("start-up", "err", err)
-			return 1
-		}
-	}
-	if *controlMode {
-		if _, err := memlimit.Apply(*child.Control.Memory); err != nil { // before any request
-			log.Error("start-up", "err", err)
-			return 1
-		}
-		return controlStage(fds["control"], fds["ipc"], log)
+	// The session's user's other processes must not read it (the rest of
+	// the sandbox would gain nothing: it runs as that user). Not through
+	// package sandbox, whose seccomp tables would cost every relay start.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Error("start-up: PR_SET_DUMPABLE", "err", err)
+		return 1
 	}
 	nc, err := net.FileConn(fds["client"])
 	fds["client"].Close()
@@ -118,7 +100,12 @@ func run() int {
 		return 1
 	}
 	log = log.With("user", l.Username)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// Every signal that ends a relay ends it through ctx, so that its
+	// control socket is removed (SIGHUP's default would kill it on the
+	// spot). A broken log pipe must not kill it either: SIGPIPE for
+	// stderr is ignored, the write just fails.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession}
 	if f := fds["session"]; f != nil {
@@ -162,36 +149,6 @@ func queryStage(pid, dirs string) int {
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
-	}
-	return 0
-}
-
-// controlStage serves the supervisor's control socket until it is told to
-// stop or the supervisor goes away.
-func controlStage(lf, ipcf *os.File, log *slog.Logger) int {
-	l, err := net.FileListener(lf)
-	lf.Close()
-	if err != nil {
-		log.Error("control socket", "err", err)
-		return 1
-	}
-	sup, err := ipc.FromFile(ipcf)
-	ipcf.Close()
-	if err != nil {
-		log.Error("ipc", "err", err)
-		return 1
-	}
-	defer sup.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// Before the first request: whoever reaches the :proxy socket (root
-	// only, by its mode) is still untrusted input to this process.
-	if _, err := sandbox.Apply(sandbox.Kind(child.Control.Sandbox), sandbox.Options{Log: log}); err != nil {
-		log.Error("sandbox", "err", err)
-		return 1
-	}
-	if err := proxyctl.ServeSupervisor(ctx, l, sup, log); err != nil {
-		log.Warn("control socket", "err", err)
 	}
 	return 0
 }

@@ -30,7 +30,7 @@ func list(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "xpra-proxy list:", err)
 		return 2
 	}
-	conns, err := connlist.Find(context.Background(), cfg.Worker, cfg.SocketDirs)
+	conns, err := connlist.Find(context.Background(), cfg.Worker, cfg.RunDir, cfg.SocketDirs)
 	if err != nil {
 		fmt.Fprintln(stderr, "xpra-proxy list:", err)
 		return 1

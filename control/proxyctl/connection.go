@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -59,26 +60,48 @@ func (c *Connection) Info() value.Dict {
 	return value.Dict{{Key: "proxy", Value: d}}
 }
 
-// Serve opens the connection's control socket, named like the
-// reference's (<host>-proxy-<pid>) in the first of the user's socket
-// directories that can hold it, and serves it until ctx ends or a `stop`
-// request arrives (then stop is called). Only root and the user may use it.
-func Serve(ctx context.Context, dirs []string, uid int, info func() value.Dict, stop func(reason string), log *slog.Logger) {
+// Listen opens the connection's control socket, named like the
+// reference's (<host>-proxy-<pid>), in the first of the user's socket
+// directories that can hold it. A later directory than the first is a
+// fallback, logged as a warning with both places. Then it removes the
+// sockets dead workers of this user left in each directory (see
+// control.SweepStale). Closing the listener removes the socket file.
+func Listen(dirs []string, uid int, log *slog.Logger) (net.Listener, error) {
 	host, _ := os.Hostname()
-	var l net.Listener
 	var errs []error
-	for _, dir := range dirs {
+	var l net.Listener
+	for i, dir := range dirs {
 		var err error
-		if l, err = control.Listen(control.Path(dir, host, os.Getpid()), uid); err == nil {
-			break
+		if l, err = control.Listen(control.Path(dir, host, os.Getpid()), uid); err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		errs = append(errs, err)
+		if i > 0 {
+			log.Warn("control socket in a fallback location", "path", l.Addr().String(),
+				"wanted", control.Path(dirs[0], host, os.Getpid()), "err", errors.Join(errs...))
+		}
+		break
 	}
 	if l == nil {
-		log.Warn("no control socket", "err", errors.Join(errs...))
-		return
+		return nil, errors.Join(errs...)
 	}
-	log.Info("control socket", "path", l.Addr().String())
+	for _, dir := range dirs {
+		removed, err := control.SweepStale(dir, host, uid)
+		if len(removed) > 0 {
+			log.Info("removed control sockets of dead relay workers", "dir", dir, "removed", len(removed))
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// An unusable directory was already warned about above.
+			log.Debug("sweeping control sockets", "dir", dir, "err", err)
+		}
+	}
+	return l, nil
+}
+
+// Serve serves the control socket l until ctx ends or a `stop` request
+// arrives (then stop is called), then closes l, which removes its file.
+// Only root and the user may use it.
+func Serve(ctx context.Context, l net.Listener, uid int, info func() value.Dict, stop func(reason string), log *slog.Logger) {
 	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: log}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
 		log.Warn("control socket", "err", err)

@@ -36,7 +36,7 @@ func Build(t testing.TB) string {
 	// workers without cgo.
 	return buildlab.Dir(t,
 		buildlab.Step{Env: []string{"CGO_ENABLED=1"}, Pkgs: []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
-		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth"}})
+		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}})
 }
 
 // EnsurePreauthUser creates the xpra-proxy and xpra-proxy-control system
@@ -60,6 +60,7 @@ type Proxy struct {
 	Port    int
 	Bin     string
 	Control string // the supervisor's control socket (display :proxy in its directory)
+	RunDir  string // the supervisor's run-dir (its registry of relays)
 	cmd     *exec.Cmd
 	log     *Buffer
 	done    chan struct{}
@@ -86,6 +87,10 @@ func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
 		host, _ := os.Hostname()
 		p.Control = filepath.Join(t.TempDir(), host+"-proxy")
 		full = append(full, "--control-socket="+p.Control)
+	}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--run-dir") }) {
+		p.RunDir = filepath.Join(t.TempDir(), "run")
+		full = append(full, "--run-dir="+p.RunDir)
 	}
 	p.cmd = exec.Command(filepath.Join(bin, "xpra-proxy"), full...)
 	p.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}, env...)

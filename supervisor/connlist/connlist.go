@@ -1,5 +1,6 @@
 // Package connlist finds the proxy's live connections for `xpra-proxy
-// list`: relay workers are found in /proc, and each one's own figures
+// list`: relay workers are those in the supervisor's registry (root's
+// own record, never what /proc says a process is), and each one's own figures
 // (target, bytes) are asked of its control socket by a query process run
 // as that connection's user, so root never parses what a user's process
 // says beyond a bounded JSON line.
@@ -43,94 +44,33 @@ type Conn struct {
 // maxReply bounds what a query process may print.
 const maxReply = 64 << 10
 
-// Find lists the relay workers running the given worker program and asks
-// each for its figures.
-func Find(ctx context.Context, worker string, socketDirs []string) ([]Conn, error) {
+// Find lists the live relays of the supervisor's registry (in runDir)
+// and asks each for its figures.
+func Find(ctx context.Context, worker, runDir string, socketDirs []string) ([]Conn, error) {
 	// The query processes run as users and refuse a descriptor they were
 	// not given by name: what this root process inherited (a terminal's,
 	// a test harness's) must not reach them.
 	if err := namedfd.CloseOnExecAll(); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir("/proc")
+	recs, err := ReadRegistry(filepath.Join(runDir, RegistryFile))
 	if err != nil {
-		return nil, fmt.Errorf("reading /proc: %w", err)
+		return nil, err
 	}
 	var out []Conn
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	for _, r := range recs {
+		if !r.Alive() {
+			continue // ended since the supervisor last wrote the file
 		}
-		c, ok := relayWorker(pid, worker)
-		if !ok {
-			continue
+		c := Conn{Pid: r.Pid, UID: r.UID, User: r.User, Source: r.Source, Listener: r.Listener, Transport: r.Transport}
+		if t, err := startTime(r.Pid); err == nil {
+			c.AgeSeconds = int64(time.Since(t).Seconds())
 		}
 		query(ctx, worker, socketDirs, &c)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
 	return out, nil
-}
-
-// relayWorker reads what /proc says of pid if it is one of our relays.
-func relayWorker(pid int, worker string) (Conn, bool) {
-	c := Conn{Pid: pid}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return c, false
-	}
-	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-	if len(args) < 2 || filepath.Base(args[0]) != filepath.Base(worker) {
-		return c, false
-	}
-	relay := false
-	for _, a := range args[1:] {
-		k, v, _ := strings.Cut(a, "=")
-		switch k {
-		case "--relay":
-			relay = true
-		case "--peer":
-			c.Source = v
-		case "--listener":
-			c.Listener = v
-		case "--transport":
-			c.Transport = v
-		}
-	}
-	if !relay {
-		return c, false
-	}
-	// The real uid from status: a relay is non-dumpable, so its /proc
-	// directory is owned by root whoever it runs as.
-	uid, err := realUID(pid)
-	if err != nil {
-		return c, false
-	}
-	c.UID = uid
-	if u, err := user.LookupId(strconv.Itoa(c.UID)); err == nil {
-		c.User = u.Username
-	}
-	if t, err := startTime(pid); err == nil {
-		c.AgeSeconds = int64(time.Since(t).Seconds())
-	}
-	return c, true
-}
-
-// realUID reads the real uid from /proc/PID/status ("Uid: r e s fs").
-func realUID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("no Uid line in /proc/%d/status", pid)
 }
 
 // query runs `worker --query=PID` as the connection's user.

@@ -85,11 +85,14 @@ func apply(kind string, dirs []string) error {
 		if _, err := sandbox.Apply(sandbox.Preauth, sandbox.Options{ReadDirs: dirs}); err != nil {
 			return err
 		}
+		start := time.Now()
 		_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{})
+		fmt.Fprintf(os.Stderr, "probe: applied transport in %s\n", time.Since(start))
 		return err
 	default:
+		start := time.Now()
 		r, err := sandbox.Apply(sandbox.Kind(kind), sandbox.Options{ReadDirs: dirs})
-		fmt.Fprintf(os.Stderr, "probe: applied %s: landlock ABI %d (%v), %d system calls\n", kind, r.LandlockABI, r.LandlockErr, r.SeccompSyscalls)
+		fmt.Fprintf(os.Stderr, "probe: applied %s in %s: landlock ABI %d (%v), %d system calls\n", kind, time.Since(start), r.LandlockABI, r.LandlockErr, r.SeccompSyscalls)
 		return err
 	}
 }
