@@ -12,20 +12,22 @@ go mod download
 bash scripts/ensure-xpra6.sh
 export XPRA6_PREFIX=${XPRA6_PREFIX:-/opt/xpra6}
 
-echo "== gofmt / go vet"
+stage_start=$(date +%s)
+stage() { now=$(date +%s); echo "== ($(( now - stage_start )) s since start) $*"; }
+stage "gofmt / go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "not gofmt'ed: $unformatted"; exit 1; fi
 go vet ./...
 
-echo "== go test"
-go test -count=1 -timeout 30m ./...
+stage "go test"
+go test -count=1 -timeout 45m ./...
 
-echo "== systemd testbed (systemd PID 1, dbus, logind, PAM; the .deb installed)"
+stage "systemd testbed (systemd PID 1, dbus, logind, PAM; the .deb installed)"
 bash scripts/testbed-tests.sh
 
 fuzztime=${FUZZTIME:-10s}
 if [ "$fuzztime" != 0 ]; then
-  echo "== fuzz targets, $fuzztime each"
+  stage "fuzz targets, $fuzztime each"
   for pkg in $(go list ./...); do
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
@@ -51,4 +53,4 @@ if [ "$fuzztime" != 0 ]; then
     done
   done
 fi
-echo "all tests passed"
+stage "all tests passed"
