@@ -265,6 +265,5 @@ func clientHangsUp(nc net.Conn, d time.Duration) bool {
 // reset can destroy the disconnect before the client reads it: the real
 // xpra client over TLS then reported nothing at all instead of the reason.
 func hangUp(nc net.Conn) {
-	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+	clientHangsUp(nc, time.Second)
 }

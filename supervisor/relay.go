@@ -101,9 +101,11 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	s.relays.Add(1)
 	s.authenticated.Add(1)
 	rec := connlist.Record{Pid: pid, UID: sess.UID, User: u.Username, Source: x.peer, Listener: x.typ, Transport: x.transport}
-	if rec.StartTicks, err = connlist.StartTicks(pid); err != nil {
-		s.log.Warn("relay start time", "worker", pid, "err", err)
-		err = nil // it runs: the registry just cannot tell it from a later pid
+	if ticks, terr := connlist.StartTicks(pid); terr == nil {
+		rec.StartTicks = ticks
+	} else {
+		// It runs: the registry just cannot tell it from a later pid.
+		s.log.Warn("relay start time", "worker", pid, "err", terr)
 	}
 	s.registry.add(rec)
 	go func() {

@@ -129,20 +129,7 @@ func query(ctx context.Context, worker string, dirs []string, c *Conn) {
 // startTime is when pid started, from /proc/PID/stat field 22 (clock
 // ticks after boot; Linux's USER_HZ is 100 on every architecture Go runs on).
 func startTime(pid int) (time.Time, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return time.Time{}, err
-	}
-	s := string(raw)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	ticks, err := StartTicks(pid)
 	if err != nil {
 		return time.Time{}, err
 	}
