@@ -490,6 +490,10 @@ func (b *bed) processes(t *testing.T) {
 	}
 	defer c.Close()
 	pre := findChild(t, sup, "--preauth", carriers...)
+	// A spare just started may still be reading its start-up files.
+	waitFor(t, 15*time.Second, fmt.Sprintf("pre-auth %d to apply its sandbox", pre), func() bool {
+		return proclab.Sandboxed(proclab.Read(pre))
+	})
 	pu, _ := user.Lookup(proxylab.PreauthUser)
 	puid, _ := strconv.Atoi(pu.Uid)
 	pgid, _ := strconv.Atoi(pu.Gid)
