@@ -517,7 +517,7 @@ func (x *exchange) run() {
 		if pm, ok := x.module.(auth.PlainPassword); ok {
 			// PAM needs the password itself: only xor carries it, and
 			// only encryption protects it.
-			if err := pm.CheckTransport(x.encrypted()); err != nil {
+			if err := pm.CheckTransport(x.confidential()); err != nil {
 				x.log.Warn("authentication refused", "username", x.username, "module", pm.Name(), "err", err)
 				x.deny("authentication failed", refusalDetails(err)...)
 				return
@@ -665,8 +665,11 @@ func refusalDetails(err error) []string {
 // encrypted says whether the client's connection is encrypted, which the
 // pam module demands before it asks for a password. AES is refused by
 // the pre-auth process, so only TLS counts.
-func (x *exchange) encrypted() bool {
-	return x.transport == "ssl" || x.transport == "wss"
+// confidential: no one between the client and us can read the bytes. TLS
+// gives that; so does a unix socket, whose bytes only the kernel carries
+// (and root, who can read the password file anyway).
+func (x *exchange) confidential() bool {
+	return x.transport == "ssl" || x.transport == "wss" || x.typ == "unix"
 }
 
 // remoteHost is the client's address without the port, for PAM_RHOST.

@@ -67,8 +67,9 @@ const (
 )
 
 // The admin's settings: PAM on both sockets, TLS required for it on the TCP
-// port (the default), sessions started on demand, also for users without one.
-var config = `auth = ["pam,allow-unencrypted-passwords=yes"]
+// port (the default; a unix socket is confidential without it), sessions
+// started on demand, also for users without one.
+var config = `auth = ["pam"]
 tcp-auth = ["pam"]
 ssl-cert = "/etc/xpra-proxy/cert.pem"
 ssl-key = "/etc/xpra-proxy/key.pem"
