@@ -1,22 +1,40 @@
 #!/bin/bash
 # demo.sh - something real to see: a real xpra 3.1.3 session for a
-# throwaway user, behind our proxy (xpra-proxy on 0.0.0.0:14650, password
-# auth). One port carries xpra, TLS (a throwaway self-signed certificate),
-# WebSocket and the HTML5 client. It queries the session through the proxy
-# with the real xpra client over tcp, ssl and ws, lists the live
-# connections, then prints the URLs and keeps running. Ctrl-C (or --once)
-# stops it.
+# throwaway user, behind our proxy (xpra-proxy on 127.0.0.1:14650, password
+# auth with a random password it prints). One port carries xpra, TLS (a
+# throwaway self-signed certificate), WebSocket and the HTML5 client. It
+# queries the session through the proxy with the real xpra client over tcp,
+# ssl and ws, lists the live connections, then prints the URLs and keeps
+# running. Ctrl-C (or --once) stops it and removes what it started: the
+# session, the proxy, the certificate, key and password.
+#   DEMO_BIND=0.0.0.0  listen on every address instead of loopback only
+# What it adds to the machine for good: Debian packages (xpra, Xvfb, ...),
+# Go 1.26 in /usr/local/go if missing, the users xpra-demo (with a home),
+# xpra-proxy and xpra-proxy-control, the built programs in bin/ and the log
+# /tmp/xpra-proxy-demo.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ONCE=0; [ "${1:-}" = "--once" ] && ONCE=1
-DEMO_USER=xpra-demo DISPLAY_NO=140 PORT=14650 PASSWORD=demo-secret
+DEMO_USER=xpra-demo DISPLAY_NO=140 PORT=14650 BIND=${DEMO_BIND:-127.0.0.1}
+PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 
-bash .ci/install-deps.sh
+echo "installing what the demo needs (Debian packages: xpra, Xvfb, ...; the first run"
+echo "installs about 300 packages and takes about 5 minutes; later runs take seconds)"
+t0=$(date +%s)
+( trap 'kill $s 2>/dev/null; exit 0' TERM
+  while :; do sleep 30 & s=$!; wait $s; echo "  ... still installing ($(( $(date +%s) - t0 )) s)"; done ) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null' EXIT
+rc=0; bash .ci/install-deps.sh || rc=$?
+kill "$ticker" 2>/dev/null || true
+[ $rc = 0 ] || { echo "installing the demo's packages failed (rerun: bash .ci/install-deps.sh)" >&2; exit 1; }
 . scripts/ensure-go.sh
 mkdir -p bin && chmod 755 bin && bash scripts/build-bin.sh bin
 # the unprivileged user of the pre-auth stage, as the package creates it
-id xpra-proxy >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin xpra-proxy
+for u in xpra-proxy xpra-proxy-control; do
+  id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+done
 
 id "$DEMO_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$DEMO_USER"
 uid=$(id -u "$DEMO_USER"); home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
@@ -27,11 +45,27 @@ as_user() {
   runuser -u "$DEMO_USER" -- env -i PATH="$PATH" HOME="$home" USER="$DEMO_USER" LOGNAME="$DEMO_USER" \
     LANG=C.UTF-8 XDG_RUNTIME_DIR="/run/user/$uid" XDG_CONFIG_DIRS="/etc/xdg:$overlay" "$@"
 }
+# stop runs on every exit (the end, an error, Ctrl-C, SIGTERM): no step may
+# skip the next, whatever has already gone.
 stop() {
-  [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
-  as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1 || true; rm -rf "$overlay" "${certs:-}"
+  set +e
+  trap - EXIT INT TERM
+  [ -n "${attach_pid:-}" ] && kill "$attach_pid" 2>/dev/null
+  if [ -n "${proxy_pid:-}" ]; then kill "$proxy_pid" 2>/dev/null; wait "$proxy_pid" 2>/dev/null; fi
+  as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1
+  rm -rf "$overlay" "${certs:-}"
+  echo "demo stopped: session :$DISPLAY_NO, proxy, certificate, key and password removed"
 }
 trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# What an earlier run cut short may have left: its session (a rerun must
+# not report success against it), a proxy still on the port.
+as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1 || true
+if ss -Hltn "sport = :$PORT" | grep -q .; then
+  echo "port $PORT is in use (an earlier demo still running? ss -ltnp 'sport = :$PORT')" >&2; exit 1
+fi
 
 # A display lock left by an X server that was killed (an earlier run cut
 # short) would make the new session's Xvfb refuse to start.
@@ -55,11 +89,12 @@ certs=$(mktemp -d /tmp/xpra-demo-certs.XXXXXX)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=xpra-proxy demo" \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
 chmod 600 "$certs/key.pem"   # root only: the supervisor reads it and hands it to the TLS process
-echo "starting xpra-proxy on 0.0.0.0:$PORT (root supervisor, unprivileged workers; xpra, TLS, WebSocket, HTML5 on one port)"
+echo "starting xpra-proxy on $BIND:$PORT (root supervisor, unprivileged workers; xpra, TLS, WebSocket, HTML5 on one port)"
 # the secret in a root-only file, not on the command line where ps shows it
 (umask 077; printf '%s\n' "$PASSWORD" > "$certs/password")
-bin/xpra-proxy --bind-tcp="0.0.0.0:$PORT" --tcp-auth="password,value-file=$certs/password" \
-  --ssl-cert="$certs/cert.pem" --ssl-key="$certs/key.pem" --control-socket="$certs/$(hostname)-proxy" 2>/tmp/xpra-proxy-demo.log &
+bin/xpra-proxy --bind-tcp="$BIND:$PORT" --tcp-auth="password,value-file=$certs/password" \
+  --ssl-cert="$certs/cert.pem" --ssl-key="$certs/key.pem" --control-socket="$certs/$(hostname)-proxy" \
+  --run-dir="$certs/run" 2>/tmp/xpra-proxy-demo.log &
 proxy_pid=$!
 for _ in $(seq 50); do bin/xpra-probe --timeout 1s version "tcp://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -78,18 +113,20 @@ run bin/xpra-probe info "tcp://$DEMO_USER:wrong@127.0.0.1:$PORT/"
 HOME=/root timeout 15 xvfb-run -a xpra attach "tcp://$DEMO_USER:$PASSWORD@127.0.0.1:$PORT/$DISPLAY_NO" \
   --mdns=no --pulseaudio=no --notifications=no --opengl=no --speaker=off --microphone=off --webcam=no \
   --printing=no --file-transfer=no --tray=no --system-tray=no --clipboard=no >/dev/null 2>&1 &
-for _ in $(seq 60); do bin/xpra-proxy list | grep "$DEMO_USER" | grep -q "socket:" && break; sleep 0.25; done
-run bin/xpra-proxy list
+attach_pid=$!
+for _ in $(seq 60); do bin/xpra-proxy list --run-dir="$certs/run" | grep "$DEMO_USER" | grep -q "socket:" && break; sleep 0.25; done
+run bin/xpra-proxy list --run-dir="$certs/run"
 echo
 echo "proxy log (/tmp/xpra-proxy-demo.log):"; tail -n 6 /tmp/xpra-proxy-demo.log
 echo
 echo "the session is live behind the proxy: attach a real client with"
-host=$(hostname -I 2>/dev/null | awk '{print $1}')
+host=127.0.0.1
+[ "$BIND" = 127.0.0.1 ] || host=$(hostname -I 2>/dev/null | awk '{print $1}')
 echo "  xpra attach tcp://$DEMO_USER:$PASSWORD@$host:$PORT/$DISPLAY_NO"
 echo "  xpra attach ssl://$DEMO_USER:$PASSWORD@$host:$PORT/$DISPLAY_NO --ssl-server-verify-mode=none"
 echo "or open the HTML5 client in a browser: http://$host:$PORT/ (or https://, self-signed)"
 echo "  user $DEMO_USER, password $PASSWORD"
-echo "live connections: bin/xpra-proxy list; stop one: xpra stop :proxy-PID"
+echo "live connections: bin/xpra-proxy list --run-dir=$certs/run; stop one: xpra stop :proxy-PID"
 [ $ONCE = 1 ] && exit 0
 echo "Ctrl-C stops it."
 while sleep 3600; do :; done

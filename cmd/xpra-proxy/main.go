@@ -95,8 +95,13 @@ func run(args []string) int {
 		log.Error("start-up", "err", err)
 		return 1
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	cfg, err := supervisor.ParseFlags(args)
 	if err != nil {
+		if !checkOnly && supervisor.HoldSockets(ctx, err, log) {
+			return 0
+		}
 		fmt.Fprintln(os.Stderr, "xpra-proxy:", err)
 		fmt.Fprintln(os.Stderr, "(xpra-proxy --help lists the options)")
 		return 2
@@ -115,6 +120,9 @@ func run(args []string) int {
 	}
 	s, err := supervisor.New(cfg, log)
 	if err != nil {
+		if supervisor.HoldSockets(ctx, err, log) {
+			return 0
+		}
 		log.Error("configuration", "err", err)
 		return 1
 	}
@@ -123,8 +131,6 @@ func run(args []string) int {
 		log.Error("listening", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := s.Serve(ctx, ls); err != nil {
 		log.Error("serving", "err", err)
 		return 1

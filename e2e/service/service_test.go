@@ -113,6 +113,7 @@ func TestService(t *testing.T) {
 		{"processes", tb.processes},
 		{"survives the user's logout", tb.logout},
 		{"survives a restart of the service", tb.restart},
+		{"a bad config keeps the port", tb.badConfig},
 		{"shared encoder service", tb.encoder},
 	}
 	for _, s := range steps {
