@@ -493,6 +493,12 @@ func (b *bed) processes(t *testing.T) {
 	}
 	defer c.Close()
 	pre := findChild(t, sup, "--preauth", carriers...)
+	// Under the unit's NoNewPrivileges= every child has no_new_privs from
+	// exec, so findChild may return a spare still starting (reading files
+	// it may read only before its sandbox); its own seccomp filter, stacked
+	// on those it inherits, is the last step of that.
+	filters := func(pid int) int { n, _ := strconv.Atoi(proclab.Read(pid).Status["Seccomp_filters"]); return n }
+	waitFor(t, 15*time.Second, "the pre-auth process to apply its sandbox", func() bool { return filters(pre) > filters(sup) })
 	pu, _ := user.Lookup(proxylab.PreauthUser)
 	puid, _ := strconv.Atoi(pu.Uid)
 	pgid, _ := strconv.Atoi(pu.Gid)
