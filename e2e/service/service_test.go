@@ -14,8 +14,8 @@
 // while other clients are served; find it in loginctl; attach the real
 // client; read the processes' credentials from /proc; log the user out with
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
-// under client loops; install
-// the encoder's package and re-encode through its service.
+// under client loops; install the encoder's package and re-encode through
+// its service.
 package service_test
 
 import (
