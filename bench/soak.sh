@@ -13,6 +13,8 @@
 #   LONG_SHARE=F    share held for LONG_MIN..LONG_MAX (default 0.3, 5s..30s)
 #   BAD_SHARE=F     share with a wrong password (default 0.1; from sources of
 #                   their own, 127.0.3.x, so their penalties spare the others)
+#   IDLE=D          idle time after the load before the last figures (default
+#                   15s; lines every 30 s meanwhile)
 #   PORT=N          the proxy's port (default 14590); DISPLAY_BASE=N (default 620)
 #   PROXY_ARGS=".." more xpra-proxy arguments
 #   BIN=DIR         use binaries already built there
@@ -58,5 +60,5 @@ real=$(IFS=,; echo "${displays[*]}")
 echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/soak.sh' || echo +dirty), $(nproc) cores, $(uname -r), real servers: ${real:-none} ($(xpra --version 2>/dev/null))"
 "$work/soak" --bin="$BIN" --user="$USER_NAME" --real="$real" --duration="$DURATION" --rate="$RATE" --sources="$SOURCES" \
 	--real-share="${REAL_SHARE:-0.1}" --long-share="${LONG_SHARE:-0.3}" --bad-share="${BAD_SHARE:-0.1}" \
-	--long-min="${LONG_MIN:-5s}" --long-max="${LONG_MAX:-30s}" --port="${PORT:-14590}" \
+	--long-min="${LONG_MIN:-5s}" --long-max="${LONG_MAX:-30s}" --port="${PORT:-14590}" --idle="${IDLE:-15s}" \
 	--proxy-log="${PROXY_LOG:-/tmp/soak-proxy.log}" --proxy-args="${PROXY_ARGS:-}"

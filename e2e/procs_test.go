@@ -28,7 +28,7 @@ func findWorkers(t *testing.T, supervisor int, mode string, n int) []proclab.Pro
 	for time.Now().Before(deadline) {
 		found = found[:0]
 		for _, p := range childrenIn(supervisor, mode) {
-			if p.Status["NoNewPrivs"] == "1" && (mode != "--preauth" || proclab.Sandboxed(p)) {
+			if p.Status["NoNewPrivs"] == "1" && (mode != "--preauth" || proclab.Sandboxed(p, proclab.Read(supervisor))) {
 				found = append(found, p)
 			}
 		}

@@ -1,7 +1,7 @@
 package supervisor
 
 import (
-	"container/list"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/user"
@@ -182,29 +182,39 @@ func filterEnv(env map[string]string) []string {
 
 // saltCache remembers combined salts so an answer is never accepted twice
 // (the reference keeps the same kind of replay cache), bounded by evicting
-// the oldest.
+// the oldest. It keeps a 16-byte digest of each salt in a ring rather than
+// the salt in a list: a full cache (65,536 logins) costs 3.5 MB of heap
+// instead of 12 MB, memory the supervisor's RSS grows by with every login
+// and keeps after the load (issue 19's soak).
 type saltCache struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List
-	seen  map[string]*list.Element
+	mu   sync.Mutex
+	max  int
+	ring [][16]byte // oldest at next once full
+	next int
+	seen map[[16]byte]struct{}
 }
 
 func newSaltCache(max int) *saltCache {
-	return &saltCache{max: max, order: list.New(), seen: map[string]*list.Element{}}
+	return &saltCache{max: max, seen: map[[16]byte]struct{}{}}
 }
 
-// add reports false when the salt was seen before.
+// add reports false when the salt was seen before. Two salts share a
+// digest with probability 2^-128: never in practice.
 func (c *saltCache) add(salt string) bool {
+	sum := sha256.Sum256([]byte(salt))
+	key := [16]byte(sum[:16])
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[salt]; ok {
+	if _, ok := c.seen[key]; ok {
 		return false
 	}
-	c.seen[salt] = c.order.PushBack(salt)
-	if c.order.Len() > c.max {
-		old := c.order.Remove(c.order.Front()).(string)
-		delete(c.seen, old)
+	c.seen[key] = struct{}{}
+	if len(c.ring) < c.max {
+		c.ring = append(c.ring, key)
+		return true
 	}
+	delete(c.seen, c.ring[c.next])
+	c.ring[c.next] = key
+	c.next = (c.next + 1) % c.max
 	return true
 }

@@ -37,7 +37,7 @@ import (
 
 type options struct {
 	bin, userName, real, proxyLog  string
-	duration, interval             time.Duration
+	duration, interval, idle       time.Duration
 	longMin, longMax               time.Duration
 	rate                           float64
 	sources, fakes, port           int
@@ -54,6 +54,7 @@ func main() {
 	flag.StringVar(&o.extra, "proxy-args", "", "more xpra-proxy arguments, space separated")
 	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long to send connections")
 	flag.DurationVar(&o.interval, "interval", 30*time.Second, "table line every")
+	flag.DurationVar(&o.idle, "idle", 15*time.Second, "idle time after the load (and the held connections) before the last figures")
 	flag.DurationVar(&o.longMin, "long-min", 5*time.Second, "shortest hold of a long connection")
 	flag.DurationVar(&o.longMax, "long-max", 30*time.Second, "longest hold of a long connection")
 	flag.Float64Var(&o.rate, "rate", 4, "new connections a second")
@@ -254,8 +255,18 @@ loop:
 	tick.Stop()
 	report.Stop()
 	wg.Wait()
-	// Let the last relays go, then the after figures.
-	time.Sleep(15 * time.Second)
+	// Let the last relays go, and the supervisor sit idle (does it give
+	// back what the load took?), then the after figures.
+	loadSamples := len(samples)
+	idleEnd := time.Now().Add(o.idle)
+	for time.Until(idleEnd) > o.interval {
+		time.Sleep(o.interval)
+		s := snap()
+		s.conns, s.ok, s.fail = c.conns.Load(), c.ok.Load(), c.fail.Load()
+		line(s)
+		samples = append(samples, s)
+	}
+	time.Sleep(time.Until(idleEnd))
 	after := snap()
 	after.conns, after.ok, after.fail = c.conns.Load(), c.ok.Load(), c.fail.Load()
 	line(after)
@@ -276,7 +287,7 @@ loop:
 		return true
 	})
 	succ := 100 * float64(after.ok) / float64(max(1, after.ok+after.fail))
-	mid := samples[len(samples)/2]
+	mid := samples[loadSamples/2] // the middle of the load
 	verdict := []string{}
 	pass := true
 	check := func(ok bool, msg string, a ...any) {

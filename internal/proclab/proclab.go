@@ -90,8 +90,16 @@ func CheckConfined(t testing.TB, p Proc, uid, gid int, groups []string) {
 	}
 }
 
-// Sandboxed reports whether p runs under a seccomp filter. The pre-auth
-// and control processes apply theirs last in their start-up (after reading
-// what they may no longer open), so a test that checks their descriptors
-// waits for this first: before it, a file being read at start-up is open.
-func Sandboxed(p Proc) bool { return p.Status["Seccomp"] == "2" }
+// Sandboxed reports whether p has applied a seccomp filter of its own,
+// stacked on those it inherited from parent (systemd's SystemCallFilter=
+// is inherited by every process of the unit). The pre-auth and control
+// processes apply theirs last in their start-up (after reading what they
+// may no longer open), so a test that checks their descriptors waits for
+// this first: before it, a file being read at start-up is open.
+func Sandboxed(p, parent Proc) bool {
+	filters := func(p Proc) int {
+		n, _ := strconv.Atoi(p.Status["Seccomp_filters"])
+		return n
+	}
+	return p.Status["Seccomp"] == "2" && filters(p) > filters(parent)
+}
