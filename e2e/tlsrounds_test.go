@@ -16,6 +16,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpra6lab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // realClient is one xpra client program with the environment it runs in.
@@ -131,7 +132,7 @@ func TestTLSRounds(t *testing.T) {
 			for _, req := range []string{"version", "info"} {
 				t.Run(fmt.Sprintf("xpra %s %s over %s", c.version, req, scheme), func(t *testing.T) {
 					url := fmt.Sprintf("%s://%s/", scheme, p.Addr())
-					want := "\n" + proxyVersion + "\n"
+					want := "\n" + proxyVersionFor(c) + "\n"
 					if req == "info" {
 						url = fmt.Sprintf("%s://%s@%s/", scheme, creds, p.Addr())
 						want = "server.type=xpra-proxy"
@@ -165,8 +166,11 @@ func TestTLSRounds(t *testing.T) {
 // runBound is the longest a single client run may take back to back.
 const runBound = 30 * time.Second
 
-// proxyVersion is what our pre-auth stage answers a version request with.
-const proxyVersion = "3.1.3"
+// proxyVersionFor is what our pre-auth stage answers c's version request
+// with: the release of c's own dialect (version.For).
+func proxyVersionFor(c realClient) string {
+	return version.For(!strings.HasPrefix(c.version, "3."))
+}
 
 // runClient runs the client once, killing it after two minutes.
 func runClient(c realClient, args []string) clientRun {

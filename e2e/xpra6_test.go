@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestRealPeers(t *testing.T) {
 	if testenv6 == "" {
 		srv := xpra6lab.Start(t, xpra6lab.Options{App: app})
 		c6, _ := xpra6Client(t)
-		peers = append(peers, peer{realClient: c6, account: "new", wantVersion: "3.1.3",
+		peers = append(peers, peer{realClient: c6, account: "new", wantVersion: "6.5.3",
 			attachArgs: []string{"--mmap=no"}, server: srv.TCP(""), uid: srv.UID, gid: srv.GID,
 			serverInfo: func(t *testing.T) map[string]string { return srv.Info(t, "") }})
 	} else {
@@ -95,6 +96,28 @@ func TestRealPeers(t *testing.T) {
 	// Wrong passwords on purpose, then right ones at once: no penalty.
 	p := proxylab.Start(t, "--tcp-auth=sqlite,filename="+db, "--ssl-cert="+cert, "--ssl-key="+key,
 		"--per-source-penalty=0", "--per-source-max-startups=0")
+
+	// Where releases meet: each client sent to the other release's
+	// server is told so, in words, by the proxy.
+	if len(peers) == 2 {
+		for i, pe := range peers {
+			other := peers[1-i]
+			t.Run(fmt.Sprintf("xpra %s client to a %s server", pe.version, other.version), func(t *testing.T) {
+				before := other.serverInfo(t)
+				out := attachOnce(t, pe.realClient, fmt.Sprintf("tcp://%s:secret-%s@%s/", other.account, other.account, p.Addr()))
+				t.Logf("xpra %s attach to a %s session:\n%s", pe.version, other.version, out)
+				for _, want := range []string{"version error", "xpra " + pe.version, "attach"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("no %q in the client's output", want)
+					}
+				}
+				after := other.serverInfo(t)
+				if before["clients"] != after["clients"] {
+					t.Errorf("the session was touched: clients %q, then %q", before["clients"], after["clients"])
+				}
+			})
+		}
+	}
 
 	type row struct {
 		req  string // version, info, wrong password, attach
@@ -134,6 +157,27 @@ func TestRealPeers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// attachOnce runs c's `xpra attach url` under its own Xvfb until it
+// exits (within a minute) and returns what it printed.
+func attachOnce(t *testing.T, c realClient, url string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append([]string{"-a", "-s", "-screen 0 1024x768x24", c.bin, "attach", url, "--mmap=no",
+		"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
+		"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no"}, extra...)
+	cmd := exec.CommandContext(ctx, "xvfb-run", args...)
+	cmd.Env = c.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, _ := cmd.CombinedOutput() // the exit code varies with xpra's version; the output says what happened
+	if ctx.Err() != nil {
+		t.Fatalf("xpra %s attach %s still running after a minute:\n%s", c.version, url, out)
+	}
+	return string(out)
 }
 
 // attachThrough attaches pe's client through the proxy and waits until
