@@ -213,3 +213,37 @@ func attachThrough(t *testing.T, pe peer, p *proxylab.Proxy, url, scheme, cert s
 		t.Fatalf("the session was not relayed by the proxy:\n%s", p.Logs()[mark:])
 	}
 }
+
+// TestPenaltyTold: a real client refused during its address's penalty
+// (after a failed login) is told so in words, by both releases: at the
+// accept, a "disconnect:" line the client prints, instead of a bare
+// close ("failed to receive anything, not an xpra server?" before).
+func TestPenaltyTold(t *testing.T) {
+	xpralab.Require(t)
+	clients := []realClient{system313()}
+	if c6, why := xpra6Client(t); why == "" {
+		clients = append(clients, c6)
+	} else if os.Getenv("CI") == "true" {
+		t.Fatalf("the xpra %s build: %s", xpra6lab.Version, why)
+	} else {
+		t.Run("xpra "+xpra6lab.Version, func(t *testing.T) { t.Skipf("skipped: %s", why) })
+	}
+	u, _, _ := xpralab.TestUser(t)
+	for _, c := range clients {
+		t.Run("xpra "+c.version, func(t *testing.T) {
+			// One proxy per client: the penalty is the address's.
+			p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--per-source-penalty=20s", "--per-source-penalty-max=20s")
+			if out := runClient(c, []string{"info", fmt.Sprintf("tcp://%s:wrong@%s/", u.Username, p.Addr())}).out; !strings.Contains(out, "authentication failed") {
+				t.Fatalf("wrong password:%s", out)
+			}
+			out := runClient(c, []string{"info", fmt.Sprintf("tcp://%s:secret@%s/", u.Username, p.Addr())}).out
+			t.Logf("xpra %s during the penalty:%s", c.version, out)
+			if !strings.Contains(out, "too many failed logins from your address, wait") {
+				t.Fatalf("the client was not told of the penalty:%s", out)
+			}
+			if !strings.Contains(p.Logs(), "penalty until") {
+				t.Fatalf("the proxy did not refuse for the penalty:\n%s", p.Logs())
+			}
+		})
+	}
+}
