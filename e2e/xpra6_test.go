@@ -106,7 +106,7 @@ func TestRealPeers(t *testing.T) {
 				before := other.serverInfo(t)
 				out := attachOnce(t, pe.realClient, fmt.Sprintf("tcp://%s:secret-%s@%s/", other.account, other.account, p.Addr()))
 				t.Logf("xpra %s attach to a %s session:\n%s", pe.version, other.version, out)
-				for _, want := range []string{"version error", "xpra " + pe.version, "attach"} {
+				for _, want := range []string{"xpra versions do not match", "this client, xpra " + pe.version, "Attach to it with an xpra client of the server's release"} {
 					if !strings.Contains(out, want) {
 						t.Errorf("no %q in the client's output", want)
 					}
