@@ -145,8 +145,13 @@ func (l *load) guess(user, display string, n int) {
 		case err == nil:
 			l.guessBadErr.Store(fmt.Errorf("guess %d: a wrong password was accepted", i))
 			return
-		case refusal(err) == "authentication failed":
+		case refusal(err) == "authentication failed",
+			// answered at the challenge while the source serves a penalty
+			strings.HasPrefix(refusal(err), "authentication failed too many failed logins from your address"):
 			l.guesses.Add(1)
+		case strings.HasPrefix(refusal(err), "too many failed logins from your address"):
+			// closed at accept, with the supervisor's line (refuseWithNote)
+			l.guessesShut.Add(1)
 		case refusal(err) != "":
 			l.guessBadErr.Store(fmt.Errorf("guess %d: unexpected refusal %q", i, refusal(err)))
 		default:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +14,9 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
-	"github.com/xpra-proxy/xpra-proxy/internal/shared"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpra6lab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
 // realClient is one xpra client program with the environment it runs in.
@@ -36,36 +36,17 @@ func system313() realClient {
 		trust: func(string) string { return "--ssl-server-verify-mode=none" }}
 }
 
-// xpra6Prefix is where ../shared/lab/xpra6/build-xpra6.sh puts its build.
-const xpra6Prefix = "/opt/xpra6"
-
-// xpra6Client is the private xpra 6.x build, in the environment its kit's
-// xpra6-env.sh sets up (read once from a shell that sourced it). ok is
-// false, with the reason, where the build is missing: scripts/test-all.sh
+// xpra6Client is the private xpra 6.x build (package xpra6lab), trusting
+// the test certificate. why says where it is missing: scripts/test-all.sh
 // builds it (scripts/ensure-xpra6.sh), so CI runs it.
 func xpra6Client(t *testing.T) (c realClient, why string) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(xpra6Prefix, "bin", "xpra")); err != nil {
-		return c, xpra6Prefix + "/bin/xpra is missing (build it with ../shared/lab/xpra6/build-xpra6.sh)"
+	if why := xpra6lab.Missing(); why != "" {
+		return c, why
 	}
-	script := filepath.Join(shared.Dir(t), "lab", "xpra6", "xpra6-env.sh")
-	state := t.TempDir()
-	out, err := exec.Command("bash", "-c", `. "$0" "$1" "$2" >/dev/null && env -0`, script, xpra6Prefix, state).Output()
-	if err != nil {
-		t.Fatalf("sourcing %s: %v", script, err)
-	}
-	for kv := range strings.SplitSeq(strings.TrimRight(string(out), "\x00"), "\x00") {
-		c.env = append(c.env, kv)
-	}
-	c.env = append(c.env, "LANG=C.UTF-8")
-	c.bin = filepath.Join(xpra6Prefix, "bin", "xpra")
-	c.trust = func(cert string) string { return "--ssl-ca-certs=" + cert }
-	v, err := c.command(context.Background(), "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("xpra 6 --version: %v\n%s", err, v)
-	}
-	c.version = strings.TrimPrefix(lastLine(string(v)), "xpra v")
-	return c, ""
+	c6 := xpra6lab.NewClient(t)
+	return realClient{version: c6.Version, bin: c6.Bin, env: c6.Env,
+		trust: func(cert string) string { return "--ssl-ca-certs=" + cert }}, ""
 }
 
 func (c realClient) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -111,8 +92,8 @@ type clientRun struct {
 // TLS_ROUNDS (back to back, default 10) and TLS_PARALLEL (at once, default
 // 8) are per client, transport and command; SECURITY.md has a full run
 // (500 and 50) and the command for it. The real 6.x client runs too where
-// /opt/xpra6 is built (scripts/test-all.sh does not build it: skipped
-// there, with a message).
+// /opt/xpra6 is built (scripts/test-all.sh builds it; elsewhere a missing
+// build is skipped, with a message).
 func TestTLSRounds(t *testing.T) {
 	xpralab.Require(t)
 	rounds := envCount(t, "TLS_ROUNDS", 10)
@@ -151,7 +132,7 @@ func TestTLSRounds(t *testing.T) {
 			for _, req := range []string{"version", "info"} {
 				t.Run(fmt.Sprintf("xpra %s %s over %s", c.version, req, scheme), func(t *testing.T) {
 					url := fmt.Sprintf("%s://%s/", scheme, p.Addr())
-					want := "\n" + proxyVersion + "\n"
+					want := "\n" + proxyVersionFor(c) + "\n"
 					if req == "info" {
 						url = fmt.Sprintf("%s://%s@%s/", scheme, creds, p.Addr())
 						want = "server.type=xpra-proxy"
@@ -185,8 +166,11 @@ func TestTLSRounds(t *testing.T) {
 // runBound is the longest a single client run may take back to back.
 const runBound = 30 * time.Second
 
-// proxyVersion is what our pre-auth stage answers a version request with.
-const proxyVersion = "3.1.3"
+// proxyVersionFor is what our pre-auth stage answers c's version request
+// with: the release of c's own dialect (version.For).
+func proxyVersionFor(c realClient) string {
+	return version.For(!strings.HasPrefix(c.version, "3."))
+}
 
 // runClient runs the client once, killing it after two minutes.
 func runClient(c realClient, args []string) clientRun {

@@ -89,12 +89,19 @@ type attached struct {
 // attached; stop it with a.stop (also done at the end of the test).
 func startAttach(t *testing.T, url string, extra ...string) *attached {
 	t.Helper()
+	return startAttachWith(t, "xpra", []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}, url, extra...)
+}
+
+// startAttachWith is startAttach with a given client program and its
+// environment (e.g. the xpra 6.x build's).
+func startAttachWith(t *testing.T, bin string, env []string, url string, extra ...string) *attached {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	args := append([]string{"-a", "-s", "-screen 0 1280x1024x24", "xpra", "attach", url,
+	args := append([]string{"-a", "-s", "-screen 0 1280x1024x24", bin, "attach", url,
 		"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
 		"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no"}, extra...)
 	cmd := exec.CommandContext(ctx, "xvfb-run", args...)
-	cmd.Env = []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}
+	cmd.Env = env
 	out := &proxylab.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	// xvfb-run starts Xvfb and the client: stop them all, as a group.

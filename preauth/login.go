@@ -20,6 +20,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
@@ -112,7 +113,9 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 		// raced the client: its reader thread, seeing the end, closed the
 		// connection before its parser thread had handled the answer, and
 		// the client exited silently.
-		if err := c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: version.Protocol}}}); err != nil {
+		// Each dialect hears its own release (version.For).
+		v := version.For(c.Encoding() == wire.RencodePlus)
+		if err := c.WritePacket(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: v}}}); err != nil {
 			return nil, false, fmt.Errorf("answering a version request: %w", err)
 		}
 		if !clientHangsUp(nc, versionGrace) {

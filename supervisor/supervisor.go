@@ -18,6 +18,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,7 @@ type Supervisor struct {
 	control    *syscall.Credential // the control process's: its own user, else preauth's
 	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
 	quiet      *limits.Throttle    // of the refused-connection log lines
+	notes      chan struct{}       // slots for telling penalised clients why (refuseWithNote)
 	wg         sync.WaitGroup
 	salts      *saltCache
 	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
@@ -99,7 +101,8 @@ func Check(cfg Config, log *slog.Logger) error {
 
 func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
-		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
+		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil),
+		notes: make(chan struct{}, noteSlots)}
 	s.spares = newSpares(s)
 	s.policy = cfg.policy()
 	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
@@ -293,7 +296,9 @@ func (s *Supervisor) refuse(c net.Conn, typ string, err error) {
 	if typ == "unix" {
 		peer = "unix:" + c.LocalAddr().String()
 	}
-	c.Close()
+	if !s.refuseWithNote(c, err) {
+		c.Close()
+	}
 	ok, more := s.quiet.Allow()
 	if !ok {
 		return
@@ -557,6 +562,12 @@ func (x *exchange) run() {
 	if x.module != nil {
 		if err := x.s.limits.Check(src); err != nil {
 			x.log.Warn("login refused", "username", x.username, "err", err)
+			var r *limits.Refusal
+			if errors.As(err, &r) && r.Reason == limits.ReasonPenalty {
+				// The same words as refuseWithNote's line, in a packet.
+				x.deny("authentication failed", strings.TrimSuffix(strings.TrimPrefix(penaltyNote(r.Until, time.Now()), "disconnect: "), "\n"))
+				return
+			}
 			x.deny("authentication failed")
 			return
 		}

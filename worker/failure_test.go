@@ -43,3 +43,39 @@ func TestServerFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestMismatchDetail: a server on the other side of xpra's 4.3 packet
+// encoding change is named as such, with what to do; other failures are
+// left to serverFailure. The texts are what real servers answered (6.5.3,
+// 3.1.3) to the other release's hello.
+func TestMismatchDetail(t *testing.T) {
+	old, new6 := dialect{version: "3.1.3"}, dialect{version: "6.5.3", rencodePlus: true}
+	for _, tc := range []struct {
+		name string
+		d    dialect
+		err  error
+		want []string // all in the detail; none: not a mismatch
+	}{
+		{"3.1 client, 6.x server", old, &wire.TextMessage{Text: "disconnect invalid packet encoding: 'rencode' decoder is not available"},
+			[]string{"xpra 3.1.3", "rencode or bencode", "4.3 or later", "reads only rencodeplus", "not touched", "Attach to it with an xpra client of the server's release"}},
+		{"6.x client, 3.1 server", new6, &wire.TextMessage{Text: "disconnect: failed to parse bencode packet"},
+			[]string{"xpra 6.5.3", "writes rencodeplus", "older xpra (such as 3.1)", `"failed to parse bencode packet"`, "not touched", "or upgrade"}},
+		{"6.x client, garbage", new6, fmt.Errorf("x: %w", wire.ErrInvalidHeader), []string{"older xpra"}},
+		{"no version in the hello", dialect{}, &wire.TextMessage{Text: "disconnect: invalid packet encoding"}, []string{"this client writes rencode"}},
+		{"3.1 client, a plain refusal", old, &wire.TextMessage{Text: "disconnect: too many"}, nil},
+		{"6.x client, a plain refusal", new6, &wire.TextMessage{Text: "disconnect: too many"}, nil},
+		{"3.1 client, HTTP", old, &wire.TextMessage{Text: "HTTP/1.0 400 Bad Request"}, nil},
+		{"6.x client, closed", new6, io.EOF, nil},
+	} {
+		detail, ok := mismatchDetail(tc.d, tc.err)
+		if ok != (tc.want != nil) {
+			t.Errorf("%s: mismatch %v (%q), want %v", tc.name, ok, detail, tc.want != nil)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(detail, w) {
+				t.Errorf("%s: no %q in %q", tc.name, w, detail)
+			}
+		}
+	}
+}

@@ -131,6 +131,14 @@ func (s *Session) serverFailed(t xpraurl.Target, stage string, err error) error 
 		name = t.Display
 	}
 	reason, detail := serverFailure(name, stage, s.helloTimeout(), err)
+	if stage == stageHello {
+		// The client's dialect, not ours: the proxy wrote the server the
+		// client's own packet encoding.
+		d := dialect{version: s.hello.Version, rencodePlus: s.client.Encoding() == wire.RencodePlus}
+		if why, ok := mismatchDetail(d, err); ok {
+			reason, detail = packet.ReasonVersionError, why
+		}
+	}
 	s.Log.Warn("server failed", "reason", reason, "detail", detail, "server", t.String(), "err", err)
 	return s.refuse(reason, detail)
 }
@@ -170,7 +178,7 @@ func (s *Session) answer(nc net.Conn, req string) error {
 	default:
 		d = value.Dict{{Key: "server.type", Value: "xpra-proxy"}, {Key: "server.mode", Value: "proxy"},
 			{Key: "server.hostname", Value: host}, {Key: "server.platform", Value: runtime.GOOS},
-			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.Protocol},
+			{Key: "server.pid", Value: int64(os.Getpid())}, {Key: "version", Value: version.For(s.client.Encoding() == wire.RencodePlus)},
 			{Key: "proxy.version", Value: version.Proxy}, {Key: "proxy.user", Value: s.Launch.Username}}
 		for i, disp := range s.user().Displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})

@@ -137,8 +137,8 @@ func FreePort(t testing.TB) int {
 var displayMu sync.Mutex
 var nextDisplay = 200 + os.Getpid()%500
 
-// freeDisplay picks an X display number with no X server or lock file.
-func freeDisplay() int {
+// FreeDisplay picks an X display number with no X server or lock file.
+func FreeDisplay() int {
 	displayMu.Lock()
 	defer displayMu.Unlock()
 	for {
@@ -188,7 +188,7 @@ func launch(t testing.TB, o Options) *Server {
 	u, uid, gid := TestUser(t)
 	dir := Dir(t)
 	s := &Server{User: u, UID: uid, GID: gid, Port: FreePort(t), pidFile: filepath.Join(dir, "server.pid")}
-	n := freeDisplay()
+	n := FreeDisplay()
 	s.Display = ":" + strconv.Itoa(n)
 	s.env = []string{"PATH=" + cleanPath, "HOME=" + u.HomeDir, "USER=" + u.Username, "LOGNAME=" + u.Username,
 		"SHELL=/bin/bash", "LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", uid),
