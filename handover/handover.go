@@ -7,6 +7,7 @@ package handover
 import (
 	"fmt"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/rencode"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
@@ -46,12 +47,21 @@ func (s State) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// Unmarshal decodes a blob made by Marshal.
+// Budget bounds what decoding a handover of n bytes may cost the relay:
+// a compromised pre-auth process writes it, and without a bound 4 MiB of
+// empty lists would cost hundreds of MB. The captures' hellos take at
+// most 8 bytes of Go memory per byte of handover and one value per 4.7
+// bytes (TestRealHellosWithinBudget); twice that is allowed.
+func Budget(n int) budget.Limits {
+	return budget.Limits{Bytes: 16*int64(n) + 64<<10, Items: int64(n)/2 + 4096, Depth: 32}
+}
+
+// Unmarshal decodes a blob made by Marshal, within Budget.
 func Unmarshal(b []byte) (State, error) {
 	if len(b) > MaxSize {
 		return State{}, fmt.Errorf("handover: %d bytes, more than %d", len(b), MaxSize)
 	}
-	v, err := rencode.Decode(b, rencode.Plus)
+	v, err := rencode.DecodeWithin(b, rencode.Plus, budget.New(Budget(len(b))))
 	if err != nil {
 		return State{}, fmt.Errorf("handover: %w", err)
 	}
