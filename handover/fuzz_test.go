@@ -2,6 +2,7 @@ package handover_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
@@ -42,10 +43,9 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var st handover.State
 		var err error
-		// Real hellos decode to at most 8.1 bytes of Go memory per byte
-		// of handover (the attach hello: 72,798 bytes, 284,160 allocated);
-		// empty lists to 40 and more.
-		fuzzcheck.Bounded(t, 256<<10+24*uint64(len(in)), func() {
+		// Budget's bytes, and room for what it does not count (the
+		// blob's own dict, errors).
+		fuzzcheck.Bounded(t, uint64(handover.Budget.Bytes)+4<<20, func() {
 			st, err = handover.Unmarshal(in)
 		})
 		if err != nil {
@@ -71,25 +71,43 @@ func FuzzUnmarshal(f *testing.F) {
 	})
 }
 
-// Every real hello passes within Budget, with room to spare: the
-// figures in Budget's comment come from here (go test -v).
+// Every real hello passes within Budget with room to spare (go test -v
+// logs what each takes).
 func TestRealHellosWithinBudget(t *testing.T) {
 	for _, h := range tracehello.Hellos(t) {
 		b, err := handover.State{Hello: h}.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := budget.New(handover.Budget(len(b)))
+		m := budget.New(handover.Budget)
 		if _, err := rencode.DecodeWithin(b, rencode.Plus, m); err != nil {
 			t.Fatalf("%d-byte handover: %v", len(b), err)
 		}
 		bytes, items := m.Used()
-		t.Logf("%d bytes of handover: %d bytes, %d values (%.1f bytes a value)", len(b), bytes, items, float64(len(b))/float64(items))
-		if l := handover.Budget(len(b)); bytes*2 > l.Bytes || items*2 > l.Items {
-			t.Errorf("%d-byte handover uses %d bytes and %d values of %+v: less than twice the room", len(b), bytes, items, l)
+		t.Logf("%d bytes of handover: %d bytes, %d values", len(b), bytes, items)
+		if l := handover.Budget; bytes*4 > l.Bytes || items*4 > l.Items {
+			t.Errorf("%d-byte handover uses %d bytes and %d values of %+v", len(b), bytes, items, l)
 		}
 		if _, err := handover.Unmarshal(b); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A handover of a million empty lists is refused within the budget:
+// without one, decoding it took 1.9 MB for 20,000 of them.
+func TestUnmarshalBudget(t *testing.T) {
+	empty := make([]any, 1<<20)
+	for i := range empty {
+		empty[i] = []any{}
+	}
+	b, err := handover.State{Hello: value.Dict{{Key: "x", Value: empty}}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuzzcheck.Bounded(t, uint64(handover.Budget.Bytes)+4<<20, func() {
+		if _, err := handover.Unmarshal(b); !errors.Is(err, budget.ErrExceeded) {
+			t.Errorf("%d bytes of empty lists: %v, want the budget's refusal", len(b), err)
+		}
+	})
 }

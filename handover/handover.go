@@ -47,21 +47,25 @@ func (s State) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// Budget bounds what decoding a handover of n bytes may cost the relay:
-// a compromised pre-auth process writes it, and without a bound 4 MiB of
-// empty lists would cost hundreds of MB. The captures' hellos take at
-// most 8 bytes of Go memory per byte of handover and one value per 4.7
-// bytes (TestRealHellosWithinBudget); twice that is allowed.
-func Budget(n int) budget.Limits {
-	return budget.Limits{Bytes: 16*int64(n) + 64<<10, Items: int64(n)/2 + 4096, Depth: 32}
-}
+// Budget bounds what decoding a handover may cost the relay: a
+// compromised pre-auth process writes it, and without a bound 4 MiB of
+// empty lists cost hundreds of MB. An honest pre-auth process decoded
+// the hello within budget.ForPacket of its packet limit (a handover is at
+// most MaxSize): this is that budget for MaxSize, one level deeper for
+// the dict around the hello, so the relay reads whatever it wrote
+// (preauth.FuzzLogin checks that).
+var Budget = func() budget.Limits {
+	l := budget.ForPacket(MaxSize)
+	l.Depth++
+	return l
+}()
 
 // Unmarshal decodes a blob made by Marshal, within Budget.
 func Unmarshal(b []byte) (State, error) {
 	if len(b) > MaxSize {
 		return State{}, fmt.Errorf("handover: %d bytes, more than %d", len(b), MaxSize)
 	}
-	v, err := rencode.DecodeWithin(b, rencode.Plus, budget.New(Budget(len(b))))
+	v, err := rencode.DecodeWithin(b, rencode.Plus, budget.New(Budget))
 	if err != nil {
 		return State{}, fmt.Errorf("handover: %w", err)
 	}
