@@ -61,7 +61,9 @@ func TestPAM(t *testing.T) {
 	p := proxylab.Start(t, "--bind-unix="+sock, "--auth="+pam+",allow-unencrypted-passwords=yes",
 		"--tcp-auth="+pam+",allow-unencrypted-passwords=yes")
 	cert, key := testCert(t, t.TempDir())
-	strict := proxylab.Start(t, "--tcp-auth="+pam, "--ssl-cert="+cert, "--ssl-key="+key)
+	strictSock := filepath.Join(xpralab.Dir(t), "strict.sock")
+	strict := proxylab.Start(t, "--tcp-auth="+pam, "--ssl-cert="+cert, "--ssl-key="+key,
+		"--bind-unix="+strictSock, "--auth="+pam)
 	// xpra 3.1.3 reads socket://USER:PASSWORD@/PATH as the password
 	// "PASSWORD@": its own form has no @. Our probe takes the usual one.
 	xpraURL := func(pw string) string { return "socket://" + user + ":" + pw + sock }
@@ -107,6 +109,12 @@ func TestPAM(t *testing.T) {
 		}
 		if !strings.Contains(strict.Logs(), "allow-unencrypted-passwords=yes") {
 			t.Fatalf("the log does not tell the admin what to set:\n%s", strict.Logs())
+		}
+	})
+	t.Run("a unix socket needs no allow-unencrypted-passwords", func(t *testing.T) {
+		url := "socket://" + user + ":" + password + "@" + strictSock
+		if _, err := run(t, probe.Options{URL: url, Request: "info"}); err != nil {
+			t.Fatalf("probe info over the unix socket with PAM and the defaults: %v", err)
 		}
 	})
 	t.Run("TLS and WSS on the same port are accepted", func(t *testing.T) {

@@ -279,14 +279,27 @@ func procStatus(pid int) map[string]string {
 	return m
 }
 
+// payloadOf is the leader's child once it has exec'd the payload. Before
+// that the leader may have another child for a moment: Go's os/exec probes
+// clone(CLONE_PIDFD) with a throwaway child of the leader's own image, which
+// counted as the payload in CI and was gone a moment later.
 func payloadOf(t *testing.T, u logind.Unit) int {
 	t.Helper()
-	var kids []int
+	leaderExe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", u.Session.Leader))
+	if err != nil {
+		t.Fatalf("the leader %d: %v", u.Session.Leader, err)
+	}
+	var payload []int
 	waitFor(t, 5*time.Second, "the payload process", func() bool {
-		kids = children(u.Session.Leader)
-		return len(kids) == 1
+		payload = payload[:0]
+		for _, k := range children(u.Session.Leader) {
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", k)); err == nil && exe != leaderExe {
+				payload = append(payload, k)
+			}
+		}
+		return len(payload) == 1
 	})
-	return kids[0]
+	return payload[0]
 }
 
 // childRunning finds the child of pid whose command line has arg.

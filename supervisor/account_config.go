@@ -29,7 +29,7 @@ func accountDefaults() AccountConfig {
 func registerAccountFlags(fs *flag.FlagSet, c *AccountConfig) {
 	fs.IntVar(&c.MinUID, "min-uid", 0, "lowest uid a relay may run as (default login.defs' UID_MIN)")
 	fs.IntVar(&c.MaxUID, "max-uid", 0, "highest uid a relay may run as (default login.defs' UID_MAX)")
-	fs.IntVar(&c.MaxRelaysPerUser, "max-relays-per-user", -1, "live connections one user may have through the proxy (default 50; 0: no limit)")
+	fs.Var(newCountFlag(&c.MaxRelaysPerUser), "max-relays-per-user", "live connections one user may have through the proxy (default 50; 0: no limit)")
 	fs.Var(listFlag{&c.AllowUsers}, "allow-users", "only these users (patterns with * and ?; repeatable)")
 	fs.Var(listFlag{&c.DenyUsers}, "deny-users", "never these users (patterns; repeatable)")
 	fs.Var(listFlag{&c.AllowGroups}, "allow-groups", "only members of these groups (patterns; repeatable)")

@@ -3,8 +3,10 @@ package supervisor
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,36 +138,44 @@ func (f listFlag) String() string {
 }
 func (f listFlag) Set(v string) error { *f.l = append(*f.l, v); return nil }
 
+// countFlag is a count whose default lives in Defaults: -1 means not
+// given on the command line, and --help shows no default of its own.
+type countFlag struct{ p *int }
+
+func newCountFlag(p *int) countFlag { *p = -1; return countFlag{p} }
+
+func (f countFlag) String() string {
+	if f.p == nil || *f.p < 0 {
+		return ""
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f countFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q: want 0 (no limit) or more", v)
+	}
+	*f.p = n
+	return nil
+}
+
+// PrintFlags writes every option with its help text, for --help.
+func PrintFlags(w io.Writer) {
+	var file string
+	var cli Config
+	fs := flagSet(&file, &cli)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
 // ParseFlags reads the command line: --config first, then flags on top.
 func ParseFlags(args []string) (Config, error) {
 	c := Defaults()
 	var file string
 	var cli Config
-	fs := flag.NewFlagSet("xpra-proxy", flag.ContinueOnError)
-	fs.StringVar(&file, "config", "", "TOML settings file (e.g. /etc/xpra-proxy/xpra-proxy.toml)")
-	fs.Var(listFlag{&cli.BindTCP}, "bind-tcp", "listen on HOST:PORT (repeatable)")
-	fs.Var(listFlag{&cli.BindUnix}, "bind-unix", "listen on a unix socket PATH (repeatable)")
-	fs.Var(listFlag{&cli.BindUnix}, "bind", "same as --bind-unix (xpra's name)")
-	fs.Var(listFlag{&cli.Auth}, "auth", "auth module for unix sockets, e.g. multifile,filename=/etc/xpra/users (repeatable: chained)")
-	fs.Var(listFlag{&cli.Auth}, "unix-auth", "same as --auth")
-	fs.Var(listFlag{&cli.TCPAuth}, "tcp-auth", "auth module for TCP, e.g. sqlite,filename=/etc/xpra/users.sdb")
-	fs.StringVar(&cli.PasswordFile, "password-file", "", "password file for the file module")
-	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
-	fs.StringVar(&cli.PreauthUser, "preauth-user", "", "user running pre-auth processes (default xpra-proxy, else nobody)")
-	fs.StringVar(&cli.ControlUser, "control-user", "", "user running the :proxy control process (default xpra-proxy-control, else the pre-auth user)")
-	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
-	registerLimitFlags(fs, &cli)
-	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
-	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello, and TCP_DEFER_ACCEPT on bind-tcp ports (default 10s; 0: off)")
-	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
-	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
-	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
-	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
-	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
-	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
-	registerFrontFlags(fs, &cli.FrontConfig)
-	registerSessionFlags(fs, &cli.SessionConfig)
-	registerAccountFlags(fs, &cli.AccountConfig)
+	fs := flagSet(&file, &cli)
+	fs.SetOutput(io.Discard) // the caller prints the error once
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -190,6 +200,36 @@ func ParseFlags(args []string) (Config, error) {
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
 	mergeAccount(&c.AccountConfig, cli.AccountConfig)
 	return c, c.check()
+}
+
+// flagSet declares every option: file gets --config, cli the rest.
+func flagSet(file *string, cli *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("xpra-proxy", flag.ContinueOnError)
+	fs.StringVar(file, "config", "", "TOML settings file (e.g. /etc/xpra-proxy/xpra-proxy.toml)")
+	fs.Var(listFlag{&cli.BindTCP}, "bind-tcp", "listen on HOST:PORT (repeatable)")
+	fs.Var(listFlag{&cli.BindUnix}, "bind-unix", "listen on a unix socket PATH (repeatable)")
+	fs.Var(listFlag{&cli.BindUnix}, "bind", "same as --bind-unix (xpra's name)")
+	fs.Var(listFlag{&cli.Auth}, "auth", "auth module for unix sockets, e.g. multifile,filename=/etc/xpra/users (repeatable: chained)")
+	fs.Var(listFlag{&cli.Auth}, "unix-auth", "same as --auth")
+	fs.Var(listFlag{&cli.TCPAuth}, "tcp-auth", "auth module for TCP, e.g. sqlite,filename=/etc/xpra/users.sdb")
+	fs.StringVar(&cli.PasswordFile, "password-file", "", "password file for the file module")
+	fs.Var(listFlag{&cli.SocketDirs}, "socket-dirs", "session socket directories (repeatable; default xpra's)")
+	fs.StringVar(&cli.PreauthUser, "preauth-user", "", "user running pre-auth processes (default xpra-proxy, else nobody)")
+	fs.StringVar(&cli.ControlUser, "control-user", "", "user running the :proxy control process (default xpra-proxy-control, else the pre-auth user)")
+	fs.StringVar(&cli.Worker, "worker", "", "path of xpra-proxy-worker (default: beside this program)")
+	registerLimitFlags(fs, cli)
+	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
+	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello, and TCP_DEFER_ACCEPT on bind-tcp ports (default 10s; 0: off)")
+	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
+	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
+	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
+	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
+	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
+	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
+	registerFrontFlags(fs, &cli.FrontConfig)
+	registerSessionFlags(fs, &cli.SessionConfig)
+	registerAccountFlags(fs, &cli.AccountConfig)
+	return fs
 }
 
 // merge applies the flags that were given over c.

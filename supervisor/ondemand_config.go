@@ -79,7 +79,7 @@ func registerSessionFlags(fs *flag.FlagSet, c *SessionConfig) {
 	fs.DurationVar(&c.SessionStartTimeout.Duration, "session-start-timeout", 0, "how long a started session may take to listen (default 90s)")
 	fs.Var(listFlag{&c.SessionOverrides}, "session-override", "an option clients may set on sessions they start (repeatable; replaces the default list)")
 	fs.StringVar(&c.SessionLeader, "session-leader", "", "path of xpra-proxy-session (default: beside this program, else "+logind.DefaultLeader+")")
-	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", -1, "started sessions one user may have at once (default 4; 0: no limit)")
+	fs.Var(newCountFlag(&c.MaxSessionsPerUser), "max-sessions-per-user", "started sessions one user may have at once (default 4; 0: no limit)")
 }
 
 func mergeSession(c *SessionConfig, cli SessionConfig) {

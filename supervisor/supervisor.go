@@ -8,6 +8,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,8 +55,49 @@ type Supervisor struct {
 	authenticated atomic.Int64 // connections authenticated since start
 }
 
-// New checks the configuration and builds the auth modules.
+// New checks the configuration, builds the auth modules and opens the
+// registry of relays (adopting those a previous supervisor left).
 func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
+	s, err := prepare(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Check is --check-config: everything New checks (auth modules and their
+// files, users, programs, session settings) and the TLS key pair, without
+// touching the run directory or any listener.
+func Check(cfg Config, log *slog.Logger) error {
+	s, err := prepare(cfg, log)
+	if err != nil {
+		return err
+	}
+	s.front.Close()
+	fr, err := cfg.FrontConfig.front()
+	if err != nil {
+		return err
+	}
+	if len(fr.CertPEM) > 0 {
+		if _, err := tls.X509KeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
+			return fmt.Errorf("ssl-cert %s / ssl-key: %w", cfg.SSLCert, err)
+		}
+	}
+	if _, err := user.Lookup(cfg.PreauthUser); err != nil {
+		log.Warn("pre-auth user missing: pre-auth processes will run as nobody", "preauth_user", cfg.PreauthUser)
+	}
+	if cfg.EncoderSocket != "" {
+		if _, err := user.Lookup(cfg.EncoderUser); err != nil {
+			return fmt.Errorf("encoder-user %q: %w", cfg.EncoderUser, err)
+		}
+	}
+	return nil
+}
+
+func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil)}
 	s.spares = newSpares(s)
@@ -123,9 +165,6 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, fmt.Errorf("control program: %w", err)
 	}
 	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
-		return nil, err
-	}
-	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -485,7 +524,7 @@ func (x *exchange) run() {
 		if pm, ok := x.module.(auth.PlainPassword); ok {
 			// PAM needs the password itself: only xor carries it, and
 			// only encryption protects it.
-			if err := pm.CheckTransport(x.encrypted()); err != nil {
+			if err := pm.CheckTransport(x.confidential()); err != nil {
 				x.log.Warn("authentication refused", "username", x.username, "module", pm.Name(), "err", err)
 				x.deny("authentication failed", refusalDetails(err)...)
 				return
@@ -642,8 +681,11 @@ func refusalDetails(err error) []string {
 // encrypted says whether the client's connection is encrypted, which the
 // pam module demands before it asks for a password. AES is refused by
 // the pre-auth process, so only TLS counts.
-func (x *exchange) encrypted() bool {
-	return x.transport == "ssl" || x.transport == "wss"
+// confidential: no one between the client and us can read the bytes. TLS
+// gives that; so does a unix socket, whose bytes only the kernel carries
+// (and root, who can read the password file anyway).
+func (x *exchange) confidential() bool {
+	return x.transport == "ssl" || x.transport == "wss" || x.typ == "unix"
 }
 
 // remoteHost is the client's address without the port, for PAM_RHOST.

@@ -7,6 +7,8 @@
 //	xpra-proxy list [--json]     live connections: user, source, target, transport, bytes, age
 //	xpra-proxy sessions [--json] the logind sessions the proxy started, everyone's
 //	xpra-proxy terminate ID      end one of them (other sessions are refused)
+//	xpra-proxy --check-config    check the settings as sshd -t does
+//	xpra-proxy --version, --help
 package main
 
 import (
@@ -15,14 +17,53 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"slices"
 	"syscall"
 
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/supervisor"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
+	"github.com/xpra-proxy/xpra-proxy/version"
 )
 
+const usage = `Usage:
+  xpra-proxy [OPTIONS]                   run the proxy (as root; usually started by systemd)
+  xpra-proxy --check-config [OPTIONS]    check the settings and exit: 0 when they are usable (also -t)
+  xpra-proxy auth sqlite FILE create|add|remove|list ...
+                                         manage a sqlite password database
+  xpra-proxy list [--json]               live connections: user, source, target, transport, bytes, age
+  xpra-proxy sessions [--json]           the logind sessions the proxy started
+  xpra-proxy terminate ID                end one of those sessions
+  xpra-proxy --version                   the proxy's version and the xpra version it speaks
+  xpra-proxy --help                      this text
+
+Settings come from --config=FILE (TOML, keys named as the options) with
+options given here on top. See xpra-proxy(8).
+
+Options:
+`
+
 func main() {
+	sub := ""
+	if len(os.Args) > 1 {
+		sub = os.Args[1]
+	}
+	// Subcommands read their own arguments: a user named "help" is data.
+	for i, a := range os.Args[1:] {
+		if i > 0 && (sub == "auth" || sub == "list" || sub == "sessions" || sub == "terminate") {
+			break
+		}
+		switch a {
+		case "-h", "-help", "--help", "help":
+			fmt.Print(usage)
+			supervisor.PrintFlags(os.Stdout)
+			os.Exit(0)
+		case "-version", "--version", "version":
+			fmt.Printf("xpra-proxy %s (speaks xpra %s; %s)\n", version.Proxy, version.Protocol, runtime.Version())
+			os.Exit(0)
+		}
+	}
 	if len(os.Args) > 1 && os.Args[1] == "auth" {
 		os.Exit(auth.Admin(os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -40,6 +81,14 @@ func main() {
 
 func run(args []string) int {
 	log := newLogger()
+	checkOnly := false
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+		if a == "-t" || a == "--check-config" || a == "-check-config" {
+			checkOnly = true
+			return true
+		}
+		return false
+	})
 	// Inherited descriptors must not reach the workers (systemd's sockets
 	// are taken by name below and are close-on-exec after that too).
 	if err := namedfd.CloseOnExecAll(); err != nil {
@@ -49,7 +98,17 @@ func run(args []string) int {
 	cfg, err := supervisor.ParseFlags(args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xpra-proxy:", err)
+		fmt.Fprintln(os.Stderr, "(xpra-proxy --help lists the options)")
 		return 2
+	}
+	if checkOnly {
+		if err := supervisor.Check(cfg, log); err != nil {
+			log.Error("configuration", "err", err)
+			fmt.Fprintln(os.Stderr, "xpra-proxy: configuration:", err)
+			return 1
+		}
+		fmt.Println("xpra-proxy: configuration OK")
+		return 0
 	}
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: workers cannot switch users, only the current user's sessions are reachable")

@@ -67,8 +67,9 @@ const (
 )
 
 // The admin's settings: PAM on both sockets, TLS required for it on the TCP
-// port (the default), sessions started on demand, also for users without one.
-var config = `auth = ["pam,allow-unencrypted-passwords=yes"]
+// port (the default; a unix socket is confidential without it), sessions
+// started on demand, also for users without one.
+var config = `auth = ["pam"]
 tcp-auth = ["pam"]
 ssl-cert = "/etc/xpra-proxy/cert.pem"
 ssl-key = "/etc/xpra-proxy/key.pem"
@@ -490,6 +491,10 @@ func (b *bed) processes(t *testing.T) {
 	}
 	defer c.Close()
 	pre := findChild(t, sup, "--preauth", carriers...)
+	// A spare just started may still be reading its start-up files.
+	waitFor(t, 15*time.Second, fmt.Sprintf("pre-auth %d to apply its sandbox", pre), func() bool {
+		return proclab.Sandboxed(proclab.Read(pre))
+	})
 	pu, _ := user.Lookup(proxylab.PreauthUser)
 	puid, _ := strconv.Atoi(pu.Uid)
 	pgid, _ := strconv.Atoi(pu.Gid)

@@ -89,3 +89,9 @@ func CheckConfined(t testing.TB, p Proc, uid, gid int, groups []string) {
 		}
 	}
 }
+
+// Sandboxed reports whether p runs under a seccomp filter. The pre-auth
+// and control processes apply theirs last in their start-up (after reading
+// what they may no longer open), so a test that checks their descriptors
+// waits for this first: before it, a file being read at start-up is open.
+func Sandboxed(p Proc) bool { return p.Status["Seccomp"] == "2" }

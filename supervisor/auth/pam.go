@@ -23,7 +23,7 @@ type PlainPassword interface {
 	// CheckTransport says whether the password may be asked for on this
 	// connection; encrypted is true for TLS and WSS (and AES). A non-nil
 	// error refuses the client, with the error's Refusal.Detail as reason.
-	CheckTransport(encrypted bool) error
+	CheckTransport(confidential bool) error
 }
 
 // pamMaxTimeout caps the timeout option: a client's whole login has
@@ -117,10 +117,11 @@ func (m *pamModule) Name() string         { return "pam" }
 func (m *pamModule) NeedsChallenge() bool { return true }
 
 // CheckTransport refuses the xor digest on a connection anyone on the
-// path can read, unless the admin allows it (as xpra's client does only
-// with XPRA_ALLOW_UNENCRYPTED_PASSWORDS, or on a local connection).
-func (m *pamModule) CheckTransport(encrypted bool) error {
-	if encrypted || m.allowUnencrypted {
+// path can read (plain TCP or WebSocket), unless the admin allows it (as
+// xpra's client does only with XPRA_ALLOW_UNENCRYPTED_PASSWORDS, or on a
+// local connection). confidential is TLS or a unix socket.
+func (m *pamModule) CheckTransport(confidential bool) error {
+	if confidential || m.allowUnencrypted {
 		return nil
 	}
 	return &Refusal{
