@@ -3,11 +3,11 @@ package control
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/internal/shared"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
@@ -24,11 +24,9 @@ const fuzzLimit = 8 << 20
 // Nothing may panic or hang, and memory stays bounded. Seeds: real 3.1.3
 // client captures and the hellos of each request.
 func FuzzServeConn(f *testing.F) {
-	if files, _ := filepath.Glob(filepath.Join("..", "..", "shared", "xpra", "traces", "[ace]*.c2s.bin")); len(files) > 0 {
-		for _, p := range files {
-			if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
-				f.Add(b)
-			}
+	for _, b := range shared.TraceSeeds(f, "[ace]*.c2s.bin") {
+		if len(b) < 64<<10 {
+			f.Add(b)
 		}
 	}
 	for _, h := range []value.Dict{

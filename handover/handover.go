@@ -7,6 +7,7 @@ package handover
 import (
 	"fmt"
 
+	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"github.com/xpra-proxy/xpra-proxy/protocol/rencode"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
@@ -46,12 +47,25 @@ func (s State) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// Unmarshal decodes a blob made by Marshal.
+// Budget bounds what decoding a handover may cost the relay: a
+// compromised pre-auth process writes it, and without a bound 4 MiB of
+// empty lists cost hundreds of MB. An honest pre-auth process decoded
+// the hello within budget.ForPacket of its packet limit (a handover is at
+// most MaxSize): this is that budget for MaxSize, one level deeper for
+// the dict around the hello, so the relay reads whatever it wrote
+// (preauth.FuzzLogin checks that).
+var Budget = func() budget.Limits {
+	l := budget.ForPacket(MaxSize)
+	l.Depth++
+	return l
+}()
+
+// Unmarshal decodes a blob made by Marshal, within Budget.
 func Unmarshal(b []byte) (State, error) {
 	if len(b) > MaxSize {
 		return State{}, fmt.Errorf("handover: %d bytes, more than %d", len(b), MaxSize)
 	}
-	v, err := rencode.Decode(b, rencode.Plus)
+	v, err := rencode.DecodeWithin(b, rencode.Plus, budget.New(Budget))
 	if err != nil {
 		return State{}, fmt.Errorf("handover: %w", err)
 	}

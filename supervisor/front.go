@@ -88,6 +88,25 @@ func (c Config) authSpecs() map[string][]string {
 	}
 }
 
+// tlsCarries says whether a TLS connection on a TCP port can carry
+// transport ("ssl": xpra inside TLS, "wss": WebSocket inside TLS): never
+// without a certificate or with ssl=off; ssl=tcp carries only xpra,
+// ssl=www only HTTP. As the pre-auth process reads the same option.
+func (c FrontConfig) tlsCarries(transport string) bool {
+	if c.SSLCert == "" {
+		return false
+	}
+	switch c.SSL {
+	case "off", "no", "false":
+		return false
+	case "tcp":
+		return transport == "ssl"
+	case "www":
+		return transport == "wss"
+	}
+	return transport == "ssl" || transport == "wss"
+}
+
 // front reads the certificate files and builds the pre-auth processes'
 // transport document. Errors here stop start-up: a missing key must not
 // silently turn TLS off.

@@ -37,3 +37,40 @@ func TestListenDeferAccept(t *testing.T) {
 		t.Logf("first-packet-timeout %v: TCP_DEFER_ACCEPT reads back %d", tc.fpt, v)
 	}
 }
+
+// TestCheckTransport: what a pre-auth process may say arrived, by
+// listener and TLS configuration.
+func TestCheckTransport(t *testing.T) {
+	withCert := func(mode string) func(string) bool {
+		return FrontConfig{SSL: mode, SSLCert: "/etc/xpra/ssl-cert.pem"}.tlsCarries
+	}
+	noCert := FrontConfig{SSL: "on"}.tlsCarries
+	for _, tc := range []struct {
+		listener, transport string
+		tls                 func(string) bool
+		want                string // "" for a refusal
+	}{
+		{"tcp", "", noCert, "tcp"},
+		{"tcp", "tcp", noCert, "tcp"},
+		{"tcp", "ws", noCert, "ws"},
+		{"tcp", "ssl", noCert, ""},
+		{"tcp", "wss", noCert, ""},
+		{"tcp", "ssl", withCert(""), "ssl"},
+		{"tcp", "wss", withCert("auto"), "wss"},
+		{"tcp", "ssl", withCert("off"), ""},
+		{"tcp", "ssl", withCert("tcp"), "ssl"},
+		{"tcp", "wss", withCert("tcp"), ""},
+		{"tcp", "ssl", withCert("www"), ""},
+		{"tcp", "wss", withCert("www"), "wss"},
+		{"tcp", "unix", withCert(""), ""},
+		{"unix", "", withCert(""), "unix"},
+		{"unix", "tcp", withCert(""), ""},
+		{"unix", "ssl", withCert(""), ""},
+		{"unix", "ws", withCert(""), ""},
+	} {
+		got, err := checkTransport(tc.listener, tc.transport, tc.tls)
+		if got != tc.want || (err == nil) != (tc.want != "") {
+			t.Errorf("%s listener, %q: got %q, %v; want %q", tc.listener, tc.transport, got, err, tc.want)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 )
 
-func testStarter(t *testing.T, mutate func(*SessionConfig)) *starter {
+func testStarter(t testing.TB, mutate func(*SessionConfig)) *starter {
 	t.Helper()
 	cfg := sessionDefaults()
 	cfg.SessionLeader = "/usr/libexec/xpra-proxy/xpra-proxy-session"

@@ -477,12 +477,19 @@ func (x *exchange) deny(reason string, details ...string) {
 }
 
 func (x *exchange) run() {
-	m, _, err := x.recv()
+	m, f, err := x.recv()
 	if err != nil {
 		if !errors.Is(err, ipc.ErrClosed) {
 			x.log.Warn("pre-auth", "err", err)
 		}
 		return // version requests and bad clients end here
+	}
+	if f != nil {
+		// Nothing comes with an AuthBegin; left open, root would hold
+		// whatever a compromised pre-auth process sent until a GC.
+		f.Close()
+		x.log.Warn("pre-auth protocol", "got", m.Kind+" with a descriptor", "want", ipc.AuthBegin)
+		return
 	}
 	if m.Kind != ipc.AuthBegin {
 		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.AuthBegin)
@@ -497,7 +504,7 @@ func (x *exchange) run() {
 		return
 	}
 	x.username = m.Username
-	if x.transport, err = checkTransport(x.typ, m.Transport); err != nil {
+	if x.transport, err = checkTransport(x.typ, m.Transport, x.s.cfg.FrontConfig.tlsCarries); err != nil {
 		x.log.Warn("pre-auth protocol", "err", err)
 		return
 	}
@@ -624,16 +631,25 @@ func (x *exchange) run() {
 }
 
 // checkTransport validates what the pre-auth process says arrived: only
-// TCP ports carry TLS and WebSocket.
-func checkTransport(listener, transport string) (string, error) {
+// TCP ports carry TLS and WebSocket, and TLS only as the configuration
+// lets it (tlsCarries). The supervisor cannot see the bytes, so a
+// compromised pre-auth process may still call a plain connection "ssl"
+// where TLS is on: it then gets ssl-auth's modules and encrypted()'s
+// pam, as a TLS client would (ARCHITECTURE.md, TLS and WebSocket).
+func checkTransport(listener, transport string, tlsCarries func(string) bool) (string, error) {
 	if transport == "" {
 		return listener, nil
 	}
 	switch {
 	case transport == listener:
 		return transport, nil
-	case listener == "tcp" && (transport == "ssl" || transport == "ws" || transport == "wss"):
+	case listener == "tcp" && transport == "ws":
 		return transport, nil
+	case listener == "tcp" && (transport == "ssl" || transport == "wss"):
+		if tlsCarries(transport) {
+			return transport, nil
+		}
+		return "", fmt.Errorf("transport %q, but TLS cannot carry it here (no ssl-cert, or the ssl option)", transport)
 	}
 	return "", fmt.Errorf("transport %q on a %s listener", transport, listener)
 }

@@ -483,6 +483,9 @@ func ParseReply(h Header, body []byte) (Reply, error) {
 	if h.Type.IsRequest() {
 		return nil, protoErr("%v is not a reply", h.Type)
 	}
+	if len(body) != int(h.Len) {
+		return nil, protoErr("body of %d bytes, header says %d", len(body), h.Len)
+	}
 	r := &reader{b: body}
 	var rep Reply
 	switch h.Type {
@@ -502,6 +505,11 @@ func ParseReply(h Header, body []byte) (Reply, error) {
 		rep = Opened{Ctx: r.u32(), Backend: Backend(r.u8()), GPU: int8(r.u8()), Fallback: r.str(MaxString)}
 	case TCompressed:
 		flags := r.u8()
+		if r.err == nil && flags&^1 != 0 {
+			// As for requests: a bit we do not know is a peer we do not
+			// understand, not one to guess about.
+			r.err = protoErr("unknown compressed flags %#x", flags)
+		}
 		rep = Compressed{Keyframe: flags&1 != 0, Data: r.take(len(r.b))}
 	case TClosed:
 		rep = Closed{}

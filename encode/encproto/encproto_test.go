@@ -283,3 +283,49 @@ func TestConnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzReply: the relay's parser of what the shared encoder answers (the
+// encoder runs as a user of its own, so a relay must not trust it). No
+// input may panic or allocate beyond the reply's own bytes, and what
+// parses re-encodes to the same bytes.
+func FuzzReply(f *testing.F) {
+	for _, rep := range []Reply{
+		HelloReply{Version: 1, Codecs: []codec.Codec{codec.H264, codec.JPEG}, MaxWidth: 4096, MaxHeight: 2160, Note: "no GPU"},
+		Opened{Ctx: 3, Backend: X264, GPU: -1, Fallback: "no GPU"},
+		Compressed{Keyframe: true, Data: []byte{0, 0, 0, 1, 0x67}},
+		Closed{}, StatusReply{JSON: []byte(`{"cpu":1}`)}, &Error{Code: Refused, Message: "pool full"},
+	} {
+		body, typ, _ := AppendReply(nil, rep)
+		if c, ok := rep.(Compressed); ok {
+			body = append(body, c.Data...)
+		}
+		f.Add(append(hdr(typ, 0, uint32(len(body))), body...))
+	}
+	f.Add(append(hdr(THelloReply, 0, 4), 1, 0, 9, 0))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzcheck.Bounded(t, 64<<10, func() {
+			h, err := ParseHeader(data)
+			if err != nil {
+				return
+			}
+			body := data[HeaderSize:]
+			if uint32(len(body)) > h.Len {
+				body = body[:h.Len]
+			}
+			rep, err := ParseReply(h, body)
+			if err != nil {
+				if !errors.Is(err, ErrProtocol) {
+					t.Fatalf("unexpected error kind %v", err)
+				}
+				return
+			}
+			again, typ, err := AppendReply(nil, rep)
+			if c, ok := rep.(Compressed); ok {
+				again = append(again, c.Data...)
+			}
+			if err != nil || typ != h.Type || !bytes.Equal(again, body) {
+				t.Fatalf("%#v re-encodes as %v %x (%v), was %x", rep, typ, again, err, body)
+			}
+		})
+	})
+}

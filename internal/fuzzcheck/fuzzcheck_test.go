@@ -13,3 +13,20 @@ func TestCounterSeesAllocations(t *testing.T) {
 	}
 	Bounded(t, 1<<20, func() { sink = make([]byte, 1000) })
 }
+
+var small [][]byte
+
+// Small allocations count as they happen, not when their span is
+// replaced: one of 4 KiB, ten of 512 bytes, a thousand of 16 bytes.
+func TestCounterSeesSmallAllocations(t *testing.T) {
+	for _, tc := range []struct{ n, size int }{{1, 4096}, {10, 512}, {1000, 16}} {
+		before := allocated()
+		small = make([][]byte, 0, tc.n)
+		for range tc.n {
+			small = append(small, make([]byte, tc.size))
+		}
+		if got := allocated() - before; got < uint64(tc.n*tc.size) {
+			t.Errorf("%d allocations of %d bytes counted as %d bytes", tc.n, tc.size, got)
+		}
+	}
+}

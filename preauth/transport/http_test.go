@@ -23,6 +23,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/internal/shared"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/protocol/websocket"
 )
@@ -734,6 +735,11 @@ func FuzzServeHTTP(f *testing.F) {
 		"GET / HTTP/1.1\r\nRange: bytes=2-5\r\n\r\n",
 	} {
 		f.Add([]byte(s))
+	}
+	// What the real HTML5 client sent: its page and script requests (f0)
+	// and its WebSocket upgrade with the first frames (f1).
+	for _, b := range shared.TraceSeeds(f, "f0-http-get-index-via-proxy.c2s.bin", "f1-html5-ws-via-proxy.client-proxy.c2s.bin") {
+		f.Add(b[:min(len(b), 4096)])
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, 4<<20, func() {

@@ -122,6 +122,10 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte("SSH-2.0-x\r\n"))
 	f.Add([]byte{0x16, 0x03, 0x01})
 	f.Add([]byte("hello"))
+	// The first bytes real clients sent: xpra 3.1.3, HTTP, WebSocket.
+	for _, b := range shared.TraceSeeds(f, "a1-version-direct.1.c2s.bin", "f0-http-get-index-via-proxy.c2s.bin", "f1-html5-ws-via-proxy.client-proxy.c2s.bin") {
+		f.Add(b[:min(len(b), 2048)])
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		// Every prefix is checked, so keep inputs short; the table covers
 		// the MaxPeek limit.

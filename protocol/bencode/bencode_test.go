@@ -2,8 +2,10 @@ package bencode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/internal/shared"
 	"strings"
 	"testing"
 
@@ -85,6 +87,13 @@ func FuzzDecode(f *testing.F) {
 	// Issue 12's amplification (empty lists) and deep nesting.
 	f.Add([]byte("l5:hellod1:xl" + strings.Repeat("le", 64<<10) + "eee"))
 	f.Add([]byte("l5:hellod1:x" + strings.Repeat("l", 120) + strings.Repeat("e", 122)))
+	// The real HTML5 client's packets and the proxy's answers (f1, the
+	// xpra stream inside its WebSocket frames): hellos of 1-7 KB.
+	for _, stream := range shared.TraceSeeds(f, "decoded/f1-html5-ws-via-proxy.client-proxy.*.unframed.bin") {
+		for _, p := range bencodePayloads(stream) {
+			f.Add(p)
+		}
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, fuzzLimit, func() {
 			v, err := DecodeWithin(in, budget.New(fuzzBudget))
@@ -156,4 +165,22 @@ func TestDecodeWithinBudget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bencodePayloads cuts an xpra stream into frames (8-byte header: 'P',
+// flags, level, index, size big-endian) and returns the payloads that are
+// bencode and uncompressed.
+func bencodePayloads(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) >= 8 && b[0] == 'P' {
+		size := int(binary.BigEndian.Uint32(b[4:8]))
+		if len(b) < 8+size {
+			break
+		}
+		if b[1] == 0 && b[2] == 0 && b[3] == 0 {
+			out = append(out, b[8:8+size])
+		}
+		b = b[8+size:]
+	}
+	return out
 }

@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
 	"github.com/xpra-proxy/xpra-proxy/internal/hostile"
+	"github.com/xpra-proxy/xpra-proxy/internal/shared"
 	"github.com/xpra-proxy/xpra-proxy/protocol/budget"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -19,11 +18,9 @@ import (
 // Seeds are the real captures. Nothing may panic, and no packet may come
 // out larger than the limits allow.
 func FuzzReadPacket(f *testing.F) {
-	if files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "xpra", "traces", "[a-d]*.bin")); len(files) > 0 {
-		for _, p := range files {
-			if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
-				f.Add(b)
-			}
+	for _, b := range shared.TraceSeeds(f, "[a-d]*.bin") {
+		if len(b) < 64<<10 {
+			f.Add(b)
 		}
 	}
 	f.Add([]byte("P\x01\x00\x00\x00\x00\x00\x09\xc2\x84ping\x3f\x03\xe8"))

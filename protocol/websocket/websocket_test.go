@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/xpra-proxy/xpra-proxy/internal/fuzzcheck"
+	"github.com/xpra-proxy/xpra-proxy/internal/shared"
 )
 
 // fakeConn is a net.Conn over a reader and a buffer, for framing tests.
@@ -172,6 +173,12 @@ func FuzzRead(f *testing.F) {
 	f.Add(frame(ws.OpBinary, true, "P\x01\x00\x00\x00\x00\x00\x01\x05", false))
 	f.Add(cat(frame(ws.OpPing, true, "x", true), frame(ws.OpClose, true, "\x03\xe8", false)))
 	f.Add(cat(frame(ws.OpBinary, false, "ab", true), frame(ws.OpContinuation, true, "cd", false)))
+	// The real HTML5 client's masked frames after its upgrade request (f1).
+	for _, b := range shared.TraceSeeds(f, "f1-html5-ws-via-proxy.client-proxy.c2s.bin") {
+		if _, frames, ok := bytes.Cut(b, []byte("\r\n\r\n")); ok {
+			f.Add(frames[:min(len(frames), 16<<10)])
+		}
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzcheck.Bounded(t, 1<<20, func() {
 			c := NewConn(&fakeConn{Reader: bytes.NewReader(in)}, nil, false)

@@ -351,11 +351,8 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(unhex(f, "50 00 00 02 00 00 00 03 01 02 03 50 01 00 00 00 00 00 01 05"))
 	f.Add([]byte("disconnect: failed to parse bencode packet\n"))
 	f.Add(unhex(f, "50 01 00 00 7f ff ff ff"))
-	for _, name := range []string{"b1-info-password-ok.1.s2c.bin", "e1-attach-via-proxy.client-proxy.1.s2c.bin"} {
-		// Seeds from the real captures when ../shared is beside the repository.
-		if data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "xpra", "traces", name)); err == nil {
-			f.Add(data[:min(len(data), 40000)])
-		}
+	for _, data := range shared.TraceSeeds(f, "b1-info-password-ok.1.s2c.bin", "e1-attach-via-proxy.client-proxy.1.s2c.bin") {
+		f.Add(data[:min(len(data), 40000)])
 	}
 	const limit = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
@@ -115,15 +117,25 @@ func query(ctx context.Context, worker string, dirs []string, c *Conn) {
 		}
 		return
 	}
+	if err := applyReply(c, reply); err != nil {
+		c.Error = fmt.Sprintf("reply: %v", err)
+	}
+}
+
+// applyReply takes a query process's figures into c. The process runs
+// as the connection's user: its reply may say anything, so it only fills
+// what root cannot know itself (root's registry has the transport; an
+// older registry's record may lack it).
+func applyReply(c *Conn, reply []byte) error {
 	var got Conn
 	if err := json.Unmarshal(reply, &got); err != nil {
-		c.Error = fmt.Sprintf("reply: %v", err)
-		return
+		return err
 	}
 	c.Target, c.FromClient, c.ToClient, c.Control = got.Target, got.FromClient, got.ToClient, got.Control
-	if got.Transport != "" {
+	if c.Transport == "" {
 		c.Transport = got.Transport
 	}
+	return nil
 }
 
 // startTime is when pid started, from /proc/PID/stat field 22 (clock
@@ -141,7 +153,11 @@ func startTime(pid int) (time.Time, error) {
 	return boot.Add(time.Duration(ticks) * 10 * time.Millisecond), nil
 }
 
-// Write prints conns as a table.
+// Write prints conns as a table, for root's terminal. Target, Error and
+// (from an older registry) Transport come from a process of the
+// connection's user, so every field is printed with anything that is not
+// a printable character replaced: an escape sequence in a target name
+// must not reach the terminal, nor a newline forge a row.
 func Write(w io.Writer, conns []Conn) {
 	fmt.Fprintf(w, "%-8s %-12s %-22s %-9s %-28s %12s %12s %8s\n", "PID", "USER", "SOURCE", "TRANSPORT", "TARGET", "FROM-CLIENT", "TO-CLIENT", "AGE")
 	for _, c := range conns {
@@ -149,7 +165,18 @@ func Write(w io.Writer, conns []Conn) {
 		if c.Error != "" {
 			target = "? (" + c.Error + ")"
 		}
-		fmt.Fprintf(w, "%-8d %-12s %-22s %-9s %-28s %12d %12d %8s\n", c.Pid, c.User, c.Source, c.Transport, target,
-			c.FromClient, c.ToClient, (time.Duration(c.AgeSeconds) * time.Second).String())
+		fmt.Fprintf(w, "%-8d %-12s %-22s %-9s %-28s %12d %12d %8s\n", c.Pid, printable(c.User), printable(c.Source),
+			printable(c.Transport), printable(target), c.FromClient, c.ToClient, (time.Duration(c.AgeSeconds) * time.Second).String())
 	}
+}
+
+// printable replaces what is not a printable character (controls,
+// invalid UTF-8, format characters such as bidi overrides) with '?'.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
