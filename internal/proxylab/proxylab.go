@@ -48,22 +48,26 @@ func BuildTags(t testing.TB, tags string) string {
 // programs the e2e tests run write their coverage counters: when it is
 // set they are built with -cover and the supervisor gets it as GOCOVERDIR.
 // Only the supervisor's counters are collected: the processes it execs
-// get a clean environment, and the sandboxed ones could not write there.
+// get a clean environment and a sandbox, so they are built as usual.
 const CoverDirEnv = "XPRA_PROXY_COVERDIR"
 
 // steps build the programs as scripts/build-bin.sh and the packages do:
 // the exec'd workers without cgo.
 func steps(goflags ...string) []buildlab.Step {
+	supervisor := goflags
 	if os.Getenv(CoverDirEnv) != "" {
-		goflags = append(goflags, "-cover", "-coverpkg=github.com/xpra-proxy/xpra-proxy/...")
+		supervisor = append(slices.Clone(goflags), "-cover", "-coverpkg=github.com/xpra-proxy/xpra-proxy/...")
 	}
-	var env []string
-	if len(goflags) > 0 {
-		env = []string{"GOFLAGS=" + strings.Join(goflags, " ")}
+	env := func(flags []string) []string {
+		if len(flags) == 0 {
+			return nil
+		}
+		return []string{"GOFLAGS=" + strings.Join(flags, " ")}
 	}
 	return []buildlab.Step{
-		{Env: append([]string{"CGO_ENABLED=1"}, env...), Pkgs: []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
-		{Env: append([]string{"CGO_ENABLED=0"}, env...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}},
+		{Env: append([]string{"CGO_ENABLED=1"}, env(supervisor)...), Pkgs: []string{"./cmd/xpra-proxy"}},
+		{Env: append([]string{"CGO_ENABLED=1"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-probe"}},
+		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}},
 	}
 }
 
