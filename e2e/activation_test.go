@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/logscan"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
@@ -49,5 +50,9 @@ func TestSocketActivation(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "listening type=tcp") {
 		t.Fatalf("the supervisor did not take the socket as a tcp listener:\n%s", out)
+	}
+	// As proxylab.Start does for every other test.
+	for _, line := range logscan.Bad(out.String()) {
+		t.Errorf("our processes logged a crash or a bad end:\n%s", line)
 	}
 }

@@ -175,6 +175,7 @@ func pick[T any](s []T, pct int) T {
 // are not affected.
 func TestPreauthDeathPenalized(t *testing.T) {
 	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--per-source-penalty=30s", "--per-source-penalty-max=60s")
+	p.ExpectLog(`pre-auth process died before a verdict.* cause="killed by signal killed"`) // the SIGKILL below
 	victim, other := preauthload.Sources(41, 2)[0], preauthload.Sources(41, 2)[1]
 	hello := conn.Packet{"hello", value.Dict{
 		{Key: "version", Value: "3.1.3"},

@@ -104,6 +104,7 @@ func TestControlSocketExitPaths(t *testing.T) {
 
 	// SIGKILL: nothing in the relay runs; the next relay cleans up.
 	nc, killed := holdRelay(t, p, url)
+	p.ExpectLog(fmt.Sprintf(`msg="relay worker ended" worker=%d .*status="signal: killed"`, killed.Pid))
 	syscall.Kill(killed.Pid, syscall.SIGKILL)
 	waitGone(t, killed.Pid, 15*time.Second)
 	nc.Close()

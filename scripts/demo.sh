@@ -53,6 +53,11 @@ stop() {
   [ -n "${attach_pid:-}" ] && kill "$attach_pid" 2>/dev/null
   if [ -n "${proxy_pid:-}" ]; then kill "$proxy_pid" 2>/dev/null; wait "$proxy_pid" 2>/dev/null; fi
   as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1
+  # A session interrupted while starting does not answer xpra stop yet and
+  # comes up later: the demo user is the demo's own, so end all it runs.
+  pkill -TERM -u "$DEMO_USER" 2>/dev/null
+  for _ in $(seq 50); do pgrep -u "$DEMO_USER" >/dev/null || break; sleep 0.1; done
+  pkill -KILL -u "$DEMO_USER" 2>/dev/null
   rm -rf "$overlay" "${certs:-}"
   echo "demo stopped: session :$DISPLAY_NO, proxy, certificate, key and password removed"
 }

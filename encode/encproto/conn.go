@@ -16,7 +16,8 @@ import (
 // hide the misbehaviour).
 const maxFdsPerRead = 4
 
-// Conn reads and writes whole messages with their descriptors.
+// Conn reads and writes whole messages with their descriptors. It takes
+// one reader and one writer at a time (each reuses its own buffer).
 type Conn struct {
 	// BodyTimeout, when set, bounds reading the rest of a message once
 	// its header came (the server's guard against a peer that stalls

@@ -257,11 +257,17 @@ func TestConnWrite(t *testing.T) {
 	fd := memfd(t)
 	defer unix.Close(fd)
 	body, typ, _ := AppendRequest(nil, Compress{Ctx: 9, Stride: 100})
+	// A Conn takes one writer at a time (its write buffer is reused):
+	// the last write below waits for this one to return.
+	written := make(chan error, 1)
 	go func() {
-		c.Write(typ, 5, body, nil, fd)
+		if err := c.Write(typ, 5, body, nil, fd); err != nil {
+			written <- err
+			return
+		}
 		big := bytes.Repeat([]byte{7}, 3<<20) // larger than any socket buffer
 		rep, rtyp, _ := AppendReply(nil, Compressed{Keyframe: true})
-		c.Write(rtyp, 6, rep, big, -1)
+		written <- c.Write(rtyp, 6, rep, big, -1)
 	}()
 	peer.SetDeadline(time.Now().Add(5 * time.Second))
 	h, got, rfd, err := pc.Read(MaxRequestBody)
@@ -275,6 +281,9 @@ func TestConnWrite(t *testing.T) {
 	}
 	rep, err := ParseReply(h, got)
 	if err != nil || len(rep.(Compressed).Data) != 3<<20 || !rep.(Compressed).Keyframe {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
 		t.Fatal(err)
 	}
 	// A reply larger than the reader's limit is refused, not read.

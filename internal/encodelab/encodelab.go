@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/buildlab"
+	"github.com/xpra-proxy/xpra-proxy/internal/logscan"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 )
 
@@ -57,6 +58,7 @@ type Worker struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *proxylab.Buffer
+	past   strings.Builder // the logs of the processes before a Restart
 	exited chan struct{}
 }
 
@@ -80,8 +82,21 @@ func Start(t testing.TB, extra ...string) *Worker {
 		w.args = append(w.args, "--user="+UserName)
 	}
 	w.Restart(t)
-	t.Cleanup(w.Stop)
+	t.Cleanup(func() {
+		w.Stop()
+		// As proxylab does for the proxy: a panic or fatal error of the
+		// encoder fails the test that saw it.
+		for _, line := range logscan.Bad(w.allLogs()) {
+			t.Errorf("the encoder worker logged a crash:\n%s", line)
+		}
+	})
 	return w
+}
+
+func (w *Worker) allLogs() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.past.String() + w.log.String()
 }
 
 // Restart starts the worker again (after Kill) and waits until it serves.
@@ -89,6 +104,9 @@ func (w *Worker) Restart(t testing.TB) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.log != nil {
+		w.past.WriteString(w.log.String())
+	}
 	w.log = &proxylab.Buffer{}
 	w.cmd = exec.Command(w.bin, w.args...)
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log

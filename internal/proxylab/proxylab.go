@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/buildlab"
+	"github.com/xpra-proxy/xpra-proxy/internal/logscan"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 )
@@ -32,11 +34,41 @@ const ControlUser = "xpra-proxy-control"
 // directory.
 func Build(t testing.TB) string {
 	t.Helper()
-	// As scripts/build-bin.sh and the packages build them: the exec'd
-	// workers without cgo.
-	return buildlab.Dir(t,
-		buildlab.Step{Env: []string{"CGO_ENABLED=1"}, Pkgs: []string{"./cmd/xpra-proxy", "./cmd/xpra-probe"}},
-		buildlab.Step{Env: []string{"CGO_ENABLED=0"}, Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}})
+	return buildlab.Dir(t, steps()...)
+}
+
+// BuildTags is Build with build tags (e.g. crashhook.Tag), into a
+// directory of its own.
+func BuildTags(t testing.TB, tags string) string {
+	t.Helper()
+	return buildlab.Dir(t, steps("-tags="+tags)...)
+}
+
+// CoverDirEnv names the directory (scripts/coverage.sh sets it) where the
+// programs the e2e tests run write their coverage counters: when it is
+// set they are built with -cover and the supervisor gets it as GOCOVERDIR.
+// Only the supervisor's counters are collected: the processes it execs
+// get a clean environment and a sandbox, so they are built as usual.
+const CoverDirEnv = "XPRA_PROXY_COVERDIR"
+
+// steps build the programs as scripts/build-bin.sh and the packages do:
+// the exec'd workers without cgo.
+func steps(goflags ...string) []buildlab.Step {
+	supervisor := goflags
+	if os.Getenv(CoverDirEnv) != "" {
+		supervisor = append(slices.Clone(goflags), "-cover", "-coverpkg=github.com/xpra-proxy/xpra-proxy/...")
+	}
+	env := func(flags []string) []string {
+		if len(flags) == 0 {
+			return nil
+		}
+		return []string{"GOFLAGS=" + strings.Join(flags, " ")}
+	}
+	return []buildlab.Step{
+		{Env: append([]string{"CGO_ENABLED=1"}, env(supervisor)...), Pkgs: []string{"./cmd/xpra-proxy"}},
+		{Env: append([]string{"CGO_ENABLED=1"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-probe"}},
+		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}},
+	}
 }
 
 // EnsurePreauthUser creates the xpra-proxy and xpra-proxy-control system
@@ -64,6 +96,17 @@ type Proxy struct {
 	cmd     *exec.Cmd
 	log     *Buffer
 	done    chan struct{}
+
+	mu       sync.Mutex
+	expected []*regexp.Regexp // crash lines the test provokes (ExpectLog)
+}
+
+// Options are Start's less common settings.
+type Options struct {
+	Env []string // more environment variables for the supervisor
+	// Bin is the directory of the programs (Build's when empty), e.g.
+	// binaries built with a test-only tag.
+	Bin string
 }
 
 // Start runs xpra-proxy as root on a loopback port with args, and stops
@@ -77,8 +120,24 @@ func Start(t testing.TB, args ...string) *Proxy {
 // (e.g. the env auth module's secret).
 func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
 	t.Helper()
+	return StartWith(t, Options{Env: env}, args...)
+}
+
+// StartWith is Start with Options.
+//
+// When the test ends the supervisor is stopped (SIGINT) and everything
+// it and its children logged is scanned (package logscan): a panic, a
+// fatal error, a child that exited non-zero or died of a signal, or a
+// supervisor that did not exit cleanly fails the test, naming the line,
+// unless the test declared it with ExpectLog.
+func StartWith(t testing.TB, o Options, args ...string) *Proxy {
+	t.Helper()
 	testenv.Root(t)
-	bin := Build(t)
+	bin := o.Bin
+	if bin == "" {
+		bin = Build(t)
+	}
+	env := o.Env
 	EnsurePreauthUser(t)
 	p := &Proxy{Port: xpralab.FreePort(t), Bin: bin, log: &Buffer{}}
 	full := append([]string{fmt.Sprintf("--bind-tcp=127.0.0.1:%d", p.Port)}, args...)
@@ -94,6 +153,9 @@ func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
 	}
 	p.cmd = exec.Command(filepath.Join(bin, "xpra-proxy"), full...)
 	p.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XPRA_PROXY_DEBUG=1"}, env...)
+	if dir := os.Getenv(CoverDirEnv); dir != "" {
+		p.cmd.Env = append(p.cmd.Env, "GOCOVERDIR="+dir)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,10 +165,27 @@ func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
 	go func() { exited <- p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(os.Interrupt)
+		var end string
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil {
+				end = fmt.Sprintf("xpra-proxy (the supervisor) exited: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			p.cmd.Process.Kill()
+			<-exited
+			end = "xpra-proxy (the supervisor) did not stop within 10 s of SIGINT: killed"
+		}
+		bad := p.Unexpected()
+		if end != "" && !p.isExpected(end) {
+			bad = append(bad, end)
+		}
+		for i, line := range bad {
+			if i == 20 {
+				t.Errorf("... and %d more such lines", len(bad)-i)
+				break
+			}
+			t.Errorf("our processes logged a crash or a bad end the test does not expect:\n%s", line)
 		}
 		if t.Failed() {
 			t.Logf("xpra-proxy log:\n%s", p.Logs())
@@ -129,6 +208,30 @@ func StartEnv(t testing.TB, env []string, args ...string) *Proxy {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ExpectLog declares the crash or bad-end lines that match pattern (a
+// regexp) as what the test provokes: they do not fail it.
+func (p *Proxy) ExpectLog(pattern string) {
+	re := regexp.MustCompile(pattern)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expected = append(p.expected, re)
+}
+
+// Unexpected returns the lines logged so far that show a crash or a
+// child's bad end, less those ExpectLog declared: what the end of the
+// test fails on.
+func (p *Proxy) Unexpected() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return logscan.Bad(p.Logs(), p.expected...)
+}
+
+func (p *Proxy) isExpected(line string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.ContainsFunc(p.expected, func(re *regexp.Regexp) bool { return re.MatchString(line) })
 }
 
 // Addr is the proxy's TCP address.
