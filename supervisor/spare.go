@@ -82,6 +82,7 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	cmd, err := child.Preauth.Command(child.Launch{Path: s.preauthProgram(), Cred: s.preauth, Fds: fds,
 		Args: []string{"--listener=" + typ,
 			fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
+			fmt.Sprintf("--decompressed-limit=%d", s.cfg.PreauthDecompressedLimit),
 			fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
 			fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration)}})
 	if err != nil {

@@ -53,6 +53,7 @@ func run() int {
 	preauthMode := flag.Bool("preauth", false, "run the pre-auth stage (the only mode; named so in ps)")
 	listener := flag.String("listener", "tcp", "listener type the client comes in on")
 	packetLimit := flag.Int("packet-limit", 1<<20, "largest packet before authentication")
+	decompressedLimit := flag.Int("decompressed-limit", 0, "largest packet payload before authentication once decompressed (0: the packet limit)")
 	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
 	firstPacket := flag.Duration("first-packet-timeout", 10*time.Second, "time for the first bytes and the hello (0: login-timeout only)")
 	flag.Parse()
@@ -104,7 +105,7 @@ func run() int {
 		f.Log = log
 	}
 	preauth.Serve(nc, sup, f, preauth.Options{Listener: *listener, Transport: *listener,
-		Peer: peer, PacketLimit: *packetLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
+		Peer: peer, PacketLimit: *packetLimit, DecompressedLimit: *decompressedLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
 		Confine: func() error {
 			_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{Log: log})
 			return err
