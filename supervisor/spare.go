@@ -23,6 +23,7 @@ type preauthProc struct {
 	done   chan struct{} // closed once it has exited and been reaped
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
+	idle   bool          // at nice 19, for a busy source (priority.go)
 }
 
 func (p *preauthProc) exited() bool {
@@ -69,8 +70,11 @@ func (p *preauthProc) abnormalEnd() string {
 // startPreauth execs a pre-auth process for a listener of type typ, as
 // the unprivileged pre-auth user, with its named descriptors: the channel
 // and, on TCP ports, the front document. Its connection comes later,
-// over the channel (handOver).
-func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
+// over the channel (handOver). rank: how many unauthenticated
+// connections its source has (1 for a spare): the start waits for those
+// of lower rank, and over normalPerSource the process runs under
+// nice 19 (priority.go).
+func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 	sup, childEnd, err := ipc.Pair()
 	if err != nil {
 		return nil, err
@@ -90,13 +94,26 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 		sup.Close()
 		return nil, err
 	}
-	err = cmd.Start()
+	idle := rank > normalPerSource && s.idleOK.Load()
+	var idleErr error
+	s.launch.run(rank, func() {
+		// Nice 19 within its turn: the next start waits for it, so at
+		// most one busy source's process runs at the normal priority.
+		if err = cmd.Start(); err == nil && idle {
+			idleErr = lowerPriority(cmd.Process.Pid)
+		}
+	})
 	childEnd.Close()
 	if err != nil {
 		sup.Close()
 		return nil, fmt.Errorf("starting pre-auth process: %w", err)
 	}
-	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), idle: idle && idleErr == nil}
+	if idleErr != nil && s.idleOK.Swap(false) {
+		// Without CAP_SYS_NICE: say so once, and from now on run all at
+		// the normal priority, as before.
+		s.log.Warn("pre-auth processes of busy sources run at the normal priority", "err", idleErr)
+	}
 	go func() {
 		p.status = child.Wait(cmd) // no thread held while it runs
 		s.logSignalled("pre-auth process", p.pid, p.status)
@@ -125,8 +142,14 @@ func newSpares(s *Supervisor) *spares {
 // take returns the spare for typ, or a process started now when there is
 // none (a burst of connections, or the spare has died). The caller starts
 // the next spare after the hand-over (refillSoon), not at once: that would
-// compete with this connection for the CPU.
-func (sp *spares) take(typ string) (*preauthProc, error) {
+// compete with this connection for the CPU. A busy source (rank over
+// normalPerSource) never gets the spare: it gets a process started in its
+// turn, at nice 19, and the spare stays ready for a connection from
+// another source.
+func (sp *spares) take(typ string, rank int) (*preauthProc, error) {
+	if rank > normalPerSource {
+		return sp.s.startPreauth(typ, rank)
+	}
 	sp.mu.Lock()
 	p := sp.ready[typ]
 	delete(sp.ready, typ)
@@ -137,7 +160,7 @@ func (sp *spares) take(typ string) (*preauthProc, error) {
 	if p != nil {
 		p.ipc.Close()
 	}
-	return sp.s.startPreauth(typ)
+	return sp.s.startPreauth(typ, rank)
 }
 
 // refillDelay is how long after a hand-over the next spare starts: its
@@ -163,7 +186,7 @@ func (sp *spares) refill(typ string) {
 	}
 	sp.starting[typ] = true
 	go func() {
-		p, err := sp.s.startPreauth(typ)
+		p, err := sp.s.startPreauth(typ, 1)
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		sp.starting[typ] = false

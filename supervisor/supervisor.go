@@ -49,6 +49,10 @@ type Supervisor struct {
 	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
 	starter    *starter // sessions on demand; nil when start-session is never
 	spares     *spares  // pre-auth processes started ahead of their connections
+	// idleOK: the pre-auth processes of a source's further connections
+	// run at nice 19 (priority.go); false once that failed.
+	idleOK atomic.Bool
+	launch *launcher // starts pre-auth processes, new sources first
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
@@ -66,6 +70,8 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.limits = lim
+	s.idleOK.Store(true)
+	s.launch = newLauncher()
 	if len(cfg.ArgvSecrets) > 0 {
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
@@ -216,14 +222,14 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		release, err := s.limits.AdmitFrom(s.sourceOf(c))
+		release, rank, err := s.limits.AdmitRanked(s.sourceOf(c))
 		if err != nil {
 			s.refuse(c, l.Type, err)
 			continue
 		}
 		s.wg.Go(func() {
 			defer release()
-			s.handle(ctx, c, l.Type)
+			s.handle(ctx, c, l.Type, rank)
 		})
 	}
 }
@@ -275,8 +281,11 @@ func fileOf(c net.Conn) (*os.File, error) {
 	return fc.File()
 }
 
-// handle runs one connection's pre-auth exchange.
-func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
+// handle runs one connection's pre-auth exchange. rank: how many
+// unauthenticated connections its source has, this one included; with
+// others, its pre-auth process starts after other sources' and runs
+// at nice 19 until it has authenticated (priority.go).
+func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
 	if typ == "unix" {
@@ -289,7 +298,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		return
 	}
 	defer client.Close()
-	p, err := s.handOver(typ, peer, client)
+	p, err := s.handOver(typ, peer, client, rank)
 	if err != nil {
 		log.Error("pre-auth process", "err", err)
 		return
@@ -322,7 +331,13 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
 		// relay: it is no longer unauthenticated, so its slot and login
-		// timer go, and it lives as long as the connection.
+		// timer go, and it lives as long as the connection, at the
+		// normal priority.
+		if p.idle {
+			if err := normalPriority(p.pid); err != nil {
+				log.Warn("the transport process stays at nice 19", "err", err)
+			}
+		}
 		go func() {
 			<-p.done
 			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
@@ -355,11 +370,12 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 }
 
 // handOver gives the accepted connection to a pre-auth process: the
-// spare for its listener type, or one started now. A spare that died
-// while it waited is replaced once.
-func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, error) {
+// spare for its listener type, or one started now (always for a busy
+// source, rank over normalPerSource: the spare is kept for other
+// sources). A spare that died while it waited is replaced once.
+func (s *Supervisor) handOver(typ, peer string, client *os.File, rank int) (*preauthProc, error) {
 	m := ipc.Message{Kind: ipc.Connection, Peer: peer}
-	p, err := s.spares.take(typ)
+	p, err := s.spares.take(typ, rank)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +386,7 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, 
 	p.ipc.Close()
 	p.kill()
 	s.log.Warn("spare pre-auth process gone; starting another", "preauth", p.pid, "err", err)
-	if p, err = s.startPreauth(typ); err != nil {
+	if p, err = s.startPreauth(typ, rank); err != nil {
 		return nil, err
 	}
 	if err := p.ipc.Send(m, client); err != nil {
