@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -63,7 +62,7 @@ func main() {
 		os.Exit(2)
 	}
 	availBefore := preauthload.MemAvailable()
-	cpuBefore, err := childrenCPU(*pid)
+	cpuBefore, ownBefore, err := childrenCPU(*pid)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -149,9 +148,10 @@ func main() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if cpuAfter, err := childrenCPU(*pid); err == nil {
+	if cpuAfter, ownAfter, err := childrenCPU(*pid); err == nil {
 		fmt.Printf("supervisor's reaped children's CPU (cutime+cstime): %v for %d connections, %v each\n",
 			cpuAfter-cpuBefore, *conns, ((cpuAfter - cpuBefore) / time.Duration(*conns)).Round(100*time.Microsecond))
+		fmt.Printf("supervisor's own CPU (utime+stime): %v\n", ownAfter-ownBefore)
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
@@ -187,24 +187,26 @@ func probeVersion(addr string) string {
 }
 
 // childrenCPU is the user and system CPU time of pid's reaped children
-// (/proc/PID/stat cutime and cstime).
-func childrenCPU(pid int) (time.Duration, error) {
+// (/proc/PID/stat cutime and cstime) and its own (utime and stime).
+func childrenCPU(pid int) (children, own time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("supervisor's CPU: %w", err)
+		return 0, 0, fmt.Errorf("supervisor's CPU: %w", err)
 	}
 	_, rest, _ := strings.Cut(string(b), ") ")
 	f := strings.Fields(rest) // from field 3 (state) on
 	if len(f) < 15 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	cu, err1 := strconv.ParseInt(f[13], 10, 64)
-	cs, err2 := strconv.ParseInt(f[14], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	var ticks [4]int64
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
 	}
 	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(cu+cs) * time.Second / clkTck, nil
+	tick := time.Second / clkTck
+	return time.Duration(ticks[2]+ticks[3]) * tick, time.Duration(ticks[0]+ticks[1]) * tick, nil
 }
 
 func lastLine(s string) string {
