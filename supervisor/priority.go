@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,16 @@ import (
 // normalPerSource is how many unauthenticated connections of one source
 // (block, or local uid) run at the normal priority.
 const normalPerSource = 1
+
+// busyHold is how long a busy source's pre-auth process holds its
+// launcher slot at most: about three times the CPU a refused hostile
+// hello costs. Many never speak to the supervisor: one refused waits
+// for its client to close (up to 1 s), a browser's keep-alive HTTP
+// connection serves files. So busy starts run at a rate of at least
+// slots per busyHold (40 a second on two cores, about what their CPU
+// allows), and a source's next connection waits this long at most for
+// one of its own.
+const busyHold = 100 * time.Millisecond
 
 // busyNice is the nice value of a busy source's pre-auth process: the
 // lowest priority, a weight of 15 against the 1024 of a process at nice
@@ -63,11 +74,22 @@ func normalPriority(pid int) error {
 // starts processes one at a time anyway (the fork lock; each start waits
 // until the child has exec'd), so without this a new source's start
 // queued behind a flood's two hundred, each slow on a loaded machine.
+//
+// And a busy source's process (rank over normalPerSource) holds one of
+// slots until it has said something to the supervisor or ended (the
+// caller's release), or hold has passed: its start-up and first packet
+// are what cost CPU. So at most slots of them compete for the CPU at
+// once, however many wait: 180 at nice 19 weighed 2700 against a real
+// client's 1024; four weigh 60. A rank-1 start never waits for a slot.
 type launcher struct {
+	slots int
+	hold  time.Duration
+
 	mu      sync.Mutex
 	waiting launchQueue
 	seq     uint64
-	wake    chan struct{} // holds one token while waiting is not empty
+	busy    int           // slots held
+	wake    chan struct{} // holds one token: something to start, or a slot freed
 }
 
 type launchReq struct {
@@ -77,36 +99,59 @@ type launchReq struct {
 	done  chan struct{}
 }
 
-func newLauncher() *launcher {
-	l := &launcher{wake: make(chan struct{}, 1)}
+func newLauncher(slots int, hold time.Duration) *launcher {
+	l := &launcher{slots: slots, hold: hold, wake: make(chan struct{}, 1)}
 	go l.serve()
 	return l
 }
 
-// run has start run in its turn and waits for it.
-func (l *launcher) run(rank int, start func()) {
+// run has start run in its turn and waits for it. release gives back the
+// slot of a busy source's process (a no-op for rank 1, and after hold in
+// any case); it may be called more than once.
+func (l *launcher) run(rank int, start func()) (release func()) {
 	r := &launchReq{rank: rank, start: start, done: make(chan struct{})}
 	l.mu.Lock()
 	l.seq++
 	r.seq = l.seq
 	heap.Push(&l.waiting, r)
 	l.mu.Unlock()
+	l.signal()
+	<-r.done
+	if rank <= normalPerSource {
+		return func() {}
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.busy--
+			l.mu.Unlock()
+			l.signal()
+		})
+	}
+	time.AfterFunc(l.hold, release)
+	return release
+}
+
+func (l *launcher) signal() {
 	select {
 	case l.wake <- struct{}{}:
 	default: // a token is there already
 	}
-	<-r.done
 }
 
 func (l *launcher) serve() {
 	for range l.wake {
 		for {
 			l.mu.Lock()
-			if l.waiting.Len() == 0 {
+			if l.waiting.Len() == 0 || l.waiting[0].rank > normalPerSource && l.busy >= l.slots {
 				l.mu.Unlock()
-				break
+				break // until a start comes or a slot is freed
 			}
 			r := heap.Pop(&l.waiting).(*launchReq)
+			if r.rank > normalPerSource {
+				l.busy++
+			}
 			l.mu.Unlock()
 			r.start()
 			close(r.done)

@@ -36,7 +36,7 @@ func waitQueued(t *testing.T, l *launcher, n int) {
 // rank: a new source's connection (rank 1) that arrives behind a flood's
 // (ranks 2 and up) starts next.
 func TestLauncherOrder(t *testing.T) {
-	l := newLauncher()
+	l := newLauncher(100, time.Hour)
 	release := make(chan struct{})
 	holding := make(chan struct{})
 	go l.run(9, func() { close(holding); <-release }) // a start under way
@@ -66,6 +66,43 @@ func TestLauncherOrder(t *testing.T) {
 	want := []string{"new source", "spare", "flood b#2", "flood c#2", "flood a#3", "flood b#3", "flood a#4"}
 	if !slices.Equal(order, want) {
 		t.Errorf("started %q,\nwant %q", order, want)
+	}
+}
+
+// A busy source's process holds a slot until released (or hold passes):
+// with the slots taken, further busy starts wait, and rank 1 does not.
+func TestLauncherSlots(t *testing.T) {
+	l := newLauncher(2, time.Hour)
+	var mu sync.Mutex
+	var started []string
+	start := func(name string) func() {
+		return func() { mu.Lock(); started = append(started, name); mu.Unlock() }
+	}
+	startedNow := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(started) }
+	r1 := l.run(2, start("busy 1"))
+	l.run(3, start("busy 2"))
+	third := make(chan func())
+	go func() { third <- l.run(2, start("busy 3")) }()
+	waitQueued(t, l, 1) // the third waits for a slot
+	l.run(1, start("new source"))
+	time.Sleep(50 * time.Millisecond)
+	if got, want := startedNow(), []string{"busy 1", "busy 2", "new source"}; !slices.Equal(got, want) {
+		t.Fatalf("with both slots held: started %q, want %q", got, want)
+	}
+	r1()
+	r1() // twice frees one slot
+	rel3 := <-third
+	if got := startedNow(); len(got) != 4 || got[3] != "busy 3" {
+		t.Fatalf("after a release: started %q", got)
+	}
+	rel3()
+	// A slot is given back after hold at the latest.
+	short := newLauncher(1, 100*time.Millisecond)
+	short.run(2, func() {})
+	begin := time.Now()
+	short.run(2, func() {})
+	if waited := time.Since(begin); waited < 80*time.Millisecond || waited > 5*time.Second {
+		t.Errorf("the second busy start waited %v, want about the 100 ms hold", waited)
 	}
 }
 

@@ -24,6 +24,9 @@ type preauthProc struct {
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
 	idle   bool          // at nice 19, for a busy source (priority.go)
+	// release gives back its launcher slot (a busy source's process, once
+	// it has spoken or ended; priority.go). Never nil.
+	release func()
 }
 
 func (p *preauthProc) exited() bool {
@@ -96,7 +99,7 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 	}
 	idle := rank > normalPerSource && s.idleOK.Load()
 	var idleErr error
-	s.launch.run(rank, func() {
+	release := s.launch.run(rank, func() {
 		// Nice 19 within its turn: the next start waits for it, so at
 		// most one busy source's process runs at the normal priority.
 		if err = cmd.Start(); err == nil && idle {
@@ -105,10 +108,11 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 	})
 	childEnd.Close()
 	if err != nil {
+		release()
 		sup.Close()
 		return nil, fmt.Errorf("starting pre-auth process: %w", err)
 	}
-	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), idle: idle && idleErr == nil}
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), idle: idle && idleErr == nil, release: release}
 	if idleErr != nil && s.idleOK.Swap(false) {
 		// Without CAP_SYS_NICE: say so once, and from now on run all at
 		// the normal priority, as before.

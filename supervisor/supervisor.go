@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -71,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	}
 	s.limits = lim
 	s.idleOK.Store(true)
-	s.launch = newLauncher()
+	s.launch = newLauncher(2*runtime.NumCPU(), busyHold)
 	if len(cfg.ArgvSecrets) > 0 {
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
@@ -326,8 +327,9 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		case <-done:
 		}
 	}()
-	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client}
+	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: p.release}
 	x.run()
+	p.release()
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
 		// relay: it is no longer unauthenticated, so its slot and login
@@ -415,6 +417,7 @@ type exchange struct {
 	// pre-auth process, which then stays as the connection's transport.
 	transport   string
 	terminating bool
+	spoke       func() // called on the first message (or the end of the channel)
 	client      *os.File
 	username    string
 	module      auth.Module // the one that asked for a password
@@ -427,6 +430,9 @@ type exchange struct {
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
 	m, f, peer, err := x.ipc.Recv()
+	if x.spoke != nil {
+		x.spoke()
+	}
 	if err != nil {
 		return m, nil, err
 	}
