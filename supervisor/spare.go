@@ -23,7 +23,7 @@ type preauthProc struct {
 	done   chan struct{} // closed once it has exited and been reaped
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
-	idle   bool          // at nice 19, for a busy source (priority.go)
+	niced  bool          // at nice 19, for a busy source (priority.go)
 	// release gives back its launcher slot (a busy source's process, once
 	// it has spoken or ended; priority.go). Never nil.
 	release func()
@@ -97,13 +97,13 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 		sup.Close()
 		return nil, err
 	}
-	idle := rank > normalPerSource && s.idleOK.Load()
-	var idleErr error
+	niced := rank > normalPerSource && s.niceOK.Load()
+	var niceErr error
 	release := s.launch.run(rank, func() {
 		// Nice 19 within its turn: the next start waits for it, so at
 		// most one busy source's process runs at the normal priority.
-		if err = cmd.Start(); err == nil && idle {
-			idleErr = lowerPriority(cmd.Process.Pid)
+		if err = cmd.Start(); err == nil && niced {
+			niceErr = lowerPriority(cmd.Process.Pid)
 		}
 	})
 	childEnd.Close()
@@ -112,11 +112,11 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 		sup.Close()
 		return nil, fmt.Errorf("starting pre-auth process: %w", err)
 	}
-	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), idle: idle && idleErr == nil, release: release}
-	if idleErr != nil && s.idleOK.Swap(false) {
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), niced: niced && niceErr == nil, release: release}
+	if niceErr != nil && s.niceOK.Swap(false) {
 		// Without CAP_SYS_NICE: say so once, and from now on run all at
 		// the normal priority, as before.
-		s.log.Warn("pre-auth processes of busy sources run at the normal priority", "err", idleErr)
+		s.log.Warn("pre-auth processes of busy sources run at the normal priority", "err", niceErr)
 	}
 	go func() {
 		p.status = child.Wait(cmd) // no thread held while it runs

@@ -50,9 +50,9 @@ type Supervisor struct {
 	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
 	starter    *starter // sessions on demand; nil when start-session is never
 	spares     *spares  // pre-auth processes started ahead of their connections
-	// idleOK: the pre-auth processes of a source's further connections
+	// niceOK: the pre-auth processes of a source's further connections
 	// run at nice 19 (priority.go); false once that failed.
-	idleOK atomic.Bool
+	niceOK atomic.Bool
 	launch *launcher // starts pre-auth processes, new sources first
 
 	relays        atomic.Int64 // relay workers running now
@@ -71,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.limits = lim
-	s.idleOK.Store(true)
+	s.niceOK.Store(true)
 	s.launch = newLauncher(2*runtime.NumCPU(), busyHold)
 	if len(cfg.ArgvSecrets) > 0 {
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
@@ -335,7 +335,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		// relay: it is no longer unauthenticated, so its slot and login
 		// timer go, and it lives as long as the connection, at the
 		// normal priority.
-		if p.idle {
+		if p.niced {
 			if err := normalPriority(p.pid); err != nil {
 				log.Warn("the transport process stays at nice 19", "err", err)
 			}
