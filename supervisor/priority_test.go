@@ -130,7 +130,7 @@ func niceOf(t *testing.T, pid int) map[string]string {
 
 // lowerPriority sets every thread of a running multi-threaded child (a
 // process group of its own, as every child of the supervisor) to nice
-// 19, including threads it starts afterwards, and normalPriority back to
+// busyNice, including threads it starts afterwards, and normalPriority back to
 // 0 (which needs CAP_SYS_NICE, as the supervisor has).
 func TestPriority(t *testing.T) {
 	if os.Getenv("XPRA_PROXY_TEST_THREADS") == "1" {
@@ -179,9 +179,9 @@ func TestPriority(t *testing.T) {
 	if err := lowerPriority(pid); err != nil {
 		t.Fatal(err)
 	}
-	check("lowered", niceOf(t, pid), "19")
+	check("lowered", niceOf(t, pid), fmt.Sprint(busyNice))
 	more.Close() // three more locked threads
-	check("threads started after", settled(len(before)+3), "19")
+	check("threads started after", settled(len(before)+3), fmt.Sprint(busyNice))
 	if err := normalPriority(pid); err != nil {
 		t.Fatal(err)
 	}

@@ -327,19 +327,30 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		case <-done:
 		}
 	}()
-	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: p.release}
+	var once sync.Once
+	spoke := func() {
+		// Its first message (AuthBegin: a hello parsed) ends what a
+		// flood costs: from then on a busy source's process runs at the
+		// normal priority, so that a real client behind a busy source
+		// (a browser's parallel connections, a NAT) waits for its
+		// password check, relay or TLS transport no longer than others.
+		once.Do(func() {
+			p.release()
+			if p.niced {
+				if err := normalPriority(p.pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+					log.Warn("the pre-auth process stays at a low priority", "err", err)
+				}
+			}
+		})
+	}
+	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
 	x.run()
 	p.release()
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
 		// relay: it is no longer unauthenticated, so its slot and login
-		// timer go, and it lives as long as the connection, at the
-		// normal priority.
-		if p.niced {
-			if err := normalPriority(p.pid); err != nil {
-				log.Warn("the transport process stays at nice 19", "err", err)
-			}
-		}
+		// timer go, and it lives as long as the connection (at the
+		// normal priority since its first message).
 		go func() {
 			<-p.done
 			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
@@ -430,7 +441,7 @@ type exchange struct {
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
 	m, f, peer, err := x.ipc.Recv()
-	if x.spoke != nil {
+	if err == nil && x.spoke != nil {
 		x.spoke()
 	}
 	if err != nil {
