@@ -664,7 +664,7 @@ func supervisorSandbox(t *testing.T) string {
 ProtectHome=read-only
 PrivateTmp=yes
 NoNewPrivileges=yes
-CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL CAP_DAC_READ_SEARCH CAP_AUDIT_WRITE
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL CAP_DAC_READ_SEARCH CAP_AUDIT_WRITE CAP_SYS_NICE
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 SystemCallFilter=@system-service
 ProtectProc=invisible

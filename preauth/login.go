@@ -27,11 +27,16 @@ import (
 
 // Options shape the pre-auth exchange.
 type Options struct {
-	Listener     string
-	Transport    string // what arrived: "tcp", "ssl", "ws", "wss", "unix"
-	Peer         string
-	PacketLimit  int           // largest packet accepted before authentication
-	LoginTimeout time.Duration // hello and challenge answer, in total
+	Listener    string
+	Transport   string // what arrived: "tcp", "ssl", "ws", "wss", "unix"
+	Peer        string
+	PacketLimit int // largest packet accepted before authentication
+	// DecompressedLimit, when positive, bounds a compressed chunk once
+	// decompressed, below PacketLimit: a hello is a few to ~70 KB, and
+	// inflating a bomb costs CPU in proportion. (An uncompressed chunk
+	// costs nothing to inflate: the packet limit bounds it.)
+	DecompressedLimit int
+	LoginTimeout      time.Duration // hello and challenge answer, in total
 	// FirstPacketTimeout bounds the wait for the first bytes and for the
 	// hello, from the hand-over (Serve sets FirstPacketDeadline from it).
 	FirstPacketTimeout  time.Duration
@@ -81,6 +86,11 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 	}
 	c := conn.New(nc)
 	c.SetPacketLimit(o.PacketLimit) // wire size, decompressed size, decoding budget
+	decompressed := o.PacketLimit
+	if o.DecompressedLimit > 0 {
+		decompressed = o.DecompressedLimit
+		c.SetMaxDecompressed(decompressed)
+	}
 	refuse := func(reason string, details ...string) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if err := c.WritePacket(packet.NewDisconnect(reason, details...)); err != nil {
@@ -95,7 +105,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, false, errors.Join(err, refuse(packet.ReasonLoginTimeout))
 		}
-		if over := overBudget(err); over != "" {
+		if over := overBudget(err, decompressed); over != "" {
 			// Sent as an attack would be: worth a warning, with the source.
 			o.Log.Warn("hello over the pre-auth budget", "err", err)
 			return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, over))
@@ -147,7 +157,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 	case ipc.Challenge:
 		ch := challenge.Challenge{ServerSalt: m.Salt, Digest: m.Digest, SaltDigest: m.SaltDigest, Prompt: m.Prompt}
 		if hello, err = askChallenge(c, ch); err != nil {
-			if over := overBudget(err); over != "" {
+			if over := overBudget(err, decompressed); over != "" {
 				o.Log.Warn("challenge answer over the pre-auth budget", "err", err)
 				return nil, false, errors.Join(err, refuse(packet.ReasonProtocolError, over))
 			}
@@ -210,12 +220,12 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 
 // overBudget returns the disconnect detail for a packet refused for what
 // it would cost to decode (package budget) or decompress, else "".
-func overBudget(err error) string {
+func overBudget(err error, decompressed int) string {
 	switch {
 	case errors.Is(err, budget.ErrExceeded):
 		return "packet too costly to decode before authentication"
 	case errors.Is(err, compress.ErrTooLarge):
-		return "packet decompresses beyond the limit before authentication"
+		return fmt.Sprintf("packet decompresses beyond %d bytes, the limit before authentication", decompressed)
 	}
 	return ""
 }

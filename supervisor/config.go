@@ -32,8 +32,12 @@ type Config struct {
 	Worker             string   `toml:"worker"`               // path of xpra-proxy-worker
 	LoginTimeout       Duration `toml:"login-timeout"`        // hello and challenge answer, in total
 	PreauthPacketLimit int      `toml:"preauth-packet-limit"` // largest packet before authentication
-	FirstPacketTimeout Duration `toml:"first-packet-timeout"` // a new connection's first bytes and its hello
-	ServerHelloTimeout Duration `toml:"server-hello-timeout"` // the relay's wait to connect to the session and for its hello
+	// PreauthDecompressedLimit bounds a packet before authentication once
+	// decompressed: hellos are far below the packet limit, and inflating
+	// costs CPU in proportion.
+	PreauthDecompressedLimit int      `toml:"preauth-decompressed-limit"`
+	FirstPacketTimeout       Duration `toml:"first-packet-timeout"` // a new connection's first bytes and its hello
+	ServerHelloTimeout       Duration `toml:"server-hello-timeout"` // the relay's wait to connect to the session and for its hello
 
 	// sshd's limits on unauthenticated work (package supervisor/limits).
 	MaxStartups            limits.Startups     `toml:"max-startups"`              // start:rate:full, as sshd's MaxStartups
@@ -93,6 +97,9 @@ func Defaults() Config {
 		FirstPacketTimeout: Duration{10 * time.Second},
 		ServerHelloTimeout: Duration{30 * time.Second},
 		PreauthPacketLimit: 1 << 20,
+		// The largest real hello seen is 3.1.3's attach hello with its
+		// keymap, 67 KB (6.5.3's: 4 KB): ~4× margin (SECURITY.md).
+		PreauthDecompressedLimit: 256 << 10,
 
 		// full 200: the reference's XPRA_PROXY_MAX_CONCURRENT_CONNECTIONS
 		MaxStartups:            lim.MaxStartups,
@@ -263,6 +270,9 @@ func (c *Config) check() error {
 		// The first packet is part of the login: never longer.
 		c.FirstPacketTimeout = c.LoginTimeout
 	}
+	if c.PreauthDecompressedLimit < 0 {
+		return fmt.Errorf("preauth-decompressed-limit %d: want bytes, or 0 for the packet limit", c.PreauthDecompressedLimit)
+	}
 	if err := c.Limits().Check(); err != nil {
 		return err
 	}
@@ -313,6 +323,7 @@ func registerLimitFlags(fs *flag.FlagSet, cli *Config) {
 	fs.Float64Var(&cli.PerSourceRate, "per-source-rate", d.PerSourceRate, "new connections a second per source block or local uid (0: no limit)")
 	fs.IntVar(&cli.PerSourceBurst, "per-source-burst", d.PerSourceBurst, "new connections at once per source block or local uid, refilled at per-source-rate")
 	fs.IntVar(&cli.PerUIDMaxStartups, "per-uid-max-startups", d.PerUIDMaxStartups, "unauthenticated unix-socket connections per local uid (0: no limit)")
+	fs.IntVar(&cli.PreauthDecompressedLimit, "preauth-decompressed-limit", d.PreauthDecompressedLimit, "largest packet before authentication once decompressed, bytes (0: preauth-packet-limit)")
 }
 
 // mergeLimits applies the limit flags that were given: their zero values
@@ -340,6 +351,8 @@ func mergeLimits(c *Config, cli Config, fs *flag.FlagSet) {
 			c.PerSourceBurst = cli.PerSourceBurst
 		case "per-uid-max-startups":
 			c.PerUIDMaxStartups = cli.PerUIDMaxStartups
+		case "preauth-decompressed-limit":
+			c.PreauthDecompressedLimit = cli.PreauthDecompressedLimit
 		case "first-packet-timeout": // 0 means off
 			c.FirstPacketTimeout = cli.FirstPacketTimeout
 		}

@@ -23,6 +23,10 @@ type preauthProc struct {
 	done   chan struct{} // closed once it has exited and been reaped
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
+	niced  bool          // at nice 19, for a busy source (priority.go)
+	// release gives back its launcher slot (a busy source's process, once
+	// it has spoken or ended; priority.go). Never nil.
+	release func()
 }
 
 func (p *preauthProc) exited() bool {
@@ -69,8 +73,11 @@ func (p *preauthProc) abnormalEnd() string {
 // startPreauth execs a pre-auth process for a listener of type typ, as
 // the unprivileged pre-auth user, with its named descriptors: the channel
 // and, on TCP ports, the front document. Its connection comes later,
-// over the channel (handOver).
-func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
+// over the channel (handOver). rank: how many unauthenticated
+// connections its source has (1 for a spare): the start waits for those
+// of lower rank, and over normalPerSource the process runs under
+// nice 19 (priority.go).
+func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 	sup, childEnd, err := ipc.Pair()
 	if err != nil {
 		return nil, err
@@ -82,6 +89,7 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 	cmd, err := child.Preauth.Command(child.Launch{Path: s.preauthProgram(), Cred: s.preauth, Fds: fds,
 		Args: []string{"--listener=" + typ,
 			fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
+			fmt.Sprintf("--decompressed-limit=%d", s.cfg.PreauthDecompressedLimit),
 			fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
 			fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration)}})
 	if err != nil {
@@ -89,13 +97,27 @@ func (s *Supervisor) startPreauth(typ string) (*preauthProc, error) {
 		sup.Close()
 		return nil, err
 	}
-	err = cmd.Start()
+	niced := rank > normalPerSource && s.niceOK.Load()
+	var niceErr error
+	release := s.launch.run(rank, func() {
+		// Nice 19 within its turn: the next start waits for it, so at
+		// most one busy source's process runs at the normal priority.
+		if err = cmd.Start(); err == nil && niced {
+			niceErr = lowerPriority(cmd.Process.Pid)
+		}
+	})
 	childEnd.Close()
 	if err != nil {
+		release()
 		sup.Close()
 		return nil, fmt.Errorf("starting pre-auth process: %w", err)
 	}
-	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), niced: niced && niceErr == nil, release: release}
+	if niceErr != nil && s.niceOK.Swap(false) {
+		// Without CAP_SYS_NICE: say so once, and from now on run all at
+		// the normal priority, as before.
+		s.log.Warn("pre-auth processes of busy sources run at the normal priority", "err", niceErr)
+	}
 	go func() {
 		p.status = child.Wait(cmd) // no thread held while it runs
 		s.logSignalled("pre-auth process", p.pid, p.status)
@@ -124,8 +146,14 @@ func newSpares(s *Supervisor) *spares {
 // take returns the spare for typ, or a process started now when there is
 // none (a burst of connections, or the spare has died). The caller starts
 // the next spare after the hand-over (refillSoon), not at once: that would
-// compete with this connection for the CPU.
-func (sp *spares) take(typ string) (*preauthProc, error) {
+// compete with this connection for the CPU. A busy source (rank over
+// normalPerSource) never gets the spare: it gets a process started in its
+// turn, at nice 19, and the spare stays ready for a connection from
+// another source.
+func (sp *spares) take(typ string, rank int) (*preauthProc, error) {
+	if rank > normalPerSource {
+		return sp.s.startPreauth(typ, rank)
+	}
 	sp.mu.Lock()
 	p := sp.ready[typ]
 	delete(sp.ready, typ)
@@ -136,7 +164,7 @@ func (sp *spares) take(typ string) (*preauthProc, error) {
 	if p != nil {
 		p.ipc.Close()
 	}
-	return sp.s.startPreauth(typ)
+	return sp.s.startPreauth(typ, rank)
 }
 
 // refillDelay is how long after a hand-over the next spare starts: its
@@ -162,7 +190,7 @@ func (sp *spares) refill(typ string) {
 	}
 	sp.starting[typ] = true
 	go func() {
-		p, err := sp.s.startPreauth(typ)
+		p, err := sp.s.startPreauth(typ, 1)
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		sp.starting[typ] = false

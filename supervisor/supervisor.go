@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,10 @@ type Supervisor struct {
 	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
 	starter    *starter // sessions on demand; nil when start-session is never
 	spares     *spares  // pre-auth processes started ahead of their connections
+	// niceOK: the pre-auth processes of a source's further connections
+	// run at nice 19 (priority.go); false once that failed.
+	niceOK atomic.Bool
+	launch *launcher // starts pre-auth processes, new sources first
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
@@ -111,6 +116,8 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s.limits = lim
+	s.niceOK.Store(true)
+	s.launch = newLauncher(2*runtime.NumCPU(), busyHold)
 	if len(cfg.ArgvSecrets) > 0 {
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
@@ -258,14 +265,14 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		release, err := s.limits.AdmitFrom(s.sourceOf(c))
+		release, rank, err := s.limits.AdmitRanked(s.sourceOf(c))
 		if err != nil {
 			s.refuse(c, l.Type, err)
 			continue
 		}
 		s.wg.Go(func() {
 			defer release()
-			s.handle(ctx, c, l.Type)
+			s.handle(ctx, c, l.Type, rank)
 		})
 	}
 }
@@ -319,8 +326,11 @@ func fileOf(c net.Conn) (*os.File, error) {
 	return fc.File()
 }
 
-// handle runs one connection's pre-auth exchange.
-func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
+// handle runs one connection's pre-auth exchange. rank: how many
+// unauthenticated connections its source has, this one included; with
+// others, its pre-auth process starts after other sources' and runs
+// at nice 19 until it has authenticated (priority.go).
+func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
 	if typ == "unix" {
@@ -333,7 +343,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		return
 	}
 	defer client.Close()
-	p, err := s.handOver(typ, peer, client)
+	p, err := s.handOver(typ, peer, client, rank)
 	if err != nil {
 		log.Error("pre-auth process", "err", err)
 		return
@@ -361,12 +371,30 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string) {
 		case <-done:
 		}
 	}()
-	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client}
+	var once sync.Once
+	spoke := func() {
+		// Its first message (AuthBegin: a hello parsed) ends what a
+		// flood costs: from then on a busy source's process runs at the
+		// normal priority, so that a real client behind a busy source
+		// (a browser's parallel connections, a NAT) waits for its
+		// password check, relay or TLS transport no longer than others.
+		once.Do(func() {
+			p.release()
+			if p.niced {
+				if err := normalPriority(p.pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+					log.Warn("the pre-auth process stays at a low priority", "err", err)
+				}
+			}
+		})
+	}
+	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
 	x.run()
+	p.release()
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
 		// relay: it is no longer unauthenticated, so its slot and login
-		// timer go, and it lives as long as the connection.
+		// timer go, and it lives as long as the connection (at the
+		// normal priority since its first message).
 		go func() {
 			<-p.done
 			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
@@ -399,11 +427,12 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 }
 
 // handOver gives the accepted connection to a pre-auth process: the
-// spare for its listener type, or one started now. A spare that died
-// while it waited is replaced once.
-func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, error) {
+// spare for its listener type, or one started now (always for a busy
+// source, rank over normalPerSource: the spare is kept for other
+// sources). A spare that died while it waited is replaced once.
+func (s *Supervisor) handOver(typ, peer string, client *os.File, rank int) (*preauthProc, error) {
 	m := ipc.Message{Kind: ipc.Connection, Peer: peer}
-	p, err := s.spares.take(typ)
+	p, err := s.spares.take(typ, rank)
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +443,7 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File) (*preauthProc, 
 	p.ipc.Close()
 	p.kill()
 	s.log.Warn("spare pre-auth process gone; starting another", "preauth", p.pid, "err", err)
-	if p, err = s.startPreauth(typ); err != nil {
+	if p, err = s.startPreauth(typ, rank); err != nil {
 		return nil, err
 	}
 	if err := p.ipc.Send(m, client); err != nil {
@@ -443,6 +472,7 @@ type exchange struct {
 	// pre-auth process, which then stays as the connection's transport.
 	transport   string
 	terminating bool
+	spoke       func() // called on the first message (or the end of the channel)
 	client      *os.File
 	username    string
 	module      auth.Module // the one that asked for a password
@@ -455,6 +485,9 @@ type exchange struct {
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
 	m, f, peer, err := x.ipc.Recv()
+	if err == nil && x.spoke != nil {
+		x.spoke()
+	}
 	if err != nil {
 		return m, nil, err
 	}

@@ -13,14 +13,19 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/internal/hostile"
 	"github.com/xpra-proxy/xpra-proxy/internal/preauthload"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/value"
 )
 
 func main() {
@@ -32,6 +37,8 @@ func main() {
 	sources := flag.Int("sources", 1, "loopback sources, 127.0.0.10 onwards")
 	hold := flag.Duration("hold", 15*time.Second, "how long a connection waits for the proxy to close it")
 	version := flag.Bool("xpra-version", true, "time `xpra version` through the proxy during the attack")
+	versionAfter := flag.Duration("version-after", 300*time.Millisecond, "when `xpra version` starts, after the attack")
+	sample := flag.Duration("sample", 20*time.Millisecond, "how often /proc is read for the pre-auth processes' memory (0: never; the sampling costs this process CPU the real client then lacks)")
 	flag.Parse()
 	inputs, err := hostile.Inputs()
 	if err != nil {
@@ -55,17 +62,33 @@ func main() {
 		os.Exit(2)
 	}
 	availBefore := preauthload.MemAvailable()
+	cpuBefore, ownBefore, err := childrenCPU(*pid)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	s := preauthload.NewSampler(*pid)
 	ctx, stop := context.WithCancel(context.Background())
 	sampled := make(chan struct{})
-	go func() { s.Run(ctx, 20*time.Millisecond); close(sampled) }()
+	if *sample > 0 {
+		go func() { s.Run(ctx, *sample); close(sampled) }()
+	} else {
+		close(sampled)
+	}
 	versionDone := make(chan string, 1)
 	if *version {
 		go func() {
-			time.Sleep(300 * time.Millisecond) // while the attack is on
+			time.Sleep(*versionAfter) // while the attack is on
 			start := time.Now()
 			out, err := exec.Command("xpra", "version", "tcp://"+*addr+"/").CombinedOutput()
 			versionDone <- fmt.Sprintf("xpra version: %v (%q, err %v)", time.Since(start).Round(time.Millisecond), strings.TrimSpace(lastLine(string(out))), err)
+		}()
+	}
+	probeDone := make(chan string, 1)
+	if *version {
+		go func() {
+			time.Sleep(*versionAfter)
+			probeDone <- probeVersion(*addr)
 		}()
 	}
 	start := time.Now()
@@ -117,10 +140,73 @@ func main() {
 	fmt.Printf("MemAvailable: before %d kB, lowest during %d kB\n", availBefore, s.MinAvail)
 	if *version {
 		fmt.Println(<-versionDone)
+		fmt.Println(<-probeDone)
+	}
+	// The supervisor's children's CPU counts a child once reaped: wait
+	// for the pre-auth processes to be gone (the spare aside).
+	for deadline := time.Now().Add(10 * time.Second); len(preauthload.PreauthChildren(*pid)) > 1 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if cpuAfter, ownAfter, err := childrenCPU(*pid); err == nil {
+		fmt.Printf("supervisor's reaped children's CPU (cutime+cstime): %v for %d connections, %v each\n",
+			cpuAfter-cpuBefore, *conns, ((cpuAfter - cpuBefore) / time.Duration(*conns)).Round(100*time.Microsecond))
+		fmt.Printf("supervisor's own CPU (utime+stime): %v\n", ownAfter-ownBefore)
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		fmt.Printf("this bench's own CPU: %v\n", (time.Duration(ru.Utime.Nano() + ru.Stime.Nano())).Round(time.Millisecond))
 	}
 	if len(res) > 0 && len(res[0].Reply) > 0 {
 		fmt.Printf("first reply: %q\n", res[0].Reply)
 	}
+}
+
+// probeVersion sends a version request hello from 127.0.0.2 (a source
+// of its own) and times the answer: the proxy's side of a legitimate
+// request, without the real client's own start-up.
+func probeVersion(addr string) string {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 30 * time.Second}
+	start := time.Now()
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return fmt.Sprintf("version probe: %v", err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
+	c := conn.New(nc)
+	hello := conn.Packet{"hello", value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "request", Value: "version"}}}
+	if err := c.WritePacket(hello); err != nil {
+		return fmt.Sprintf("version probe: %v", err)
+	}
+	p, err := c.ReadPacket()
+	if err != nil {
+		return fmt.Sprintf("version probe: %v", err)
+	}
+	return fmt.Sprintf("version probe from 127.0.0.2: %v answer after %v", p[0], time.Since(start).Round(time.Millisecond))
+}
+
+// childrenCPU is the user and system CPU time of pid's reaped children
+// (/proc/PID/stat cutime and cstime) and its own (utime and stime).
+func childrenCPU(pid int) (children, own time.Duration, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("supervisor's CPU: %w", err)
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest) // from field 3 (state) on
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var ticks [4]int64
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	tick := time.Second / clkTck
+	return time.Duration(ticks[2]+ticks[3]) * tick, time.Duration(ticks[0]+ticks[1]) * tick, nil
 }
 
 func lastLine(s string) string {

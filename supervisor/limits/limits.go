@@ -226,6 +226,16 @@ func (l *Limiter) Admit(src netip.Addr) (release func(), err error) {
 // penalty, then the rate, then the source's (or uid's) limit, then the
 // global one.
 func (l *Limiter) AdmitFrom(from Source) (release func(), err error) {
+	release, _, err = l.AdmitRanked(from)
+	return release, err
+}
+
+// AdmitRanked is AdmitFrom that also says how many unauthenticated
+// connections the source's block (a unix peer: its uid) has now, this one
+// included: 1 for a source's only connection. The supervisor serves a
+// source's further connections after other sources' (Supervisor.handle).
+// A peer with neither block nor uid ranks 1.
+func (l *Limiter) AdmitRanked(from Source) (release func(), rank int, err error) {
 	block, hasBlock := netip.Prefix{}, false
 	if !from.Local {
 		block, hasBlock = l.block(from.Addr)
@@ -236,22 +246,22 @@ func (l *Limiter) AdmitFrom(from Source) (release func(), err error) {
 	if hasBlock {
 		if r := l.penalized(block, now); r != nil {
 			l.stats.Penalty++
-			return nil, r
+			return nil, 0, r
 		}
 	}
 	if hasBlock || from.Local {
 		if !l.take(source{block: block, uid: from.UID, local: from.Local}, now) {
 			l.stats.Rate++
-			return nil, &Refusal{Reason: ReasonRate}
+			return nil, 0, &Refusal{Reason: ReasonRate}
 		}
 	}
 	if hasBlock && l.cfg.PerSource > 0 && l.perSource[block] >= l.cfg.PerSource {
 		l.stats.PerSource++
-		return nil, &Refusal{Reason: ReasonPerSource}
+		return nil, 0, &Refusal{Reason: ReasonPerSource}
 	}
 	if from.Local && l.cfg.PerUID > 0 && l.perUID[from.UID] >= l.cfg.PerUID {
 		l.stats.PerUID++
-		return nil, &Refusal{Reason: ReasonPerUID}
+		return nil, 0, &Refusal{Reason: ReasonPerUID}
 	}
 	if reason := l.drop(); reason != "" {
 		if reason == ReasonFull {
@@ -259,18 +269,21 @@ func (l *Limiter) AdmitFrom(from Source) (release func(), err error) {
 		} else {
 			l.stats.Dropped++
 		}
-		return nil, &Refusal{Reason: reason}
+		return nil, 0, &Refusal{Reason: reason}
 	}
 	l.startups++
+	rank = 1
 	if hasBlock {
 		l.perSource[block]++
+		rank = l.perSource[block]
 	}
 	if from.Local {
 		l.perUID[from.UID]++
+		rank = l.perUID[from.UID]
 	}
 	l.stats.Admitted++
 	var once sync.Once
-	return func() { once.Do(func() { l.release(block, hasBlock, from) }) }, nil
+	return func() { once.Do(func() { l.release(block, hasBlock, from) }) }, rank, nil
 }
 
 func (l *Limiter) release(block netip.Prefix, hasBlock bool, from Source) {

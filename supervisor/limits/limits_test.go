@@ -683,3 +683,44 @@ func TestPerUID(t *testing.T) {
 		t.Fatalf("another uid's rate: %v", err)
 	}
 }
+
+// AdmitRanked counts a source's unauthenticated connections at
+// admission, per block (or per uid for unix peers), this one included,
+// and a release makes room at the same rank again.
+func TestAdmitRanked(t *testing.T) {
+	cfg := Defaults()
+	cfg.NetBlock = NetBlockSize{24, 64}
+	l := newLimiter(t, cfg, newClock(), nil)
+	steps := []struct {
+		from Source
+		rank int
+	}{
+		{Source{Addr: addr("198.51.100.7")}, 1},
+		{Source{Addr: addr("198.51.100.8")}, 2}, // the same /24
+		{Source{Addr: addr("203.0.113.1")}, 1},  // another block
+		{Source{Addr: addr("::ffff:198.51.100.9")}, 3},
+		{Source{Addr: addr("2001:db8::1")}, 1},
+		{Source{Addr: addr("2001:db8::2")}, 2}, // the same /64
+		{Source{Local: true, UID: 1000}, 1},
+		{Source{Local: true, UID: 1000}, 2},
+		{Source{Local: true, UID: 1001}, 1},
+		{Source{}, 1}, // neither block nor uid
+		{Source{}, 1},
+	}
+	var releases []func()
+	for i, st := range steps {
+		release, rank, err := l.AdmitRanked(st.from)
+		if err != nil {
+			t.Fatalf("step %d %+v: %v", i, st.from, err)
+		}
+		if rank != st.rank {
+			t.Errorf("step %d %+v: rank %d, want %d", i, st.from, rank, st.rank)
+		}
+		releases = append(releases, release)
+	}
+	releases[0]()
+	releases[0]() // twice counts once
+	if _, rank, err := l.AdmitRanked(Source{Addr: addr("198.51.100.1")}); err != nil || rank != 3 {
+		t.Errorf("after one of three left: rank %d, err %v; want 3", rank, err)
+	}
+}
