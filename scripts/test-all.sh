@@ -24,8 +24,12 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "not gofmt'ed: $unformatted"; exit 1; fi
 go vet ./...
 
-stage "go test, with combined coverage per package (unit tests, e2e tests and the supervisor processes they run)"
-COVERDIR=$(mktemp -d /tmp/xpra-proxy-cover-XXXXXX) bash scripts/coverage.sh -timeout 45m ./...
+# Plain, not through scripts/coverage.sh: -coverpkg=./... instruments
+# every package in every test binary, which slows the timing-sensitive
+# e2e tests on CI's 2 cores and is not yet measured there; the combined
+# figures (BENCHMARKS.md) come from running that script by hand.
+stage "go test"
+go test -count=1 -timeout 45m ./...
 
 # The race detector on the packages whose goroutines share state: the
 # supervisor and its parts, the pre-auth process and its transports, the
