@@ -8,7 +8,6 @@ package supervisor
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,7 +88,7 @@ func Check(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	if len(fr.CertPEM) > 0 {
-		if _, err := tls.X509KeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
+		if err := checkKeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
 			return fmt.Errorf("ssl-cert %s / ssl-key: %w", cfg.SSLCert, err)
 		}
 	}
