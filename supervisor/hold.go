@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -64,9 +63,6 @@ func HoldSockets(ctx context.Context, cause error, log *slog.Logger) bool {
 	for _, l := range ls {
 		l.Close()
 	}
-	wg.Wait()
-	// systemd keeps its own copies of the sockets: closing ours frees
-	// nothing it holds.
-	_ = os.Stderr.Sync()
+	wg.Wait() // systemd keeps its own copies of the sockets
 	return true
 }
