@@ -107,7 +107,7 @@ func (h Helper) Run(ctx context.Context, r Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, fmt.Errorf("pamauth: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil {
 		return Reply{}, fmt.Errorf("pamauth: starting %s: %w", h.Path, err)
 	}
 	theirs.Close()

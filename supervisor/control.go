@@ -136,7 +136,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 		childEnd.Close()
 		return err
 	}
-	err = cmd.Start()
+	err = child.Start(cmd)
 	childEnd.Close()
 	if err != nil {
 		return fmt.Errorf("starting the control process: %w", err)

@@ -88,7 +88,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		}
 		return 0, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil {
 		if sessions != nil {
 			sessions.Close()
 		}

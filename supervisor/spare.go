@@ -102,7 +102,7 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 	release := s.launch.run(rank, func() {
 		// Nice 19 within its turn: the next start waits for it, so at
 		// most one busy source's process runs at the normal priority.
-		if err = cmd.Start(); err == nil && niced {
+		if err = child.Start(cmd); err == nil && niced {
 			niceErr = lowerPriority(cmd.Process.Pid)
 		}
 	})

@@ -105,7 +105,7 @@ func query(ctx context.Context, worker string, dirs []string, c *Conn) {
 		c.Error = err.Error()
 		return
 	}
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil {
 		c.Error = err.Error()
 		return
 	}
