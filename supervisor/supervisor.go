@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/peercred"
@@ -31,6 +32,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
+	"github.com/xpra-proxy/xpra-proxy/threadtrim"
 )
 
 // Supervisor serves the listeners.
@@ -59,6 +61,7 @@ type Supervisor struct {
 
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
+	accepted      atomic.Int64 // connections accepted since start (the thread trimmer's idleness)
 }
 
 // New checks the configuration, builds the auth modules and opens the
@@ -230,10 +233,18 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	// The child starter's locked thread (and the runtime's template
+	// thread its lock starts) belong to the baseline, not to a load.
+	child.StartHere()
 	for _, l := range ls {
 		s.log.Info("listening", "type", l.Type, "addr", l.Addr().String())
 		s.spares.refill(l.Type)
 		wg.Go(func() { s.accept(ctx, l) })
+	}
+	if base, err := threadtrim.Count(); err != nil {
+		s.log.Warn("idle threads will not be given back", "err", err)
+	} else {
+		wg.Go(func() { threadtrim.Run(ctx, threadtrim.Options{Base: base, Busy: s.busySince(), Log: s.log}) })
 	}
 	if control != nil {
 		wg.Go(func() { s.serveControl(ctx, stop, control, controlPath) })
@@ -264,6 +275,7 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
+		s.accepted.Add(1)
 		release, rank, err := s.limits.AdmitRanked(s.sourceOf(c))
 		if err != nil {
 			s.refuse(c, l.Type, err)
@@ -800,6 +812,20 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 		return nil, "", fmt.Errorf("%s: %w", by, err)
 	}
 	return granted, by, nil
+}
+
+// busySince says, each time it is called, whether a connection was
+// accepted since the last call or one is still logging in: the thread
+// trimmer waits for a whole idle period (threadtrim.Run's), since under
+// load the runtime soon needs its threads again.
+func (s *Supervisor) busySince() func() bool {
+	last := s.accepted.Load()
+	return func() bool {
+		now := s.accepted.Load()
+		busy := now != last || s.limits.Stats().Startups > 0
+		last = now
+		return busy
+	}
 }
 
 // reportStatus keeps systemd's status line (systemctl status) current.
