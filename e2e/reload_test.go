@@ -168,7 +168,7 @@ func TestReload(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key", common + "tcp-auth = [\"file,filename=" + pwfile + "\"]\ntcp-auht = [\"none\"]\n", []string{"tcp-auht", "unknown keys"}},
-		{"missing file", common + "tcp-auth = [\"file,filename=" + filepath.Join(dir, "nope") + "\"]\n", []string{"tcp auth", filepath.Join(dir, "nope")}},
+		{"missing file", common + "tcp-auth = [\"file,filename=" + filepath.Join(dir, "nope") + "\"]\n", []string{"tcp-auth", filepath.Join(dir, "nope")}},
 		{"bad limit", common + "tcp-auth = [\"none\"]\nper-source-penalty-max = \"1s\"\nper-source-penalty = \"5s\"\n", []string{"penalty"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

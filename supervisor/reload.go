@@ -82,16 +82,24 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 		}
 		authCfg.FileOwnerUID = uid
 	}
-	for typ, specs := range cfg.authSpecs() {
+	specsOf := cfg.authSpecs()
+	// In this order, the keys' own transports before those that inherit
+	// tcp-auth: a bad module is reported under the key that names it.
+	for _, typ := range []string{"unix", "tcp", "ssl", "ws", "wss"} {
+		specs := specsOf[typ]
+		key := typ + "-auth"
+		if typ == "unix" {
+			key = "auth"
+		}
 		challenges := 0
 		for _, text := range specs {
 			spec, err := auth.ParseSpec(text)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %w", key, err)
 			}
 			m, err := auth.New(spec, authCfg)
 			if err != nil {
-				return nil, fmt.Errorf("%s auth: %w", typ, err)
+				return nil, fmt.Errorf("%s: %w", key, err)
 			}
 			if m.NeedsChallenge() {
 				challenges++
@@ -99,7 +107,7 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 			st.modules[typ] = append(st.modules[typ], m)
 		}
 		if challenges > 1 {
-			return nil, fmt.Errorf("%s auth: at most one module may ask for a password (chain it with none or allow)", typ)
+			return nil, fmt.Errorf("%s: at most one module may ask for a password (chain it with none or allow)", key)
 		}
 	}
 	fr, err := cfg.FrontConfig.front()
