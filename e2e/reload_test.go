@@ -169,7 +169,7 @@ func TestReload(t *testing.T) {
 	}{
 		{"unknown key", common + "tcp-auth = [\"file,filename=" + pwfile + "\"]\ntcp-auht = [\"none\"]\n", []string{"tcp-auht", "unknown keys"}},
 		{"missing file", common + "tcp-auth = [\"file,filename=" + filepath.Join(dir, "nope") + "\"]\n", []string{"tcp-auth", filepath.Join(dir, "nope")}},
-		{"bad limit", common + "tcp-auth = [\"none\"]\nper-source-penalty-max = \"1s\"\nper-source-penalty = \"5s\"\n", []string{"penalty"}},
+		{"bad limit", "per-source-rate = 0.0\ntcp-auth = [\"none\"]\nper-source-penalty-max = \"1s\"\nper-source-penalty = \"5s\"\n", []string{"per-source-penalty"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			write("xpra-proxy.toml", tc.text)
