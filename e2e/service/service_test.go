@@ -14,7 +14,7 @@
 // while other clients are served; find it in loginctl; attach the real
 // client; read the processes' credentials from /proc; log the user out with
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
-// under client loops; install the encoder's package and re-encode through
+// under client loops; reload it under a login loop; install the encoder's package and re-encode through
 // its service.
 package service_test
 
@@ -117,6 +117,7 @@ func TestService(t *testing.T) {
 		{"survives a restart of the service", tb.restart},
 		{"survives a SIGKILL of the supervisor", tb.killed},
 		{"a bad config keeps the port", tb.badConfig},
+		{"reload under a login loop; a broken reload keeps the old settings", tb.reload},
 		{"shared encoder service", tb.encoder},
 	}
 	for _, s := range steps {
