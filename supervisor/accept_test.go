@@ -217,6 +217,12 @@ func (h logRecorder) Handle(_ context.Context, r slog.Record) error {
 func (h logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h logRecorder) WithGroup(string) slog.Handler      { return h }
 
+func (h logRecorder) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.msgs)
+}
+
 func (h logRecorder) has(msg string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -484,7 +490,7 @@ func TestAcceptToRelay(t *testing.T) {
 		})
 	}
 	if !sv.logs.has("authenticated") || !sv.logs.has("authentication failed") || !sv.logs.has("relay worker ended") {
-		t.Errorf("log lacks a grant, a refusal or a relay's end: %q", *sv.logs.msgs)
+		t.Errorf("log lacks a grant, a refusal or a relay's end: %q", sv.logs.all())
 	}
 }
 
@@ -516,7 +522,7 @@ func TestRelayLimitReleased(t *testing.T) {
 		}
 	}
 	if !sv.logs.has("starting relay worker") {
-		t.Errorf("the failed start is not logged: %q", *sv.logs.msgs)
+		t.Errorf("the failed start is not logged: %q", sv.logs.all())
 	}
 }
 
