@@ -304,6 +304,14 @@ func serveDoubles(t *testing.T, flags ...string) *served {
 		if err := sv.stop(); err != nil {
 			t.Error(err)
 		}
+		// The clients are closed by now (their cleanups run first): the
+		// relays end, and write the registry in dir, before it goes.
+		for deadline := time.Now().Add(20 * time.Second); sv.s.relays.Load() != 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d relays still run 20 s after their clients left", sv.s.relays.Load())
+				break
+			}
+		}
 	})
 	return sv
 }
