@@ -68,7 +68,7 @@ func TestAdoptEarlierRelays(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.front.Close()
+			defer s.set.front.Close()
 			kept, err := connlist.ReadRegistry(path)
 			if err != nil {
 				t.Fatal(err)
