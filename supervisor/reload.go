@@ -114,6 +114,13 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 	if err != nil {
 		return nil, err
 	}
+	// Checked here, where the files are read: at start-up (a bad pair
+	// would otherwise fail every TLS handshake), --check-config and reload.
+	if len(fr.CertPEM) > 0 {
+		if err := checkKeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
+			return nil, fmt.Errorf("ssl-cert %s / ssl-key: %w", cfg.SSLCert, err)
+		}
+	}
 	if st.front, err = launch.WriteFront(fr); err != nil {
 		return nil, err
 	}

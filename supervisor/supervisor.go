@@ -103,17 +103,9 @@ func Check(cfg Config, log *slog.Logger) error {
 }
 
 // checkFiles is what --check-config and a reload check beyond what the
-// start-up does: the TLS key pair and the encoder's user.
+// start-up does: the encoder's user. (The TLS key pair is checked where
+// buildSettings reads it, once.)
 func checkFiles(cfg Config) error {
-	fr, err := cfg.FrontConfig.front()
-	if err != nil {
-		return err
-	}
-	if len(fr.CertPEM) > 0 {
-		if err := checkKeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
-			return fmt.Errorf("ssl-cert %s / ssl-key: %w", cfg.SSLCert, err)
-		}
-	}
 	if cfg.EncoderSocket != "" {
 		if _, err := user.Lookup(cfg.EncoderUser); err != nil {
 			return fmt.Errorf("encoder-user %q: %w", cfg.EncoderUser, err)
