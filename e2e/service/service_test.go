@@ -118,6 +118,7 @@ func TestService(t *testing.T) {
 		{"survives a SIGKILL of the supervisor", tb.killed},
 		{"a bad config keeps the port", tb.badConfig},
 		{"shared encoder service", tb.encoder},
+		{"xpra 6.5.3 session on demand, 6.5.3 client with PAM", tb.xpra6Session},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {
