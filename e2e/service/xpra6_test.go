@@ -102,7 +102,13 @@ func (b *bed) xpra6Session(t *testing.T) {
 
 	// A session on request, started by the 6.x build as a logind session.
 	t0 := time.Now()
-	out, err := run(180*time.Second, "start", tlsURL, "--attach=no", trust, "--start=xterm")
+	// 6.5.3's client initialises GTK even for --attach=no: it needs a display.
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	startCmd := exec.CommandContext(ctx, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", c6.bin, "start", tlsURL, "--attach=no", trust, "--start=xterm")
+	startCmd.Env, startCmd.Dir = c6.env, "/"
+	outb, err := startCmd.CombinedOutput()
+	cancel()
+	out := string(outb)
 	if err != nil {
 		t.Fatalf("xpra %s start %s --attach=no: %v\n%s", xpra6lab.Version, tlsURL, err, out)
 	}
@@ -166,7 +172,7 @@ func (b *bed) xpra6Session(t *testing.T) {
 		t.Errorf("the attach was not relayed to :130 by the proxy")
 	}
 	a.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := b.lc.Terminate(ctx, s.ID); err != nil {
 		t.Errorf("terminating the 6.x session %s: %v", s.ID, err)
