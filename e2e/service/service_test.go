@@ -15,7 +15,8 @@
 // client; read the processes' credentials from /proc; log the user out with
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
 // under client loops; install the encoder's package and re-encode through
-// its service.
+// its service; have sessions started by the xpra 6.5.3 build and use one
+// with its client (xpra6_test.go).
 package service_test
 
 import (

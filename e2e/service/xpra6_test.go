@@ -127,9 +127,11 @@ func (b *bed) xpra6Session(t *testing.T) {
 	// The leader logs what it ran (6.x retitles its process, so its
 	// cmdline does not show the command); the server's own `version` on
 	// the session's socket, below, says which xpra it is.
-	if logs := journal("xpra-proxy-session-*"); !strings.Contains(logs, "session="+s.ID+" ") || !strings.Contains(logs, "command=/usr/bin/env") {
-		t.Errorf("the session's leader did not log running /usr/bin/env:\n%s", logs)
-	}
+	// journald may show the line a moment after the start's answer.
+	waitFor(t, 15*time.Second, "the session's leader to log running /usr/bin/env", func() bool {
+		logs := journal("xpra-proxy-session-*")
+		return strings.Contains(logs, "session="+s.ID+" ") && strings.Contains(logs, "command=/usr/bin/env")
+	})
 	// 6.x's layout: a folder per session with its socket inside.
 	sock := fmt.Sprintf("/run/user/%d/xpra/130/socket", b.uid)
 	var st syscall.Stat_t
@@ -151,21 +153,28 @@ func (b *bed) xpra6Session(t *testing.T) {
 
 	// The 6.x client attaches through the proxy (TLS, PAM) and draws: the
 	// server's own info counts the draws it acknowledged.
-	before := xpra6lab.DrawsAcked(b.sessionInfo(t, run, direct))
+	// The session is new and no client has attached: every draw the
+	// server counts was acknowledged through the proxy.
 	a := c6.attach(t, tlsURL, trust)
 	defer a.stop()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		info := b.sessionInfo(t, run, direct)
-		if n := xpra6lab.DrawsAcked(info); n > before && info["clients"] == "1" {
-			t.Logf("xpra %s attach through TLS with PAM to the session started on demand: %d draws acknowledged", xpra6lab.Version, n-before)
+		// The session's own info goes straight to the 6.x server, which
+		// on this loaded machine dropped one while still starting up
+		// ("Broken pipe", third testbed run): such a miss is logged and
+		// asked again until the deadline.
+		info, err := sessionInfo(run, direct)
+		if err != nil {
+			t.Logf("xpra info %s: %v", direct, err)
+		} else if n := xpra6lab.DrawsAcked(info); n > 0 && info["clients"] == "1" {
+			t.Logf("xpra %s attach through TLS with PAM to the session started on demand: %d draws acknowledged", xpra6lab.Version, n)
 			break
 		}
 		if a.disconnected() {
 			t.Fatalf("the %s client was disconnected:\n%s", xpra6lab.Version, a.out)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no draw acknowledged within 90s (server info clients=%q)\nclient:\n%s", info["clients"], a.out)
+			t.Fatalf("no draw acknowledged within 90s (server info clients=%q, err %v)\nclient:\n%s", info["clients"], err, a.out)
 		}
 		time.Sleep(time.Second)
 	}
@@ -185,13 +194,12 @@ func (b *bed) xpra6Session(t *testing.T) {
 }
 
 // sessionInfo is the session's own `xpra info`, asked on its socket.
-func (b *bed) sessionInfo(t *testing.T, run func(time.Duration, ...string) (string, error), url string) map[string]string {
-	t.Helper()
+func sessionInfo(run func(time.Duration, ...string) (string, error), url string) (map[string]string, error) {
 	out, err := run(60*time.Second, "info", url)
 	if err != nil {
-		t.Fatalf("xpra info %s: %v\n%s", url, err, out)
+		return nil, fmt.Errorf("%w: %s", err, lastLine(out))
 	}
-	return xpra6lab.ParseInfo(out)
+	return xpra6lab.ParseInfo(out), nil
 }
 
 func lastLine(s string) string {
