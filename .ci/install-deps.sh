@@ -10,7 +10,7 @@ python3-pyinotify python3-rencode ca-certificates git systemd
 ffmpeg gcc libc6-dev libffmpeg-nvenc-dev libturbojpeg0-dev libx264-dev libyuv-dev
 chromium
 libpam0g-dev curl openssl
-debhelper lintian rpm rpm2cpio cpio rpmlint"
+debhelper lintian rpm rpm2cpio cpio rpmlint patch"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -29,10 +29,18 @@ import (
 // hello: before the decoding budgets, the first input took one to ~290 MB.
 const peakRSSLimit = 32 << 10 // kB
 
+// refusalBound tells a refusal from a hello held until the login timeout
+// (2 min) or the first-packet timeout (10 s): CI's busy 2 cores took 1.17 s
+// once where a quiet machine takes 11-30 ms.
+const refusalBound = 5 * time.Second
+
 // TestAmplificationRefused sends each hostile hello of internal/hostile
 // through a real proxy whose password module would answer with a
-// challenge: each is refused with a disconnect saying why within 1 s,
-// and the pre-auth process that read it never holds more than 32 MB.
+// challenge: each is refused with a disconnect saying why, at once rather
+// than held for the login (within refusalBound), and the pre-auth process
+// that read it never holds more than 32 MB. The "within 1 s" is
+// SECURITY.md's figure from bench/preauthmem on a quiet machine (11-30 ms);
+// here the machine may be busy, which a timed assertion would measure.
 func TestAmplificationRefused(t *testing.T) {
 	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--per-source-max-startups=0")
 	inputs, err := hostile.Inputs()
@@ -59,8 +67,8 @@ func TestAmplificationRefused(t *testing.T) {
 				t.Fatal("the connection was still open after 10 s")
 			case !bytes.Contains(res.Reply, []byte("protocol error")) || !bytes.Contains(res.Reply, []byte("before authentication")):
 				t.Fatalf("reply %q, want a protocol error disconnect saying why", res.Reply)
-			case res.Answered > time.Second:
-				t.Errorf("refused after %v, want within 1 s", res.Answered)
+			case res.Answered > refusalBound:
+				t.Errorf("refused after %v, want at once (within %v; a held hello waits for the 2 min login timeout)", res.Answered, refusalBound)
 			}
 			if peak == 0 {
 				t.Fatal("no pre-auth process was sampled")

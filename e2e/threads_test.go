@@ -192,4 +192,11 @@ func TestThreadsBackToBaseline(t *testing.T) {
 // (16 bytes each), the per-source and penalty tables, the heap the GC
 // keeps as headroom (GOGC: up to as much again as the live heap, a few MB)
 // and the pages of code and data a load touches once and keeps mapped.
-const rssAllowanceKB = 4 * 1024
+// Measured, not guessed: the first load adds 5-7 MB once, then stays
+// flat (BENCHMARKS.md's soak: 9.8 MB at start, 15.5 MB after 30 s of
+// load, 16.4-16.9 MB for the rest of an hour of 14,399 logins and
+// after it; this test at b75bf7d: 10.8 -> 16.0 MB). 8 MB is the soak's
+// own verdict bound: a leak of the 181 bytes per login found before
+// (replay cache) would pass one burst of 300 here, which is why the
+// soak, not this test, is the leak check.
+const rssAllowanceKB = 8 * 1024

@@ -197,6 +197,12 @@ func TestUnitDesign(t *testing.T) {
 			}
 		})
 	}
+	// systemctl reload as sshd.service: a broken file fails the reload
+	// with the check's message before the supervisor is signalled.
+	reload := []string{"/usr/bin/xpra-proxy --check-config --config=/etc/xpra-proxy/xpra-proxy.toml", "/bin/kill -HUP $MAINPID"}
+	if got := settings["xpra-proxy.service"]["Service.ExecReload"]; !slices.Equal(got, reload) {
+		t.Errorf("xpra-proxy.service: ExecReload = %q, want %q (the check, then the signal)", got, reload)
+	}
 	// The service has no [Install]: the sockets start it, and enabling it
 	// would start the supervisor at boot for nothing.
 	for k := range settings["xpra-proxy.service"] {

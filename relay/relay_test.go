@@ -820,13 +820,20 @@ func BenchmarkRelayChunks(b *testing.B) {
 
 // A sustained flood of cut-through chunks lets the relay's pings in
 // between packets: both peers keep echoing, and neither times out.
+// pingsFloodDeadline is TestRelayPingsDuringFlood's ping deadline.
+const pingsFloodDeadline = 1500 * time.Millisecond
+
 func TestRelayPingsDuringFlood(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			noLeaks(t)
 			client, server, r, done, cancel := socketRelay(t, tr, func(r *Relay) {
+				// The deadline leaves room for a busy 2-core machine (an
+				// echo waits for the server's 1 MiB draw in hand: 500 ms
+				// was missed there under -cover); the flood lasts well over
+				// it, so pings queued behind the flood still time out.
 				r.pingEvery = 10 * time.Millisecond
-				r.pingDeadline = 500 * time.Millisecond
+				r.pingDeadline = pingsFloodDeadline
 			})
 			raw := rawFrame(rand.NewChaCha8([32]byte{3}), 7, 1<<20)
 			draw := append(raw.wire(), mainFrame(t, conn.Packet{"draw", int64(1), []byte{}}).wire()...)
@@ -869,7 +876,7 @@ func TestRelayPingsDuringFlood(t *testing.T) {
 			select {
 			case reason := <-done:
 				t.Fatalf("relay stopped during the flood: %q", reason)
-			case <-time.After(2 * time.Second):
+			case <-time.After(3 * pingsFloodDeadline):
 			}
 			close(stop)
 			if err := <-flooded; err != nil {

@@ -24,20 +24,26 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "not gofmt'ed: $unformatted"; exit 1; fi
 go vet ./...
 
-# Plain, not through scripts/coverage.sh: -coverpkg=./... instruments
-# every package in every test binary, which slows the timing-sensitive
-# e2e tests on CI's 2 cores and is not yet measured there; the combined
-# figures (BENCHMARKS.md) come from running that script by hand.
-stage "go test"
-go test -count=1 -timeout 45m ./...
+# Through scripts/coverage.sh: the same one run of every test, built with
+# -cover -coverpkg=./... and with the e2e tests' supervisors built with
+# -cover, then each package's combined figure; supervisor must stay at
+# 80 % or more (issue 18). Cost measured in BENCHMARKS.md ("Test suite").
+# TestRealXpraClientTransports runs apart, uninstrumented: it times a real
+# python client against the reference's 1 s transport sniff, so it must
+# not share the CPU with instrumented test binaries (see the race stage).
+stage "go test, with combined coverage per package"
+COVERDIR=$(mktemp -d /tmp/xpra-proxy-cover-XXXXXX) COVERAGE_MIN="supervisor=80" \
+  bash scripts/coverage.sh -skip '^TestRealXpraClientTransports$' ./...
+stage "go test TestRealXpraClientTransports (a real client, timed: uninstrumented)"
+go test -count=1 -run '^TestRealXpraClientTransports$' ./preauth/transport
 
 # The race detector on the packages whose goroutines share state: the
 # supervisor and its parts, the pre-auth process and its transports, the
 # relay, the control sockets, the encoder's client/server/pool and the
 # protocol layers under them. Not ./...: every package under -race would
 # double the stage (about 5 minutes like this on 2 busy cores).
-# TestRealXpraClientTransports is left to the stage above: it times a real
-# python client against the reference's 1 s transport sniff, which a
+# TestRealXpraClientTransports is left to its own stage above: it times a
+# real python client against the reference's 1 s transport sniff, which a
 # machine busy with instrumented tests can miss (the client's first bytes
 # come late and it is, rightly, taken for plain xpra); it has no
 # goroutines of ours that the other transport tests do not run.

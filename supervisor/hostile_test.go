@@ -77,7 +77,7 @@ func hostileSupervisor(tb testing.TB, warnings *atomic.Int64) *Supervisor {
 	}
 	// Closed now, not by a finalizer in the middle of a later exchange,
 	// whose descriptor count it would change.
-	tb.Cleanup(func() { s.front.Close() })
+	tb.Cleanup(func() { s.set.front.Close() })
 	// The harness is the pre-auth process: its messages come from this
 	// process's pid and uid.
 	s.preauth = &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
@@ -364,7 +364,7 @@ func runHostile(t testing.TB, s *Supervisor, warnings *atomic.Int64, in []byte) 
 	if s.limits, err = limits.New(s.cfg.Limits(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	x := exchange{s: s, log: s.log, ipc: sup, pid: os.Getpid(), typ: typ, peer: peer}
+	x := exchange{s: s, set: s.set, log: s.log, ipc: sup, pid: os.Getpid(), typ: typ, peer: peer}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -2,6 +2,10 @@ package supervisor
 
 import (
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +76,64 @@ func TestCheckTransport(t *testing.T) {
 		if got != tc.want || (err == nil) != (tc.want != "") {
 			t.Errorf("%s listener, %q: got %q, %v; want %q", tc.listener, tc.transport, got, err, tc.want)
 		}
+	}
+}
+
+// TestListenSockets: the configured sockets, each with its type; a
+// stale unix socket file is replaced and the new one is open to all
+// (authentication decides); a failed bind is an error that names it.
+func TestListenSockets(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale")
+	sl, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.(*net.UnixListener).SetUnlinkOnClose(false)
+	sl.Close() // the file stays, as after a crash
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name      string
+		tcp, unix []string
+		want      []string // types in order; nil: an error
+		err       string
+	}{
+		{"tcp and unix", []string{"127.0.0.1:0"}, []string{filepath.Join(dir, "a")}, []string{"tcp", "unix"}, ""},
+		{"a stale socket file", nil, []string{stale}, []string{"unix"}, ""},
+		{"a port in use", []string{"127.0.0.1:0", busy.Addr().String()}, nil, nil, "bind-tcp " + busy.Addr().String()},
+		{"a unix path that cannot be", []string{"127.0.0.1:0"}, []string{filepath.Join(dir, "none", "s")}, nil, "bind-unix"},
+		{"nothing", nil, nil, nil, "nothing to listen on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ls, err := Listen(Config{BindTCP: tc.tcp, BindUnix: tc.unix})
+			if tc.want == nil {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					closeAll(ls)
+					t.Fatalf("got %v, want an error with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeAll(ls)
+			var got []string
+			for _, l := range ls {
+				got = append(got, l.Type)
+				if l.Type == "unix" {
+					fi, err := os.Stat(l.Addr().String())
+					if err != nil || fi.Mode().Perm() != 0o666 {
+						t.Errorf("unix socket %s: %v, %v; want mode 0666", l.Addr(), fi.Mode(), err)
+					}
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("listener types %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 )
 
 // The sd_notify(3) messages of xpra-proxy.service (Type=notify,
@@ -18,6 +19,18 @@ import (
 // connections and `systemctl start` waits.
 func notifyReady() error {
 	return sdNotify(daemon.SdNotifyReady)
+}
+
+// notifyReloading tells systemd a reload has begun; READY=1 ends it.
+// MONOTONIC_USEC is the time of the signal's handling, which systemd 253's
+// Type=notify-reload wants beside RELOADING=1 to tell this reload from an
+// earlier one; systemd 252 (Debian 12) ignores it.
+func notifyReloading() error {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return fmt.Errorf("CLOCK_MONOTONIC: %w", err)
+	}
+	return sdNotify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d", daemon.SdNotifyReloading, ts.Nano()/1000))
 }
 
 // notifyStatus sets the one-line status `systemctl status` shows, e.g.

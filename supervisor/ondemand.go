@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,16 +47,15 @@ type starter struct {
 	// elsewhere).
 	dial func(context.Context) (*logind.Conn, error)
 
-	mu       sync.Mutex
-	reserved map[int]reservation // display number → why it counts as taken
+	*displayBook // the displays of sessions being started, shared across reloads
 }
 
-func newStarter(cfg SessionConfig, log *slog.Logger) (*starter, error) {
+func newStarter(cfg SessionConfig, log *slog.Logger, book *displayBook) (*starter, error) {
 	if cfg.StartSession == StartNever || cfg.StartSession == "" {
 		return nil, nil
 	}
 	st := &starter{cfg: cfg, log: log.With("part", "sessions"), overrides: map[string]bool{},
-		reserved: map[int]reservation{}, dial: logind.Dial}
+		displayBook: book, dial: logind.Dial}
 	var err error
 	if st.lo, st.hi, err = parseDisplayRange(cfg.SessionDisplays); err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ func testStarter(t testing.TB, mutate func(*SessionConfig)) *starter {
 	if err := cfg.check(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := newStarter(cfg, slog.New(slog.DiscardHandler))
+	st, err := newStarter(cfg, slog.New(slog.DiscardHandler), newDisplayBook())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,17 +47,17 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	}
 	l := launch.Launch{
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
-		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: s.cfg.SocketDirs,
+		Displays: sess.Displays, SessionOptions: sess.SessionOptions, SocketDirs: x.set.cfg.SocketDirs,
 		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
-		ServerHelloTimeout: s.cfg.ServerHelloTimeout.Duration,
+		ServerHelloTimeout: x.set.cfg.ServerHelloTimeout.Duration,
 	}
-	if s.cfg.EncoderSocket != "" {
+	if x.set.cfg.EncoderSocket != "" {
 		// Looked up per relay: the encoder's user may be created after us.
-		if eu, err := user.Lookup(s.cfg.EncoderUser); err == nil && eu.Uid != "0" {
-			l.EncoderSocket = s.cfg.EncoderSocket
+		if eu, err := user.Lookup(x.set.cfg.EncoderUser); err == nil && eu.Uid != "0" {
+			l.EncoderSocket = x.set.cfg.EncoderSocket
 			l.EncoderUID, _ = strconv.Atoi(eu.Uid)
 		} else {
-			s.log.Warn("encoder-user not found or root: no re-encoding", "user", s.cfg.EncoderUser, "err", err)
+			s.log.Warn("encoder-user not found or root: no re-encoding", "user", x.set.cfg.EncoderUser, "err", err)
 		}
 	}
 	doc, err := launch.Write(l)
@@ -68,7 +68,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
 	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc}
 	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
-	if s.starter != nil {
+	if x.set.starter != nil {
 		sup, childEnd, err := ipc.Pair()
 		if err != nil {
 			return 0, err
@@ -76,12 +76,12 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		defer childEnd.Close()
 		sessions = sup
 		fds["session"] = childEnd
-		args = append(args, "--start-session="+s.cfg.StartSession)
+		args = append(args, "--start-session="+x.set.cfg.StartSession)
 	}
 	env := append(filterEnv(sess.Env),
 		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
 		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	cmd, err := child.Relay.Command(child.Launch{Path: s.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
+	cmd, err := child.Relay.Command(child.Launch{Path: x.set.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
 	if err != nil {
 		if sessions != nil {
 			sessions.Close()
@@ -96,7 +96,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	}
 	pid = cmd.Process.Pid
 	if sessions != nil {
-		go s.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
+		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)
@@ -135,6 +135,13 @@ type tooMany struct {
 
 func (e *tooMany) Error() string {
 	return fmt.Sprintf("%s has %d connections through the proxy, the most allowed (max-relays-per-user)", e.user, e.limit)
+}
+
+// setMax changes the limit (a reload); relays over a lower one live on.
+func (c *relayCount) setMax(max int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.max = max
 }
 
 func (c *relayCount) take(uid int, name string) error {

@@ -24,6 +24,7 @@ type preauthProc struct {
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
 	niced  bool          // at nice 19, for a busy source (priority.go)
+	set    *settings     // it was started with (identity only: a spare of older settings is not used)
 	// release gives back its launcher slot (a busy source's process, once
 	// it has spoken or ended; priority.go). Never nil.
 	release func()
@@ -77,21 +78,22 @@ func (p *preauthProc) abnormalEnd() string {
 // connections its source has (1 for a spare): the start waits for those
 // of lower rank, and over normalPerSource the process runs under
 // nice 19 (priority.go).
-func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
+// set: the settings to start it with, held by the caller.
+func (s *Supervisor) startPreauth(set *settings, typ string, rank int) (*preauthProc, error) {
 	sup, childEnd, err := ipc.Pair()
 	if err != nil {
 		return nil, err
 	}
 	fds := map[string]*os.File{"ipc": childEnd}
 	if typ == "tcp" {
-		fds["front"] = s.front
+		fds["front"] = set.front
 	}
-	cmd, err := child.Preauth.Command(child.Launch{Path: s.preauthProgram(), Cred: s.preauth, Fds: fds,
+	cmd, err := child.Preauth.Command(child.Launch{Path: set.preauthProgram(), Cred: s.preauth, Fds: fds,
 		Args: []string{"--listener=" + typ,
-			fmt.Sprintf("--packet-limit=%d", s.cfg.PreauthPacketLimit),
-			fmt.Sprintf("--decompressed-limit=%d", s.cfg.PreauthDecompressedLimit),
-			fmt.Sprintf("--login-timeout=%s", s.cfg.LoginTimeout.Duration),
-			fmt.Sprintf("--first-packet-timeout=%s", s.cfg.FirstPacketTimeout.Duration)}})
+			fmt.Sprintf("--packet-limit=%d", set.cfg.PreauthPacketLimit),
+			fmt.Sprintf("--decompressed-limit=%d", set.cfg.PreauthDecompressedLimit),
+			fmt.Sprintf("--login-timeout=%s", set.cfg.LoginTimeout.Duration),
+			fmt.Sprintf("--first-packet-timeout=%s", set.cfg.FirstPacketTimeout.Duration)}})
 	if err != nil {
 		childEnd.Close()
 		sup.Close()
@@ -112,7 +114,7 @@ func (s *Supervisor) startPreauth(typ string, rank int) (*preauthProc, error) {
 		sup.Close()
 		return nil, fmt.Errorf("starting pre-auth process: %w", err)
 	}
-	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), niced: niced && niceErr == nil, release: release}
+	p := &preauthProc{ipc: sup, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), niced: niced && niceErr == nil, release: release, set: set}
 	if niceErr != nil && s.niceOK.Swap(false) {
 		// Without CAP_SYS_NICE: say so once, and from now on run all at
 		// the normal priority, as before.
@@ -144,27 +146,28 @@ func newSpares(s *Supervisor) *spares {
 }
 
 // take returns the spare for typ, or a process started now when there is
-// none (a burst of connections, or the spare has died). The caller starts
-// the next spare after the hand-over (refillSoon), not at once: that would
-// compete with this connection for the CPU. A busy source (rank over
-// normalPerSource) never gets the spare: it gets a process started in its
-// turn, at nice 19, and the spare stays ready for a connection from
-// another source.
-func (sp *spares) take(typ string, rank int) (*preauthProc, error) {
+// none (a burst of connections, or the spare has died), or when the spare
+// was started with other settings than set, the connection's (a reload
+// came in between). The caller starts the next spare after the hand-over
+// (refillSoon), not at once: that would compete with this connection for
+// the CPU. A busy source (rank over normalPerSource) never gets the spare:
+// it gets a process started in its turn, at nice 19, and the spare stays
+// ready for a connection from another source.
+func (sp *spares) take(set *settings, typ string, rank int) (*preauthProc, error) {
 	if rank > normalPerSource {
-		return sp.s.startPreauth(typ, rank)
+		return sp.s.startPreauth(set, typ, rank)
 	}
 	sp.mu.Lock()
 	p := sp.ready[typ]
 	delete(sp.ready, typ)
 	sp.mu.Unlock()
-	if p != nil && !p.exited() {
+	if p != nil && !p.exited() && p.set == set {
 		return p, nil
 	}
 	if p != nil {
-		p.ipc.Close()
+		p.ipc.Close() // it exits when its channel closes
 	}
-	return sp.s.startPreauth(typ, rank)
+	return sp.s.startPreauth(set, typ, rank)
 }
 
 // refillDelay is how long after a hand-over the next spare starts: its
@@ -181,7 +184,7 @@ func (sp *spares) refillSoon(typ string) {
 }
 
 // refill starts a spare for typ in the background unless one is ready
-// or on its way.
+// or on its way. One started while a reload came is replaced at once.
 func (sp *spares) refill(typ string) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -190,20 +193,44 @@ func (sp *spares) refill(typ string) {
 	}
 	sp.starting[typ] = true
 	go func() {
-		p, err := sp.s.startPreauth(typ, 1)
-		sp.mu.Lock()
-		defer sp.mu.Unlock()
-		sp.starting[typ] = false
-		if err != nil {
-			sp.s.log.Error("starting a spare pre-auth process", "listener", typ, "err", err)
+		for {
+			set := sp.s.settings()
+			p, err := sp.s.startPreauth(set, typ, 1)
+			sp.s.done(set)
+			sp.mu.Lock()
+			switch {
+			case err != nil:
+				sp.s.log.Error("starting a spare pre-auth process", "listener", typ, "err", err)
+			case sp.closed:
+				p.ipc.Close() // it exits when its channel closes
+			case p.set != sp.s.current():
+				sp.mu.Unlock()
+				p.ipc.Close()
+				continue
+			default:
+				sp.ready[typ] = p
+			}
+			sp.starting[typ] = false
+			sp.mu.Unlock()
 			return
 		}
-		if sp.closed {
-			p.ipc.Close() // it exits when its channel closes
-			return
-		}
-		sp.ready[typ] = p
 	}()
+}
+
+// renew replaces the spares after a reload: they were started with the
+// old TLS key pair, limits and timeouts.
+func (sp *spares) renew() {
+	sp.mu.Lock()
+	var types []string
+	for typ, p := range sp.ready {
+		p.ipc.Close()
+		delete(sp.ready, typ)
+		types = append(types, typ)
+	}
+	sp.mu.Unlock()
+	for _, typ := range types {
+		sp.refill(typ)
+	}
 }
 
 // close lets the spares go: each exits when its channel closes.

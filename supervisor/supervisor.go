@@ -37,10 +37,19 @@ import (
 
 // Supervisor serves the listeners.
 type Supervisor struct {
-	cfg     Config
-	log     *slog.Logger
-	modules map[string][]auth.Module // by listener type
-	policy  account.Policy           // who may be proxied to, whichever module granted
+	// cfg is the configuration at start-up: what only a restart changes
+	// (the restartOnly keys) is read here; the rest from settings().
+	cfg Config
+	log *slog.Logger
+	// set is what a reload replaces (reload.go); settings() and done()
+	// count its users.
+	setMu     sync.Mutex
+	set       *settings
+	reloadMu  sync.Mutex             // one reload at a time
+	reloadErr atomic.Pointer[error]  // the last reload's, nil once one works
+	reloads   <-chan os.Signal       // SIGHUP: Serve reloads (HandleReloads)
+	load      func() (Config, error) // reads the configuration again
+	displays  *displayBook           // sessions being started, across reloads
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
 	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
@@ -51,9 +60,7 @@ type Supervisor struct {
 	notes      chan struct{}       // slots for telling penalised clients why (refuseWithNote)
 	wg         sync.WaitGroup
 	salts      *saltCache
-	front      *os.File // sealed memfd for pre-auth processes of TCP listeners (launch.Front)
-	starter    *starter // sessions on demand; nil when start-session is never
-	spares     *spares  // pre-auth processes started ahead of their connections
+	spares     *spares // pre-auth processes started ahead of their connections
 	// niceOK: the pre-auth processes of a source's further connections
 	// run at nice 19 (priority.go); false once that failed.
 	niceOK atomic.Bool
@@ -79,25 +86,26 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 
 // Check is --check-config: everything New checks (auth modules and their
 // files, users, programs, session settings) and the TLS key pair, without
-// touching the run directory or any listener.
+// touching the run directory or any listener. A reload checks the same.
 func Check(cfg Config, log *slog.Logger) error {
 	s, err := prepare(cfg, log)
 	if err != nil {
 		return err
 	}
-	s.front.Close()
-	fr, err := cfg.FrontConfig.front()
-	if err != nil {
+	s.set.close(log)
+	if err := checkFiles(cfg); err != nil {
 		return err
-	}
-	if len(fr.CertPEM) > 0 {
-		if err := checkKeyPair(fr.CertPEM, fr.KeyPEM); err != nil {
-			return fmt.Errorf("ssl-cert %s / ssl-key: %w", cfg.SSLCert, err)
-		}
 	}
 	if _, err := user.Lookup(cfg.PreauthUser); err != nil {
 		log.Warn("pre-auth user missing: pre-auth processes will run as nobody", "preauth_user", cfg.PreauthUser)
 	}
+	return nil
+}
+
+// checkFiles is what --check-config and a reload check beyond what the
+// start-up does: the encoder's user. (The TLS key pair is checked where
+// buildSettings reads it, once.)
+func checkFiles(cfg Config) error {
 	if cfg.EncoderSocket != "" {
 		if _, err := user.Lookup(cfg.EncoderUser); err != nil {
 			return fmt.Errorf("encoder-user %q: %w", cfg.EncoderUser, err)
@@ -107,11 +115,10 @@ func Check(cfg Config, log *slog.Logger) error {
 }
 
 func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
-	s := &Supervisor{cfg: cfg, log: log, modules: map[string][]auth.Module{},
+	s := &Supervisor{cfg: cfg, log: log, displays: newDisplayBook(),
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil),
 		notes: make(chan struct{}, noteSlots)}
 	s.spares = newSpares(s)
-	s.policy = cfg.policy()
 	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
@@ -120,38 +127,6 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s.limits = lim
 	s.niceOK.Store(true)
 	s.launch = newLauncher(2*runtime.NumCPU(), busyHold)
-	if len(cfg.ArgvSecrets) > 0 {
-		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
-			"modules", cfg.ArgvSecrets)
-	}
-	authCfg := auth.Config{PasswordFile: cfg.PasswordFile}
-	if cfg.AuthFileOwner != "" {
-		uid, err := auth.LookupUID(cfg.AuthFileOwner)
-		if err != nil {
-			return nil, fmt.Errorf("auth-file-owner: %w", err)
-		}
-		authCfg.FileOwnerUID = uid
-	}
-	for typ, specs := range cfg.authSpecs() {
-		challenges := 0
-		for _, text := range specs {
-			spec, err := auth.ParseSpec(text)
-			if err != nil {
-				return nil, err
-			}
-			m, err := auth.New(spec, authCfg)
-			if err != nil {
-				return nil, fmt.Errorf("%s auth: %w", typ, err)
-			}
-			if m.NeedsChallenge() {
-				challenges++
-			}
-			s.modules[typ] = append(s.modules[typ], m)
-		}
-		if challenges > 1 {
-			return nil, fmt.Errorf("%s auth: at most one module may ask for a password (chain it with none or allow)", typ)
-		}
-	}
 	cred, err := preauthCredential(cfg.PreauthUser)
 	if err != nil {
 		return nil, err
@@ -160,24 +135,12 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if s.control, err = controlCredential(cfg.ControlUser, cred, log); err != nil {
 		return nil, err
 	}
-	fr, err := cfg.FrontConfig.front()
-	if err != nil {
+	if s.set, err = buildSettings(cfg, log, s.displays); err != nil {
 		return nil, err
-	}
-	if s.front, err = launch.WriteFront(fr); err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(s.preauthProgram()); err != nil {
-		return nil, fmt.Errorf("pre-auth program: %w", err)
-	}
-	if _, err := os.Stat(cfg.Worker); err != nil {
-		return nil, fmt.Errorf("worker program: %w", err)
 	}
 	if _, err := os.Stat(s.controlProgram()); err != nil && cfg.ControlSocket != "off" {
+		s.set.close(log)
 		return nil, fmt.Errorf("control program: %w", err)
-	}
-	if s.starter, err = newStarter(cfg.SessionConfig, log); err != nil {
-		return nil, err
 	}
 	return s, nil
 }
@@ -253,6 +216,20 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		s.log.Warn("telling systemd", "err", err)
 	}
 	wg.Go(func() { s.reportStatus(ctx) })
+	if s.reloads != nil {
+		// Only now: until READY=1, a reload's READY=1 would tell systemd
+		// the start-up is over.
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.reloads:
+					_ = s.Reload(s.load) // Reload logs the outcome
+				}
+			}
+		})
+	}
 	<-ctx.Done()
 	_ = notifyStopping()
 	for _, l := range ls {
@@ -262,6 +239,14 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	wg.Wait()
 	s.wg.Wait()
 	return nil
+}
+
+// HandleReloads makes Serve reload the configuration (Reload, with load)
+// on each signal from reloads, e.g. SIGHUP. Call it before Serve; the
+// caller should have called signal.Notify early, so that a SIGHUP during
+// start-up does not end the process.
+func (s *Supervisor) HandleReloads(reloads <-chan os.Signal, load func() (Config, error)) {
+	s.reloads, s.load = reloads, load
 }
 
 func (s *Supervisor) accept(ctx context.Context, l Listener) {
@@ -354,7 +339,11 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		return
 	}
 	defer client.Close()
-	p, err := s.handOver(typ, peer, client, rank)
+	// The settings of this moment judge the whole exchange, whatever a
+	// reload does meanwhile.
+	set := s.settings()
+	defer s.done(set)
+	p, err := s.handOver(set, typ, peer, client, rank)
 	if err != nil {
 		log.Error("pre-auth process", "err", err)
 		return
@@ -367,7 +356,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		// The login timeout bounds the whole exchange, whatever the child
 		// does; it runs from the hand-over, not from the spare's start.
 		select {
-		case <-time.After(s.cfg.LoginTimeout.Duration + 5*time.Second):
+		case <-time.After(set.cfg.LoginTimeout.Duration + 5*time.Second):
 			log.Warn("pre-auth process over its time; killing it")
 			p.kill()
 		case <-ctx.Done():
@@ -398,7 +387,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 			}
 		})
 	}
-	x := exchange{s: s, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
+	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
 	x.run()
 	p.release()
 	if x.terminating {
@@ -441,9 +430,9 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 // spare for its listener type, or one started now (always for a busy
 // source, rank over normalPerSource: the spare is kept for other
 // sources). A spare that died while it waited is replaced once.
-func (s *Supervisor) handOver(typ, peer string, client *os.File, rank int) (*preauthProc, error) {
+func (s *Supervisor) handOver(set *settings, typ, peer string, client *os.File, rank int) (*preauthProc, error) {
 	m := ipc.Message{Kind: ipc.Connection, Peer: peer}
-	p, err := s.spares.take(typ, rank)
+	p, err := s.spares.take(set, typ, rank)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +443,7 @@ func (s *Supervisor) handOver(typ, peer string, client *os.File, rank int) (*pre
 	p.ipc.Close()
 	p.kill()
 	s.log.Warn("spare pre-auth process gone; starting another", "preauth", p.pid, "err", err)
-	if p, err = s.startPreauth(typ, rank); err != nil {
+	if p, err = s.startPreauth(set, typ, rank); err != nil {
 		return nil, err
 	}
 	if err := p.ipc.Send(m, client); err != nil {
@@ -473,6 +462,7 @@ const shutdownGrace = 5 * time.Second
 // exchange is one connection's conversation with its pre-auth process.
 type exchange struct {
 	s    *Supervisor
+	set  *settings // as the exchange began
 	log  *slog.Logger
 	ipc  *ipc.Conn
 	pid  int
@@ -548,12 +538,12 @@ func (x *exchange) run() {
 		return
 	}
 	x.username = m.Username
-	if x.transport, err = checkTransport(x.typ, m.Transport, x.s.cfg.FrontConfig.tlsCarries); err != nil {
+	if x.transport, err = checkTransport(x.typ, m.Transport, x.set.cfg.FrontConfig.tlsCarries); err != nil {
 		x.log.Warn("pre-auth protocol", "err", err)
 		return
 	}
 	x.log = x.log.With("transport", x.transport)
-	modules := x.s.modules[x.transport]
+	modules := x.set.modules[x.transport]
 	if len(modules) == 0 {
 		// As the reference: a proxy without authentication serves nobody.
 		x.log.Error("no authentication module configured for this listener; use none to disable authentication")
@@ -789,7 +779,7 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 	req := auth.Request{Username: x.username, Verify: verify, Plain: plain, RemoteHost: x.remoteHost()}
 	var granted *auth.Session
 	var by string
-	for _, mod := range x.s.modules[x.transport] {
+	for _, mod := range x.set.modules[x.transport] {
 		sess, err := mod.Authenticate(req)
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", mod.Name(), err)
@@ -806,7 +796,7 @@ func (x *exchange) authenticate(m ipc.Message) (*auth.Session, string, error) {
 	// wrong password, and penalised so.
 	acct, err := account.Lookup(granted.UID, granted.GID)
 	if err == nil {
-		err = x.s.policy.Check(acct)
+		err = x.set.policy.Check(acct)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", by, err)
@@ -834,9 +824,7 @@ func (s *Supervisor) reportStatus(ctx context.Context) {
 	defer t.Stop()
 	last := ""
 	for {
-		f := s.figures()
-		line := fmt.Sprintf("%d relayed, %d logging in, %d authenticated since start, %d sources penalized",
-			f["relays"], f["preauth"], f["authenticated"], f["penalized"])
+		line := s.statusLine()
 		if line != last {
 			if err := notifyStatus("%s", line); err != nil {
 				s.log.Debug("telling systemd", "err", err)
@@ -851,14 +839,20 @@ func (s *Supervisor) reportStatus(ctx context.Context) {
 	}
 }
 
+// statusLine is the figures, and a failed reload's error until a reload
+// works: the running configuration is then not the file's.
+func (s *Supervisor) statusLine() string {
+	f := s.figures()
+	line := fmt.Sprintf("%d relayed, %d logging in, %d authenticated since start, %d sources penalized",
+		f["relays"], f["preauth"], f["authenticated"], f["penalized"])
+	if p := s.reloadErr.Load(); p != nil {
+		line = fmt.Sprintf("reload failed, running the previous configuration: %v; %s", *p, line)
+	}
+	return line
+}
+
 // controlProgram is xpra-proxy-control, installed beside the worker: a
 // binary of its own, so relays do not carry the sandbox's code.
 func (s *Supervisor) controlProgram() string {
 	return filepath.Join(filepath.Dir(s.cfg.Worker), "xpra-proxy-control")
-}
-
-// preauthProgram is xpra-proxy-preauth, installed beside the worker: a
-// binary of its own, so relay workers do not carry its TLS and HTTP code.
-func (s *Supervisor) preauthProgram() string {
-	return filepath.Join(filepath.Dir(s.cfg.Worker), "xpra-proxy-preauth")
 }

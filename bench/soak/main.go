@@ -211,9 +211,12 @@ loop:
 					switch {
 					case errors.As(err, &de) && de.Reason == "authentication failed":
 						c.ok.Add(1)
-					case err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
-						// Closed at accept, before anything was read: the
-						// source is serving a penalty for its earlier guesses.
+					case errors.As(err, &de) && strings.HasPrefix(de.Reason, "too many failed logins from your address"),
+						err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
+						// Refused at accept: the source is serving a penalty
+						// for its earlier guesses. Told so in words since the
+						// penalty message (e2e TestPenaltyTold), a bare close
+						// before it.
 						c.ok.Add(1)
 						c.penalized.Add(1)
 					default:

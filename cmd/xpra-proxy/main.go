@@ -97,9 +97,15 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads (systemctl reload): caught from the start, since its
+	// default action would end the supervisor.
+	hup := make(chan os.Signal, 1)
+	if !checkOnly {
+		signal.Notify(hup, syscall.SIGHUP)
+	}
 	cfg, err := supervisor.ParseFlags(args)
 	if err != nil {
-		if !checkOnly && supervisor.HoldSockets(ctx, err, log) {
+		if !checkOnly && holdSockets(ctx, hup, err, log) {
 			return 0
 		}
 		fmt.Fprintln(os.Stderr, "xpra-proxy:", err)
@@ -120,12 +126,15 @@ func run(args []string) int {
 	}
 	s, err := supervisor.New(cfg, log)
 	if err != nil {
-		if supervisor.HoldSockets(ctx, err, log) {
+		if holdSockets(ctx, hup, err, log) {
 			return 0
 		}
 		log.Error("configuration", "err", err)
 		return 1
 	}
+	// A reload reads the same command line again: the file it names, and
+	// the options given on top.
+	s.HandleReloads(hup, func() (supervisor.Config, error) { return supervisor.ParseFlags(args) })
 	ls, err := supervisor.Listen(cfg)
 	if err != nil {
 		log.Error("listening", "err", err)
@@ -137,6 +146,24 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// holdSockets is supervisor.HoldSockets, answering a reload meanwhile
+// with why it cannot help: the listeners were never set up.
+func holdSockets(ctx context.Context, hup <-chan os.Signal, cause error, log *slog.Logger) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Error("reload refused", "err", supervisor.ErrReloadHeld)
+			}
+		}
+	}()
+	return supervisor.HoldSockets(ctx, cause, log)
 }
 
 // newLogger logs to stderr; under systemd the journal adds the time.

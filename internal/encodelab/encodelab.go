@@ -52,14 +52,17 @@ func EnsureUser(t testing.TB) int {
 // Worker is a running encoder worker.
 type Worker struct {
 	Socket string
-	UID    int // the uid serving the socket
-	bin    string
-	args   []string
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	log    *proxylab.Buffer
-	past   strings.Builder // the logs of the processes before a Restart
-	exited chan struct{}
+	// XpraSocket serves xpra's own encoder protocol (6.4+ servers'
+	// --video-encoders=remote:uri=socket://…), beside Socket.
+	XpraSocket string
+	UID        int // the uid serving the socket
+	bin        string
+	args       []string
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	log        *proxylab.Buffer
+	past       strings.Builder // the logs of the processes before a Restart
+	exited     chan struct{}
 }
 
 // Start runs the worker on a socket of its own with extra flags
@@ -75,8 +78,9 @@ func Start(t testing.TB, extra ...string) *Worker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	w := &Worker{Socket: filepath.Join(dir, "run", "socket"), UID: os.Getuid(), bin: bin}
-	w.args = append([]string{"--socket=" + w.Socket}, extra...)
+	w := &Worker{Socket: filepath.Join(dir, "run", "socket"), XpraSocket: filepath.Join(dir, "run", "xpra"),
+		UID: os.Getuid(), bin: bin}
+	w.args = append([]string{"--socket=" + w.Socket, "--xpra-socket=" + w.XpraSocket}, extra...)
 	if os.Getuid() == 0 {
 		w.UID = EnsureUser(t)
 		w.args = append(w.args, "--user="+UserName)

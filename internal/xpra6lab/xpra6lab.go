@@ -45,6 +45,27 @@ func Missing() string {
 	return ""
 }
 
+// RemoteEncoderMissing says why 6.5.3's --video-encoders=remote: cannot
+// load in the build (the kit's patch, which scripts/ensure-xpra6.sh
+// applies, is not in), or "".
+func RemoteEncoderMissing() string {
+	matches, _ := filepath.Glob(filepath.Join(Prefix(), "lib", "python3*", "site-packages", "xpra", "client", "base", "adapter.py"))
+	if len(matches) != 1 {
+		return "xpra/client/base/adapter.py not found under " + Prefix()
+	}
+	src, err := os.ReadFile(matches[0])
+	if err != nil {
+		return err.Error()
+	}
+	// The patch reads the defaults from make_defaults_struct() instead of
+	// attributes of the options dict (AttributeError: sessions_dir).
+	if !strings.Contains(string(src), "defaults.sessions_dir") {
+		return "the kit's patches/6.5.3-remote-encoder-adapter.patch is not applied to " + matches[0] +
+			" (scripts/ensure-xpra6.sh applies it)"
+	}
+	return ""
+}
+
 // Require skips the test (fails it under CI=true) without the 6.x build,
 // root or Xvfb.
 func Require(t testing.TB) {

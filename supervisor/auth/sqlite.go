@@ -169,6 +169,19 @@ func (m *sqliteModule) open() (*sql.DB, error) {
 	return db, nil
 }
 
+// Close lets the database go: a reload that replaced the module calls it
+// once no login uses the module any more.
+func (m *sqliteModule) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.db == nil {
+		return nil
+	}
+	err := m.db.Close()
+	m.db, m.file = nil, nil
+	return err
+}
+
 // passwords runs the password query. NULL passwords are skipped: they
 // match nothing.
 func (m *sqliteModule) passwords(ctx context.Context, db *sql.DB, username string) ([]string, error) {

@@ -196,6 +196,7 @@ func New(cfg Config, now func() time.Time, rnd func() float64) (*Limiter, error)
 }
 
 // block is the source block of src; false for unix peers (invalid src).
+// Called with l.mu held: a reload may change the block size.
 func (l *Limiter) block(src netip.Addr) (netip.Prefix, bool) {
 	if !src.IsValid() {
 		return netip.Prefix{}, false
@@ -236,12 +237,12 @@ func (l *Limiter) AdmitFrom(from Source) (release func(), err error) {
 // source's further connections after other sources' (Supervisor.handle).
 // A peer with neither block nor uid ranks 1.
 func (l *Limiter) AdmitRanked(from Source) (release func(), rank int, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	block, hasBlock := netip.Prefix{}, false
 	if !from.Local {
 		block, hasBlock = l.block(from.Addr)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
 	if hasBlock {
 		if r := l.penalized(block, now); r != nil {
@@ -365,12 +366,12 @@ func (l *Limiter) drop() string {
 // the penalty. (Two answers verified in the same instant can still both
 // pass; the next failure then lengthens the penalty.)
 func (l *Limiter) Check(src netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	block, ok := l.block(src)
 	if !ok {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if r := l.penalized(block, l.now()); r != nil {
 		l.stats.Penalty++
 		return r
@@ -410,12 +411,12 @@ func (l *Limiter) forget(now time.Time) {
 // Failures of connections admitted before the penalty count too: each was
 // a guess.
 func (l *Limiter) Failed(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	block, ok := l.block(src)
 	if !ok || l.cfg.PenaltyMin == 0 {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
 	l.forget(now)
 	var r *record
@@ -459,16 +460,42 @@ func (l *Limiter) penalty(failures int) time.Duration {
 // Succeeded records a successful login from src: the source's record,
 // penalty included, is cleared.
 func (l *Limiter) Succeeded(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	block, ok := l.block(src)
 	if !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if e, ok := l.penalties[block]; ok {
 		l.byFailure.Remove(e)
 		delete(l.penalties, block)
 	}
+}
+
+// Reconfigure applies new settings (a reload) and keeps what the limiter
+// knows: the connections admitted (their release still counts them off),
+// the penalty records and the rate buckets, cut down to a smaller table
+// if need be. Records were kept by source block: under a new block size,
+// those of the old one match no new connection and age out.
+func (l *Limiter) Reconfigure(cfg Config) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg = cfg
+	for cfg.PenaltyTable > 0 && l.byFailure.Len() > cfg.PenaltyTable {
+		old := l.byFailure.Back()
+		l.byFailure.Remove(old)
+		delete(l.penalties, old.Value.(*record).block)
+		l.stats.Evicted++
+	}
+	for l.byUse.Len() > l.bucketTable() {
+		old := l.byUse.Back()
+		l.byUse.Remove(old)
+		delete(l.buckets, old.Value.(*bucket).src)
+	}
+	return nil
 }
 
 // Stats returns the current counts. It walks the penalty table, so call it

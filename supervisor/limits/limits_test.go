@@ -724,3 +724,68 @@ func TestAdmitRanked(t *testing.T) {
 		t.Errorf("after one of three left: rank %d, err %v; want 3", rank, err)
 	}
 }
+
+// TestReconfigure: a reload changes the limits and keeps what the limiter
+// knows: penalties, the connections admitted and the tables' bounds.
+func TestReconfigure(t *testing.T) {
+	c := newClock()
+	cfg := Defaults()
+	cfg.PerSource = 3
+	l := newLimiter(t, cfg, c, nil)
+	a, b, x := addr("192.0.2.1"), addr("192.0.2.2"), addr("198.51.100.7")
+	l.Failed(a)
+	c.advance(time.Millisecond)
+	l.Failed(b)
+	var held []func()
+	for range 2 {
+		release, err := l.Admit(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, release)
+	}
+
+	bad := cfg
+	bad.PenaltyMax = bad.PenaltyMin / 2
+	if err := l.Reconfigure(bad); err == nil {
+		t.Fatal("a penalty max below the min was taken")
+	}
+	next := cfg
+	next.PerSource = 2
+	next.PenaltyTable = 1
+	next.PenaltyMin = 5 * time.Second
+	next.PenaltyMax = time.Minute
+	if err := l.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		who  netip.Addr
+		want string
+	}{
+		{"the newest penalty is kept", b, ReasonPenalty},
+		{"the oldest is cut with the smaller table", a, ""},
+		{"the new per-source limit counts the connections admitted before", x, ReasonPerSource},
+	}
+	for _, tt := range tests {
+		release, err := l.Admit(tt.who)
+		if reason(err) != tt.want {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+		if release != nil {
+			release()
+		}
+	}
+	held[0]()
+	if _, err := l.Admit(x); err != nil {
+		t.Errorf("after a release under the new limit: %v", err)
+	}
+	c.advance(2 * time.Second)
+	l.Failed(x)
+	if err := l.Check(x); err == nil || err.(*Refusal).Until.Sub(c.now()) != 5*time.Second {
+		t.Errorf("a failure after the reload: %v, want the new 5s penalty", err)
+	}
+	if st := l.Stats(); st.Startups != 2 {
+		t.Errorf("startups %d, want 2 (one held from before, one after)", st.Startups)
+	}
+}

@@ -1,0 +1,640 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
+)
+
+// The accept-to-relay tests run the supervisor's whole path in this
+// process (Serve, accept, the limits, handle, the spares, handOver,
+// startPreauth's exec, exchange, authenticate, startRelay's exec, the
+// registry, the relay's reaping) with real listeners, real exec'd
+// children under their real credentials and descriptor contracts
+// (child.Preauth, child.Relay), and a client on a real socket. The two
+// children are this test binary, copied beside each other under the
+// programs' names (TestMain picks the part by the name it was exec'd
+// as): a pre-auth process that takes "USER PASSWORD\n" from the client
+// instead of a hello, and a relay that writes back what it was given
+// (its ids, environment, launch document, hand-over memfd) instead of
+// relaying. The real programs are driven by the e2e tests; these show
+// the supervisor's side, including the failures e2e cannot arrange.
+
+func TestMain(m *testing.M) {
+	switch filepath.Base(os.Args[0]) {
+	case "xpra-proxy-preauth":
+		os.Exit(preauthDouble())
+	case "xpra-proxy-worker":
+		os.Exit(relayDouble())
+	}
+	// What the test process inherited from whoever ran it (a shell's
+	// descriptors, a CI runner's) would reach the children, which refuse
+	// to start with a descriptor not passed by name; the service gets
+	// none from systemd.
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, e := range ents {
+			if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+				unix.CloseOnExec(fd)
+			}
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// doubleFail ends a double with a line on the client connection (when it
+// has one), which the test then shows.
+func doubleFail(client io.Writer, format string, args ...any) int {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintln(os.Stderr, "double:", msg)
+	if client != nil {
+		fmt.Fprintf(client, "double failed: %s\n", msg)
+	}
+	return 1
+}
+
+// preauthDouble is the pre-auth process of these tests.
+func preauthDouble() int {
+	var with []string
+	if slices.Contains(os.Args[1:], "--listener=tcp") {
+		with = append(with, "front")
+	}
+	fds, err := child.Preauth.Take(with...)
+	if err != nil {
+		return doubleFail(nil, "take: %v", err)
+	}
+	c, err := ipc.FromFile(fds["ipc"])
+	if err != nil {
+		return doubleFail(nil, "ipc: %v", err)
+	}
+	m, client, _, err := c.Recv()
+	if errors.Is(err, ipc.ErrClosed) {
+		return 0 // a spare let go
+	}
+	if err != nil || m.Kind != ipc.Connection || client == nil {
+		return doubleFail(nil, "want a connection, got %q %v", m.Kind, err)
+	}
+	defer client.Close()
+	line, err := bufio.NewReader(io.LimitReader(client, 256)).ReadString('\n')
+	if err != nil {
+		return 0 // the client left
+	}
+	who := strings.Fields(line)
+	if len(who) != 2 {
+		return doubleFail(client, "want USER PASSWORD, got %q", line)
+	}
+	if err := c.Send(ipc.Message{Kind: ipc.AuthBegin, Username: who[0], Digests: hmacDigests, SaltDigests: hmacDigests[:6]}, nil); err != nil {
+		return doubleFail(client, "begin: %v", err)
+	}
+	m, _, _, err = c.Recv()
+	if err != nil {
+		return doubleFail(client, "challenge: %v", err)
+	}
+	verify := ipc.Message{Kind: ipc.AuthVerify}
+	switch m.Kind {
+	case ipc.Denied:
+		fmt.Fprintf(client, "denied: %s %q\n", m.Reason, m.Details)
+		return 0
+	case ipc.Challenge:
+		if verify.ClientSalt, err = digest.NewClientSalt(m.SaltDigest, len(m.Salt)); err != nil {
+			return doubleFail(client, "client salt: %v", err)
+		}
+		combined, err := digest.CombineSalts(m.SaltDigest, verify.ClientSalt, m.Salt)
+		if err != nil {
+			return doubleFail(client, "salts: %v", err)
+		}
+		if verify.Response, err = digest.Response(m.Digest, []byte(who[1]), combined); err != nil {
+			return doubleFail(client, "response: %v", err)
+		}
+	case ipc.NoChallenge:
+	default:
+		return doubleFail(client, "want a challenge, got %q", m.Kind)
+	}
+	handover, err := launch.Memfd("handover", []byte("handed over for "+who[0]))
+	if err != nil {
+		return doubleFail(client, "memfd: %v", err)
+	}
+	if err := c.Send(verify, handover); err != nil {
+		return doubleFail(client, "verify: %v", err)
+	}
+	m, _, _, err = c.Recv()
+	switch {
+	case err != nil:
+		return doubleFail(client, "verdict: %v", err)
+	case m.Kind == ipc.Denied:
+		fmt.Fprintf(client, "denied: %s %q\n", m.Reason, m.Details)
+	case m.Kind != ipc.Accepted || m.Worker <= 0:
+		return doubleFail(client, "want accepted, got %q worker %d", m.Kind, m.Worker)
+	}
+	return 0 // accepted: the relay has the connection now
+}
+
+// relayReport is what the relay double was given.
+type relayReport struct {
+	UID, GID int
+	Groups   []int
+	Env      []string
+	Args     []string
+	Launch   launch.Launch
+	Handover string
+	Memfd    bool
+}
+
+// relayDouble is the relay worker of these tests: it reports and then
+// holds the connection until the client closes it.
+func relayDouble() int {
+	var with []string
+	if slices.ContainsFunc(os.Args[1:], func(a string) bool { return strings.HasPrefix(a, "--start-session=") }) {
+		with = append(with, "session")
+	}
+	fds, err := child.Relay.Take(with...)
+	if err != nil {
+		return doubleFail(nil, "take: %v", err)
+	}
+	client := fds["client"]
+	r := relayReport{UID: os.Getuid(), GID: os.Getgid(), Args: os.Args[1:], Memfd: launch.IsMemfd(fds["handover"])}
+	r.Groups, _ = os.Getgroups()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, namedfd.EnvVar+"=") {
+			r.Env = append(r.Env, kv)
+		}
+	}
+	if r.Launch, err = launch.Read(fds["launch"]); err != nil {
+		return doubleFail(client, "launch: %v", err)
+	}
+	b, err := launch.ReadAll(fds["handover"], 4096)
+	if err != nil {
+		return doubleFail(client, "handover: %v", err)
+	}
+	r.Handover = string(b)
+	out, err := json.Marshal(r)
+	if err != nil {
+		return doubleFail(client, "%v", err)
+	}
+	fmt.Fprintf(client, "relay %s\n", out)
+	_, _ = io.Copy(io.Discard, client)
+	return 0
+}
+
+// logRecorder keeps the supervisor's log messages.
+type logRecorder struct {
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func newLogRecorder() logRecorder { return logRecorder{mu: &sync.Mutex{}, msgs: new([]string)} }
+
+func (h logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.msgs = append(*h.msgs, r.Message)
+	return nil
+}
+func (h logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logRecorder) WithGroup(string) slog.Handler      { return h }
+
+func (h logRecorder) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.msgs)
+}
+
+func (h logRecorder) has(msg string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(*h.msgs, msg)
+}
+
+// served is a supervisor serving a unix and a TCP listener with the
+// doubles as its programs.
+type served struct {
+	s        *Supervisor
+	dir      string
+	unixPath string
+	tcpAddr  string
+	logs     logRecorder
+	stop     func() error // ends Serve and returns its error
+}
+
+// serveDoubles starts a supervisor with password modules (password
+// "secret"), nobody as the session user, and the flags given.
+func serveDoubles(t *testing.T, flags ...string) *served {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the children run as the pre-auth user and as nobody")
+	}
+	// Not t.TempDir: the children, unprivileged, exec programs in it.
+	dir, err := os.MkdirTemp("", "xpra-proxy-accept-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"xpra-proxy-preauth", "xpra-proxy-worker"} {
+		copyFile(t, exe, filepath.Join(dir, name))
+	}
+	cfg, err := ParseFlags(append([]string{
+		"--auth=password,value=secret", "--tcp-auth=password,value=secret",
+		"--worker=" + filepath.Join(dir, "xpra-proxy-worker"), "--run-dir=" + filepath.Join(dir, "run"),
+		"--control-socket=off", "--html=off", "--max-uid=65534", "--start-session=never",
+	}, flags...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv := &served{dir: dir, logs: newLogRecorder(), unixPath: filepath.Join(dir, "sock")}
+	if sv.s, err = New(cfg, slog.New(sv.logs)); err != nil {
+		t.Fatal(err)
+	}
+	ul, err := net.Listen("unix", sv.unixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv.tcpAddr = tl.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sv.s.Serve(ctx, []Listener{{Listener: ul, Type: "unix"}, {Listener: tl, Type: "tcp"}}) }()
+	var once sync.Once
+	var serveErr error
+	sv.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case serveErr = <-done:
+			case <-time.After(30 * time.Second):
+				serveErr = errors.New("Serve did not return within 30 s of its context ending")
+			}
+		})
+		return serveErr
+	}
+	t.Cleanup(func() {
+		if err := sv.stop(); err != nil {
+			t.Error(err)
+		}
+		// The clients are closed by now (their cleanups run first): the
+		// relays end, and write the registry in dir, before it goes.
+		for deadline := time.Now().Add(20 * time.Second); sv.s.relays.Load() != 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d relays still run 20 s after their clients left", sv.s.relays.Load())
+				break
+			}
+		}
+	})
+	return sv
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// login connects, sends "USER PASSWORD" and returns the connection
+// and the first line that comes back ("" when it closed without one).
+func (sv *served) login(t *testing.T, network, userPass string) (net.Conn, string) {
+	t.Helper()
+	addr := sv.unixPath
+	if network == "tcp" {
+		addr = sv.tcpAddr
+	}
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, userPass+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	return c, readLine(t, c)
+}
+
+func readLine(t *testing.T, c net.Conn) string {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading the answer (got %q): %v", line, err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// report parses the relay double's line.
+func report(t *testing.T, line string) relayReport {
+	t.Helper()
+	var r relayReport
+	js, ok := strings.CutPrefix(line, "relay ")
+	if !ok {
+		t.Fatalf("no relay: %q", line)
+	}
+	if err := json.Unmarshal([]byte(js), &r); err != nil {
+		t.Fatalf("relay report %q: %v", js, err)
+	}
+	return r
+}
+
+// eventually waits up to 20 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 20 s: %s", what)
+		}
+	}
+}
+
+func registered(t *testing.T, sv *served) []connlist.Record {
+	t.Helper()
+	recs, err := connlist.ReadRegistry(filepath.Join(sv.dir, "run", connlist.RegistryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// TestAcceptToRelay logs in over each listener and checks what the relay
+// was given, and that it is counted, registered and forgotten when it
+// ends; and that a wrong answer or an account no one may become gets no
+// relay.
+func TestAcceptToRelay(t *testing.T) {
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	var wantGroups []int
+	gids, err := nobody.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gids {
+		n, _ := strconv.Atoi(g)
+		wantGroups = append(wantGroups, n)
+	}
+	slices.Sort(wantGroups)
+	// Never in a relay's environment: the supervisor's own is not passed.
+	t.Setenv("XPRA_PROXY_TEST_CANARY", "leaked")
+	sv := serveDoubles(t)
+	for _, tc := range []struct {
+		name, network, login string
+		want                 string // the denial; "" for a relay
+	}{
+		{"unix right password", "unix", "nobody secret", ""},
+		{"tcp right password", "tcp", "nobody secret", ""},
+		{"wrong password", "unix", "nobody wrong", `denied: authentication failed []`},
+		{"root, whom no one may become", "unix", "root secret", `denied: authentication failed []`},
+		{"a system account under min-uid", "unix", "daemon secret", `denied: authentication failed []`},
+		{"no such user", "unix", "no-such-user-x secret", `denied: authentication failed []`},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			before := sv.s.relays.Load()
+			c, line := sv.login(t, tc.network, tc.login)
+			if tc.want != "" {
+				if line != tc.want {
+					t.Fatalf("got %q, want %q", line, tc.want)
+				}
+				if n := sv.s.relays.Load(); n != before {
+					t.Errorf("relays %d after a refusal, was %d", n, before)
+				}
+				return
+			}
+			r := report(t, line)
+			if r.UID != 65534 || r.GID != 65534 {
+				t.Errorf("relay runs as uid %d gid %d, want nobody's 65534", r.UID, r.GID)
+			}
+			slices.Sort(r.Groups)
+			if !slices.Equal(r.Groups, wantGroups) {
+				t.Errorf("relay's groups %v, want nobody's %v", r.Groups, wantGroups)
+			}
+			wantEnv := []string{"HOME=" + nobody.HomeDir, "LANG=C.UTF-8", "LOGNAME=nobody",
+				"PATH=/usr/local/bin:/usr/bin:/bin", "USER=nobody", "XDG_RUNTIME_DIR=/run/user/65534"}
+			slices.Sort(r.Env)
+			if !slices.Equal(r.Env, wantEnv) {
+				t.Errorf("relay's environment\n%q\nwant\n%q", r.Env, wantEnv)
+			}
+			l := r.Launch
+			peer := "unix:" + sv.unixPath
+			if tc.network == "tcp" {
+				peer = c.LocalAddr().String()
+			}
+			if l.Username != "nobody" || l.UID != 65534 || l.GID != 65534 || l.Home != nobody.HomeDir ||
+				l.Listener != tc.network || l.Transport != tc.network || l.Peer != peer || l.Module != "password" {
+				t.Errorf("launch document %+v (want nobody, listener and transport %s, peer %s, module password)", l, tc.network, peer)
+			}
+			wantArgs := []string{"--relay", "--listener=" + tc.network, "--transport=" + tc.network, "--peer=" + peer}
+			if !slices.Equal(r.Args, wantArgs) {
+				t.Errorf("relay's arguments %q, want %q", r.Args, wantArgs)
+			}
+			if !r.Memfd || r.Handover != "handed over for nobody" {
+				t.Errorf("hand-over: memfd %v, %q; want the pre-auth process's memfd", r.Memfd, r.Handover)
+			}
+			var pid int
+			for _, rec := range registered(t, sv) {
+				if rec.User == "nobody" && rec.Source == peer && rec.Listener == tc.network && rec.Transport == tc.network && rec.StartTicks != 0 {
+					pid = rec.Pid
+				}
+			}
+			if pid == 0 {
+				t.Fatalf("relay for %s not in the registry: %+v", peer, registered(t, sv))
+			}
+			if n := sv.s.relays.Load(); n != before+1 {
+				t.Errorf("relays %d, want %d", n, before+1)
+			}
+			// The client leaves: the relay ends, is counted off and
+			// leaves the registry.
+			c.Close()
+			eventually(t, "the relay's end counted", func() bool { return sv.s.relays.Load() == before })
+			for _, rec := range registered(t, sv) {
+				if rec.Pid == pid {
+					t.Errorf("ended relay %d still registered", pid)
+				}
+			}
+		})
+	}
+	if !sv.logs.has("authenticated") || !sv.logs.has("authentication failed") || !sv.logs.has("relay worker ended") {
+		t.Errorf("log lacks a grant, a refusal or a relay's end: %q", sv.logs.all())
+	}
+}
+
+// TestRelayLimitReleased: max-relays-per-user refuses a second relay
+// while the first lives, and counts it off when it ends, also when the
+// relay failed to start.
+func TestRelayLimitReleased(t *testing.T) {
+	sv := serveDoubles(t, "--max-relays-per-user=1")
+	first, line := sv.login(t, "unix", "nobody secret")
+	report(t, line)
+	if _, line := sv.login(t, "unix", "nobody secret"); !strings.HasPrefix(line, `denied: too many connections ["nobody has 1 connections`) {
+		t.Fatalf("second relay: got %q, want too many connections", line)
+	}
+	first.Close()
+	eventually(t, "the first relay's end counted", func() bool { return sv.s.relays.Load() == 0 })
+	third, line := sv.login(t, "unix", "nobody secret")
+	report(t, line)
+	third.Close()
+	eventually(t, "the third relay's end counted", func() bool { return sv.s.relays.Load() == 0 })
+
+	// A worker program that cannot be exec'd: the client is told, and
+	// the failed start does not count toward the limit.
+	if err := os.WriteFile(sv.s.cfg.Worker, []byte("not a program"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, line := sv.login(t, "unix", "nobody secret"); line != `denied: server error ["failed to start the proxy instance"]` {
+			t.Fatalf("start %d of an unstartable relay: got %q", i+1, line)
+		}
+	}
+	if !sv.logs.has("starting relay worker") {
+		t.Errorf("the failed start is not logged: %q", sv.logs.all())
+	}
+}
+
+// TestSourceRefusedBeforePreauth: over per-source-max-startups, a
+// connection is closed without a pre-auth process, and the one holding
+// the slot still logs in.
+func TestSourceRefusedBeforePreauth(t *testing.T) {
+	sv := serveDoubles(t, "--per-source-max-startups=1")
+	holder, err := net.Dial("tcp", sv.tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	// The holder is admitted once the supervisor has accepted it; a
+	// pre-auth process for it then exists beside the spares.
+	eventually(t, "the first connection admitted", func() bool { return sv.s.figures()["preauth"] == 1 })
+	refused, err := net.Dial("tcp", sv.tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	if err := refused.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := refused.Read(make([]byte, 64)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a connection over the source's limit read %d bytes, %v; want it closed", n, err)
+	}
+	eventually(t, "the refusal logged", func() bool { return sv.logs.has("connection refused") })
+	if _, err := io.WriteString(holder, "nobody secret\n"); err != nil {
+		t.Fatal(err)
+	}
+	report(t, readLine(t, holder))
+}
+
+// TestSpareDied: a spare pre-auth process that died while it waited is
+// not handed the connection: another is started.
+func TestSpareDied(t *testing.T) {
+	sv := serveDoubles(t)
+	var p *preauthProc
+	eventually(t, "a unix spare", func() bool {
+		sv.s.spares.mu.Lock()
+		defer sv.s.spares.mu.Unlock()
+		p = sv.s.spares.ready["unix"]
+		return p != nil
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Reaped first: a spare that dies while the connection is being sent
+	// to it takes the connection with it, as any pre-auth process that
+	// dies after its hand-over does.
+	<-p.done
+	_, line := sv.login(t, "unix", "nobody secret")
+	report(t, line)
+	if p.abnormalEnd() != "killed by signal killed" {
+		t.Errorf("the spare's end reads %q", p.abnormalEnd())
+	}
+}
+
+// TestStuckPreauthKilled: a pre-auth process that never gives a verdict
+// is killed at the login timeout (plus the supervisor's 5 s margin), and
+// the connection closed.
+func TestStuckPreauthKilled(t *testing.T) {
+	sv := serveDoubles(t, "--login-timeout=1s")
+	c, err := net.Dial("unix", sv.unixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if line := readLine(t, c); line != "" {
+		t.Fatalf("got %q", line)
+	}
+	if took := time.Since(start); took < 5*time.Second || took > 25*time.Second {
+		t.Errorf("closed after %v, want the login timeout plus 5 s", took)
+	}
+	eventually(t, "the kill logged", func() bool { return sv.logs.has("pre-auth process over its time; killing it") })
+}
+
+// TestServeEndsSpares: when Serve ends, its spare pre-auth processes
+// exit (they are let go by closing their channels).
+func TestServeEndsSpares(t *testing.T) {
+	sv := serveDoubles(t)
+	var ps []*preauthProc
+	eventually(t, "both spares", func() bool {
+		sv.s.spares.mu.Lock()
+		defer sv.s.spares.mu.Unlock()
+		ps = ps[:0]
+		for _, p := range sv.s.spares.ready {
+			ps = append(ps, p)
+		}
+		return len(ps) == 2
+	})
+	if err := sv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		select {
+		case <-p.done:
+			if p.status != nil {
+				t.Errorf("spare %d ended with %v, want a clean exit", p.pid, p.status)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("spare %d still runs 20 s after Serve ended", p.pid)
+		}
+	}
+}
