@@ -51,21 +51,13 @@ func (b *bed) xpra6Session(t *testing.T) {
 		testenv.Missing(t, "the xpra "+xpra6lab.Version+" build: "+why)
 	}
 	prefix := xpra6lab.Prefix()
-	// The user's earlier sessions go: a 6.x client names no display in
-	// its hello when it attaches through a proxy, so the user's one
-	// session is the one it gets.
-	if b.attached != nil {
-		b.attached.stop()
-		b.attached = nil
-	}
+	// The user's 3.1.3 sessions of the earlier steps stay: the 6.5.3
+	// client names its session in the URL's path, as a 3.1.3 client does
+	// (6.x sends it as the hello's session.display, not as "display").
+	before := map[string]bool{}
 	for _, s := range b.proxySessions(t) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		if err := b.lc.Terminate(ctx, s.ID); err != nil {
-			t.Fatalf("terminating session %s: %v", s.ID, err)
-		}
-		cancel()
+		before[s.ID] = true
 	}
-	waitFor(t, 30*time.Second, "the earlier sessions to end", func() bool { return len(b.proxySessions(t)) == 0 })
 	if err := os.WriteFile("/etc/xpra-proxy/xpra-proxy.toml", []byte(config6(prefix)), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -100,23 +92,44 @@ func (b *bed) xpra6Session(t *testing.T) {
 	}
 
 	// A session on request, started by the 6.x build as a logind session.
-	t0 := time.Now()
-	// 6.5.3's client initialises GTK even for --attach=no: it needs a display.
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	startCmd := exec.CommandContext(ctx, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", c6.bin, "start", tlsURL, "--attach=no", trust, "--start=xterm")
-	startCmd.Env, startCmd.Dir = c6.env, "/"
-	outb, err := startCmd.CombinedOutput()
-	cancel()
-	out := string(outb)
-	if err != nil {
-		t.Fatalf("xpra %s start %s --attach=no: %v\n%s", xpra6lab.Version, tlsURL, err, out)
+	// xpra start ssl://... --attach=no: a new session each time.
+	startOne := func() logind.Session {
+		t.Helper()
+		t0 := time.Now()
+		// 6.5.3's client initialises GTK even for --attach=no: it needs a display.
+		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+		defer cancel()
+		startCmd := exec.CommandContext(ctx, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", c6.bin, "start", tlsURL, "--attach=no", trust, "--start=xterm")
+		startCmd.Env, startCmd.Dir = c6.env, "/"
+		outb, err := startCmd.CombinedOutput()
+		out := string(outb)
+		if err != nil {
+			t.Fatalf("xpra %s start %s --attach=no: %v\n%s", xpra6lab.Version, tlsURL, err, out)
+		}
+		t.Logf("xpra %s start ssl://... --attach=no: answered after %v:\n%s", xpra6lab.Version, time.Since(t0).Round(time.Millisecond), out)
+		var ss []logind.Session
+		for _, s := range b.proxySessions(t) {
+			if !before[s.ID] {
+				ss = append(ss, s)
+			}
+		}
+		if len(ss) != 1 {
+			t.Fatalf("new proxy sessions after the start: %+v, want one", ss)
+		}
+		before[ss[0].ID] = true
+		return ss[0]
 	}
-	t.Logf("xpra %s start ssl://... --attach=no: answered after %v:\n%s", xpra6lab.Version, time.Since(t0).Round(time.Millisecond), out)
-	ss := b.proxySessions(t)
-	if len(ss) != 1 || ss[0].Display != ":130" {
-		t.Fatalf("proxy sessions after the start: %+v, want one on :130", ss)
+	terminate := func(s logind.Session) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := b.lc.Terminate(ctx, s.ID); err != nil {
+			t.Errorf("terminating the 6.x session %s: %v", s.ID, err)
+		}
 	}
-	s := ss[0]
+	s := startOne()
+	if s.Display != ":130" {
+		t.Fatalf("the session started on request is on %s, want :130 (the first of session-displays)", s.Display)
+	}
 	show := loginctlShow(t, s.ID)
 	for k, want := range map[string]string{"Name": testUser, "Service": "xpra-proxy", "Class": "user", "Type": "x11",
 		"Remote": "yes", "RemoteHost": "127.0.0.1", "Display": ":130"} {
@@ -155,7 +168,21 @@ func (b *bed) xpra6Session(t *testing.T) {
 	// server's own info counts the draws it acknowledged.
 	// The session is new and no client has attached: every draw the
 	// server counts was acknowledged through the proxy.
-	a := c6.attach(t, tlsURL, trust)
+	// A second session: without a display in the URL the client is told
+	// to name one, as xpra 6.5.3's own proxy tells it; with /130 in the
+	// URL (sent as the hello's session.display) it gets that one.
+	second := startOne()
+	defer terminate(second)
+	if second.Display == ":130" {
+		t.Fatalf("the second session is on :130 too")
+	}
+	out := c6.attachOnce(t, tlsURL, trust)
+	if !strings.Contains(out, "please specify a display, more than one is available") || !strings.Contains(out, ":130") || !strings.Contains(out, second.Display) {
+		t.Errorf("xpra %s attach %s with several sessions:\n%s", xpra6lab.Version, tlsURL, out)
+	} else {
+		t.Logf("xpra %s attach without a display, with :130 and %s live: told to specify one", xpra6lab.Version, second.Display)
+	}
+	a := c6.attach(t, tlsURL+"130", trust)
 	defer a.stop()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -182,11 +209,7 @@ func (b *bed) xpra6Session(t *testing.T) {
 		t.Errorf("the attach was not relayed to :130 by the proxy")
 	}
 	a.stop()
-	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := b.lc.Terminate(ctx, s.ID); err != nil {
-		t.Errorf("terminating the 6.x session %s: %v", s.ID, err)
-	}
+	terminate(s)
 	waitFor(t, 20*time.Second, "the X server of :130 to go", func() bool { return !xListening(130) })
 	if _, err := b.lc.Session(context.Background(), s.ID); !errors.Is(err, logind.ErrNoSession) {
 		t.Errorf("session %s after terminate: %v", s.ID, err)
@@ -241,6 +264,25 @@ func (c *xpra6Client) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.bin, args...)
 	cmd.Env, cmd.Dir = c.env, "/"
 	return cmd
+}
+
+// attachOnce runs `xpra attach` in an Xvfb of its own until it exits
+// (within a minute) and returns what it printed.
+func (c *xpra6Client) attachOnce(t *testing.T, url string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append([]string{"-a", "-s", "-screen 0 1024x768x24", c.bin, "attach", url, "--mmap=no", "--clipboard=no"}, extra...)
+	cmd := exec.CommandContext(ctx, "xvfb-run", args...)
+	cmd.Env, cmd.Dir = c.env, "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, _ := cmd.CombinedOutput() // refused: the output says why, the exit code is the client's own
+	if ctx.Err() != nil {
+		t.Fatalf("xpra %s attach %s still running after a minute:\n%s", xpra6lab.Version, url, out)
+	}
+	return string(out)
 }
 
 // attach runs `xpra attach` in an Xvfb of its own until stopped; mmap off
