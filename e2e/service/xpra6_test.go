@@ -4,6 +4,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpra6lab"
 	"github.com/xpra-proxy/xpra-proxy/logind"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
 
 // config6 is what an admin writes to have sessions started by an xpra 6.x
@@ -208,11 +210,52 @@ func (b *bed) xpra6Session(t *testing.T) {
 	if relayedTo(":130") < 1 {
 		t.Errorf("the attach was not relayed to :130 by the proxy")
 	}
+	b.rootControl(t, run)
 	a.stop()
 	terminate(s)
 	waitFor(t, 20*time.Second, "the X server of :130 to go", func() bool { return !xListening(130) })
 	if _, err := b.lc.Session(context.Background(), s.ID); !errors.Is(err, logind.ErrNoSession) {
 		t.Errorf("session %s after terminate: %v", s.ID, err)
+	}
+}
+
+// rootControl: root's `xpra info :proxy-PID` of the relay to :130, by
+// the display name alone as README and xpra-proxy(8) say, through the
+// root-only socket the supervisor binds for it in /run/xpra: xpra 3.1.3
+// with its own defaults, and 6.5.3 (run6), whose test folder replaces
+// its socket-dirs, told /run/xpra, one of its defaults.
+func (b *bed) rootControl(t *testing.T, run6 func(time.Duration, ...string) (string, error)) {
+	var pid int
+	waitFor(t, 30*time.Second, "the relay to :130 in xpra-proxy list", func() bool {
+		var conns []connlist.Conn
+		if json.Unmarshal([]byte(try("xpra-proxy", "list", "--json")), &conns) != nil {
+			return false
+		}
+		for _, c := range conns {
+			if strings.Contains(c.Target, "/130/") || strings.HasSuffix(c.Target, "-130") {
+				pid = c.Pid
+				return true
+			}
+		}
+		return false
+	})
+	display := fmt.Sprintf(":proxy-%d", pid)
+	want := fmt.Sprintf("proxy.pid=%d", pid)
+	cmd := exec.Command("xpra", "info", display)
+	cmd.Env, cmd.Dir = []string{"PATH=" + cleanPath, "HOME=/root", "LANG=C.UTF-8", "XDG_RUNTIME_DIR=/run/user/0"}, "/"
+	t0 := time.Now()
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "proxy.user="+testUser) {
+		t.Errorf("xpra 3.1.3 info %s as root:\n%s", display, out)
+	} else {
+		t.Logf("xpra 3.1.3 info %s as root: answered in %v", display, time.Since(t0).Round(time.Millisecond))
+	}
+	t0 = time.Now()
+	out6, _ := run6(60*time.Second, "info", display, "--socket-dirs=/run/xpra")
+	if !strings.Contains(out6, want) || !strings.Contains(out6, "proxy.user="+testUser) {
+		t.Errorf("xpra %s info %s --socket-dirs=/run/xpra as root:\n%s", xpra6lab.Version, display, out6)
+	} else {
+		t.Logf("xpra %s info %s as root: answered in %v", xpra6lab.Version, display, time.Since(t0).Round(time.Millisecond))
 	}
 }
 
