@@ -264,6 +264,11 @@ func TestRootControl(t *testing.T) {
 			if !strings.Contains(out, "proxy.user="+srv.User.Username) || !strings.Contains(out, fmt.Sprintf("proxy.pid=%d", relay.Pid)) {
 				t.Fatalf("xpra %s info %s as root:\n%s", c.version, display, out)
 			}
+			// Each client is told the release of its own dialect (6.x: nested
+			// info, version 6.5.3; see ARCHITECTURE.md).
+			if out := clientRun("version", display); lastLine(out) != c.version {
+				t.Errorf("xpra %s version %s: %q, want %q\n%s", c.version, display, lastLine(out), c.version, out)
+			}
 			out = clientRun("stop", display)
 			deadline = time.Now().Add(15 * time.Second)
 			for time.Now().Before(deadline) {

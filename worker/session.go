@@ -190,6 +190,10 @@ func (s *Session) answer(nc net.Conn, req string) error {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
 		}
 	}
+	if s.hello.Form() == caps.Nested {
+		// 6.x's shape, as its own proxy answers: "server": {"type": ...}.
+		d = caps.Nest(d)
+	}
 	if err := s.client.WritePacket(conn.Packet{packet.Hello, d}); err != nil {
 		return err
 	}

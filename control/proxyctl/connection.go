@@ -103,7 +103,7 @@ func Listen(dirs []string, uid int, log *slog.Logger) (net.Listener, error) {
 // unless keep (root's :proxy-PID, which the supervisor removes).
 // Only root and the user may use it.
 func Serve(ctx context.Context, l net.Listener, uid int, keep bool, info func() value.Dict, stop func(reason string), log *slog.Logger) {
-	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: log, KeepSocket: keep}
+	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Version6: version.Protocol6, Stop: stop, Log: log, KeepSocket: keep}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
 		log.Warn("control socket", "err", err)
 	}
