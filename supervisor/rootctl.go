@@ -13,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/xpra-proxy/xpra-proxy/control"
 )
 
 // Root's way to a relay's :proxy-PID. A relay's own control socket is in
@@ -42,10 +40,12 @@ func rootControlDir(cfg Config) string {
 	return filepath.Dir(cfg.ControlSocket)
 }
 
-// rootControlPath is the root-only socket of relay pid.
+// rootControlPath is the root-only socket of relay pid, named as the
+// relay names its own (control.Path; not imported: root links no
+// package that parses what control clients send).
 func (s *Supervisor) rootControlPath(pid int) string {
 	host, _ := os.Hostname()
-	return control.Path(s.rootCtlDir, host, pid)
+	return filepath.Join(s.rootCtlDir, host+"-proxy-"+strconv.Itoa(pid))
 }
 
 // rootControl is a root-only listening socket, bound under a hidden name
