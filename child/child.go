@@ -104,7 +104,7 @@ var (
 	// socket is theirs (ARCHITECTURE.md).
 	Relay = Spec{
 		Kind: "relay", Mode: []string{"--relay"},
-		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session"}, // session: start-session
+		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "rootcontrol"}, // session: start-session; rootcontrol: root's :proxy-PID
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
 	}
 	// Query is xpra-proxy-worker --query=PID, run by `xpra-proxy list` as

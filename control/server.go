@@ -20,6 +20,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 	"github.com/xpra-proxy/xpra-proxy/protocol/value"
+	"github.com/xpra-proxy/xpra-proxy/protocol/wire"
 )
 
 // Limits of a control socket (PROXY.md §2.16, §2.18).
@@ -62,6 +63,9 @@ type Server struct {
 	Owner   int               // the session owner's uid; root may talk too
 	Info    func() value.Dict // the info reply (nested dicts are fine)
 	Version string            // the version reply; DefaultVersion when empty
+	// Version6 is the version reply to rencodeplus clients (xpra 4.3 and
+	// later), whose dialect the hello tells; Version when empty.
+	Version6 string
 	// Stop is called once, on the first stop request, after the client
 	// has its reply and before Serve winds down. It must only signal the
 	// worker to stop (cancel a context, say): Serve waits for it to return.
@@ -314,7 +318,13 @@ func (s *Server) serveConn(nc net.Conn) error {
 	switch {
 	case is("info"):
 		log.Info("control request", "request", "info")
-		if err := send(conn.Packet{packet.Hello, s.info()}); err != nil {
+		info := s.info()
+		if h.Form() == caps.Nested {
+			// 6.x's shape: dicts all the way down, as its own
+			// proxy instance answers ("proxy": {"bytes": {...}}).
+			info = caps.Nest(caps.Flatten(info))
+		}
+		if err := send(conn.Packet{packet.Hello, info}); err != nil {
 			return fmt.Errorf("sending info: %w", err)
 		}
 		return s.linger(c, nc, send, "info sent")
@@ -335,6 +345,9 @@ func (s *Server) serveConn(nc net.Conn) error {
 		v := s.Version
 		if v == "" {
 			v = DefaultVersion
+		}
+		if s.Version6 != "" && c.Encoding() == wire.RencodePlus {
+			v = s.Version6
 		}
 		if err := send(conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: v}}}); err != nil {
 			return fmt.Errorf("sending version: %w", err)

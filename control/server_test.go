@@ -461,3 +461,52 @@ func TestServeCancel(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 }
+
+// TestServeConn6x: a 6.x client (nested caps, rencodeplus) gets info in
+// 6.x's nested shape and the 6.x version; a 3.1 client the same info as
+// it was (a nested "proxy" with dotted keys inside, as 3.1.3's proxy
+// adds it) and the 3.1 version.
+func TestServeConn6x(t *testing.T) {
+	info := func() value.Dict {
+		return value.Dict{{Key: "proxy", Value: value.Dict{{Key: "pid", Value: int64(7)}, {Key: "bytes.to-client", Value: int64(5)}}}}
+	}
+	six := []value.Item{{Key: "version", Value: "6.5"}, {Key: "encoders", Value: []any{"rencodeplus"}},
+		{Key: "rencode", Value: false}, {Key: "bencode", Value: false}}
+	cases := []struct {
+		name  string
+		hello value.Dict
+		want  conn.Packet
+	}{
+		{"6.x info", hello("info", six...), conn.Packet{packet.Hello, value.Dict{{Key: "proxy", Value: value.Dict{
+			{Key: "pid", Value: int64(7)}, {Key: "bytes", Value: value.Dict{{Key: "to-client", Value: int64(5)}}}}}}}},
+		{"6.x version", hello("version", six...), conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: "6.5.3-test"}}}},
+		{"3.1 info", hello("info"), conn.Packet{packet.Hello, info()}},
+		{"3.1 version", hello("version"), conn.Packet{packet.Hello, value.Dict{{Key: "version", Value: "3.1.3-test"}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, cli := socketPair(t)
+			defer cli.Close()
+			s := &Server{Owner: os.Getuid(), Info: info, Version: "3.1.3-test", Version6: "6.5.3-test"}
+			errc := make(chan error, 1)
+			go func() {
+				err := s.serveConn(srv)
+				srv.Close()
+				errc <- err
+			}()
+			if _, err := cli.Write(encode(t, conn.Packet{packet.Hello, tc.hello})); err != nil {
+				t.Fatal(err)
+			}
+			if err := cli.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			got := readAll(t, cli)
+			if err := <-errc; err != nil {
+				t.Errorf("serveConn: %v", err)
+			}
+			if !samePackets(got, []conn.Packet{tc.want}) {
+				t.Errorf("server sent %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpra6lab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
@@ -186,4 +188,104 @@ func TestListIgnoresImpostors(t *testing.T) {
 		}
 	}
 	t.Logf("xpra-proxy list took %s with an impostor running", time.Since(t0).Round(time.Millisecond))
+}
+
+// TestRootControl: root's real `xpra info :proxy-PID` and `xpra stop
+// :proxy-PID`, xpra 3.1.3's and 6.5.3's, reach a relay of another user
+// without naming any socket directory, as README and the man page say.
+// The relay's own socket is in the user's /run/user/UID/xpra, which
+// root's clients never search; the supervisor binds a root-only one for
+// it in the directory of its own :proxy, here /run/xpra, the default
+// (supervisor/rootctl.go), and removes it when the relay ends.
+func TestRootControl(t *testing.T) {
+	xpralab.Require(t)
+	testenv.Command(t, "xvfb-run")
+	clients := []realClient{system313()}
+	if c6, why := xpra6Client(t); why == "" {
+		clients = append(clients, c6)
+	} else if os.Getenv("CI") == "true" {
+		t.Fatalf("the xpra %s build: %s", xpra6lab.Version, why)
+	} else {
+		t.Run("xpra "+xpra6lab.Version, func(t *testing.T) { t.Skipf("skipped: %s", why) })
+	}
+	srv := xpralab.Start(t, xpralab.Options{App: "xclock -update 1", Args: []string{"--session-name=root-control"}})
+	host, _ := os.Hostname()
+	// In root's search path, as the default /run/xpra/HOST-proxy is; a
+	// name of its own (":proxy-e2e-PID"), so that no installed service's
+	// :proxy is in the way.
+	ctl := fmt.Sprintf("/run/xpra/%s-proxy-e2e-%d", host, os.Getpid())
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--control-socket="+ctl)
+	for _, c := range clients {
+		t.Run("xpra "+c.version, func(t *testing.T) {
+			before := map[int]bool{}
+			for _, cn := range listConns(t, p) {
+				before[cn.Pid] = true
+			}
+			a := startAttach(t, p.URL(srv.User.Username+":secret", srv.Display))
+			defer a.stop()
+			var relay connlist.Conn
+			deadline := time.Now().Add(20 * time.Second)
+			for relay.Pid == 0 && time.Now().Before(deadline) {
+				for _, cn := range listConns(t, p) {
+					if !before[cn.Pid] && cn.Control != "" && cn.ToClient > 0 {
+						relay = cn
+					}
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			if relay.Pid == 0 {
+				t.Fatalf("no new relay drawing in xpra-proxy list:\n%s", p.Logs())
+			}
+			rootSock := fmt.Sprintf("/run/xpra/%s-proxy-%d", host, relay.Pid)
+			var st syscall.Stat_t
+			if err := syscall.Lstat(rootSock, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || st.Uid != 0 || st.Mode&0o777 != 0o600 {
+				t.Fatalf("root's socket for the relay %s: %v (mode %o, uid %d)", rootSock, err, st.Mode, st.Uid)
+			}
+			if strings.HasPrefix(relay.Control, "/run/xpra/") {
+				t.Fatalf("the relay's own socket %s is not in the user's directory", relay.Control)
+			}
+			display := fmt.Sprintf(":proxy-%d", relay.Pid)
+			// 3.1.3 as root with its default socket-dirs; the 6.5.3 build's
+			// test folder replaces its socket-dirs, so it is given /run/xpra,
+			// one of its defaults (10_network.conf) too.
+			var extra []string
+			if c.version != "3.1.3" {
+				extra = []string{"--socket-dirs=/run/xpra"}
+			}
+			clientRun := func(args ...string) string {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				t0 := time.Now()
+				out, _ := c.command(ctx, append(args, extra...)...).CombinedOutput() // the output says what happened
+				t.Logf("xpra %s %s as root: %v", c.version, strings.Join(args, " "), time.Since(t0).Round(time.Millisecond))
+				return string(out)
+			}
+			out := clientRun("info", display)
+			if !strings.Contains(out, "proxy.user="+srv.User.Username) || !strings.Contains(out, fmt.Sprintf("proxy.pid=%d", relay.Pid)) {
+				t.Fatalf("xpra %s info %s as root:\n%s", c.version, display, out)
+			}
+			// Each client is told the release of its own dialect (6.x: nested
+			// info, version 6.5.3; see ARCHITECTURE.md).
+			if out := clientRun("version", display); lastLine(out) != c.version {
+				t.Errorf("xpra %s version %s: %q, want %q\n%s", c.version, display, lastLine(out), c.version, out)
+			}
+			out = clientRun("stop", display)
+			deadline = time.Now().Add(15 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, ok := byPid(listConns(t, p), relay.Pid); !ok {
+					break
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			if _, ok := byPid(listConns(t, p), relay.Pid); ok {
+				t.Fatalf("relay %d still running after xpra %s stop %s:\n%s", relay.Pid, c.version, display, out)
+			}
+			t.Logf("xpra %s stop %s:\n%s", c.version, display, out)
+			waitFor(t, 10*time.Second, "root's socket of the ended relay to go", func() bool {
+				_, err := os.Lstat(rootSock)
+				return os.IsNotExist(err)
+			}, func() string { return p.Logs() })
+			waitFor(t, 10*time.Second, "the attached client to be told", a.disconnected, func() string { return a.out.String() })
+		})
+	}
 }

@@ -737,7 +737,13 @@ func (r *Relay) inspect(src *Leg, hasRaw bool, f wire.Frame) (bool, conn.Packet,
 		if !ok {
 			return true, nil, nil
 		}
-		d = append(d, value.Item{Key: "proxy", Value: r.ProxyInfo()})
+		pi := r.ProxyInfo()
+		if r.Client.Form == caps.Nested {
+			// 6.x reads its info as dicts within dicts: "bytes.client"
+			// becomes "bytes": {"client": ...}, as its own proxy has it.
+			pi = caps.Nest(pi)
+		}
+		d = append(d, value.Item{Key: "proxy", Value: pi})
 		p[1] = d
 		return false, p, nil
 	case packet.Disconnect:

@@ -948,3 +948,39 @@ func TestRelayClientLeftover(t *testing.T) {
 		})
 	}
 }
+
+// A 6.x client gets the proxy's entry of info-response in 6.x's nested
+// shape: "bytes.client" as "bytes": {"client": ...}.
+func TestInfoResponseNested(t *testing.T) {
+	client, server, _, _ := relayFixture(t, func(r *Relay) {
+		r.Client.Form = caps.Nested
+		r.ProxyInfo = func() value.Dict {
+			return value.Dict{{Key: "version", Value: version.Proxy}, {Key: "bytes.client", Value: int64(42)}}
+		}
+	})
+	go func() { // the relay's pings
+		for {
+			if _, err := server.ReadPacket(); err != nil {
+				return
+			}
+		}
+	}()
+	go server.WritePacket(conn.Packet{packet.InfoResponse, value.Dict{{Key: "server", Value: value.Dict{{Key: "mode", Value: "x11"}}}}})
+	got, err := client.ReadPacket()
+	if err != nil || got[0] != packet.InfoResponse {
+		t.Fatalf("client got %v (%v), want info-response", got, err)
+	}
+	proxy, _ := got[1].(value.Dict).Get("proxy")
+	pd, _ := proxy.(value.Dict)
+	bytesEntry, _ := pd.Get("bytes")
+	bd, ok := bytesEntry.(value.Dict)
+	if !ok {
+		t.Fatalf("proxy entry %v: no nested \"bytes\" dict", proxy)
+	}
+	if n, _ := bd.Get("client"); n != int64(42) {
+		t.Fatalf("proxy.bytes.client = %v, want 42", n)
+	}
+	if _, flat := pd.Get("bytes.client"); flat {
+		t.Fatalf("proxy entry %v still has the flat key", proxy)
+	}
+}

@@ -108,6 +108,7 @@ func (s *Supervisor) adopt(rec connlist.Record) {
 		s.relays.Add(-1)
 		s.userRelays.release(rec.UID)
 		s.registry.remove(rec.Pid)
+		s.removeRootControl(rec.Pid)
 		s.log.Info("relay worker ended", "worker", rec.Pid, "user", rec.User, "peer", rec.Source, "adopted", true)
 	}()
 }

@@ -81,20 +81,28 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	env := append(filterEnv(sess.Env),
 		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
 		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
+	rc := s.bindRootControl()
+	if rc != nil {
+		fds["rootcontrol"] = rc.file
+		args = append(args, "--root-control")
+	}
 	cmd, err := child.Relay.Command(child.Launch{Path: x.set.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
+	if err == nil {
+		err = child.Start(cmd)
+	}
 	if err != nil {
 		if sessions != nil {
 			sessions.Close()
 		}
-		return 0, err
-	}
-	if err := child.Start(cmd); err != nil {
-		if sessions != nil {
-			sessions.Close()
+		if rc != nil {
+			rc.abandon()
 		}
 		return 0, err
 	}
 	pid = cmd.Process.Pid
+	if rc != nil {
+		s.placeRootControl(rc, pid)
+	}
 	if sessions != nil {
 		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
 	}
@@ -111,6 +119,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	go func() {
 		err := child.Wait(cmd) // no thread held for the relay's life
 		s.registry.remove(pid)
+		s.removeRootControl(pid)
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)

@@ -53,6 +53,7 @@ type Supervisor struct {
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
 	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
+	rootCtlDir string    // where each relay's root-only :proxy-PID goes (rootctl.go); "" for none
 	preauth    *syscall.Credential
 	control    *syscall.Credential // the control process's: its own user, else preauth's
 	limits     *limits.Limiter     // bounds unauthenticated work: sshd's MaxStartups, per source, penalties
@@ -78,8 +79,14 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.rootCtlDir = rootControlDir(cfg)
 	if s.registry, err = newRegistry(cfg.RunDir, log, s.adopt); err != nil {
 		return nil, err
+	}
+	if n, err := sweepRootControl(s.rootCtlDir); err != nil {
+		log.Warn("sweeping root control sockets", "err", err)
+	} else if n > 0 {
+		log.Info("removed root control sockets of ended relays", "dir", s.rootCtlDir, "removed", n)
 	}
 	return s, nil
 }

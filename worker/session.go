@@ -62,6 +62,10 @@ type Session struct {
 	// its start-session setting (target.StartOnRequest or StartAuto).
 	Sessions  *ipc.Conn
 	StartMode string
+	// RootControl is the root-only :proxy-PID socket the supervisor bound
+	// in its own directory (supervisor/rootctl.go), nil without one; it
+	// is served like the user's and closed when the relay ends.
+	RootControl net.Listener
 
 	client *conn.Conn
 	nc     net.Conn // the client's socket, under client
@@ -185,6 +189,10 @@ func (s *Session) answer(nc net.Conn, req string) error {
 		for i, disp := range s.user().Displays() {
 			d = append(d, value.Item{Key: fmt.Sprintf("sessions.%d.display", i), Value: disp})
 		}
+	}
+	if s.hello.Form() == caps.Nested {
+		// 6.x's shape, as its own proxy answers: "server": {"type": ...}.
+		d = caps.Nest(d)
 	}
 	if err := s.client.WritePacket(conn.Packet{packet.Hello, d}); err != nil {
 		return err
@@ -351,7 +359,10 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 				s.Log.Warn("no control socket", "err", err)
 			} else {
 				s.Log.Info("control socket", "path", l.Addr().String())
-				defer s.serveControl(ctx, l, cx, r)()
+				defer s.serveControl(ctx, l, false, cx, r)()
+			}
+			if s.RootControl != nil {
+				defer s.serveControl(ctx, s.RootControl, true, cx, r)()
 			}
 			s.Log.Info("relaying", "server", sh.Str("version", ""))
 			// The hellos are done: give their garbage back to the system
@@ -370,12 +381,12 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 // serveControl serves the connection's control socket in the background
 // and returns what stops it: it closes the listener (removing the file)
 // and waits, within a bound, for the server to let its clients go.
-func (s *Session) serveControl(ctx context.Context, l net.Listener, cx *proxyctl.Connection, r *relay.Relay) func() {
+func (s *Session) serveControl(ctx context.Context, l net.Listener, keep bool, cx *proxyctl.Connection, r *relay.Relay) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		proxyctl.Serve(ctx, l, s.Launch.UID, cx.Info, func(reason string) {
+		proxyctl.Serve(ctx, l, s.Launch.UID, keep, cx.Info, func(reason string) {
 			// Only signal: the control server waits for this to return.
 			s.Log.Info("stopped through the control socket", "reason", reason)
 			go r.Stop(nil, "server shutdown", true)

@@ -47,6 +47,7 @@ func run() int {
 	query := flag.String("query", "", "print the info of the relay worker with this pid as JSON (xpra-proxy list)")
 	socketDirs := flag.String("socket-dirs", "", "with --query: where control sockets are, comma separated")
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
+	rootControl := flag.Bool("root-control", false, "with --relay: serve root's :proxy-PID socket, bound by the supervisor, on the rootcontrol fd")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -60,6 +61,9 @@ func run() int {
 	var optional []string
 	if *startSession != "" {
 		optional = append(optional, "session")
+	}
+	if *rootControl {
+		optional = append(optional, "rootcontrol")
 	}
 	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	fds, err := child.Relay.Take(optional...)
@@ -114,6 +118,14 @@ func run() int {
 		if err != nil {
 			log.Error("session channel", "err", err)
 			return 1
+		}
+	}
+	if f := fds["rootcontrol"]; f != nil {
+		s.RootControl, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			// The user's own socket still works: root's is a convenience.
+			log.Warn("root control socket", "err", err)
 		}
 	}
 	if err := s.Run(ctx, nc); err != nil {

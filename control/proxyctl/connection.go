@@ -99,10 +99,11 @@ func Listen(dirs []string, uid int, log *slog.Logger) (net.Listener, error) {
 }
 
 // Serve serves the control socket l until ctx ends or a `stop` request
-// arrives (then stop is called), then closes l, which removes its file.
+// arrives (then stop is called), then closes l, which removes its file
+// unless keep (root's :proxy-PID, which the supervisor removes).
 // Only root and the user may use it.
-func Serve(ctx context.Context, l net.Listener, uid int, info func() value.Dict, stop func(reason string), log *slog.Logger) {
-	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Stop: stop, Log: log}
+func Serve(ctx context.Context, l net.Listener, uid int, keep bool, info func() value.Dict, stop func(reason string), log *slog.Logger) {
+	srv := &control.Server{Owner: uid, Info: info, Version: version.Protocol, Version6: version.Protocol6, Stop: stop, Log: log, KeepSocket: keep}
 	if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
 		log.Warn("control socket", "err", err)
 	}

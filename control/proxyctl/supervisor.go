@@ -63,7 +63,7 @@ func ServeSupervisor(ctx context.Context, l net.Listener, sup *ipc.Conn, log *sl
 		}
 	}
 	// The socket is root's: the supervisor removes it.
-	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Log: log, KeepSocket: true,
+	srv := &control.Server{Owner: 0, Info: info, Version: version.Protocol, Version6: version.Protocol6, Log: log, KeepSocket: true,
 		Stop: func(reason string) {
 			log.Info("stop requested", "reason", reason)
 			go func() {
