@@ -31,6 +31,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"image/color"
+	"image/png"
 	"io"
 	"math/big"
 	"net"
@@ -110,6 +112,7 @@ func TestService(t *testing.T) {
 		{"HTML5 client and websocket", tb.html5},
 		{"session started for a user without one", tb.autoStart},
 		{"session started on request", tb.requestStart},
+		{"sessions run hardened and still draw", tb.sessionSandbox},
 		{"sessions and terminate", tb.sessionsCommand},
 		{"real xpra attach", tb.attach},
 		{"processes", tb.processes},
@@ -382,6 +385,90 @@ func (b *bed) requestStart(t *testing.T) {
 	logs := journal("xpra-proxy.service")
 	if !strings.Contains(logs, "session live") {
 		t.Errorf("the relay did not log the session coming up:\n%s", logs)
+	}
+}
+
+// sessionSandbox checks the session started on request: its unit has the
+// hardening defaults (logind.DefaultProperties), its xpra server runs in the
+// namespaces they make, and it still draws: a screenshot taken through the
+// proxy shows xclock. It logs systemd-analyze security's figure for the
+// unit (SECURITY.md has it).
+func (b *bed) sessionSandbox(t *testing.T) {
+	unit := ""
+	for _, u := range strings.Fields(try("systemctl", "list-units", "--plain", "--no-legend", "--type=service", logind.UnitPrefix+"*")) {
+		if strings.HasPrefix(u, logind.UnitPrefix) &&
+			strings.TrimSpace(try("systemctl", "show", "-P", "MainPID", u)) == strconv.Itoa(int(b.requested.Leader)) {
+			unit = u
+		}
+	}
+	if unit == "" {
+		t.Fatalf("no session unit has the leader %d as its main process:\n%s", b.requested.Leader,
+			try("systemctl", "list-units", "--no-pager", logind.UnitPrefix+"*"))
+	}
+	for _, a := range logind.DefaultProperties {
+		name, want, _ := strings.Cut(a, "=")
+		if got := strings.TrimSpace(try("systemctl", "show", "-P", name, unit)); got != want {
+			t.Errorf("%s: %s=%q, want %q", unit, name, got, want)
+		}
+	}
+	out, _ := tryErr("systemd-analyze", "security", "--no-pager", unit)
+	overall := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "Overall exposure level") {
+			overall = strings.TrimSpace(l)
+		}
+	}
+	t.Logf("systemd-analyze security %s:\n%s", unit, out)
+	t.Logf("session unit exposure: %s", overall)
+	f := strings.Fields(strings.TrimPrefix(overall[strings.LastIndex(overall, ":")+1:], " "))
+	if len(f) < 2 {
+		t.Fatalf("no overall exposure in systemd-analyze's output:\n%s", out)
+	}
+	if x, err := strconv.ParseFloat(f[0], 64); err != nil || x >= 9.6 {
+		t.Errorf("session unit exposure %q: want below the 9.6 of an unhardened unit", f[0])
+	}
+
+	// The sandbox is the processes', not only the unit's: the xpra server
+	// has a mount and a UTS namespace of its own (ProtectSystem=,
+	// ProtectHostname=), and may still gain privileges (sudo in its xterm).
+	kids := children(int(b.requested.Leader))
+	if len(kids) != 1 {
+		t.Fatalf("the session leader has children %v, want xpra alone", kids)
+	}
+	for _, ns := range []string{"mnt", "uts"} {
+		mine, _ := os.Readlink("/proc/self/ns/" + ns)
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", kids[0], ns))
+		if err != nil || theirs == mine {
+			t.Errorf("xpra %d: %s namespace %q (%v), the host's %q", kids[0], ns, theirs, err, mine)
+		}
+	}
+	if nnp := proclab.Read(kids[0]).Status["NoNewPrivs"]; nnp != "0" {
+		t.Errorf("xpra %d: NoNewPrivs %q: sudo in the session would fail", kids[0], nnp)
+	}
+
+	// It draws: xclock (session-args) on a white background.
+	shot := filepath.Join(clientRun, "session-101.png")
+	defer os.Remove(shot)
+	out = xpra(t, 60*time.Second, "screenshot", shot, "ssl://"+testUser+":"+testPassword+"@"+tcpAddr+"/101", "--ssl-server-verify-mode=none")
+	fh, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("xpra screenshot through the proxy: %v\n%s", err, out)
+	}
+	img, err := png.Decode(fh)
+	fh.Close()
+	if err != nil {
+		t.Fatalf("the screenshot: %v\n%s", err, out)
+	}
+	colours := map[color.Color]int{}
+	bnd := img.Bounds()
+	for y := bnd.Min.Y; y < bnd.Max.Y; y += 2 {
+		for x := bnd.Min.X; x < bnd.Max.X; x += 2 {
+			colours[img.At(x, y)]++
+		}
+	}
+	t.Logf("screenshot of :101 through the proxy: %dx%d, %d colours", bnd.Dx(), bnd.Dy(), len(colours))
+	if len(colours) < 2 {
+		t.Errorf("the session drew nothing: a %dx%d screenshot of one colour\n%s", bnd.Dx(), bnd.Dy(), out)
 	}
 }
 
