@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # install-deps.sh - the Debian 12 packages the tests need, as root. Real peers:
 # xpra 3.1.3 with Xvfb and an X client to draw, python3-rencode and python3-lz4
 # so tests can cross-check our codecs against the libraries xpra itself uses.

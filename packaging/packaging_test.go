@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package packaging holds no Go code: these tests check the systemd units,
 // the .deb and the .rpm that ship xpra-proxy, with the real tools
 // (systemd-analyze, dpkg-buildpackage, lintian, rpmbuild, rpmlint).

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # demo.sh - something real to see: a real xpra 3.1.3 session for a
 # throwaway user, behind our proxy (xpra-proxy on 127.0.0.1:14650, password
 # auth with a random password it prints). One port carries xpra, TLS (a
