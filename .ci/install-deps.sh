@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # install-deps.sh - the Debian 12 packages the tests need, as root. Real peers:
 # xpra 3.1.3 with Xvfb and an X client to draw, python3-rencode and python3-lz4
 # so tests can cross-check our codecs against the libraries xpra itself uses.
@@ -11,6 +12,11 @@ ffmpeg gcc libc6-dev libffmpeg-nvenc-dev libturbojpeg0-dev libx264-dev libyuv-de
 chromium
 libpam0g-dev curl openssl
 debhelper lintian rpm rpm2cpio cpio rpmlint patch"
+# --demo: only what scripts/demo.sh needs (a real session, the supervisor's
+# cgo build, the certificate and the HTML5 check), not the tests' tools.
+if [ "${1:-}" = --demo ]; then
+  PKGS="xpra xvfb xauth x11-apps ca-certificates openssl curl gcc libc6-dev"
+fi
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Relay throughput and CPU per MB for BENCHMARKS.md: a fake xpra 3.1.3
 server floods draws (each one raw chunk of SIZE opaque bytes, index 7, then
 its rencoded 'draw' main chunk, the framing a real 3.1.3 server uses) to a

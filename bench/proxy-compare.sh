@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # proxy-compare.sh - measure our proxy against xpra 3.1.3's own `xpra proxy`
 # in one run on this machine (as root, Debian 12, loopback only), for
 # BENCHMARKS.md. Uses the lab tools in ../shared/lab/peers/tools ($LAB):

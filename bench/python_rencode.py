@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Times python3-rencode (what xpra 3.1.3 uses) on the same inputs as the Go
 benchmarks in protocol/conn/bench_test.go, for BENCHMARKS.md.
 

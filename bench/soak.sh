@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # soak.sh - run xpra-proxy under churn: a steady stream of logins for a
 # while, then check what is left behind (issue 19).
 # As root, loopback only. Builds the binaries (scripts/build-bin.sh), starts

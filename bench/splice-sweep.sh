@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # splice-sweep.sh - the relay core alone (bench/framerelay: worker.Relay
 # between two TCP ports, no hellos, pings or authentication) at several
 # cut-through thresholds, against a plain io.Copy relay, with the draw

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # transport-compare.sh - what TLS and WebSocket cost our proxy per byte
 # relayed, against plain xpra over TCP, in one run (BENCHMARKS.md, issue 4).
 #

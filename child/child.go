@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package child is the contract of every process xpra-proxy execs, in one
 // place for both ends: the parent builds the command from a Spec
 // (Command), and the child's main takes its descriptors from the same

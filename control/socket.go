@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package control is a relay worker's per-connection control socket, the
 // `:proxy-<pid>` pseudo display of xpra's proxy instances (PROXY.md §2.16):
 // a unix socket in the session owner's socket directory that the real

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package e2e runs our proxy between real xpra 3.1.3 clients and servers:
 // the seed's walkthroughs, the privilege separation as /proc shows it, and
 // hostile input. It needs root, xpra and Xvfb (CI installs them).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package handover is the state the pre-auth process passes to the worker
 // that takes a connection over: the client's hello and what was negotiated
 // with it. The supervisor carries it as opaque bytes (it never parses it);

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package ipc is the typed channel between the supervisor (root) and a
 // pre-auth process: one SOCK_SEQPACKET socketpair per connection, one JSON
 // message per datagram, bounded in size, with the sender's credentials

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package launch is the document the supervisor gives a relay worker: the
 // session its authentication granted. It travels in a memfd named
 // "launch"; the worker reads it once at start-up.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package logind starts proxy sessions as logind sessions and observes them,
 // through systemd's and logind's D-Bus APIs.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package logind
 
 import (
@@ -76,6 +78,71 @@ func TestParseProperty(t *testing.T) {
 			}
 			if (len(scope) > 0) != tc.scope || (len(service) > 0) == tc.scope {
 				t.Errorf("split: service %v scope %v", service, scope)
+			}
+		})
+	}
+}
+
+func TestDefaultProperties(t *testing.T) {
+	if len(defaultProperties) != len(DefaultProperties) {
+		t.Fatalf("%d defaults parsed of %d", len(defaultProperties), len(DefaultProperties))
+	}
+	for _, p := range defaultProperties {
+		if p.OnScope() {
+			t.Errorf("default %s is a resource setting: defaults only sandbox", p.Assignment)
+		}
+	}
+	mustParse := func(a string) Property {
+		p, err := ParseProperty(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	names := func(ps []Property) map[string]string {
+		m := map[string]string{}
+		for _, p := range ps {
+			if _, dup := m[p.Name()]; dup {
+				t.Errorf("%s twice", p.Name())
+			}
+			m[p.Name()] = p.Assignment
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name  string
+		admin []string
+		want  map[string]string // names whose assignment is checked
+		count int
+	}{
+		{"none", nil, map[string]string{"ProtectSystem": "ProtectSystem=full", "ProtectProc": "ProtectProc=invisible"}, len(DefaultProperties)},
+		{"override", []string{"ProtectSystem=no", "RestrictRealtime=false"},
+			map[string]string{"ProtectSystem": "ProtectSystem=no", "RestrictRealtime": "RestrictRealtime=false", "LockPersonality": "LockPersonality=yes"},
+			len(DefaultProperties)},
+		{"addition", []string{"MemoryMax=4G", "NoNewPrivileges=yes"},
+			map[string]string{"MemoryMax": "MemoryMax=4G", "NoNewPrivileges": "NoNewPrivileges=yes", "ProtectClock": "ProtectClock=yes"},
+			len(DefaultProperties) + 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var admin []Property
+			for _, a := range tc.admin {
+				admin = append(admin, mustParse(a))
+			}
+			got := WithDefaults(admin)
+			m := names(got)
+			if len(got) != tc.count {
+				t.Errorf("%d properties, want %d: %v", len(got), tc.count, m)
+			}
+			for n, a := range tc.want {
+				if m[n] != a {
+					t.Errorf("%s: %q, want %q", n, m[n], a)
+				}
+			}
+			// The admin's come last, as written: systemd applies the last.
+			for i, p := range admin {
+				if got[len(got)-len(admin)+i].Assignment != p.Assignment {
+					t.Errorf("admin's setting %d not in place: %v", i, got)
+				}
 			}
 		})
 	}

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 //go:build testbed
 
 // Tests against a real systemd (PID 1), dbus, logind and PAM. They run inside

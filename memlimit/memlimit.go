@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package memlimit gives a process that reads unauthenticated bytes a
 // hard memory ceiling of its own, so that a parser bug or an input the
 // decoding budgets missed costs one process, not the machine.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package namedfd passes file descriptors to exec'd children by name.
 // The parent lists them in $XPRA_PROXY_FDS ("client=3,ipc=4"); the child
 // takes them by name and checks, before doing anything else, that it

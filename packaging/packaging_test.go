@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package packaging holds no Go code: these tests check the systemd units,
 // the .deb and the .rpm that ship xpra-proxy, with the real tools
 // (systemd-analyze, dpkg-buildpackage, lintian, rpmbuild, rpmlint).
@@ -374,6 +376,7 @@ func checkDeb(t *testing.T, out string, progs programs) {
 		"/usr/share/man/man1/xpra-probe.1.gz":              "",
 		"/usr/share/doc/xpra-proxy/copyright":              "",
 		"/usr/share/doc/xpra-proxy/README.packaging.md.gz": "",
+		"/usr/share/doc/xpra-proxy/README.Debian":          "",
 	}
 	for _, b := range progs.bin {
 		want["/usr/bin/"+b] = "-rwxr-xr-x"
@@ -382,6 +385,11 @@ func checkDeb(t *testing.T, out string, progs programs) {
 		want["/usr/libexec/xpra-proxy/"+b] = "-rwxr-xr-x"
 	}
 	wantFiles(t, modes(run(t, ".", "dpkg-deb", "-c", deb), 5, "."), want)
+	// The note that auth must be configured (issue 15), beside debhelper's part.
+	if postinst := run(t, ".", "dpkg-deb", "-I", deb, "postinst"); !strings.Contains(postinst, "no authentication is configured") ||
+		!strings.Contains(postinst, "systemd-sysusers") {
+		t.Errorf("xpra-proxy postinst lacks the auth note or debhelper's part:\n%s", postinst)
+	}
 	xd := t.TempDir()
 	run(t, ".", "dpkg-deb", "-x", deb, xd)
 	withoutLibc(t, filepath.Join(xd, "usr/libexec/xpra-proxy"))

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package pamauth is the exchange between the root supervisor and
 // xpra-proxy-pam, the helper that runs the PAM conversation. PAM
 // misbehaves inside multi-threaded processes (STYLE.md §0.2), so the

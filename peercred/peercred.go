@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package peercred reads who is at the other end of a unix socket, from
 // the kernel (SO_PEERCRED): the one check every local socket of ours
 // makes before it reads a byte (control sockets, the encoder's sockets

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package preauth is the whole pre-auth stage of a connection, the code of
 // xpra-proxy-preauth: the only code that reads an unauthenticated
 // client's bytes. It runs unprivileged (the xpra-proxy user) and never

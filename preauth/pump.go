@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package preauth
 
 import (
@@ -19,25 +21,39 @@ import (
 // end of a stream socketpair, both ways, until both directions end. It
 // returns the bytes moved in each direction.
 //
-// When the relay ends first, the client gets the transport's own goodbye
-// (a WebSocket close frame, a TLS close_notify, then the TCP FIN) and
-// endGrace to read it and hang up, while what it still sends is read and
-// dropped: closing with unread bytes would reset the connection, and a
+// When the relay ends first, the client gets endGrace to hang up after
+// the relay's last packet, then the transport's own goodbye (a WebSocket
+// close frame, a TLS close_notify, then the TCP FIN) and endGrace more,
+// while what it still sends is read and dropped: closing with unread bytes would reset the connection, and a
 // reset can destroy the relay's last packets before the client reads them.
-func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) {
+// Closing stop ends the relay's side here as if the relay had ended.
+func Pump(outer net.Conn, stream *os.File, stop <-chan struct{}) (toRelay, toClient int64, err error) {
 	inner, err := net.FileConn(stream)
 	stream.Close()
 	if err != nil {
 		return 0, 0, fmt.Errorf("stream socket: %w", err)
 	}
 	defer inner.Close()
+	pumped := make(chan struct{})
+	defer close(pumped)
+	var stopped atomic.Bool
+	go func() {
+		select {
+		case <-stop:
+			stopped.Store(true)
+			_ = inner.SetReadDeadline(time.Now())
+		case <-pumped:
+		}
+	}()
 	_ = outer.SetDeadline(time.Time{}) // the relay's pings watch the peer now
 	var wg sync.WaitGroup
 	var errIn, errOut error
 	var ending atomic.Bool // the relay has ended and the client has our goodbye
 	// Large buffers: each read from the relay becomes one WebSocket frame
 	// or a few TLS records, so fewer, bigger writes cost less per byte.
+	clientDone := make(chan struct{})
 	wg.Go(func() {
+		defer close(clientDone)
 		toRelay, errIn = fromClient(inner, outer)
 		if ending.Load() && gone(errIn) {
 			// A client that closes without reading our close_notify or
@@ -51,13 +67,23 @@ func Pump(outer net.Conn, stream *os.File) (toRelay, toClient int64, err error) 
 	// (Wrapped so that no ReaderFrom/WriterTo shortcut drops the buffer.)
 	toClient, errOut = io.CopyBuffer(struct{ io.Writer }{outer}, struct{ io.Reader }{inner}, make([]byte, pumpBuffer))
 	ending.Store(true)
+	// The client hangs up first, as after xpra's own server's goodbye: a
+	// close frame sent right behind the relay's last packet raced it in
+	// xpra 3.1.3's client, whose reader reported "Connection lost" while
+	// its parser still held the "server shutdown" disconnect. So our
+	// goodbye waits for the client to close, endGrace at most; the client
+	// then has endGrace more to close its side.
+	select {
+	case <-clientDone:
+	case <-time.After(endGrace):
+	}
 	errEnd := nettransport.CloseWrite(outer)
 	_ = outer.SetReadDeadline(time.Now().Add(endGrace))
 	wg.Wait()
 	if isClosed(errIn) {
 		errIn = nil
 	}
-	if isClosed(errOut) {
+	if isClosed(errOut) || stopped.Load() && errors.Is(errOut, os.ErrDeadlineExceeded) {
 		errOut = nil
 	}
 	if errOut != nil || errIn != nil || gone(errEnd) {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package preauth
 
 import (
@@ -6,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -110,12 +114,35 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 			return
 		}
 	}
-	in, out, err := Pump(c, stream)
+	in, out, err := Pump(c, stream, carryGoodbyeOnTerm(log))
 	if herr := transport.Hangup(c, hangupLinger); herr != nil {
 		log.Debug("hanging up", "err", herr)
 	}
 	log.Info("connection ended", "to_relay", in, "to_client", out, "err", err)
 }
+
+// carryGoodbyeOnTerm keeps SIGTERM from ending the transport at once:
+// `systemctl kill` (the package's removal) signals it and its relay
+// together, and the relay's goodbye ("server shutdown") still has to pass
+// through here; dying first left TLS and WebSocket clients with "Connection
+// lost". The relay ending the stream ends the pump as always; the returned
+// channel closes termGrace after a SIGTERM, for a relay that does not.
+func carryGoodbyeOnTerm(log *slog.Logger) <-chan struct{} {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	stop := make(chan struct{})
+	go func() {
+		<-term
+		log.Info("SIGTERM: waiting for the relay to end the connection", "grace", termGrace)
+		time.Sleep(termGrace)
+		close(stop)
+	}()
+	return stop
+}
+
+// termGrace is how long a transport waits after SIGTERM for its relay's
+// goodbye: the relay, signalled at the same time, sends it at once.
+const termGrace = 5 * time.Second
 
 // hangupLinger is how long a client has to close its side once ours is
 // closed, before the socket is closed under it.

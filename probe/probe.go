@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package probe is a small xpra client: it connects to a server (or to our
 // proxy), says hello, answers a password challenge, optionally over AES,
 // and returns the server's reply to a one-shot request (version, info, id,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package reencode re-encodes a session's frames with the shared encoder
 // (xpra-proxy-encode) on their way to the client: raw rgb from xpra 3.1
 // servers (reencode.go, draw.go) and proxy frames from 4.3-6.3 servers

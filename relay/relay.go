@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package relay is the relay engine of a connection's worker: it moves
 // xpra packets between the client and the session once both hellos are
 // done (relay.go, with large chunks spliced in the kernel:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package sandbox confines a process that reads unauthenticated bytes,
 // the way sshd confines its pre-auth child, so that code execution in one
 // of its parsers owns nothing but that process:

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # build-bin.sh OUTDIR [PACKAGE...] - build the proxy's programs into OUTDIR
 # the way the packages do (debian/rules, rpm/xpra-proxy.spec): the
 # supervisor and xpra-probe with cgo (glibc's NSS for users and hosts), the

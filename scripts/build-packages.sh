@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # build-packages.sh - build the .deb and the .rpm of xpra-proxy into OUTDIR.
 #
 #   scripts/build-packages.sh [--deb] [--rpm] [--src DIR] OUTDIR

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # coverage.sh - run tests with coverage and print each package's combined
 # figure: the unit tests' and the e2e tests' own (go test -cover
 # -coverpkg=./...) together with the supervisor processes the e2e tests

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # demo.sh - something real to see: a real xpra 3.1.3 session for a
 # throwaway user, behind our proxy (xpra-proxy on 127.0.0.1:14650, password
 # auth with a random password it prints). One port carries xpra, TLS (a
@@ -8,27 +9,73 @@
 # running. Ctrl-C (or --once) stops it and removes what it started: the
 # session, the proxy, the certificate, key and password.
 #   DEMO_BIND=0.0.0.0  listen on every address instead of loopback only
-# What it adds to the machine for good: Debian packages (xpra, Xvfb, ...),
-# Go 1.26 in /usr/local/go if missing, the users xpra-demo (with a home),
-# xpra-proxy and xpra-proxy-control, the built programs in bin/ and the log
-# /tmp/xpra-proxy-demo.log.
+# Interrupted at any point (Ctrl-C, SIGTERM, SIGHUP, an error), it removes
+# what it started: no process, session file, key or password stays
+# (e2e/TestDemo interrupts it at each stage and checks).
+# What it adds to the machine for good (README.md lists it too): the Debian
+# packages the demo needs (.ci/install-deps.sh --demo: xpra, Xvfb, xauth,
+# x11-apps, openssl, curl, gcc, libc6-dev), a Go toolchain where Go 1.26 is
+# missing (scripts/ensure-go.sh: golang-1.23-go from bookworm-backports, its
+# apt source, and Go 1.26 in the module cache), the users xpra-demo (with a
+# home), xpra-proxy and xpra-proxy-control, the built programs in bin/ and
+# the log /tmp/xpra-proxy-demo.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 ONCE=0; [ "${1:-}" = "--once" ] && ONCE=1
 DEMO_USER=xpra-demo DISPLAY_NO=140 PORT=14650 BIND=${DEMO_BIND:-127.0.0.1}
-PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -dc A-Za-z0-9)
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 
-echo "installing what the demo needs (Debian packages: xpra, Xvfb, ...; the first run"
-echo "installs about 300 packages and takes about 5 minutes; later runs take seconds)"
+as_user() {
+  runuser -u "$DEMO_USER" -- env -i PATH="$PATH" HOME="$home" USER="$DEMO_USER" LOGNAME="$DEMO_USER" \
+    LANG=C.UTF-8 XDG_RUNTIME_DIR="/run/user/$uid" XDG_CONFIG_DIRS="/etc/xdg:$overlay" "$@"
+}
+# stop runs on every exit (the end, an error, Ctrl-C, SIGTERM, SIGHUP),
+# set before anything is started or written: no step may skip the next,
+# whatever has already gone or was never made.
+stop() {
+  set +e
+  trap - EXIT INT TERM HUP
+  # Every background job (the install ticker, the attach, the proxy, the
+  # final sleep), by the job table: a signal can come between starting one
+  # and noting its pid.
+  jobs=$(jobs -p)
+  [ -n "$jobs" ] && kill $jobs 2>/dev/null
+  if [ -n "${proxy_pid:-}" ]; then wait "$proxy_pid" 2>/dev/null; fi
+  if [ -n "${uid:-}" ]; then
+    as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1
+    # A session interrupted while starting does not answer xpra stop yet and
+    # comes up later: the demo user is the demo's own, so end all it runs.
+    pkill -TERM -u "$DEMO_USER" 2>/dev/null
+    for _ in $(seq 50); do pgrep -u "$DEMO_USER" >/dev/null || break; sleep 0.1; done
+    pkill -KILL -u "$DEMO_USER" 2>/dev/null
+    # What a killed X server and xpra leave: the display's lock and socket,
+    # the session's sockets and log.
+    lock=/tmp/.X$DISPLAY_NO-lock
+    if [ -f "$lock" ] && ! kill -0 "$(tr -dc 0-9 < "$lock")" 2>/dev/null; then rm -f "$lock" "/tmp/.X11-unix/X$DISPLAY_NO"; fi
+    rm -rf "/run/user/$uid/xpra"
+    [ "${made_rundir:-0}" = 1 ] && rm -rf "/run/user/$uid"
+  fi
+  rm -rf "${overlay:-}" "${certs:-}"
+  echo "demo stopped: session :$DISPLAY_NO, proxy, certificate, key and password removed"
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+echo "installing what the demo needs (Debian packages: xpra, Xvfb, a C compiler, ...;"
+echo "on a fresh Debian 12 the first run installs a few hundred packages, which takes"
+echo "minutes: a line every 30 s says it is still at it; later runs take seconds)"
 t0=$(date +%s)
-( trap 'kill $s 2>/dev/null; exit 0' TERM
+( trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
   while :; do sleep 30 & s=$!; wait $s; echo "  ... still installing ($(( $(date +%s) - t0 )) s)"; done ) &
 ticker=$!
-trap 'kill $ticker 2>/dev/null' EXIT
-rc=0; bash .ci/install-deps.sh || rc=$?
+rc=0; bash .ci/install-deps.sh --demo || rc=$?
 kill "$ticker" 2>/dev/null || true
-[ $rc = 0 ] || { echo "installing the demo's packages failed (rerun: bash .ci/install-deps.sh)" >&2; exit 1; }
+ticker=
+[ $rc = 0 ] || { echo "installing the demo's packages failed (rerun: bash .ci/install-deps.sh --demo)" >&2; exit 1; }
+echo "building the programs into bin/ (a minute or two the first time)"
 . scripts/ensure-go.sh
 mkdir -p bin && chmod 755 bin && bash scripts/build-bin.sh bin
 # the unprivileged user of the pre-auth stage, as the package creates it
@@ -38,32 +85,10 @@ done
 
 id "$DEMO_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$DEMO_USER"
 uid=$(id -u "$DEMO_USER"); home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
+made_rundir=0; [ -d "/run/user/$uid" ] || made_rundir=1
 install -d -m 700 -o "$DEMO_USER" -g "$DEMO_USER" "/run/user/$uid"
 overlay=$(mktemp -d /tmp/xpra-demo.XXXXXX); chmod 755 "$overlay"; mkdir -p "$overlay/xpra"
 printf 'start = \n' > "$overlay/xpra/xpra.conf"   # drop Debian's "start = /etc/X11/Xsession true"
-as_user() {
-  runuser -u "$DEMO_USER" -- env -i PATH="$PATH" HOME="$home" USER="$DEMO_USER" LOGNAME="$DEMO_USER" \
-    LANG=C.UTF-8 XDG_RUNTIME_DIR="/run/user/$uid" XDG_CONFIG_DIRS="/etc/xdg:$overlay" "$@"
-}
-# stop runs on every exit (the end, an error, Ctrl-C, SIGTERM): no step may
-# skip the next, whatever has already gone.
-stop() {
-  set +e
-  trap - EXIT INT TERM
-  [ -n "${attach_pid:-}" ] && kill "$attach_pid" 2>/dev/null
-  if [ -n "${proxy_pid:-}" ]; then kill "$proxy_pid" 2>/dev/null; wait "$proxy_pid" 2>/dev/null; fi
-  as_user xpra stop ":$DISPLAY_NO" >/dev/null 2>&1
-  # A session interrupted while starting does not answer xpra stop yet and
-  # comes up later: the demo user is the demo's own, so end all it runs.
-  pkill -TERM -u "$DEMO_USER" 2>/dev/null
-  for _ in $(seq 50); do pgrep -u "$DEMO_USER" >/dev/null || break; sleep 0.1; done
-  pkill -KILL -u "$DEMO_USER" 2>/dev/null
-  rm -rf "$overlay" "${certs:-}"
-  echo "demo stopped: session :$DISPLAY_NO, proxy, certificate, key and password removed"
-}
-trap stop EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # What an earlier run cut short may have left: its session (a rerun must
 # not report success against it), a proxy still on the port.
@@ -134,4 +159,6 @@ echo "  user $DEMO_USER, password $PASSWORD"
 echo "live connections: bin/xpra-proxy list --run-dir=$certs/run; stop one: xpra stop :proxy-PID"
 [ $ONCE = 1 ] && exit 0
 echo "Ctrl-C stops it."
-while sleep 3600; do :; done
+# In the background, so that a signal to this shell alone (kill PID) runs
+# its trap at once rather than after the sleep.
+while :; do sleep 3600 & sleeper=$!; wait "$sleeper"; done

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # ensure-go.sh - make Go 1.26 available; source it (". scripts/ensure-go.sh").
 # Uses an installed Go >= 1.21 (e.g. /usr/local/go) and lets it fetch the
 # 1.26 toolchain through the Go module proxy (GOTOOLCHAIN) when it is older.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # ensure-xpra6.sh - a real xpra 6.5.3 client and server for the tests, built
 # from ../shared/lab/xpra6 into $XPRA6_PREFIX (default /opt/xpra6) next to
 # Debian's 3.1.3. About 8 minutes on 2 cores the first time on a machine;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Runs fuzz targets one after another for a given time each and prints one
 # line per target: package, target, seconds asked, execs reported, result,
 # and the load average before and after (the machine is shared: BENCHMARKS.md

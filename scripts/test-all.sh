@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test-all.sh - install what the tests need and run every test, as root on
 # Debian 12. Real peers (xpra 3.1.3, Xvfb) are installed, so nothing that
 # needs them is skipped; CI=true turns any such skip into a failure.

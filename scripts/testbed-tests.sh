@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # testbed-tests.sh - run the tests that need systemd as PID 1, dbus, logind
 # and real PAM (go build tag "testbed") inside the systemd-nspawn testbed of
 # ../shared/lab/systemd (see its LAB.md). As root, on Debian 12.

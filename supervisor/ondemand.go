@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package supervisor
 
 import (
@@ -67,6 +69,7 @@ func newStarter(cfg SessionConfig, log *slog.Logger, book *displayBook) (*starte
 		}
 		st.props = append(st.props, prop)
 	}
+	st.props = logind.WithDefaults(st.props) // hardening the admin may override by name
 	for _, o := range cfg.SessionOverrides {
 		st.overrides[o] = true
 	}

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package supervisor is the root process of xpra-proxy. It accepts
 // connections, starts an unprivileged pre-auth process for each, checks
 // the answers to password challenges with the stored secrets, and starts

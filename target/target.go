@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package target chooses the session a relayed connection goes to, as the
 // connection's user in its relay worker: among the user's live sessions
 // or the module's list (PROXY.md §2.7), or a new one the supervisor

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package threadtrim gives a long-running process's idle OS threads back
 // to the system after a load.
 //

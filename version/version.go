@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package version holds the versions the proxy reports: its own, and the
 // xpra version it answers a client with, which depends on the client's
 // dialect. It is a leaf so that every process (pre-auth, relay, control)

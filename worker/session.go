@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package worker is the relay worker's glue (cmd/xpra-proxy-worker
 // --relay): one authenticated connection, as the session's owner, from
 // the hand-over to the end. It answers the requests the proxy answers

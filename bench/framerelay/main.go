@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command framerelay is the relay worker's core alone, for BENCHMARKS.md:
 // it forwards one TCP port to another through relay.Relay (framing,
 // packet-type peeks, the queue, cut-through of large raw chunks), with no

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command iocopy is the baseline relay for BENCHMARKS.md: it forwards one
 // TCP port to another with io.Copy and nothing else, the fastest a proxy
 // that touches no byte could be.

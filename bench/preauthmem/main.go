@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command preauthmem measures what hostile hellos cost a running proxy's
 // pre-auth processes (issue 12; figures in SECURITY.md, "Pre-auth
 // memory"): it opens -conns connections at once from -sources loopback

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command soak runs xpra-proxy under churn and reports what it leaves
 // behind (bench/soak.sh runs it; BENCHMARKS.md has its figures). It
 // starts the proxy from --bin, light fake xpra servers for volume, and

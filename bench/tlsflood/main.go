@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command tlsflood measures what each transport costs our proxy when it
 // relays a draw flood server→client: plain xpra over TCP, TLS, WebSocket
 // and WSS, all on the proxy's one TCP port, against a direct connection

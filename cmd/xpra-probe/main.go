@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-probe asks an xpra server (or proxy) a one-shot question:
 // its version, its info tree or its id, authenticating with a password and
 // AES when told to. It prints the reply as key=value lines.

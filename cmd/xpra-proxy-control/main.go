@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-control is exec'd by the supervisor, never run by
 // hand: it serves the supervisor's own control socket (display :proxy,
 // `xpra info` and `xpra stop` for root) as the xpra-proxy-control user,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-encode is the shared encoder worker: one long-lived
 // process, run as its own system user (the only one given the GPU device
 // nodes), owning every encoding context of every session behind the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-pam is exec'd by the supervisor, as root, once per
 // PAM authentication, never run by hand. It reads one request from its
 // named descriptor "pam", runs pam_authenticate and pam_acct_mgmt, writes

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-preauth is exec'd by the supervisor, never run by
 // hand, as the xpra-proxy user (else nobody): it tells transports apart
 // on TCP ports, serves the HTML5 client, reads the client's hello,

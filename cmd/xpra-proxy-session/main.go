@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-session is the leader of a session the proxy starts:
 // the main process of its transient unit, which opens the PAM session (so
 // logind registers it), runs the payload as the user and ends the session

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-worker is exec'd by the supervisor, never run by
 // hand. It runs unprivileged in one of these modes (the pre-auth stage is
 // xpra-proxy-preauth, the :proxy control process xpra-proxy-control):

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy is the root supervisor of the xpra proxy: it listens
 // (or takes systemd's sockets), authenticates, and starts the pre-auth and
 // relay workers. It never parses what clients send.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package proxyctl is the proxy's own control sockets, served with package
 // control: each relay worker's :proxy-<pid> (connection.go: its info for
 // `xpra info` and `xpra-proxy list`, and `xpra stop`), and the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package service holds the end-to-end tests of the packaged service in the
 // systemd testbed (build tag testbed; scripts/testbed-tests.sh runs them):
 // the .deb installed, socket activation, system passwords through PAM,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 //go:build testbed
 
 // The packaged service, end to end, in the systemd testbed of
@@ -32,6 +34,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"math/big"
 	"net"
@@ -40,6 +45,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -111,8 +117,10 @@ func TestService(t *testing.T) {
 		{"HTML5 client and websocket", tb.html5},
 		{"session started for a user without one", tb.autoStart},
 		{"session started on request", tb.requestStart},
+		{"sessions run hardened", tb.sessionSandbox},
 		{"sessions and terminate", tb.sessionsCommand},
 		{"real xpra attach", tb.attach},
+		{"the hardened session draws", tb.sessionDraws},
 		{"processes", tb.processes},
 		{"survives the user's logout", tb.logout},
 		{"survives a restart of the service", tb.restart},
@@ -385,6 +393,112 @@ func (b *bed) requestStart(t *testing.T) {
 	if !strings.Contains(logs, "session live") {
 		t.Errorf("the relay did not log the session coming up:\n%s", logs)
 	}
+}
+
+// sessionSandbox checks the session started on request: its unit has the
+// hardening defaults (logind.DefaultProperties) and its xpra server runs in
+// the namespaces they make. It logs systemd-analyze security's figure for
+// the unit (SECURITY.md has it).
+func (b *bed) sessionSandbox(t *testing.T) {
+	unit := ""
+	for _, u := range strings.Fields(try("systemctl", "list-units", "--plain", "--no-legend", "--type=service", logind.UnitPrefix+"*")) {
+		if strings.HasPrefix(u, logind.UnitPrefix) &&
+			strings.TrimSpace(try("systemctl", "show", "-P", "MainPID", u)) == strconv.Itoa(int(b.requested.Leader)) {
+			unit = u
+		}
+	}
+	if unit == "" {
+		t.Fatalf("no session unit has the leader %d as its main process:\n%s", b.requested.Leader,
+			try("systemctl", "list-units", "--no-pager", logind.UnitPrefix+"*"))
+	}
+	for _, a := range logind.DefaultProperties {
+		name, want, _ := strings.Cut(a, "=")
+		if got := strings.TrimSpace(try("systemctl", "show", "-P", name, unit)); got != want {
+			t.Errorf("%s: %s=%q, want %q", unit, name, got, want)
+		}
+	}
+	out, _ := tryErr("systemd-analyze", "security", "--no-pager", unit)
+	t.Logf("systemd-analyze security %s:\n%s", unit, out)
+	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no overall exposure in systemd-analyze's output:\n%s", out)
+	}
+	t.Logf("session unit exposure (systemd-analyze security): %s %s", m[1], m[2])
+	if x, err := strconv.ParseFloat(m[1], 64); err != nil || x >= 9.6 {
+		t.Errorf("session unit exposure %s: want below the 9.6 of an unhardened unit", m[1])
+	}
+
+	// The sandbox is the processes', not only the unit's: the xpra server
+	// has a mount and a UTS namespace of its own (ProtectSystem=,
+	// ProtectHostname=), and may still gain privileges (sudo in its xterm).
+	kids := children(int(b.requested.Leader))
+	if len(kids) != 1 {
+		t.Fatalf("the session leader has children %v, want xpra alone", kids)
+	}
+	for _, ns := range []string{"mnt", "uts"} {
+		mine, _ := os.Readlink("/proc/self/ns/" + ns)
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", kids[0], ns))
+		if err != nil || theirs == mine {
+			t.Errorf("xpra %d: %s namespace %q (%v), the host's %q", kids[0], ns, theirs, err, mine)
+		}
+	}
+	if nnp := proclab.Read(kids[0]).Status["NoNewPrivs"]; nnp != "0" {
+		t.Errorf("xpra %d: NoNewPrivs %q: sudo in the session would fail", kids[0], nnp)
+	}
+
+}
+
+// sessionDraws: the hardened session started on request draws for the
+// client attached to it through the proxy: xclock (session-args) is in the
+// server's screenshot, which holds the windows a client shows. The proxy
+// relays no screenshot request, so the user's own client asks the session
+// directly, through its socket in /run/user/UID/xpra (not private to the
+// sandbox either).
+func (b *bed) sessionDraws(t *testing.T) {
+	dir, err := os.MkdirTemp("", "xpsvc-shot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chown(dir, b.uid, b.gid); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "session-101.png")
+	var colours map[color.Color]int
+	var bnd image.Rectangle
+	last := ""
+	shoot := func() bool {
+		cmd := exec.Command("runuser", "-u", testUser, "--", "env", "-i", "PATH="+cleanPath, "HOME=/home/"+testUser,
+			"LANG=C.UTF-8", fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", b.uid), "xpra", "screenshot", shot, ":101")
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		fh, ferr := os.Open(shot)
+		if ferr != nil {
+			last = fmt.Sprintf("xpra screenshot: %v %v\n%s", err, ferr, out)
+			return false
+		}
+		img, err := png.Decode(fh)
+		fh.Close()
+		if err != nil {
+			last = fmt.Sprintf("the screenshot: %v", err)
+			return false
+		}
+		colours, bnd = map[color.Color]int{}, img.Bounds()
+		for y := bnd.Min.Y; y < bnd.Max.Y; y += 2 {
+			for x := bnd.Min.X; x < bnd.Max.X; x += 2 {
+				colours[img.At(x, y)]++
+			}
+		}
+		last = fmt.Sprintf("a %dx%d screenshot of one colour", bnd.Dx(), bnd.Dy())
+		return len(colours) >= 2
+	}
+	// xclock may not have drawn yet: a minute, a try a second.
+	for deadline := time.Now().Add(time.Minute); !shoot(); time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no screenshot of :101 with xclock drawn within a minute: %s", last)
+		}
+	}
+	t.Logf("screenshot of :101 under the hardened unit: %dx%d, %d colours", bnd.Dx(), bnd.Dy(), len(colours))
 }
 
 func (b *bed) sessionsCommand(t *testing.T) {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // The benchmarks compare the encoder paths on the same frames with the
 // same settings: libx264 called directly (encode/x264), x264 through the
 // encoder worker process (encode/client → cmd/xpra-proxy-encode over the

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Drive xpra 3.1.3's own x264 pipeline on raw BGRX frames, for the
 encoder benchmarks: csc_swscale (BGRX -> YUV420P) then enc_x264, as an
 xpra server does for a video region of an X11 window.

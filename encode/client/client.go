@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package client is what a session worker links to use the shared
 // encoder worker: a connection that reconnects by itself, contexts, and
 // shared-memory frames. It has no cgo and no codec code.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package codec holds what every encoder backend of the encoder worker
 // shares: the codecs, the raw pixel formats xpra servers send, the
 // settings of one encoding context and the Encoder interface the worker

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package encproto is the typed request/reply protocol between session
 // workers (clients) and the encoder worker, over a SOCK_STREAM unix
 // socket. Every request has exactly one reply, in order:

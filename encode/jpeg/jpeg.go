@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package jpeg is the still-picture backend: libjpeg-turbo's TurboJPEG
 // API compresses the packed RGB frame straight from its stride (no
 // conversion pass of ours), with chroma subsampling chosen from quality

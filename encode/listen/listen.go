@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package listen is the socket side the encoder's front ends share: it
 // accepts on a unix listener, learns who the peer is from the kernel's
 // credentials before a byte is read, admits it under connection limits

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // NVENC through nv-codec-headers (Debian's libffmpeg-nvenc-dev). The
 // loader dlopens the driver's libraries; its messages go to the caller's
 // error buffer instead of stderr.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package nvenc is the GPU backend: H.264 and HEVC on NVIDIA's hardware
 // encoder, one CUDA context and NVENC session per encoding context, on
 // the GPU the pool chose (matched by NVML's UUID). It builds without a

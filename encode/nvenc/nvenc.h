@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // The C side of the NVENC backend: the driver's libraries are opened at
 // run time by nv-codec-headers' loader, so nothing here links against
 // the NVIDIA driver.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package pool decides where each new encoding context runs: on the
 // least-loaded NVENC-capable GPU that NVML reports, or on the CPU (x264,
 // libjpeg-turbo) when there is no GPU, the GPUs are full, or the user has

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package server is the encoder worker's side of encproto: it accepts
 // session workers on a unix socket, checks who they are from the
 // kernel's peer credentials before reading a byte, and serves their

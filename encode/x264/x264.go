@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package x264 is the CPU video backend: packed RGB frames as xpra
 // servers send them are converted to I420 by libyuv (SIMD, BT.601 limited
 // range, as xpra's own csc step does) and compressed by libx264 into

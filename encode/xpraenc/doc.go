@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package xpraenc serves xpra's own encoder protocol (the one `xpra
 // encoder` speaks from 6.3 on) from the shared encoder pool, so a 6.x
 // xpra server started with

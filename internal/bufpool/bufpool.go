@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package bufpool recycles frame buffers in the relay, so a stream of
 // large draws does not turn into a stream of garbage for the collector.
 package bufpool

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package buildlab builds the module's own programs for tests: once per
 // test process for each set of packages, with the go of the toolchain
 // running the tests, into a directory every user may read (the programs

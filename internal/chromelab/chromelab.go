@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package chromelab runs Debian's headless Chromium for end-to-end tests
 // and drives it over the DevTools protocol (JSON calls over a websocket on
 // loopback): load a page, evaluate JavaScript in it, take a screenshot.

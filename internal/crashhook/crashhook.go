@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package crashhook lets the e2e tests make a pre-auth process or a relay
 // panic on purpose, to prove that a crash of ours fails them
 // (internal/logscan) and that the supervisor survives it. It is compiled

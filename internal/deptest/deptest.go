@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package deptest keeps each binary's dependencies to what its process
 // needs (ARCHITECTURE.md, "What each binary links"): a test per command
 // lists the packages its process must not depend on, each with the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package encodelab builds and runs the real shared encoder worker
 // (cmd/xpra-proxy-encode) for tests outside encode/: started by root it
 // drops to its own system user, as deployed; started by anyone else it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package fakexpra is a light stand-in for an xpra 3.1 server, for tests
 // and benchmarks that need hundreds of sessions (a real 3.1.3 server
 // costs ~100 MB): it answers a hello like one and then holds the

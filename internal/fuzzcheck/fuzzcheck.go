@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package fuzzcheck holds checks shared by the fuzz targets of the parsers
 // of network input.
 package fuzzcheck

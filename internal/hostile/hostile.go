@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package hostile builds the inputs an unauthenticated attacker sends to
 // make a small packet cost a lot of memory (issue 12): a hello whose
 // payload decompresses to the pre-auth limit of 4 MiB and holds millions

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package logscan finds, in what our processes logged during a test, the
 // signs of a crash or of a child that ended badly: Go's panic and fatal
 // error output, a recovered panic, and the supervisor's lines for a relay,

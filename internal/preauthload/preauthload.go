@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package preauthload sends hostile hellos (internal/hostile) to a real
 // proxy from many loopback sources and measures what its pre-auth
 // processes cost while they live: the e2e test of issue 12 and the

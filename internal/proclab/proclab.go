@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package proclab reads what /proc says about a process, for tests that
 // check the credentials and descriptors of the proxy's processes.
 package proclab

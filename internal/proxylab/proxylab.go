@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package proxylab builds and runs our own binaries (xpra-proxy, its
 // worker, xpra-probe) for end-to-end tests, the way a distribution would
 // install them: in a directory every user may read, run by root, with the

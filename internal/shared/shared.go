@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package shared finds the project's ../shared folder (specs, captures of
 // real xpra traffic, lab scripts) for tests. The folder sits beside the
 // repository in every checkout, CI's included.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package testenv lets integration tests ask for the real peers they need
 // (xpra, Debian's python modules, root). Where one is missing the test is
 // skipped with a message saying what to install; under CI (CI=true), which

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package tracehello gives tests the hellos of the real captures in
 // ../shared/xpra/traces, decoded, to seed the fuzz targets of code that
 // reads a hello dict rather than bytes off the wire.

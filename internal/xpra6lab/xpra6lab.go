@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package xpra6lab runs the real xpra 6.5.3 build of ../shared/lab/xpra6
 // (built into /opt/xpra6 by scripts/ensure-xpra6.sh) for integration
 // tests: its client as root, in the kit's isolated environment, and its

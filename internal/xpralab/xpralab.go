@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package xpralab starts real xpra 3.1.3 servers for integration tests, the
 // way ../shared/lab/peers/start-peers.sh does: as an unprivileged test
 // user, with a clean environment, an empty default start command, and a

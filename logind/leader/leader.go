@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package leader is the session leader of one proxy-started session, the
 // main process of its transient unit (see package logind). Started as root by
 // systemd, it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package pamcheck runs one PAM authentication: pam_authenticate, then
 // pam_acct_mgmt, with a conversation that answers the first password
 // prompt and nothing else. It links libpam (cgo) and so belongs in

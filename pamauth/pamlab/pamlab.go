@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package pamlab sets up real PAM for tests, as root: the helper binary,
 // throwaway system users with known passwords, PAM service files under
 // /etc/pam.d and a nologin file, each removed (or restored) when the test

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package transport tells the protocols arriving on one TCP port apart and
 // terminates the ones wrapped around the xpra stream: TLS, HTTP (the HTML5
 // client's files) and WebSocket (PROTOCOL.md §7.3-7.5, PROXY.md §2.2). It

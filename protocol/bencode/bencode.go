@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package bencode reads and writes xpra 3.1's bencode variant (PROTOCOL.md
 // §2.4): i<int>e, <len>:<bytes>, l…e, d…e with keys in insertion order,
 // booleans as integers, no floats and no None; the decoder also takes

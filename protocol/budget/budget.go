@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package budget bounds what decoding one packet may cost: the Go memory
 // its values take (decompressed bytes included), how many values it holds
 // and how deep they nest. A packet limit bounds bytes on the wire only: a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package caps reads and writes hello capabilities in both of xpra's forms:
 // 3.1's flat dotted keys ("cipher.iv", "lz4": true) and 6.x's nested dicts
 // ("encryption": {"iv": ...}, "lz4": {"": true}) — PROTOCOL.md §5.1, pitfall 12.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package challenge is xpra's challenge packet (PROTOCOL.md §5.3): what a
 // server sends to ask for a password, parsed and built. The digest math
 // lives in package digest.

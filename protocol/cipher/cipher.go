@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package cipher is xpra's AES layer inside the chunk stream (PROTOCOL.md
 // §4). Each side chooses the parameters of the direction it receives and
 // announces them in its hello (or challenge); the peer builds its sending

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package compress handles the compression of xpra chunks (PROTOCOL.md §3):
 // the level byte of the chunk header says which algorithm and level were
 // used; the receiver needs no other state.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package conn carries whole xpra packets over a byte stream: framing and
 // raw chunks (wire), packet encoders (rencode, rencodeplus, bencode),
 // compression and AES, with the per-direction state xpra negotiates in its

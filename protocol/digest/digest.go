@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package digest is the math of xpra's password challenge (PROTOCOL.md
 // §5.4-5.5): the digests a client can answer with, how the two salts are
 // combined, how a response is computed and verified. It works on plain

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package packet names xpra packets: the packet types a proxy handles, the
 // disconnect reasons clients show, 3.1's integer aliases for packet types
 // and 6.x's renamed packets (PROTOCOL.md §6).

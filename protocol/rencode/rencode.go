@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package rencode reads and writes rencode, the packet encoder of xpra 3.1
 // (Dialect Legacy, python3-rencode 1.0.6) and rencodeplus, the only binary
 // encoder of xpra 6.x (Dialect Plus). PROTOCOL.md §2.2 and §2.3 give the

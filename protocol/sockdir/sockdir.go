@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package sockdir finds local xpra sessions the way xpra 3.1's "dotxpra"
 // does: sockets named "<hostname>-<N>" in a list of socket directories,
 // plus the 6.x session directories "<dir>/<N>/socket" (PROTOCOL.md §7.2).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package value is the in-memory form of decoded xpra packet data, shared by
 // every packet encoder (rencode, rencodeplus, bencode) and the hello caps API.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package websocket carries the xpra chunk stream inside WebSocket frames
 // (PROTOCOL.md §7.4). The frame and handshake codecs are
 // github.com/gobwas/ws, chosen because it works at the frame level: xpra's

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package wire is xpra's chunk framing: the 8-byte header, reading frames
 // from a byte stream with their size limits, and the plain-text
 // "disconnect: ..." line a peer may send before any header (PROTOCOL.md §1).

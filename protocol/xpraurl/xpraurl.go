@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package xpraurl parses xpra connection strings ("tcp://user:pass@host:port/display"
 // and friends) following either xpra 3.1 or xpra 6.x rules (PROTOCOL.md §8).
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package account decides which accounts the proxy may run a relay as,
 // whichever module granted the login: a shared secret (password, env,
 // file) or a row naming a uid (multifile, sqlite) must never make root

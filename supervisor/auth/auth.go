@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package auth holds the proxy's authentication modules, which run inside
 // the root supervisor because they hold the stored secrets. They never see
 // client bytes: the supervisor hands them the client's username and a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package connlist finds the proxy's live connections for `xpra-proxy
 // list`: relay workers are those in the supervisor's registry (root's
 // own record, never what /proc says a process is), and each one's own figures

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package limits bounds the unauthenticated work the root supervisor takes
 // on, in the spirit of sshd: a global cap with random early drop
 // (MaxStartups), a cap per source address block (PerSourceMaxStartups,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package desktop records a real X desktop for the encoder's tests and
 // benchmarks: Xvfb running real clients (xterms scrolling text and
 // running top, xclock, xeyes, xlogo), captured with xwd as the BGRX

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package frametest makes test frames in the layouts xpra servers send
 // and checks bitstreams with a real decoder (Debian's ffmpeg).
 package frametest

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package servetest serves an encoder front end (encode/server,
 // encode/xpraenc, encode/listen) on a fresh unix socket for a test.
 package servetest

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package workerbin builds the encoder worker binary for tests and
 // benchmarks that run it as a real process.
 package workerbin

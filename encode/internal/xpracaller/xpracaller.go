@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package xpracaller is a caller of the encoder's xpra-protocol socket
 // (encode/xpraenc) that speaks as xpra 6.x's remote codec does, for
 // tests and benchmarks.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command probe stands in for code execution inside a sandboxed process:
 // tests build it (without cgo, as the real binaries) and run it to check
 // that the sandbox package confines what it should, with the very
