@@ -200,6 +200,7 @@ func StartWith(t testing.TB, o Options, args ...string) *Proxy {
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for the clean-up, which waits for it too
 			t.Fatalf("xpra-proxy exited: %v\n%s", err, p.Logs())
 		default:
 		}
