@@ -41,7 +41,7 @@ var (
 		"Connections ended, by transport (tcp, ssl, ws, wss, unix; the listener's type when refused or silent) and result (relayed, denied, closed, refused-<limit>).",
 		[]string{"transport", "result"}, nil)
 	descLogins = prometheus.NewDesc(ns+"_logins_total",
-		"Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed).",
+		"Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed, error: authenticated but no relay, abandoned: gone before a verdict).",
 		[]string{"transport", "module", "result"}, nil)
 	descPenalties = prometheus.NewDesc(ns+"_penalties_total",
 		"Penalties imposed on a source address after a failed login.", nil, nil)

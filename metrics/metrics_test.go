@@ -46,7 +46,7 @@ func fixed(s *stats.Stats, g stats.Gauges) Source {
 func TestCollect(t *testing.T) {
 	c := NewCollector(fixed(sample(), stats.Gauges{Relays: 1, Penalized: 1, Penalties: 2}), quiet)
 	want := `
-# HELP xpra_proxy_logins_total Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed).
+# HELP xpra_proxy_logins_total Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed, error: authenticated but no relay, abandoned: gone before a verdict).
 # TYPE xpra_proxy_logins_total counter
 xpra_proxy_logins_total{module="file",result="failed",transport="ssl"} 2
 xpra_proxy_logins_total{module="file",result="ok",transport="tcp"} 1

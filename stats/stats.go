@@ -186,7 +186,7 @@ func (s *Stats) Snapshot(g Gauges) Snapshot {
 }
 
 // Check says whether a snapshot is whole: every family's label count,
-// the histogram's shape (bounds rising, buckets not falling, none over
+// no label set twice (Prometheus refuses the scrape), the histogram's shape (bounds rising, buckets not falling, none over
 // Count), no NaN. The metrics process checks what it was sent before
 // it serves it.
 func (sn *Snapshot) Check() error {
@@ -195,10 +195,16 @@ func (sn *Snapshot) Check() error {
 		labels int
 		c      []Count
 	}{{"connections", 2, sn.Connections}, {"logins", 3, sn.Logins}, {"sessions", 1, sn.Sessions}} {
+		seen := make(map[string]bool, len(f.c))
 		for _, c := range f.c {
 			if len(c.Labels) != f.labels {
 				return &badSnapshot{f.name + ": wrong number of labels"}
 			}
+			k := strings.Join(c.Labels, "\x00")
+			if seen[k] {
+				return &badSnapshot{f.name + ": a label set twice"}
+			}
+			seen[k] = true
 		}
 	}
 	h := sn.Setup

@@ -128,6 +128,7 @@ func TestCheck(t *testing.T) {
 	}{
 		{"whole", func(*Snapshot) {}, true},
 		{"labels", func(s *Snapshot) { s.Logins[0].Labels = s.Logins[0].Labels[:2] }, false},
+		{"twice", func(s *Snapshot) { s.Logins = append(s.Logins, s.Logins[0]) }, false},
 		{"bounds", func(s *Snapshot) { s.Setup.Bounds = s.Setup.Bounds[1:] }, false},
 		{"order", func(s *Snapshot) { s.Setup.Bounds[3] = 0 }, false},
 		{"falling", func(s *Snapshot) { s.Setup.Buckets[len(s.Setup.Buckets)-1] = 0 }, false},

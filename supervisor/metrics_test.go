@@ -234,3 +234,13 @@ func TestListenMetrics(t *testing.T) {
 		t.Error("an address not on this machine: no error")
 	}
 }
+
+// A reload keeps metrics-bind: the metrics process holds the socket
+// bound at start-up.
+func TestMetricsBindNeedsRestart(t *testing.T) {
+	old := Config{MetricsBind: "127.0.0.1:9761"}
+	next := Config{MetricsBind: "127.0.0.1:9999"}
+	if changed := keepRestartOnly(old, &next); !reflect.DeepEqual(changed, []string{"metrics-bind"}) || next.MetricsBind != old.MetricsBind {
+		t.Errorf("changed %v, kept %q", changed, next.MetricsBind)
+	}
+}
