@@ -434,11 +434,17 @@ func checkDeb(t *testing.T, out string, progs programs) {
 	if strings.Contains(postinst, "enable 'xpra-proxy.service'") {
 		t.Error("postinst enables the service itself")
 	}
+	// Metrics are off by default: the socket is installed, enabled again
+	// only where the admin had enabled it, never started by the package.
+	if !strings.Contains(postinst, "was-enabled 'xpra-proxy-metrics.socket'") || strings.Contains(postinst, "start 'xpra-proxy-metrics.socket'") {
+		t.Errorf("postinst enables xpra-proxy-metrics.socket where the admin did not, or starts it:\n%s", postinst)
+	}
 	if preinst, err := exec.Command("dpkg-deb", "-I", deb, "preinst").CombinedOutput(); err == nil && strings.Contains(string(preinst), "stop") {
 		t.Errorf("preinst stops something before an upgrade:\n%s", preinst)
 	}
 	prerm := run(t, ".", "dpkg-deb", "-I", deb, "prerm")
-	if !strings.Contains(prerm, "stop 'xpra-proxy-unix.socket' 'xpra-proxy.socket'") || !strings.Contains(prerm, "stop xpra-proxy.service") {
+	if !strings.Contains(prerm, "stop 'xpra-proxy-unix.socket' 'xpra-proxy.socket'") || !strings.Contains(prerm, "stop xpra-proxy.service") ||
+		!strings.Contains(prerm, "stop xpra-proxy-metrics.socket") {
 		t.Errorf("prerm does not stop the sockets and the service on removal:\n%s", prerm)
 	}
 
