@@ -100,6 +100,17 @@ var (
 		Env: plainEnv, Runs: AsControlUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
 		Sandbox: "control", Memory: &memlimit.Control,
 	}
+	// Metrics is xpra-proxy-metrics: Prometheus's scrapes on the
+	// metrics-bind socket root bound, served unprivileged from the
+	// supervisor's counters (ipc Metrics). It does what the control
+	// process does (accept on a socket it was given, ask over ipc), so
+	// it runs as that user under the same sandbox.
+	Metrics = Spec{
+		Kind: "metrics", Mode: []string{"--metrics"},
+		Fds: []string{"metrics", "ipc"},
+		Env: plainEnv, Runs: AsControlUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
+		Sandbox: "control", Memory: &memlimit.Control,
+	}
 	// Relay is xpra-proxy-worker --relay, as the session's owner; it
 	// outlives the supervisor. Not sandboxed: the user may read and
 	// trace their own processes anyway, and `xpra info` on its control
@@ -131,7 +142,7 @@ var (
 )
 
 // All are the specs, for tests and documentation.
-var All = []*Spec{&Preauth, &Control, &Relay, &Query, &PAM, &Encoder}
+var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &Encoder}
 
 // Launch is one exec of a Spec.
 type Launch struct {

@@ -160,7 +160,7 @@ func TestSandboxNames(t *testing.T) {
 			t.Errorf("%s: %v", s.Kind, err)
 		}
 	}
-	for _, s := range []*Spec{&Preauth, &Control} {
+	for _, s := range []*Spec{&Preauth, &Control, &Metrics} {
 		if s.Sandbox == "" {
 			t.Errorf("%s reads unauthenticated bytes but has no sandbox", s.Kind)
 		}

@@ -33,6 +33,13 @@
 //	Status {}  → StatusReply {status}   figures for `xpra info`
 //	Stop   {}  → Stopping {}            `xpra stop` by root: the supervisor exits
 //
+// The metrics process (xpra-proxy-metrics, metrics-bind: Prometheus)
+// asks, over a channel of its own, at most once a second:
+//
+//	Metrics {}  → MetricsReply {stats}   the supervisor's counters, a
+//	                                     stats.Snapshot as JSON; the
+//	                                     metrics process checks and serves it
+//
 // A relay worker may ask for a session to be started for its user (sessions
 // on demand), over a channel of its own ("session"), served by the
 // supervisor in a goroutine of that relay; at most one start per relay:
@@ -80,6 +87,9 @@ const (
 	Stop        = "stop"
 	Stopping    = "stopping"
 
+	Metrics      = "metrics"
+	MetricsReply = "metrics-reply"
+
 	StartSession   = "start-session"
 	SessionStarted = "session-started"
 	StopSession    = "stop-session"
@@ -125,6 +135,10 @@ type Message struct {
 
 	// StatusReply: counters by name
 	Figures map[string]int64 `json:"figures,omitempty"`
+
+	// MetricsReply: a stats.Snapshot (kept as bytes here, so that every
+	// process linking ipc need not link stats)
+	Stats json.RawMessage `json:"stats,omitempty"`
 
 	// StartSession (and Display, above: the one asked for, or the one
 	// started in SessionStarted)

@@ -32,7 +32,7 @@ const root = ".."
 // score (issue 5; Debian's own xpra.service scores 9.0).
 const maxExposure = 4.0
 
-var units = []string{"xpra-proxy.service", "xpra-proxy.socket", "xpra-proxy-unix.socket"}
+var units = []string{"xpra-proxy.service", "xpra-proxy.socket", "xpra-proxy-unix.socket", "xpra-proxy-metrics.socket"}
 
 // encodeUnits ship in the encoder's own package.
 var encodeUnits = []string{"xpra-proxy-encode.service"}
@@ -184,6 +184,9 @@ func TestUnitDesign(t *testing.T) {
 		{"xpra-proxy-unix.socket", "Socket.FileDescriptorName", "unix", "the supervisor picks auth (unix) by this name"},
 		{"xpra-proxy-unix.socket", "Socket.SocketMode", "0666", "any local user may connect; auth decides"},
 		{"xpra-proxy-unix.socket", "Socket.Service", "xpra-proxy.service", "its connections go to the same supervisor"},
+		{"xpra-proxy-metrics.socket", "Socket.FileDescriptorName", "metrics", "the supervisor hands the socket of this name to the metrics process"},
+		{"xpra-proxy-metrics.socket", "Socket.ListenStream", "127.0.0.1:9761", "metrics are plain HTTP without authentication: loopback by default"},
+		{"xpra-proxy-metrics.socket", "Socket.Service", "xpra-proxy.service", "the supervisor holds the counters"},
 		{"xpra-proxy-encode.service", "Service.User", "xpra-proxy-encode", "the supervisor's default encoder-user, which relays check by SO_PEERCRED"},
 		{"xpra-proxy-encode.service", "Service.RuntimeDirectory", "xpra-proxy-encode", "the socket's directory, owned by that user"},
 		{"xpra-proxy-encode.service", "Install.WantedBy", "multi-user.target", "installing the encoder package runs it"},
@@ -439,11 +442,17 @@ func checkDeb(t *testing.T, out string, progs programs) {
 	if strings.Contains(postinst, "enable 'xpra-proxy.service'") {
 		t.Error("postinst enables the service itself")
 	}
+	// Metrics are off by default: the socket is installed, enabled again
+	// only where the admin had enabled it, never started by the package.
+	if !strings.Contains(postinst, "was-enabled 'xpra-proxy-metrics.socket'") || strings.Contains(postinst, "start 'xpra-proxy-metrics.socket'") {
+		t.Errorf("postinst enables xpra-proxy-metrics.socket where the admin did not, or starts it:\n%s", postinst)
+	}
 	if preinst, err := exec.Command("dpkg-deb", "-I", deb, "preinst").CombinedOutput(); err == nil && strings.Contains(string(preinst), "stop") {
 		t.Errorf("preinst stops something before an upgrade:\n%s", preinst)
 	}
 	prerm := run(t, ".", "dpkg-deb", "-I", deb, "prerm")
-	if !strings.Contains(prerm, "stop 'xpra-proxy-unix.socket' 'xpra-proxy.socket'") || !strings.Contains(prerm, "stop xpra-proxy.service") {
+	if !strings.Contains(prerm, "stop 'xpra-proxy-unix.socket' 'xpra-proxy.socket'") || !strings.Contains(prerm, "stop xpra-proxy.service") ||
+		!strings.Contains(prerm, "stop xpra-proxy-metrics.socket") {
 		t.Errorf("prerm does not stop the sockets and the service on removal:\n%s", prerm)
 	}
 

@@ -52,6 +52,8 @@ func TestMain(m *testing.M) {
 		os.Exit(preauthDouble())
 	case "xpra-proxy-worker":
 		os.Exit(relayDouble())
+	case "xpra-proxy-metrics":
+		os.Exit(metricsDouble())
 	}
 	// What the test process inherited from whoever ran it (a shell's
 	// descriptors, a CI runner's) would reach the children, which refuse
@@ -234,12 +236,13 @@ func (h logRecorder) has(msg string) bool {
 // served is a supervisor serving a unix and a TCP listener with the
 // doubles as its programs.
 type served struct {
-	s        *Supervisor
-	dir      string
-	unixPath string
-	tcpAddr  string
-	logs     logRecorder
-	stop     func() error // ends Serve and returns its error
+	s           *Supervisor
+	dir         string
+	unixPath    string
+	tcpAddr     string
+	metricsAddr string // with --metrics-bind: what the metrics process serves
+	logs        logRecorder
+	stop        func() error // ends Serve and returns its error
 }
 
 // serveDoubles starts a supervisor with password modules (password
@@ -262,7 +265,7 @@ func serveDoubles(t *testing.T, flags ...string) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"xpra-proxy-preauth", "xpra-proxy-worker"} {
+	for _, name := range []string{"xpra-proxy-preauth", "xpra-proxy-worker", "xpra-proxy-metrics"} {
 		copyFile(t, exe, filepath.Join(dir, name))
 	}
 	cfg, err := ParseFlags(append([]string{
@@ -286,9 +289,18 @@ func serveDoubles(t *testing.T, flags ...string) *served {
 		t.Fatal(err)
 	}
 	sv.tcpAddr = tl.Addr().String()
+	ls := []Listener{{Listener: ul, Type: "unix"}, {Listener: tl, Type: "tcp"}}
+	if cfg.MetricsBind != "" {
+		ml, err := net.Listen("tcp", cfg.MetricsBind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sv.metricsAddr = ml.Addr().String()
+		ls = append(ls, Listener{Listener: ml, Type: MetricsType})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sv.s.Serve(ctx, []Listener{{Listener: ul, Type: "unix"}, {Listener: tl, Type: "tcp"}}) }()
+	go func() { done <- sv.s.Serve(ctx, ls) }()
 	var once sync.Once
 	var serveErr error
 	sv.stop = func() error {

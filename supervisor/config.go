@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,6 +56,10 @@ type Config struct {
 
 	ControlSocket string `toml:"control-socket"` // the supervisor's own display for xpra info/stop; "off" for none
 	RunDir        string `toml:"run-dir"`        // root-only state: the registry of relays (xpra-proxy list)
+	// MetricsBind is the Prometheus endpoint's TCP address ("": none,
+	// unless systemd passes a socket named metrics), served by the
+	// unprivileged metrics process (metrics.go).
+	MetricsBind string `toml:"metrics-bind"`
 
 	// AuthFileOwner may own auth files and databases besides root (sshd's
 	// StrictModes allows the user itself; here: an admin account).
@@ -235,6 +240,7 @@ func flagSet(file *string, cli *Config) *flag.FlagSet {
 	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
 	fs.StringVar(&cli.AuthFileOwner, "auth-file-owner", "", "a user besides root who may own auth files and databases (default: root only)")
 	fs.StringVar(&cli.ControlSocket, "control-socket", "", "the supervisor's control socket (default /run/xpra/HOST-proxy, i.e. :proxy; off for none)")
+	fs.StringVar(&cli.MetricsBind, "metrics-bind", "", "HOST:PORT serving Prometheus metrics at /metrics (default none; off for none)")
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
 	registerAccountFlags(fs, &cli.AccountConfig)
@@ -254,6 +260,7 @@ func merge(c *Config, cli Config) {
 	for _, p := range []struct{ dst, src *string }{
 		{&c.PasswordFile, &cli.PasswordFile}, {&c.ControlSocket, &cli.ControlSocket}, {&c.PreauthUser, &cli.PreauthUser}, {&c.ControlUser, &cli.ControlUser}, {&c.Worker, &cli.Worker},
 		{&c.EncoderSocket, &cli.EncoderSocket}, {&c.EncoderUser, &cli.EncoderUser}, {&c.AuthFileOwner, &cli.AuthFileOwner}, {&c.RunDir, &cli.RunDir},
+		{&c.MetricsBind, &cli.MetricsBind},
 	} {
 		if *p.src != "" {
 			*p.dst = *p.src
@@ -274,6 +281,14 @@ func (c *Config) check() error {
 	}
 	if c.PreauthDecompressedLimit < 0 {
 		return fmt.Errorf("preauth-decompressed-limit %d: want bytes, or 0 for the packet limit", c.PreauthDecompressedLimit)
+	}
+	if c.MetricsBind == "off" {
+		c.MetricsBind = ""
+	}
+	if c.MetricsBind != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsBind); err != nil || port == "" {
+			return fmt.Errorf("metrics-bind %q: want HOST:PORT, e.g. 127.0.0.1:9761", c.MetricsBind)
+		}
 	}
 	if err := c.Limits().Check(); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,13 +32,25 @@ func Listen(c Config) ([]Listener, error) {
 		return nil, fmt.Errorf("socket activation: %w", err)
 	}
 	var out []Listener
+	metrics := false
 	for name, ls := range named {
 		for _, l := range ls {
 			if l == nil {
 				continue // not a stream socket
 			}
-			out = append(out, Listener{Listener: l, Type: listenerType(name, l)})
+			typ := listenerType(name, l)
+			metrics = metrics || typ == MetricsType
+			out = append(out, Listener{Listener: l, Type: typ})
 		}
+	}
+	if c.MetricsBind != "" && !metrics {
+		// No TCP_DEFER_ACCEPT: a scraper's connection is not a login.
+		l, err := net.Listen("tcp", c.MetricsBind)
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("metrics-bind %s: %w", c.MetricsBind, err)
+		}
+		out = append(out, Listener{Listener: l, Type: MetricsType})
 	}
 	lc := net.ListenConfig{Control: deferAccept(c.FirstPacketTimeout.Duration)}
 	for _, addr := range c.BindTCP {
@@ -65,7 +78,8 @@ func Listen(c Config) ([]Listener, error) {
 		}
 		out = append(out, Listener{Listener: l, Type: "unix"})
 	}
-	if len(out) == 0 {
+	if !slices.ContainsFunc(out, func(l Listener) bool { return l.Type != MetricsType }) {
+		closeAll(out)
 		return nil, fmt.Errorf("nothing to listen on: give --bind-tcp or --bind-unix, or start through xpra-proxy.socket")
 	}
 	return out, nil
@@ -99,7 +113,7 @@ func deferAccept(d time.Duration) func(network, address string, rc syscall.RawCo
 
 func listenerType(name string, l net.Listener) string {
 	switch n := strings.ToLower(name); n {
-	case "tcp", "unix":
+	case "tcp", "unix", MetricsType:
 		return n
 	}
 	if l.Addr().Network() == "unix" {

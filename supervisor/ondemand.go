@@ -18,6 +18,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/logind"
+	"github.com/xpra-proxy/xpra-proxy/stats"
 )
 
 // Sessions on demand (PROXY.md §3). A relay worker that finds its user
@@ -81,7 +82,8 @@ type startOwner struct {
 	pid        int    // the relay worker
 	uid        uint32 // the user it runs as
 	user       string
-	remoteHost string // PAM_RHOST: the client's address, "" for unix peers
+	remoteHost string       // PAM_RHOST: the client's address, "" for unix peers
+	stats      *stats.Stats // counts the start (nil: not counted)
 }
 
 // serve answers one relay's session channel until the relay closes it.
@@ -116,6 +118,13 @@ func (st *starter) serve(ch *ipc.Conn, o startOwner) {
 			}
 			asked = true
 			reply, started = st.start(m, o, log)
+			if o.stats != nil {
+				result := stats.Failed
+				if reply.Kind == ipc.SessionStarted {
+					result = stats.OK
+				}
+				o.stats.Session(result)
+			}
 		case ipc.StopSession:
 			// The relay gave up waiting: what it asked for goes.
 			if started.Name != "" {

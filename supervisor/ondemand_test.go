@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/stats"
 )
 
 func testStarter(t testing.TB, mutate func(*SessionConfig)) *starter {
@@ -275,7 +276,13 @@ func TestServeSessionChannel(t *testing.T) {
 	}
 	me := startOwner{pid: os.Getpid(), uid: uint32(os.Getuid()), user: "someone"}
 	t.Run("refusals", func(t *testing.T) {
-		r := ask(t, me, ipc.Message{Kind: ipc.StartSession, Mode: "shadow"}, ipc.Message{Kind: ipc.StartSession})
+		counted := me
+		counted.stats = stats.New(time.Now())
+		r := ask(t, counted, ipc.Message{Kind: ipc.StartSession, Mode: "shadow"}, ipc.Message{Kind: ipc.StartSession})
+		// One start was tried, and failed; the second was never tried.
+		if got := counted.stats.Snapshot(stats.Gauges{}).Sessions; len(got) != 1 || got[0].Labels[0] != stats.Failed || got[0].Value != 1 {
+			t.Errorf("sessions counted: %v, want one failed", got)
+		}
 		if len(r) != 2 || r[0].Kind != ipc.Denied || r[0].Reason != "server error" ||
 			!slices.Equal(r[0].Details, []string{"failed to start a new session", `cannot start sessions of mode "shadow" (start, start-desktop)`}) {
 			t.Fatalf("shadow: %+v", r)

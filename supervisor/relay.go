@@ -106,7 +106,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.placeRootControl(rc, pid)
 	}
 	if sessions != nil {
-		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost()})
+		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost(), stats: x.s.stats})
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)

@@ -181,6 +181,7 @@ var restartOnly = []struct {
 	{"run-dir", func(c *Config) any { return c.RunDir }, func(d, s *Config) { d.RunDir = s.RunDir }},
 	{"control-socket", func(c *Config) any { return c.ControlSocket }, func(d, s *Config) { d.ControlSocket = s.ControlSocket }},
 	{"control-user", func(c *Config) any { return c.ControlUser }, func(d, s *Config) { d.ControlUser = s.ControlUser }},
+	{"metrics-bind", func(c *Config) any { return c.MetricsBind }, func(d, s *Config) { d.MetricsBind = s.MetricsBind }},
 	// The pre-auth processes of live TLS and WebSocket connections, and
 	// the spares, run as this user; the supervisor checks each message's
 	// sender against it.

@@ -19,6 +19,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/peercred"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/stats"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
@@ -72,6 +74,7 @@ type Supervisor struct {
 	relays        atomic.Int64 // relay workers running now
 	authenticated atomic.Int64 // connections authenticated since start
 	accepted      atomic.Int64 // connections accepted since start (the thread trimmer's idleness)
+	stats         *stats.Stats // for Prometheus (metrics.go)
 }
 
 // New checks the configuration, builds the auth modules and opens the
@@ -126,7 +129,7 @@ func checkFiles(cfg Config) error {
 func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, log: log, displays: newDisplayBook(),
 		salts: newSaltCache(1 << 16), quiet: limits.NewThrottle(time.Second, 10, nil),
-		notes: make(chan struct{}, noteSlots)}
+		notes: make(chan struct{}, noteSlots), stats: stats.New(time.Now())}
 	s.spares = newSpares(s)
 	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
 	lim, err := limits.New(cfg.Limits(), nil, nil)
@@ -150,6 +153,10 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if _, err := os.Stat(s.controlProgram()); err != nil && cfg.ControlSocket != "off" {
 		s.set.close(log)
 		return nil, fmt.Errorf("control program: %w", err)
+	}
+	if _, err := os.Stat(s.metricsProgram()); err != nil && cfg.MetricsBind != "" {
+		s.set.close(log)
+		return nil, fmt.Errorf("metrics-bind: the metrics program: %w", err)
 	}
 	return s, nil
 }
@@ -205,6 +212,13 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	ls = slices.DeleteFunc(slices.Clone(ls), func(l Listener) bool {
+		if l.Type == MetricsType {
+			wg.Go(func() { s.serveMetrics(ctx, l.Listener) })
+			return true
+		}
+		return false
+	})
 	// The child starter's locked thread (and the runtime's template
 	// thread its lock starts) belong to the baseline, not to a load.
 	child.StartHere()
@@ -272,6 +286,7 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 		s.accepted.Add(1)
 		release, rank, err := s.limits.AdmitRanked(s.sourceOf(c))
 		if err != nil {
+			s.stats.Connection(l.Type, refusedResult(err))
 			s.refuse(c, l.Type, err)
 			continue
 		}
@@ -337,6 +352,7 @@ func fileOf(c net.Conn) (*os.File, error) {
 // at nice 19 until it has authenticated (priority.go).
 func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int) {
 	defer c.Close()
+	accepted := time.Now()
 	peer := c.RemoteAddr().String()
 	if typ == "unix" {
 		peer = "unix:" + c.LocalAddr().String()
@@ -398,6 +414,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 	}
 	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
 	x.run()
+	s.count(&x, accepted)
 	p.release()
 	if x.terminating {
 		// The pre-auth process now terminates TLS or WebSocket for the
@@ -490,7 +507,9 @@ type exchange struct {
 	digest      string
 	saltDig     string
 	accepted    int
-	verdict     bool // Denied was sent
+	verdict     bool   // Denied was sent
+	denied      string // its reason
+	grantedBy   string // the module that granted the session
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -513,7 +532,7 @@ func (x *exchange) recv() (ipc.Message, *os.File, error) {
 }
 
 func (x *exchange) deny(reason string, details ...string) {
-	x.verdict = true
+	x.verdict, x.denied = true, reason
 	if err := x.ipc.Send(ipc.Message{Kind: ipc.Denied, Reason: reason, Details: details}, nil); err != nil {
 		x.log.Debug("telling pre-auth", "err", err)
 	}
@@ -662,6 +681,7 @@ func (x *exchange) run() {
 		return
 	}
 	x.accepted = pid
+	x.grantedBy = module
 	if x.module != nil {
 		x.s.limits.Succeeded(src)
 	}

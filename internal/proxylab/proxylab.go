@@ -69,7 +69,7 @@ func steps(goflags ...string) []buildlab.Step {
 	return []buildlab.Step{
 		{Env: append([]string{"CGO_ENABLED=1"}, env(supervisor)...), Pkgs: []string{"./cmd/xpra-proxy"}},
 		{Env: append([]string{"CGO_ENABLED=1"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-probe"}},
-		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control"}},
+		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control", "./cmd/xpra-proxy-metrics"}},
 	}
 }
 
@@ -202,6 +202,7 @@ func StartWith(t testing.TB, o Options, args ...string) *Proxy {
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for the clean-up, which waits for it too
 			t.Fatalf("xpra-proxy exited: %v\n%s", err, p.Logs())
 		default:
 		}

@@ -132,6 +132,7 @@ type Stats struct {
 	// Refused by reason, since start.
 	Full, Dropped, PerSource, Penalty, Rate, PerUID uint64
 	Evicted                                         uint64 // penalty records pushed out of a full table
+	Penalties                                       uint64 // penalties imposed (one per failed login of a TCP source)
 }
 
 // Limiter admits or refuses connections. It is safe for concurrent use.
@@ -447,6 +448,7 @@ func (l *Limiter) Failed(src netip.Addr) {
 	r.failures++
 	r.last = now
 	r.until = now.Add(l.penalty(r.failures))
+	l.stats.Penalties++
 }
 
 // penalty is PenaltyMin doubled for each failure after the first, at most

@@ -383,6 +383,23 @@ func TestPenaltiesOff(t *testing.T) {
 	if _, err := l.Admit(addr("192.0.2.1")); err != nil {
 		t.Fatal(err)
 	}
+	if n := l.Stats().Penalties; n != 0 {
+		t.Errorf("penalties off: %d counted", n)
+	}
+}
+
+// Stats.Penalties counts every penalty imposed, the Prometheus counter;
+// a source's second failure is a second penalty, a unix peer (no
+// address) gets none.
+func TestPenaltiesCounted(t *testing.T) {
+	l := newLimiter(t, Defaults(), newClock(), nil)
+	l.Failed(addr("192.0.2.1"))
+	l.Failed(addr("192.0.2.1"))
+	l.Failed(addr("192.0.2.2"))
+	l.Failed(netip.Addr{})
+	if n := l.Stats().Penalties; n != 3 {
+		t.Errorf("penalties: %d, want 3", n)
+	}
 }
 
 // The table keeps at most PenaltyTable sources; a new one pushes out the
@@ -440,7 +457,7 @@ func TestStats(t *testing.T) {
 	c.advance(time.Second) // both penalties over, both still remembered
 	l.Failed(addr("192.0.2.8"))
 	r1()
-	want := Stats{Startups: 3, Sources: 2, Tracked: 2, Penalized: 1, Admitted: 4, Penalty: 1}
+	want := Stats{Startups: 3, Sources: 2, Tracked: 2, Penalized: 1, Admitted: 4, Penalty: 1, Penalties: 3}
 	if st := l.Stats(); st != want {
 		t.Errorf("stats %+v, want %+v", st, want)
 	}

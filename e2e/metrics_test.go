@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/internal/logscan"
+	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
+	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
+	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/probe"
+)
+
+// scrape GETs a metrics endpoint.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %d %v\n%s", url, resp.StatusCode, err, b)
+	}
+	return string(b)
+}
+
+// missing are the lines of want that body lacks (whole lines).
+func missing(body string, want []string) []string {
+	var out []string
+	for _, w := range want {
+		if !strings.Contains("\n"+body, "\n"+w+"\n") {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestMetrics: with metrics-bind, a real login that relays, a wrong
+// password, and the penalty it brings show in the scrape of the metrics
+// process (the control user, sandboxed, never root) with the counts they
+// caused, and the scrape passes `promtool check metrics`.
+func TestMetrics(t *testing.T) {
+	xpralab.Require(t)
+	srv := xpralab.StartAll(t, xpralab.Options{Args: []string{"--session-name=metrics"}})[0]
+	mport := xpralab.FreePort(t)
+	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--per-source-penalty=20s",
+		fmt.Sprintf("--metrics-bind=127.0.0.1:%d", mport))
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+
+	// The metrics process: the control user's, without privileges, under
+	// a seccomp filter of its own on top of what it inherited.
+	ctl, err := user.Lookup(proxylab.ControlUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(ctl.Uid)
+	gid, _ := strconv.Atoi(ctl.Gid)
+	var mp proclab.Proc
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ps := childrenIn(p.Pid(), "--metrics"); len(ps) == 1 && proclab.Sandboxed(ps[0], proclab.Read(p.Pid())) {
+			mp = ps[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no sandboxed metrics process under supervisor %d:\n%s", p.Pid(), p.Logs())
+		}
+	}
+	proclab.CheckConfined(t, mp, uid, gid, nil)
+	if mp.Status["NSpgid"] == strconv.Itoa(p.Pid()) {
+		t.Errorf("the metrics process is in the supervisor's process group")
+	}
+
+	first := scrape(t, url)
+	if m := missing(first, []string{"xpra_proxy_up 1", "xpra_proxy_relays 0", "xpra_proxy_penalties_total 0"}); m != nil {
+		t.Errorf("first scrape lacks %q:\n%s", m, first)
+	}
+	if strings.Contains(first, "xpra_proxy_logins_total{") {
+		t.Errorf("logins counted before any:\n%s", first)
+	}
+
+	// A login that relays, kept attached (a live relay).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	from := func(ip string) *net.TCPAddr { return &net.TCPAddr{IP: net.ParseIP(ip)} }
+	res, nc, err := probe.Open(ctx, probe.Options{URL: p.URL(srv.User.Username+":secret", srv.Display),
+		Request: probe.Connect, LocalAddr: from("127.0.0.1"), Timeout: 30 * time.Second})
+	if err != nil || res == nil {
+		t.Fatalf("login: %v", err)
+	}
+	defer nc.Close()
+	// A wrong password from another address, which that address pays for
+	// with a penalty: its next connection is refused at the accept.
+	guesser := from("127.0.0.3")
+	if _, err := run(t, probe.Options{URL: p.URL(srv.User.Username+":wrong", srv.Display), Request: probe.Connect, LocalAddr: guesser}); refusal(err) != "authentication failed" {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := run(t, probe.Options{URL: p.URL(srv.User.Username+":secret", srv.Display), Request: probe.Connect, LocalAddr: guesser}); err == nil {
+		t.Fatal("a penalized source logged in")
+	}
+
+	want := []string{
+		"xpra_proxy_up 1",
+		`xpra_proxy_connections_total{result="relayed",transport="tcp"} 1`,
+		`xpra_proxy_connections_total{result="denied",transport="tcp"} 1`,
+		`xpra_proxy_connections_total{result="refused-penalty",transport="tcp"} 1`,
+		`xpra_proxy_logins_total{module="password",result="ok",transport="tcp"} 1`,
+		`xpra_proxy_logins_total{module="password",result="failed",transport="tcp"} 1`,
+		"xpra_proxy_penalties_total 1",
+		"xpra_proxy_penalized_sources 1",
+		"xpra_proxy_relays 1",
+		"xpra_proxy_setup_duration_seconds_count 1",
+		`xpra_proxy_setup_duration_seconds_bucket{le="+Inf"} 1`,
+	}
+	// The counts are taken as each exchange ends, and a snapshot is at
+	// most a second old.
+	var body string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		body = scrape(t, url)
+		m := missing(body, want)
+		if m == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scrape lacks %q:\n%s", m, body)
+		}
+	}
+	t.Logf("scrape:\n%s", body)
+
+	promtool := testenv.Command(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+
+	// Figures for BENCHMARKS.md, not assertions: what a scrape costs (one
+	// ipc round trip to root at most a second, the rest in the metrics
+	// process) and what the process holds.
+	var took []time.Duration
+	for range 20 {
+		t0 := time.Now()
+		scrape(t, url)
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	t.Logf("20 scrapes: median %v, max %v; metrics process VmRSS %s, Threads %s", took[10], took[19],
+		proclab.Read(mp.PID).Status["VmRSS"], proclab.Read(mp.PID).Status["Threads"])
+
+	// The client leaves: its relay ends, and the gauge follows.
+	nc.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if body = scrape(t, url); missing(body, []string{"xpra_proxy_relays 0"}) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay's end not seen:\n%s", body)
+		}
+	}
+}
+
+// TestMetricsSocketActivation: as xpra-proxy-metrics.socket does, systemd
+// passes a socket named metrics beside the proxy's: the supervisor gives
+// it to the metrics process, not to its accept loop.
+func TestMetricsSocketActivation(t *testing.T) {
+	testenv.Root(t)
+	activate := testenv.Command(t, "systemd-socket-activate")
+	bin := proxylab.Build(t)
+	proxylab.EnsurePreauthUser(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", xpralab.FreePort(t))
+	maddr := fmt.Sprintf("127.0.0.1:%d", xpralab.FreePort(t))
+	cmd := exec.Command(activate, "-l", addr, "-l", maddr, "--fdname=tcp:metrics", filepath.Join(bin, "xpra-proxy"),
+		"--tcp-auth=none", "--control-socket=off", "--run-dir="+filepath.Join(t.TempDir(), "run"))
+	out := &proxylab.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// systemd-socket-activate execs the supervisor on the first
+	// connection to either socket: a scrape starts it.
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		c := http.Client{Timeout: 10 * time.Second}
+		if resp, err := c.Get("http://" + maddr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if body = string(b); resp.StatusCode == http.StatusOK && missing(body, []string{"xpra_proxy_up 1"}) == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics on the activated socket (last: %q):\n%s", body, out)
+		}
+	}
+	res, err := probe.Run(t.Context(), probe.Options{URL: "tcp://" + addr + "/", Request: "version", Timeout: 20 * time.Second})
+	if err != nil || res.ReplyCaps().Str("version", "") != "3.1.3" {
+		t.Fatalf("version through the activated proxy socket: %v\n%s", err, out)
+	}
+	if strings.Contains(out.String(), "listening type=metrics") || !strings.Contains(out.String(), `msg="serving metrics" addr=`+maddr) {
+		t.Errorf("the metrics socket was not handed to the metrics process alone:\n%s", out)
+	}
+	for _, line := range logscan.Bad(out.String()) {
+		t.Errorf("our processes logged a crash or a bad end:\n%s", line)
+	}
+}
