@@ -76,6 +76,10 @@ type Spec struct {
 	Memory *memlimit.Limits
 }
 
+// journalStream is systemd's variable naming the journal stream of a
+// service's stderr (sd_journal_stream_fd(3); logging.JournalStreamEnv).
+const journalStream = "JOURNAL_STREAM"
+
 // Pre-auth user environment: nothing of the supervisor's.
 var plainEnv = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
 
@@ -200,6 +204,11 @@ func (s *Spec) Command(l Launch) (*exec.Cmd, error) {
 	cmd.Stderr = l.Stderr
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
+		// The same stream as ours: the child's logger finds the journal
+		// by it (package logging checks its stderr is the one named).
+		if v, ok := os.LookupEnv(journalStream); ok {
+			cmd.Env = append(cmd.Env, journalStream+"="+v)
+		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Cred, Setsid: s.Setsid, Pdeathsig: s.Pdeathsig}
 	return cmd, nil

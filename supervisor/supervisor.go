@@ -397,7 +397,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		// normal priority since its first message).
 		go func() {
 			<-p.done
-			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
+			log.Debug("transport process ended", "status", p.status)
 		}()
 		return
 	}

@@ -163,7 +163,7 @@ func (s *Session) refuse(reason string, details ...string) error {
 	if err := s.client.WritePacket(packet.NewDisconnect(reason, details...)); err == nil {
 		awaitHangup(s.nc, time.Second)
 	}
-	return fmt.Errorf("refused: %s %v", reason, details)
+	return fmt.Errorf("refused: %s", strings.TrimSpace(reason+" "+strings.Join(details, "; ")))
 }
 
 // answer replies to info, id and connect_test for the proxy itself.

@@ -32,6 +32,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
@@ -49,7 +50,8 @@ func run() int {
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
 	flag.Parse()
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := logging.New(nil)
+	slog.SetDefault(log) // the encoder client's default
 	if *query != "" {
 		return queryStage(*query, *socketDirs)
 	}
