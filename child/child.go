@@ -108,7 +108,8 @@ var (
 	// socket is theirs (ARCHITECTURE.md).
 	Relay = Spec{
 		Kind: "relay", Mode: []string{"--relay"},
-		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session"}, // session: start-session
+		// session: start-session; report: the relay's end (ipc.RelayEnded)
+		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "report"},
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
 	}
 	// Query is xpra-proxy-worker --query=PID, run by `xpra-proxy list` as

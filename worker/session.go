@@ -66,6 +66,19 @@ type Session struct {
 	client *conn.Conn
 	nc     net.Conn // the client's socket, under client
 	hello  caps.Hello
+	end    ipc.Message // what Ended reports, as far as Run got
+}
+
+// Ended is the worker's report of its connection for the supervisor's
+// relay-ended audit record (ipc.RelayEnded): the display, the relay's
+// bytes each way and why it ended (err: what Run returned).
+func (s *Session) Ended(err error) ipc.Message {
+	m := s.end
+	m.Kind = ipc.RelayEnded
+	if m.Reason == "" && err != nil {
+		m.Reason = err.Error()
+	}
+	return m
 }
 
 // Run serves the client: a request the proxy answers itself, or a relay
@@ -82,6 +95,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	switch req := target.Request(s.hello); req {
 	case "":
 	case "info", "id", "connect_test":
+		s.end.Reason = "answered " + req
 		return s.answer(nc, req)
 	case "detach":
 		// relayed to the real server, as the reference does
@@ -116,6 +130,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return nil
 	}
 	s.Log = s.Log.With("display", display)
+	s.end.Display = display
 	server, dest, err := s.connect(ctx, display)
 	if err != nil {
 		return s.serverFailed(dest, stageConnect, err)
@@ -360,6 +375,8 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			debug.FreeOSMemory()
 			reason := r.Run(ctx)
 			s.Log.Info("relay ended", "reason", reason, "client_bytes", client.Bytes(), "server_bytes", server.Bytes())
+			s.end.Reason = reason
+			s.end.Figures = map[string]int64{ipc.FigureBytesFromClient: client.Bytes(), ipc.FigureBytesFromServer: server.Bytes()}
 			return nil
 		default:
 			// Servers may send pings or logging before their hello: drop.

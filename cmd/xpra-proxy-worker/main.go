@@ -4,7 +4,8 @@
 //
 //	--relay    as the session's owner: connects to the session and relays
 //	           (fds: client, handover, launch, and with --start-session the
-//	           session channel to ask the supervisor for a new session)
+//	           session channel to ask the supervisor for a new session, with
+//	           --report the channel to report the relay's end on)
 //	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
@@ -48,6 +49,7 @@ func run() int {
 	query := flag.String("query", "", "print the info of the relay worker with this pid as JSON (xpra-proxy list)")
 	socketDirs := flag.String("socket-dirs", "", "with --query: where control sockets are, comma separated")
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
+	report := flag.Bool("report", false, "with --relay: report the relay's end to the supervisor on the report fd")
 	flag.Parse()
 
 	log := logging.New(nil)
@@ -62,6 +64,9 @@ func run() int {
 	var optional []string
 	if *startSession != "" {
 		optional = append(optional, "session")
+	}
+	if *report {
+		optional = append(optional, "report")
 	}
 	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	fds, err := child.Relay.Take(optional...)
@@ -118,8 +123,19 @@ func run() int {
 			return 1
 		}
 	}
-	if err := s.Run(ctx, nc); err != nil {
+	err = s.Run(ctx, nc)
+	if err != nil {
 		log.Info("connection ended", "err", err)
+	}
+	if f := fds["report"]; f != nil {
+		// For the supervisor's audit record: only this process counts
+		// the bytes.
+		if rc, rerr := ipc.FromFile(f); rerr != nil {
+			log.Warn("report channel", "err", rerr)
+		} else if rerr := rc.Send(s.Ended(err), nil); rerr != nil {
+			log.Warn("reporting the relay's end", "err", rerr)
+		}
+		f.Close()
 	}
 	return 0
 }
