@@ -217,6 +217,9 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		s.log.Warn("telling systemd", "err", err)
 	}
 	wg.Go(func() { s.reportStatus(ctx) })
+	if s.current().starter != nil {
+		wg.Go(func() { s.watchSessions(ctx) }) // session-ended records
+	}
 	if s.reloads != nil {
 		// Only now: until READY=1, a reload's READY=1 would tell systemd
 		// the start-up is over.
