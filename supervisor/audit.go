@@ -60,14 +60,15 @@ func source(peer string) string {
 	return peer
 }
 
-// relayEnded logs the record of a reaped relay worker, with what it
+// relayEnded logs the record of a reaped relay worker (who: its
+// attributes, as its start's record has them), with what it
 // reported on its channel: its bytes, display and reason. A worker that
 // was killed says nothing; then the record has the exit status alone. The
 // worker is gone, so its message, if sent, waits in the socket and the
 // read does not block (the deadline is a guard).
-func relayEnded(log *slog.Logger, report *ipc.Conn, pid int, uid uint32, took time.Duration, status error) {
+func relayEnded(log *slog.Logger, who []any, report *ipc.Conn, pid int, uid uint32, took time.Duration, status error) {
 	defer report.Close()
-	args := []any{audit.Event(audit.RelayEnded), audit.KeyDuration, audit.Seconds(took)}
+	args := append(who, audit.Event(audit.RelayEnded), audit.KeyDuration, audit.Seconds(took))
 	if status != nil {
 		args = append(args, "status", status.Error())
 	}

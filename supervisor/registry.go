@@ -110,7 +110,7 @@ func (s *Supervisor) adopt(rec connlist.Record) {
 		s.userRelays.release(rec.UID)
 		s.registry.remove(rec.Pid)
 		// Its report went to the supervisor that started it: no bytes.
-		s.log.Info("relay worker ended", audit.Event(audit.RelayEnded), "worker", rec.Pid, audit.KeyUser, rec.User,
-			"peer", rec.Source, audit.KeySource, source(rec.Source), audit.KeyTransport, rec.Transport, "adopted", true)
+		s.log.Info("relay worker ended", "worker", rec.Pid, audit.KeyUser, rec.User, "peer", rec.Source,
+			audit.KeySource, source(rec.Source), audit.KeyTransport, rec.Transport, audit.Event(audit.RelayEnded), "adopted", true)
 	}()
 }

@@ -124,15 +124,16 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.log.Warn("relay start time", "worker", pid, "err", terr)
 	}
 	s.registry.add(rec)
-	rlog := s.log.With(audit.KeyUser, u.Username, "peer", x.peer, audit.KeySource, source(x.peer), audit.KeyTransport, x.transport, "worker", pid)
-	rlog.Info("relay worker started", audit.Event(audit.RelayStarted))
+	// worker= first: tests and admins grep "relay worker ended" worker=N.
+	who := []any{"worker", pid, audit.KeyUser, u.Username, "peer", x.peer, audit.KeySource, source(x.peer), audit.KeyTransport, x.transport}
+	s.log.Info("relay worker started", append(who, audit.Event(audit.RelayStarted))...)
 	go func() {
 		err := child.Wait(cmd) // no thread held for the relay's life
 		s.registry.remove(pid)
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)
-		relayEnded(rlog, report, pid, cred.Uid, time.Since(started), err)
+		relayEnded(s.log, who, report, pid, cred.Uid, time.Since(started), err)
 	}()
 	return pid, nil
 }
