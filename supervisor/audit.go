@@ -73,8 +73,13 @@ func relayEnded(log *slog.Logger, who []any, report *ipc.Conn, pid int, uid uint
 		args = append(args, "status", status.Error())
 	}
 	if m, err := readReport(report, pid, uid); err == nil {
-		args = append(args, audit.KeyDisplay, clip(m.Display, 64), audit.KeyReason, clip(m.Reason, 256),
-			audit.KeyBytesFromClient, max(m.Figures[ipc.FigureBytesFromClient], 0),
+		if m.Display != "" { // none chosen: refused before, or answered itself
+			args = append(args, audit.KeyDisplay, clip(m.Display, 64))
+		}
+		if m.Reason != "" {
+			args = append(args, audit.KeyReason, clip(m.Reason, 256))
+		}
+		args = append(args, audit.KeyBytesFromClient, max(m.Figures[ipc.FigureBytesFromClient], 0),
 			audit.KeyBytesFromServer, max(m.Figures[ipc.FigureBytesFromServer], 0))
 	} else if !errors.Is(err, ipc.ErrClosed) {
 		log.Warn("relay report", "err", err)

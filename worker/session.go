@@ -113,9 +113,11 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		}
 		return err
 	}
+	s.end.Display = display
 	if !s.hello.Connect {
 		// connect=False: the client only wants to know where it would go
 		// (and, for a session it had started, where its socket is).
+		s.end.Reason = "connect=False: told the client its display"
 		d := value.Dict{{Key: "display", Value: display}}
 		if started != nil {
 			d = append(d, value.Item{Key: "socket-path", Value: started.Socket})
@@ -130,7 +132,6 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return nil
 	}
 	s.Log = s.Log.With("display", display)
-	s.end.Display = display
 	server, dest, err := s.connect(ctx, display)
 	if err != nil {
 		return s.serverFailed(dest, stageConnect, err)

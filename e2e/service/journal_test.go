@@ -22,9 +22,10 @@ import (
 
 // journalAudit: a scripted session as an admin would audit it. With
 // penalties on, a wrong password over TLS, then a login from the same
-// address during the penalty; the penalty over, a login with a relay over
-// the unix socket; a session started on request and terminated; and a
-// stop on the control socket. The journal must show the earlier step's bad
+// address during the penalty; the penalty over, a login over the unix
+// socket; a session started on request, the real client attached to it
+// for a few seconds, and the session terminated; and a stop on the
+// control socket. The journal must show the earlier step's bad
 // config at priority err, the failed login at warning, every line with
 // its priority taken (no raw <N> prefix, no time= of a process that
 // missed the journal) and without err=<nil> noise, and each audit record
@@ -58,14 +59,11 @@ func (b *bed) journalAudit(t *testing.T) {
 	}
 	time.Sleep(9 * time.Second) // the penalty (8 s) is over
 
-	// A login with a relay to the user's session, over the unix socket.
-	res, err := probe.Run(context.Background(), probe.Options{URL: "socket://" + testUser + ":" + testPassword + "@" + unixSocket,
-		Request: probe.Connect, Timeout: 60 * time.Second})
-	if err != nil {
-		t.Fatalf("a login with a relay: %v", err)
+	// A login over the unix socket, through a relay to the user's session.
+	if _, err := probe.Run(context.Background(), probe.Options{URL: "socket://" + testUser + ":" + testPassword + "@" + unixSocket,
+		Request: probe.Connect, Timeout: 60 * time.Second}); err != nil {
+		t.Fatalf("a login over the unix socket: %v", err)
 	}
-	relayed := res.ReplyCaps().Str("display", "")
-	t.Logf("relayed to %s", relayed)
 
 	// A session started on request, then ended by the admin.
 	before := map[string]bool{}
@@ -87,6 +85,12 @@ func (b *bed) journalAudit(t *testing.T) {
 	if started.ID == "" {
 		t.Fatalf("no new proxy session: %+v", b.proxySessions(t))
 	}
+	// The real client, attached for a few seconds (the session's xclock
+	// draws, the client acknowledges): a relay with bytes each way.
+	c := startClient(t, "ssl://"+testUser+":"+testPassword+"@"+tcpAddr+"/"+strings.TrimPrefix(started.Display, ":"),
+		"--ssl-server-verify-mode=none")
+	time.Sleep(3 * time.Second)
+	c.stop()
 	sh(t, "xpra-proxy", "terminate", started.ID)
 
 	// A stop on the control socket: the supervisor exits (relays and
@@ -124,8 +128,8 @@ func (b *bed) journalAudit(t *testing.T) {
 		{audit.LoginSucceeded, root(map[string]string{"PRIORITY": "6", "USER": testUser, "SOURCE": unixSrc,
 			"TRANSPORT": "unix", "MODULE": "pam", "UID": strconv.Itoa(b.uid), "WORKER": ""}), nil},
 		{audit.RelayStarted, root(map[string]string{"USER": testUser, "SOURCE": unixSrc, "TRANSPORT": "unix", "WORKER": ""}), nil},
-		{audit.RelayEnded, root(map[string]string{"USER": testUser, "SOURCE": unixSrc, "TRANSPORT": "unix", "WORKER": "",
-			"DISPLAY": relayed, "REASON": "", "DURATION_SEC": ""}),
+		{audit.RelayEnded, root(map[string]string{"USER": testUser, "SOURCE": "127.0.0.1", "TRANSPORT": "ssl", "WORKER": "",
+			"DISPLAY": started.Display, "REASON": "", "DURATION_SEC": ""}),
 			positive("BYTES_FROM_CLIENT", "BYTES_FROM_SERVER", "DURATION_SEC")},
 		{audit.SessionStarted, root(map[string]string{"USER": testUser, "DISPLAY": started.Display, "UNIT": "",
 			"SESSION": started.ID}), nil},
