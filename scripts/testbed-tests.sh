@@ -71,5 +71,18 @@ if [ "$status" = 0 ] && [ "$passed" = 0 ]; then
   echo "testbed-tests: no test ran" >&2
   status=1
 fi
+# CI shows only the end of this output: repeat there what each failed
+# test said (the first lines of each message it logged while it ran).
+if [ "$failed" != 0 ] || [ "$status" != 0 ]; then
+  echo "testbed: what the failed tests said:"
+  awk '
+    /^=== (RUN|CONT) / { cur = $3; left = 0; next }
+    /^ *--- FAIL: / { left = 0; sub(/^ *--- FAIL: /, ""); sub(/ \(.*$/, ""); bad[$0] = 1; next }
+    /^ *--- / { left = 0; next }
+    /^ +[A-Za-z0-9_]+_test\.go:[0-9]+: / { n[cur]++; left = 4; if (n[cur] <= 6) msg[cur] = msg[cur] $0 "\n"; next }
+    left > 0 { left--; if (n[cur] <= 6) msg[cur] = msg[cur] $0 "\n" }
+    END { for (t in bad) if (t in msg) printf "-- %s\n%s", t, msg[t] }
+  ' "$log" | cut -c1-300
+fi
 echo "testbed: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

@@ -96,7 +96,10 @@ func (b *bed) encoder(t *testing.T) {
 	sh(t, "systemctl", "kill", "--signal=SIGKILL", encoderUnit)
 	waitFor(t, 20*time.Second, "systemd to restart the encoder", func() bool {
 		_, err := os.Stat(encoderXpraSocket)
-		return strings.TrimSpace(try("systemctl", "is-active", encoderUnit)) == "active" && mainPID(t, encoderUnit) != pid && err == nil
+		// Not mainPID: right after the kill, is-active may still say
+		// "active" while MainPID already reads 0.
+		now := unitPID(encoderUnit)
+		return strings.TrimSpace(try("systemctl", "is-active", encoderUnit)) == "active" && now != 0 && now != pid && err == nil
 	})
 	again := waitFrames(t, ctl, first["encode.frames"]+1, 60*time.Second, "H.264 frames again after the encoder's restart")
 	t.Logf("after the restart: %v", again)
@@ -107,10 +110,16 @@ func (b *bed) encoder(t *testing.T) {
 
 func mainPID(t *testing.T, unit string) int {
 	t.Helper()
-	pid, err := strconv.Atoi(strings.TrimSpace(try("systemctl", "show", "--property=MainPID", "--value", unit)))
-	if err != nil || pid == 0 {
-		t.Fatalf("%s: no main pid (%v)", unit, err)
+	pid := unitPID(unit)
+	if pid == 0 {
+		t.Fatalf("%s: no main pid: %s", unit, try("systemctl", "status", "--no-pager", unit))
 	}
+	return pid
+}
+
+// unitPID is the unit's main pid, 0 when it has none (or systemctl fails).
+func unitPID(unit string) int {
+	pid, _ := strconv.Atoi(strings.TrimSpace(try("systemctl", "show", "--property=MainPID", "--value", unit)))
 	return pid
 }
 
