@@ -78,6 +78,10 @@ type Spec struct {
 	Memory *memlimit.Limits
 }
 
+// journalStream is systemd's variable naming the journal stream of a
+// service's stderr (sd_journal_stream_fd(3); logging.JournalStreamEnv).
+const journalStream = "JOURNAL_STREAM"
+
 // Pre-auth user environment: nothing of the supervisor's.
 var plainEnv = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8"}
 
@@ -117,7 +121,8 @@ var (
 	// socket is theirs (ARCHITECTURE.md).
 	Relay = Spec{
 		Kind: "relay", Mode: []string{"--relay"},
-		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "rootcontrol"}, // session: start-session; rootcontrol: root's :proxy-PID
+		// session: start-session; rootcontrol: root's :proxy-PID; report: the relay's end (ipc.RelayEnded)
+		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "rootcontrol", "report"},
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
 	}
 	// Query is xpra-proxy-worker --query=PID, run by `xpra-proxy list` as
@@ -213,6 +218,11 @@ func (s *Spec) Command(l Launch) (*exec.Cmd, error) {
 	cmd.Stderr = l.Stderr
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
+		// The same stream as ours: the child's logger finds the journal
+		// by it (package logging checks its stderr is the one named).
+		if v, ok := os.LookupEnv(journalStream); ok {
+			cmd.Env = append(cmd.Env, journalStream+"="+v)
+		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Cred, Setsid: s.Setsid, Pdeathsig: s.Pdeathsig}
 	return cmd, nil

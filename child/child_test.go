@@ -4,6 +4,7 @@ package child
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -163,6 +164,30 @@ func TestSandboxNames(t *testing.T) {
 	for _, s := range []*Spec{&Preauth, &Control, &Metrics} {
 		if s.Sandbox == "" {
 			t.Errorf("%s reads unauthenticated bytes but has no sandbox", s.Kind)
+		}
+	}
+}
+
+// TestJournalStream: a child writing to our stderr is told it is the
+// journal's stream (its logger then checks the device and inode); one
+// given another stderr is not.
+func TestJournalStream(t *testing.T) {
+	t.Setenv(journalStream, "8:1234")
+	f := pipeWith(t, "")
+	for _, tc := range []struct {
+		name   string
+		stderr io.Writer
+		want   bool
+	}{
+		{"inherited stderr", nil, true},
+		{"its own stderr", io.Discard, false},
+	} {
+		cmd, err := PAM.Command(Launch{Path: "/bin/true", Fds: map[string]*os.File{"pam": f}, Stderr: tc.stderr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Contains(cmd.Env, journalStream+"=8:1234"); got != tc.want {
+			t.Errorf("%s: JOURNAL_STREAM passed: %v, want %v (%q)", tc.name, got, tc.want, cmd.Env)
 		}
 	}
 }

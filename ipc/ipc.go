@@ -57,6 +57,15 @@
 //	StopSession {}  → SessionStopped {}   the relay gave up waiting: the
 //	                                        supervisor ends the session it started
 //
+// Every relay worker also has a channel of its own ("report") on which it
+// says, as it ends, what its connection did; nothing answers it, since the
+// worker exits next: the supervisor reads it when it reaps the worker and
+// writes the relay-ended audit record (supervisor/audit), so that record
+// comes from root, with the bytes only the worker counts:
+//
+//	RelayEnded {display, reason, figures: bytes_from_client,
+//	            bytes_from_server}            (no reply)
+//
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.
 package ipc
@@ -94,6 +103,14 @@ const (
 	SessionStarted = "session-started"
 	StopSession    = "stop-session"
 	SessionStopped = "session-stopped"
+
+	RelayEnded = "relay-ended"
+)
+
+// RelayEnded's figures.
+const (
+	FigureBytesFromClient = "bytes_from_client"
+	FigureBytesFromServer = "bytes_from_server"
 )
 
 // MaxMessage bounds one datagram; a message is a few hundred bytes.
@@ -126,14 +143,15 @@ type Message struct {
 	Response   []byte `json:"response,omitempty"`
 	ClientSalt []byte `json:"client_salt,omitempty"`
 
-	// Denied: the disconnect reason and details the client is shown
+	// Denied: the disconnect reason and details the client is shown;
+	// RelayEnded: why the relay ended
 	Reason  string   `json:"reason,omitempty"`
 	Details []string `json:"details,omitempty"`
 
 	// Accepted
 	Worker int `json:"worker,omitempty"`
 
-	// StatusReply: counters by name
+	// StatusReply: counters by name; RelayEnded: its bytes
 	Figures map[string]int64 `json:"figures,omitempty"`
 
 	// MetricsReply: a stats.Snapshot (kept as bytes here, so that every

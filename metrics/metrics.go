@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package metrics serves the supervisor's counters to Prometheus (issue
 // 15), in xpra-proxy-metrics: an unprivileged, sandboxed process on a
 // listener of its own (metrics-bind, or xpra-proxy-metrics.socket),

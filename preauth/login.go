@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
@@ -99,7 +100,7 @@ func login(nc net.Conn, sup *ipc.Conn, o Options) (*os.File, bool, error) {
 			return fmt.Errorf("refusing (%s): %w", reason, err)
 		}
 		hangUp(nc)
-		return fmt.Errorf("refused: %s %v", reason, details)
+		return fmt.Errorf("refused: %s", strings.TrimSpace(reason+" "+strings.Join(details, "; ")))
 	}
 	hello, err := readHello(c)
 	if err != nil {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package stats is the supervisor's counters for Prometheus (issue 15):
 // counted in root at the points where things happen, handed as a
 // Snapshot over ipc (Metrics → MetricsReply) to xpra-proxy-metrics,

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/user"
@@ -27,8 +28,10 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
 
@@ -174,6 +177,9 @@ func relayDouble() int {
 	if slices.ContainsFunc(os.Args[1:], func(a string) bool { return strings.HasPrefix(a, "--start-session=") }) {
 		with = append(with, "session")
 	}
+	if slices.Contains(os.Args[1:], "--report") {
+		with = append(with, "report")
+	}
 	fds, err := child.Relay.Take(with...)
 	if err != nil {
 		return doubleFail(nil, "take: %v", err)
@@ -198,28 +204,87 @@ func relayDouble() int {
 	if err != nil {
 		return doubleFail(client, "%v", err)
 	}
-	fmt.Fprintf(client, "relay %s\n", out)
-	_, _ = io.Copy(io.Discard, client)
+	sent, _ := fmt.Fprintf(client, "relay %s\n", out)
+	got, _ := io.Copy(io.Discard, client)
+	if f := fds["report"]; f != nil {
+		// As the real worker reports its end (ipc.RelayEnded).
+		rc, err := ipc.FromFile(f)
+		if err != nil {
+			return doubleFail(nil, "report: %v", err)
+		}
+		if err := rc.Send(ipc.Message{Kind: ipc.RelayEnded, Display: ":7", Reason: "client left\n",
+			Figures: map[string]int64{ipc.FigureBytesFromClient: got, ipc.FigureBytesFromServer: int64(sent)}}, nil); err != nil {
+			return doubleFail(nil, "report: %v", err)
+		}
+	}
 	return 0
 }
 
-// logRecorder keeps the supervisor's log messages.
+// logRecorder keeps the supervisor's log messages, and its audit records
+// as the journal would get them: through the service's real handler
+// (package logging) with a Send that keeps them.
 type logRecorder struct {
-	mu   *sync.Mutex
-	msgs *[]string
+	mu     *sync.Mutex
+	msgs   *[]string
+	audits *[]map[string]string
+	inner  slog.Handler
 }
 
-func newLogRecorder() logRecorder { return logRecorder{mu: &sync.Mutex{}, msgs: new([]string)} }
+func newLogRecorder() logRecorder {
+	h := logRecorder{mu: &sync.Mutex{}, msgs: new([]string), audits: new([]map[string]string)}
+	h.inner = logging.NewHandler(io.Discard, logging.Options{Level: slog.LevelDebug, Journal: true,
+		Send: func(msg string, p logging.Priority, fields map[string]string) error {
+			fields["PRIORITY"] = strconv.Itoa(int(p))
+			*h.audits = append(*h.audits, fields) // under h.mu: Handle holds it
+			return nil
+		}})
+	return h
+}
 
 func (h logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h logRecorder) Handle(_ context.Context, r slog.Record) error {
+func (h logRecorder) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	*h.msgs = append(*h.msgs, r.Message)
-	return nil
+	return h.inner.Handle(ctx, r)
 }
-func (h logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h logRecorder) WithGroup(string) slog.Handler      { return h }
+func (h logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	h.inner = h.inner.WithAttrs(as)
+	return h
+}
+func (h logRecorder) WithGroup(name string) slog.Handler {
+	h.inner = h.inner.WithGroup(name)
+	return h
+}
+
+// audit returns the audit records with id whose fields include want.
+func (h logRecorder) audit(id audit.MessageID, want map[string]string) []map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []map[string]string
+	for _, r := range *h.audits {
+		if r["MESSAGE_ID"] != string(id) {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			if r[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// allAudits is every audit record, for failure messages.
+func (h logRecorder) allAudits() []map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.audits)
+}
 
 func (h logRecorder) all() []string {
 	h.mu.Lock()
@@ -481,7 +546,7 @@ func TestAcceptToRelay(t *testing.T) {
 				l.Listener != tc.network || l.Transport != tc.network || l.Peer != peer || l.Module != "password" {
 				t.Errorf("launch document %+v (want nobody, listener and transport %s, peer %s, module password)", l, tc.network, peer)
 			}
-			wantArgs := []string{"--relay", "--listener=" + tc.network, "--transport=" + tc.network, "--peer=" + peer}
+			wantArgs := []string{"--relay", "--listener=" + tc.network, "--transport=" + tc.network, "--peer=" + peer, "--report"}
 			if !slices.Equal(r.Args, wantArgs) {
 				t.Errorf("relay's arguments %q, want %q", r.Args, wantArgs)
 			}
@@ -509,10 +574,48 @@ func TestAcceptToRelay(t *testing.T) {
 					t.Errorf("ended relay %d still registered", pid)
 				}
 			}
+			// The audit records of the login and the relay, the bytes as
+			// the relay reported them, its words made one line.
+			src := "unix:" + sv.unixPath
+			if tc.network == "tcp" {
+				src = "127.0.0.1"
+			}
+			who := map[string]string{"USER": "nobody", "SOURCE": src, "TRANSPORT": tc.network, "WORKER": strconv.Itoa(pid)}
+			with := func(m map[string]string) map[string]string {
+				maps.Copy(m, who)
+				return m
+			}
+			for _, w := range []struct {
+				id   audit.MessageID
+				want map[string]string
+			}{
+				{audit.LoginSucceeded, with(map[string]string{"PRIORITY": "6", "MODULE": "password", "UID": "65534"})},
+				{audit.RelayStarted, with(map[string]string{"PRIORITY": "6"})},
+				{audit.RelayEnded, with(map[string]string{"PRIORITY": "6", "DISPLAY": ":7", "REASON": "client left?",
+					"BYTES_FROM_CLIENT": "0", "BYTES_FROM_SERVER": strconv.Itoa(len(line) + 1)})},
+			} {
+				if recs := sv.logs.audit(w.id, w.want); len(recs) != 1 {
+					t.Errorf("%d records %s with %v; all: %v", len(recs), w.id, w.want, sv.logs.allAudits())
+				}
+			}
+			if recs := sv.logs.audit(audit.RelayEnded, who); len(recs) == 1 {
+				if d, err := strconv.ParseFloat(recs[0]["DURATION_SEC"], 64); err != nil || d <= 0 {
+					t.Errorf("relay's DURATION_SEC %q", recs[0]["DURATION_SEC"])
+				}
+			}
 		})
 	}
 	if !sv.logs.has("authenticated") || !sv.logs.has("authentication failed") || !sv.logs.has("relay worker ended") {
 		t.Errorf("log lacks a grant, a refusal or a relay's end: %q", sv.logs.all())
+	}
+	// Each refusal has its record, at warning, with the module that
+	// judged and why.
+	for _, u := range []string{"nobody", "root", "daemon", "no-such-user-x"} {
+		recs := sv.logs.audit(audit.LoginFailed, map[string]string{"PRIORITY": "4", "USER": u,
+			"SOURCE": "unix:" + sv.unixPath, "TRANSPORT": "unix", "MODULE": "password"})
+		if len(recs) != 1 || recs[0]["REASON"] == "" {
+			t.Errorf("%s: login-failed records %v; all: %v", u, recs, sv.logs.allAudits())
+		}
 	}
 }
 
@@ -650,5 +753,31 @@ func TestServeEndsSpares(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Errorf("spare %d still runs 20 s after Serve ended", p.pid)
 		}
+	}
+}
+
+// TestPenaltyAudit: a wrong password from a TCP source brings a penalty,
+// and both have their audit record.
+func TestPenaltyAudit(t *testing.T) {
+	sv := serveDoubles(t, "--per-source-penalty=30s")
+	if _, line := sv.login(t, "tcp", "nobody wrong"); !strings.HasPrefix(line, "denied: authentication failed") {
+		t.Fatalf("wrong password: %q", line)
+	}
+	src := map[string]string{"SOURCE": "127.0.0.1", "PRIORITY": "4"}
+	failed := sv.logs.audit(audit.LoginFailed, map[string]string{"USER": "nobody", "TRANSPORT": "tcp", "MODULE": "password"})
+	if len(failed) != 1 || failed[0]["SOURCE"] != "127.0.0.1" {
+		t.Errorf("login-failed records %v", failed)
+	}
+	recs := sv.logs.audit(audit.Penalty, src)
+	if len(recs) != 1 {
+		t.Fatalf("penalty records %v; all: %v", recs, sv.logs.allAudits())
+	}
+	r := recs[0]
+	until, err := time.Parse(time.RFC3339, r["UNTIL"])
+	if r["FAILURES"] != "1" || err != nil || time.Until(until) < 20*time.Second || time.Until(until) > 31*time.Second {
+		t.Errorf("penalty record %v (until: %v)", r, err)
+	}
+	if d, err := strconv.ParseFloat(r["PENALTY_SEC"], 64); err != nil || d < 29 || d > 30.001 {
+		t.Errorf("PENALTY_SEC %q, want about 30", r["PENALTY_SEC"])
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 )
 
 // DefaultControlSocket is the supervisor's own display, ":proxy" to the
@@ -178,7 +179,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 		case ipc.Status:
 			err = sup.Send(ipc.Message{Kind: ipc.StatusReply, Figures: s.figures()}, nil)
 		case ipc.Stop:
-			s.log.Info("stop requested on the control socket")
+			s.log.Info("stop requested on the control socket", audit.Event(audit.ControlStop))
 			err = sup.Send(ipc.Message{Kind: ipc.Stopping}, nil)
 			stop()
 		default:

@@ -19,6 +19,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/logind"
 	"github.com/xpra-proxy/xpra-proxy/stats"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 )
 
 // Sessions on demand (PROXY.md §3). A relay worker that finds its user
@@ -241,7 +242,7 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 		return denied(""), logind.Unit{}
 	}
 	st.started(n, u.Session.ID)
-	log.Info("session started", "display", display, "unit", u.Name, "session", u.Session.ID,
+	log.Info("session started", audit.Event(audit.SessionStarted), audit.KeyDisplay, display, "unit", u.Name, "session", u.Session.ID,
 		"leader", u.Session.Leader, "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
 	return ipc.Message{Kind: ipc.SessionStarted, Display: display, Unit: u.Name, Session: u.Session.ID,
 		Leader: int(u.Session.Leader), WaitMS: st.cfg.SessionStartTimeout.Milliseconds()}, u

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
 
@@ -111,6 +112,8 @@ func (s *Supervisor) adopt(rec connlist.Record) {
 		s.userRelays.release(rec.UID)
 		s.registry.remove(rec.Pid)
 		s.removeRootControl(rec.Pid)
-		s.log.Info("relay worker ended", "worker", rec.Pid, "user", rec.User, "peer", rec.Source, "adopted", true)
+		// Its report went to the supervisor that started it: no bytes.
+		s.log.Info("relay worker ended", "worker", rec.Pid, audit.KeyUser, rec.User, "peer", rec.Source,
+			audit.KeySource, source(rec.Source), audit.KeyTransport, rec.Transport, audit.Event(audit.RelayEnded), "adopted", true)
 	}()
 }

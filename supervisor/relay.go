@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
@@ -67,8 +69,20 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	defer doc.Close()
-	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer}
-	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc}
+	// The relay's report of its end, read when it is reaped (audit.go).
+	report, reportEnd, err := ipc.Pair()
+	if err != nil {
+		return 0, err
+	}
+	defer reportEnd.Close()
+	reported := false // report is the reaper's once the worker runs
+	defer func() {
+		if !reported {
+			report.Close()
+		}
+	}()
+	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer, "--report"}
+	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc, "report": reportEnd}
 	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
 	if x.set.starter != nil {
 		sup, childEnd, err := ipc.Pair()
@@ -105,6 +119,8 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	if rc != nil {
 		s.placeRootControl(rc, pid)
 	}
+	started := time.Now()
+	reported = true
 	if sessions != nil {
 		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost(), stats: x.s.stats})
 	}
@@ -118,6 +134,9 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.log.Warn("relay start time", "worker", pid, "err", terr)
 	}
 	s.registry.add(rec)
+	// worker= first: tests and admins grep "relay worker ended" worker=N.
+	who := []any{"worker", pid, audit.KeyUser, u.Username, "peer", x.peer, audit.KeySource, source(x.peer), audit.KeyTransport, x.transport}
+	s.log.Info("relay worker started", append(who, audit.Event(audit.RelayStarted))...)
 	go func() {
 		err := child.Wait(cmd) // no thread held for the relay's life
 		s.registry.remove(pid)
@@ -125,7 +144,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)
-		s.log.Info("relay worker ended", "worker", pid, "user", u.Username, "peer", x.peer, "status", fmt.Sprint(err))
+		relayEnded(s.log, who, report, pid, cred.Uid, time.Since(started), err)
 	}()
 	return pid, nil
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/stats"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 	"github.com/xpra-proxy/xpra-proxy/threadtrim"
@@ -239,6 +240,9 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		s.log.Warn("telling systemd", "err", err)
 	}
 	wg.Go(func() { s.reportStatus(ctx) })
+	if s.current().starter != nil {
+		wg.Go(func() { s.watchSessions(ctx) }) // session-ended records
+	}
 	if s.reloads != nil {
 		// Only now: until READY=1, a reload's READY=1 would tell systemd
 		// the start-up is over.
@@ -423,7 +427,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		// normal priority since its first message).
 		go func() {
 			<-p.done
-			log.Debug("transport process ended", "status", fmt.Sprint(p.status))
+			log.Debug("transport process ended", "status", p.status)
 		}()
 		return
 	}
@@ -446,7 +450,7 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 		}
 	case cause != "":
 		log.Warn("pre-auth process died before a verdict: counted as a failed login", "cause", cause)
-		s.limits.Failed(peerAddr(x.peer))
+		s.penalize(log, peerAddr(x.peer))
 	case p.status != nil:
 		log.Debug("pre-auth process ended", "err", p.status)
 	}
@@ -561,7 +565,7 @@ func (x *exchange) run() {
 		// Before any module looks it up: cgo's getpwnam would read
 		// "alice\x00junk" as alice. The client is told what a wrong
 		// password gets.
-		x.log.Warn("authentication refused", "username", m.Username, "err", err)
+		x.loginFailed("authentication refused", m.Username, "", err)
 		x.deny("authentication failed")
 		return
 	}
@@ -592,7 +596,7 @@ func (x *exchange) run() {
 			// PAM needs the password itself: only xor carries it, and
 			// only encryption protects it.
 			if err := pm.CheckTransport(x.confidential()); err != nil {
-				x.log.Warn("authentication refused", "username", x.username, "module", pm.Name(), "err", err)
+				x.loginFailed("authentication refused", x.username, pm.Name(), err)
 				x.deny("authentication failed", refusalDetails(err)...)
 				return
 			}
@@ -630,7 +634,7 @@ func (x *exchange) run() {
 	src := peerAddr(x.peer) // invalid for unix peers: exempt
 	if x.module != nil {
 		if err := x.s.limits.Check(src); err != nil {
-			x.log.Warn("login refused", "username", x.username, "err", err)
+			x.loginFailed("login refused", x.username, "", err)
 			var r *limits.Refusal
 			if errors.As(err, &r) && r.Reason == limits.ReasonPenalty {
 				// The same words as refuseWithNote's line, in a packet.
@@ -643,13 +647,13 @@ func (x *exchange) run() {
 	}
 	sess, module, err := x.authenticate(m)
 	if err != nil {
-		x.log.Warn("authentication failed", "username", x.username, "err", err)
+		x.loginFailed("authentication failed", x.username, moduleName(x.module), err)
 		var te *targetError
 		if errors.As(err, &te) {
 			x.deny(te.reason, te.detail)
 		} else {
 			if x.module != nil {
-				x.s.limits.Failed(src)
+				x.s.penalize(x.log, src)
 			}
 			x.deny("authentication failed", refusalDetails(err)...)
 		}
@@ -685,7 +689,8 @@ func (x *exchange) run() {
 	if x.module != nil {
 		x.s.limits.Succeeded(src)
 	}
-	x.log.Info("authenticated", "username", x.username, "module", module, "uid", sess.UID, "worker", pid)
+	x.log.Info("authenticated", audit.Event(audit.LoginSucceeded), audit.KeyUser, x.username, audit.KeySource, source(x.peer),
+		audit.KeyModule, module, "uid", sess.UID, "worker", pid)
 	if err := x.ipc.Send(ipc.Message{Kind: ipc.Accepted, Worker: pid}, stream); err != nil {
 		x.log.Warn("replying to pre-auth", "err", err)
 		return

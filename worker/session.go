@@ -72,6 +72,19 @@ type Session struct {
 	client *conn.Conn
 	nc     net.Conn // the client's socket, under client
 	hello  caps.Hello
+	end    ipc.Message // what Ended reports, as far as Run got
+}
+
+// Ended is the worker's report of its connection for the supervisor's
+// relay-ended audit record (ipc.RelayEnded): the display, the relay's
+// bytes each way and why it ended (err: what Run returned).
+func (s *Session) Ended(err error) ipc.Message {
+	m := s.end
+	m.Kind = ipc.RelayEnded
+	if m.Reason == "" && err != nil {
+		m.Reason = err.Error()
+	}
+	return m
 }
 
 // Run serves the client: a request the proxy answers itself, or a relay
@@ -88,6 +101,7 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 	switch req := target.Request(s.hello); req {
 	case "":
 	case "info", "id", "connect_test":
+		s.end.Reason = "answered " + req
 		return s.answer(nc, req)
 	case "detach":
 		// relayed to the real server, as the reference does
@@ -105,9 +119,11 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		}
 		return err
 	}
+	s.end.Display = display
 	if !s.hello.Connect {
 		// connect=False: the client only wants to know where it would go
 		// (and, for a session it had started, where its socket is).
+		s.end.Reason = "connect=False: told the client its display"
 		d := value.Dict{{Key: "display", Value: display}}
 		if started != nil {
 			d = append(d, value.Item{Key: "socket-path", Value: started.Socket})
@@ -169,7 +185,7 @@ func (s *Session) refuse(reason string, details ...string) error {
 	if err := s.client.WritePacket(packet.NewDisconnect(reason, details...)); err == nil {
 		awaitHangup(s.nc, time.Second)
 	}
-	return fmt.Errorf("refused: %s %v", reason, details)
+	return fmt.Errorf("refused: %s", strings.TrimSpace(reason+" "+strings.Join(details, "; ")))
 }
 
 // answer replies to info, id and connect_test for the proxy itself.
@@ -373,6 +389,8 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			debug.FreeOSMemory()
 			reason := r.Run(ctx)
 			s.Log.Info("relay ended", "reason", reason, "client_bytes", client.Bytes(), "server_bytes", server.Bytes())
+			s.end.Reason = reason
+			s.end.Figures = map[string]int64{ipc.FigureBytesFromClient: client.Bytes(), ipc.FigureBytesFromServer: server.Bytes()}
 			return nil
 		default:
 			// Servers may send pings or logging before their hello: drop.

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
 	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
@@ -49,6 +51,10 @@ func TestRelayHandshakeBadServerHello(t *testing.T) {
 			case err := <-done:
 				if err == nil {
 					t.Fatal("the handshake succeeded")
+				}
+				// The supervisor's record says why, and that nothing was relayed.
+				if m := s.Ended(err); m.Kind != ipc.RelayEnded || !strings.HasPrefix(m.Reason, "refused: protocol error") || m.Figures != nil {
+					t.Errorf("report %+v", m)
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("the relay did not return")

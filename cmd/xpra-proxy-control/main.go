@@ -19,7 +19,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -28,6 +27,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
 )
 
@@ -42,7 +42,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-control is started by xpra-proxy (--control)")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("stage", "control", "pid", os.Getpid())
+	log := logging.New(nil).With("stage", "control", "pid", os.Getpid())
 	fds, err := child.Control.Take()
 	if err != nil {
 		log.Error("start-up", "err", err)

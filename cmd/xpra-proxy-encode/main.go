@@ -38,6 +38,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 )
 
 func main() {
@@ -66,7 +67,8 @@ func run() int {
 	if *debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pid", os.Getpid())
+	log := logging.New(level).With("pid", os.Getpid())
+	slog.SetDefault(log) // the encoder packages' default
 	// Nothing this process runs may gain privileges; set before anything.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		log.Error("no_new_privs", "err", err)

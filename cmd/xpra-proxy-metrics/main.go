@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command xpra-proxy-metrics is exec'd by the supervisor, never run by
 // hand: it serves Prometheus's scrapes on the metrics-bind socket (or
 // systemd's xpra-proxy-metrics.socket) that root bound, from the

@@ -16,6 +16,7 @@ import (
 	"runtime"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/pamauth"
 	"github.com/xpra-proxy/xpra-proxy/pamauth/pamcheck"
 )
@@ -37,25 +38,27 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-pam is started by xpra-proxy for each PAM authentication")
 		return 2
 	}
+	// After Take: it opens nothing, but nothing may precede Take.
+	log := logging.New(nil).With("stage", "pam", "pid", os.Getpid())
 	// No no_new_privs here, unlike the workers: the helper is root and has
 	// nothing to gain, while it would stop SELinux from running pam_unix's
 	// unix_chkpwd in its own domain where a policy wants that.
 	c, err := pamauth.NewConn(fds[pamauth.FdName])
 	fds[pamauth.FdName].Close()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "xpra-proxy-pam:", err)
+		log.Error("pam helper", "err", err)
 		return 1
 	}
 	defer c.Close()
 	req, err := c.RecvRequest()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "xpra-proxy-pam:", err)
+		log.Error("pam helper", "err", err)
 		return 1
 	}
 	reply := pamcheck.Check(req)
 	clear(req.Password)
 	if err := c.SendReply(reply); err != nil {
-		fmt.Fprintln(os.Stderr, "xpra-proxy-pam:", err)
+		log.Error("pam helper", "err", err)
 		return 1
 	}
 	return 0

@@ -37,6 +37,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/preauth"
 	"github.com/xpra-proxy/xpra-proxy/preauth/transport"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
@@ -62,7 +63,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-preauth is started by xpra-proxy (--preauth)")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("stage", "preauth", "pid", os.Getpid())
+	log := logging.New(nil).With("stage", "preauth", "pid", os.Getpid())
+	slog.SetDefault(log) // the pre-auth HTTP server's fallback
 	var optional []string
 	if *listener == "tcp" {
 		optional = append(optional, "front")

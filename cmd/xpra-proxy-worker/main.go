@@ -6,7 +6,8 @@
 //
 //	--relay    as the session's owner: connects to the session and relays
 //	           (fds: client, handover, launch, and with --start-session the
-//	           session channel to ask the supervisor for a new session)
+//	           session channel to ask the supervisor for a new session, with
+//	           --report the channel to report the relay's end on)
 //	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
@@ -34,6 +35,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
@@ -50,9 +52,11 @@ func run() int {
 	socketDirs := flag.String("socket-dirs", "", "with --query: where control sockets are, comma separated")
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
 	rootControl := flag.Bool("root-control", false, "with --relay: serve root's :proxy-PID socket, bound by the supervisor, on the rootcontrol fd")
+	report := flag.Bool("report", false, "with --relay: report the relay's end to the supervisor on the report fd")
 	flag.Parse()
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := logging.New(nil)
+	slog.SetDefault(log) // the encoder client's default
 	if *query != "" {
 		return queryStage(*query, *socketDirs)
 	}
@@ -66,6 +70,9 @@ func run() int {
 	}
 	if *rootControl {
 		optional = append(optional, "rootcontrol")
+	}
+	if *report {
+		optional = append(optional, "report")
 	}
 	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
 	fds, err := child.Relay.Take(optional...)
@@ -130,8 +137,19 @@ func run() int {
 			log.Warn("root control socket", "err", err)
 		}
 	}
-	if err := s.Run(ctx, nc); err != nil {
+	err = s.Run(ctx, nc)
+	if err != nil {
 		log.Info("connection ended", "err", err)
+	}
+	if f := fds["report"]; f != nil {
+		// For the supervisor's audit record: only this process counts
+		// the bytes.
+		if rc, rerr := ipc.FromFile(f); rerr != nil {
+			log.Warn("report channel", "err", rerr)
+		} else if rerr := rc.Send(s.Ended(err), nil); rerr != nil {
+			log.Warn("reporting the relay's end", "err", rerr)
+		}
+		f.Close()
 	}
 	return 0
 }

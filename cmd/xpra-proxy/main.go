@@ -23,8 +23,10 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/supervisor"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/version"
 )
@@ -110,6 +112,11 @@ func run(args []string) int {
 		if !checkOnly && holdSockets(ctx, hup, err, log) {
 			return 0
 		}
+		if logging.UnderJournal() {
+			// An error at the journal's error priority, not bare text.
+			log.Error("options", "err", err)
+			return 2
+		}
 		fmt.Fprintln(os.Stderr, "xpra-proxy:", err)
 		fmt.Fprintln(os.Stderr, "(xpra-proxy --help lists the options)")
 		return 2
@@ -117,7 +124,9 @@ func run(args []string) int {
 	if checkOnly {
 		if err := supervisor.Check(cfg, log); err != nil {
 			log.Error("configuration", "err", err)
-			fmt.Fprintln(os.Stderr, "xpra-proxy: configuration:", err)
+			if !logging.UnderJournal() { // there, the line above says it
+				fmt.Fprintln(os.Stderr, "xpra-proxy: configuration:", err)
+			}
 			return 1
 		}
 		fmt.Println("xpra-proxy: configuration OK")
@@ -168,19 +177,14 @@ func holdSockets(ctx context.Context, hup <-chan os.Signal, cause error, log *sl
 	return supervisor.HoldSockets(ctx, cause, log)
 }
 
-// newLogger logs to stderr; under systemd the journal adds the time.
+// newLogger logs to stderr, with the journal's priorities under systemd,
+// where its audit records go to the journal with their fields.
 func newLogger() *slog.Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	level := slog.LevelInfo
 	if os.Getenv("XPRA_PROXY_DEBUG") != "" {
-		opts.Level = slog.LevelDebug
+		level = slog.LevelDebug
 	}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	log := slog.New(logging.NewStderrHandler(level, audit.Send))
+	slog.SetDefault(log) // for the packages that log through slog's default
+	return log
 }

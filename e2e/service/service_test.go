@@ -16,9 +16,10 @@
 // while other clients are served; find it in loginctl; attach the real
 // client; read the processes' credentials from /proc; log the user out with
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
-// under client loops; reload it under a login loop; install the encoder's
-// package and re-encode through its service; have sessions started by the
-// xpra 6.5.3 build and use one with its client (xpra6_test.go).
+// under client loops; reload it under a login loop; read the journal's
+// priorities and audit records of a scripted session; install the
+// encoder's package and re-encode through its service; have sessions
+// started by the xpra 6.5.3 build and use one with its client (xpra6_test.go).
 package service_test
 
 import (
@@ -127,6 +128,7 @@ func TestService(t *testing.T) {
 		{"survives a SIGKILL of the supervisor", tb.killed},
 		{"a bad config keeps the port", tb.badConfig},
 		{"reload under a login loop; a broken reload keeps the old settings", tb.reload},
+		{"journal priorities and audit records", tb.journalAudit},
 		{"shared encoder service", tb.encoder},
 		{"xpra 6.5.3 session on demand, 6.5.3 client with PAM", tb.xpra6Session},
 	}

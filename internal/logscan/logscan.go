@@ -22,7 +22,8 @@ var crash = regexp.MustCompile(`panic: |fatal error: |goroutine \d+ \[running\]:
 	`connection panicked`)
 
 // ended lists the supervisor's lines for a child's end and the attribute
-// holding its exit status, which must be <nil>.
+// holding its exit status, which must be absent (package logging drops
+// nil values) or <nil> (a log written by hand, or by an older build).
 var ended = []struct {
 	msg, attr string
 }{
@@ -72,8 +73,9 @@ func isBad(line string) bool {
 		}
 		i := strings.Index(line, " "+e.attr)
 		if i < 0 {
-			// The supervisor's line for a relay it adopted after a
-			// restart has no status: it did not start it.
+			// No status: the child exited 0 (a nil error is not
+			// logged), or it was a relay adopted after a restart,
+			// which the supervisor did not start.
 			return false
 		}
 		v := line[i+1:]

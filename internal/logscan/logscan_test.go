@@ -28,7 +28,9 @@ func TestBad(t *testing.T) {
 		bad  bool
 	}{
 		{"relay clean end", line(slog.LevelInfo, "relay worker ended", "worker", 7, "user", "lab", "peer", "127.0.0.1:1", "status", fmt.Sprint(nilErr)), false},
+		{"relay clean end, nil dropped", line(slog.LevelInfo, "relay worker ended", "worker", 7, "user", "lab", "message_id", "079f0379076d4f049bac3605b8cb47d0", "duration_sec", "1.000"), false},
 		{"relay exit 2", line(slog.LevelInfo, "relay worker ended", "worker", 7, "user", "lab", "peer", "127.0.0.1:1", "status", "exit status 2"), true},
+		{"relay exit 2, audit record", line(slog.LevelInfo, "relay worker ended", "worker", 7, "message_id", "079f0379076d4f049bac3605b8cb47d0", "duration_sec", "1.000", "status", "exit status 2"), true},
 		{"relay exit 1", line(slog.LevelInfo, "relay worker ended", "worker", 7, "status", "exit status 1"), true},
 		{"relay killed", line(slog.LevelInfo, "relay worker ended", "worker", 7, "status", "signal: killed"), true},
 		{"relay adopted (no status)", line(slog.LevelInfo, "relay worker ended", "worker", 7, "user", "lab", "adopted", true), false},

@@ -40,6 +40,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/msteinert/pam/v2"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,14 +91,7 @@ func ParseArgs(args []string) (Options, error) {
 // ended because the session was stopped, 1 if the session could not start.
 func Main(args []string) int {
 	runtime.LockOSThread() // PAM stays on the main thread, and so does the child's parent-death signal
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey { // the journal has the time
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	log := logging.New(nil)
 	o, err := ParseArgs(args)
 	if err != nil {
 		log.Error("xpra-proxy-session", "err", err)

@@ -412,13 +412,15 @@ func (l *Limiter) forget(now time.Time) {
 // Failed records a failed login from src: the source may not connect again
 // for PenaltyMin, doubled for each consecutive failure, up to PenaltyMax.
 // Failures of connections admitted before the penalty count too: each was
-// a guess.
-func (l *Limiter) Failed(src netip.Addr) {
+// a guess. It returns the end of the penalty and the source's failures
+// so far (zero: no penalty, for an exempt source or with penalties off),
+// for the audit record.
+func (l *Limiter) Failed(src netip.Addr) (until time.Time, failures int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	block, ok := l.block(src)
 	if !ok || l.cfg.PenaltyMin == 0 {
-		return
+		return time.Time{}, 0
 	}
 	now := l.now()
 	l.forget(now)
@@ -449,6 +451,7 @@ func (l *Limiter) Failed(src netip.Addr) {
 	r.last = now
 	r.until = now.Add(l.penalty(r.failures))
 	l.stats.Penalties++
+	return r.until, r.failures
 }
 
 // penalty is PenaltyMin doubled for each failure after the first, at most

@@ -379,7 +379,9 @@ func TestPenaltiesOff(t *testing.T) {
 	cfg := Defaults()
 	cfg.PenaltyMin, cfg.PenaltyMax = 0, 0
 	l := newLimiter(t, cfg, newClock(), nil)
-	l.Failed(addr("192.0.2.1"))
+	if until, n := l.Failed(addr("192.0.2.1")); !until.IsZero() || n != 0 {
+		t.Errorf("penalties off: Failed gave a penalty until %v, %d failures", until, n)
+	}
 	if _, err := l.Admit(addr("192.0.2.1")); err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +430,9 @@ func TestPenaltyTableBound(t *testing.T) {
 		}
 	}
 	// a kept its count across the eviction of another: its third failure is 4 s.
-	l.Failed(a)
+	if until, n := l.Failed(a); n != 3 || until.Sub(c.now()) != 4*time.Second {
+		t.Errorf("a's third failure: until %v, %d failures", until.Sub(c.now()), n)
+	}
 	if err := l.Check(a); err == nil || err.(*Refusal).Until.Sub(c.now()) != 4*time.Second {
 		t.Errorf("a after three failures: %v", err)
 	}

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//go:build testbed
+
+package service_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xpra-proxy/xpra-proxy/logind"
+	"github.com/xpra-proxy/xpra-proxy/probe"
+	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
+)
+
+// journalAudit: a scripted session as an admin would audit it. With
+// penalties on, a wrong password over TLS, then a login from the same
+// address during the penalty; the penalty over, a login over the unix
+// socket; a session started on request, the real client attached to it
+// for a few seconds, and the session terminated; and a stop on the
+// control socket. The journal must show the earlier step's bad
+// config at priority err, the failed login at warning, every line with
+// its priority taken (no raw <N> prefix, no time= of a process that
+// missed the journal) and without err=<nil> noise, and each audit record
+// by its MESSAGE_ID, as JSON, with its fields, written by root in the
+// service's unit.
+func (b *bed) journalAudit(t *testing.T) {
+	const path = "/etc/xpra-proxy/xpra-proxy.toml"
+	withPenalty := strings.Replace(config, `per-source-penalty = "0s"`, `per-source-penalty = "8s"`, 1)
+	if withPenalty == config {
+		t.Fatal("the config has no per-source-penalty line to change")
+	}
+	if err := os.WriteFile(path, []byte(withPenalty), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = os.WriteFile(path, []byte(config), 0o640)
+		try("systemctl", "restart", "xpra-proxy.service")
+	}()
+	since := fmt.Sprintf("--since=@%d", time.Now().Add(-time.Second).Unix())
+	sh(t, "systemctl", "restart", "xpra-proxy.service")
+
+	// A wrong password over TLS: a failed login and a penalty.
+	tlsURL := "ssl://" + testUser + ":not-" + testPassword + "@" + tcpAddr + "/"
+	if out := xpra(t, 60*time.Second, "info", tlsURL, "--ssl-server-verify-mode=none"); !strings.Contains(out, "authentication failed") {
+		t.Fatalf("a wrong password over TLS:\n%s", out)
+	}
+	// The same address during the penalty is refused, whatever it knows.
+	if _, err := probe.Run(context.Background(), probe.Options{URL: "tcp://" + tcpAddr + "/", Request: "version",
+		Timeout: 5 * time.Second}); err == nil {
+		t.Error("a connection during the penalty was served")
+	}
+	time.Sleep(9 * time.Second) // the penalty (8 s) is over
+
+	// A login over the unix socket, through a relay to the user's session.
+	if _, err := probe.Run(context.Background(), probe.Options{URL: "socket://" + testUser + ":" + testPassword + "@" + unixSocket,
+		Request: probe.Connect, Timeout: 60 * time.Second}); err != nil {
+		t.Fatalf("a login over the unix socket: %v", err)
+	}
+
+	// A session started on request, then ended by the admin.
+	before := map[string]bool{}
+	for _, s := range b.proxySessions(t) {
+		before[s.ID] = true
+	}
+	cmd := exec.Command("xpra", "start", "ssl://"+testUser+":"+testPassword+"@"+tcpAddr+"/",
+		"--attach=no", "--ssl-server-verify-mode=none")
+	cmd.Env, cmd.Dir = clientEnv(), "/"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xpra start through the proxy: %v\n%s", err, out)
+	}
+	var started logind.Session
+	for _, s := range b.proxySessions(t) {
+		if !before[s.ID] {
+			started = s
+		}
+	}
+	if started.ID == "" {
+		t.Fatalf("no new proxy session: %+v", b.proxySessions(t))
+	}
+	// The real client, attached for a few seconds (the session's xclock
+	// draws, the client acknowledges): a relay with bytes each way.
+	c := startClient(t, "ssl://"+testUser+":"+testPassword+"@"+tcpAddr+"/"+strings.TrimPrefix(started.Display, ":"),
+		"--ssl-server-verify-mode=none")
+	time.Sleep(3 * time.Second)
+	c.stop()
+	sh(t, "xpra-proxy", "terminate", started.ID)
+
+	// A stop on the control socket: the supervisor exits (relays and
+	// sessions stay; the sockets start it again).
+	pid := supervisorPID(t)
+	out := xpra(t, 60*time.Second, "stop", ":proxy", "--socket-dir=/run/xpra")
+	waitFor(t, 20*time.Second, "the supervisor to stop", func() bool { return !alive(pid) })
+	t.Logf("xpra stop :proxy:\n%s", out)
+
+	type want struct {
+		id     audit.MessageID
+		fields map[string]string // "" matches any non-empty value
+		check  func(map[string]string) error
+	}
+	positive := func(keys ...string) func(map[string]string) error {
+		return func(e map[string]string) error {
+			for _, k := range keys {
+				if n, err := strconv.ParseFloat(e[k], 64); err != nil || n <= 0 {
+					return fmt.Errorf("%s=%q, want a positive number", k, e[k])
+				}
+			}
+			return nil
+		}
+	}
+	root := func(m map[string]string) map[string]string {
+		m["_UID"], m["_SYSTEMD_UNIT"], m["SYSLOG_IDENTIFIER"] = "0", "xpra-proxy.service", "xpra-proxy"
+		return m
+	}
+	unixSrc := "unix:" + unixSocket
+	wants := []want{
+		{audit.LoginFailed, root(map[string]string{"PRIORITY": "4", "USER": testUser, "SOURCE": "127.0.0.1",
+			"TRANSPORT": "ssl", "MODULE": "pam", "REASON": ""}), nil},
+		{audit.Penalty, root(map[string]string{"PRIORITY": "4", "SOURCE": "127.0.0.1", "FAILURES": "1", "UNTIL": "",
+			"PENALTY_SEC": ""}), positive("PENALTY_SEC")},
+		{audit.LoginSucceeded, root(map[string]string{"PRIORITY": "6", "USER": testUser, "SOURCE": unixSrc,
+			"TRANSPORT": "unix", "MODULE": "pam", "UID": strconv.Itoa(b.uid), "WORKER": ""}), nil},
+		{audit.RelayStarted, root(map[string]string{"USER": testUser, "SOURCE": unixSrc, "TRANSPORT": "unix", "WORKER": ""}), nil},
+		{audit.RelayEnded, root(map[string]string{"USER": testUser, "SOURCE": "127.0.0.1", "TRANSPORT": "ssl", "WORKER": "",
+			"DISPLAY": started.Display, "REASON": "", "DURATION_SEC": ""}),
+			positive("BYTES_FROM_CLIENT", "BYTES_FROM_SERVER", "DURATION_SEC")},
+		{audit.SessionStarted, root(map[string]string{"USER": testUser, "DISPLAY": started.Display, "UNIT": "",
+			"SESSION": started.ID}), nil},
+		{audit.SessionEnded, root(map[string]string{"USER": testUser, "DISPLAY": started.Display, "SESSION": started.ID}),
+			positive("DURATION_SEC")},
+		{audit.ControlStop, root(map[string]string{"PRIORITY": "6"}), nil},
+	}
+	for _, w := range wants {
+		var entries []map[string]string
+		var why []string
+		found := false
+		// The relay's and the session's ends are written when the
+		// supervisor reaps the worker and hears from logind.
+		for deadline := time.Now().Add(20 * time.Second); !found && time.Now().Before(deadline); time.Sleep(time.Second) {
+			entries, why = records(w.id, since), nil
+			for _, e := range entries {
+				if err := match(e, w.fields, w.check); err != nil {
+					why = append(why, err.Error())
+					continue
+				}
+				found = true
+				t.Logf("MESSAGE_ID=%s (%d records): %s", w.id, len(entries), e["MESSAGE"])
+			}
+		}
+		if !found {
+			t.Errorf("journalctl MESSAGE_ID=%s -o json: no record with %v (%d records: %v)", w.id, w.fields, len(entries), why)
+		}
+	}
+
+	// Priorities: the bad config of the earlier step at err, the failed
+	// login at warning, and a successful one not.
+	if errs := try("journalctl", "--no-pager", "-o", "cat", "-p", "err", "-u", "xpra-proxy.service"); !strings.Contains(errs, "tcp-auht") {
+		t.Errorf("journalctl -p err does not show the bad config of the earlier step:\n%s", errs)
+	}
+	warnings := try("journalctl", "--no-pager", "-o", "cat", "-p", "warning", "-u", "xpra-proxy.service", since)
+	if !strings.Contains(warnings, `msg="authentication failed"`) || !strings.Contains(warnings, "user="+testUser) {
+		t.Errorf("journalctl -p warning does not show the failed login:\n%s", warnings)
+	}
+	if strings.Contains(warnings, "msg=authenticated") {
+		t.Errorf("journalctl -p warning shows a successful login:\n%s", warnings)
+	}
+	// Every process's lines reached the journal with their priority, in
+	// one format; nothing says nothing (err=<nil>, a reason ending in []).
+	all := try("journalctl", "--no-pager", "-o", "cat", "-u", "xpra-proxy.service", since)
+	raw := regexp.MustCompile(`(?m)^(<[0-7]>|time=)`)
+	if m := raw.FindAllString(all, 5); m != nil {
+		t.Errorf("lines with a raw priority prefix or their own time (%q):\n%s", m, all)
+	}
+	for _, leak := range []string{"=<nil>", ` []"`} {
+		if strings.Contains(all, leak) {
+			t.Errorf("the journal shows %q:\n%s", leak, all)
+		}
+	}
+	if t.Failed() {
+		t.Logf("journal of the step:\n%s", all)
+	}
+}
+
+// records are the journal's entries with id since a time, their string
+// fields (journalctl -o json gives binary ones as arrays).
+func records(id audit.MessageID, since string) []map[string]string {
+	out := try("journalctl", "--no-pager", "-o", "json", since, "MESSAGE_ID="+string(id))
+	var entries []map[string]string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e map[string]any
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		s := map[string]string{}
+		for k, v := range e {
+			if str, ok := v.(string); ok {
+				s[k] = str
+			}
+		}
+		entries = append(entries, s)
+	}
+	return entries
+}
+
+// match checks an entry's fields ("" wants any non-empty value).
+func match(e, fields map[string]string, check func(map[string]string) error) error {
+	for k, v := range fields {
+		if got, ok := e[k]; !ok || got == "" || (v != "" && got != v) {
+			return fmt.Errorf("%s=%q, want %q", k, got, v)
+		}
+	}
+	if check != nil {
+		return check(e)
+	}
+	return nil
+}
