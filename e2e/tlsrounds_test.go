@@ -228,7 +228,7 @@ func checkOurLogs(t *testing.T, logs string) {
 		switch {
 		case strings.Contains(line, "level=WARN"), strings.Contains(line, "level=ERROR"),
 			strings.Contains(line, "panic"), strings.Contains(line, "ended before authentication"),
-			strings.Contains(line, "msg=\"connection ended\"") && !strings.Contains(line, "err=<nil>"),
+			strings.Contains(line, "msg=\"connection ended\"") && strings.Contains(line, " err="),
 			strings.Contains(line, "tls:"), strings.Contains(line, "websocket:"):
 			bad = append(bad, line)
 		}

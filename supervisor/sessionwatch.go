@@ -28,12 +28,21 @@ const sessionRetry = 10 * time.Second
 // watchSessions runs until ctx ends.
 func (s *Supervisor) watchSessions(ctx context.Context) {
 	book := sessionBook{}
+	last := "" // the error last warned of
 	for {
 		err := watchSessionsOnce(ctx, book, s.log)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("watching logind for the end of sessions: retrying", "in", sessionRetry, "err", err)
+		// Once per kind of failure: with no system bus at all (a run by
+		// hand outside systemd) the same error every 10 s says nothing new.
+		level := slog.LevelWarn
+		if msg := fmt.Sprint(err); msg == last {
+			level = slog.LevelDebug
+		} else {
+			last = msg
+		}
+		s.log.Log(ctx, level, "watching logind for the end of sessions: retrying", "in", sessionRetry, "err", err)
 		select {
 		case <-ctx.Done():
 			return
