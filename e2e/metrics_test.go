@@ -23,6 +23,8 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 	"github.com/xpra-proxy/xpra-proxy/probe"
+	"github.com/xpra-proxy/xpra-proxy/protocol/conn"
+	"github.com/xpra-proxy/xpra-proxy/protocol/packet"
 )
 
 // scrape GETs a metrics endpoint.
@@ -50,6 +52,18 @@ func missing(body string, want []string) []string {
 		}
 	}
 	return out
+}
+
+// sample is the value of the sample line that starts with series (name
+// and labels as the text format writes them), ok false when none does.
+func sample(body, series string) (float64, bool) {
+	for line := range strings.Lines(body) {
+		if v, found := strings.CutPrefix(strings.TrimSuffix(line, "\n"), series+" "); found {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // TestMetrics: with metrics-bind, a real login that relays, a wrong
@@ -125,6 +139,9 @@ func TestMetrics(t *testing.T) {
 		"xpra_proxy_penalties_total 1",
 		"xpra_proxy_penalized_sources 1",
 		"xpra_proxy_relays 1",
+		// Counted when a relay ends: this one lives.
+		`xpra_proxy_relayed_bytes_total{direction="from_client"} 0`,
+		`xpra_proxy_relayed_bytes_total{direction="from_server"} 0`,
 		"xpra_proxy_setup_duration_seconds_count 1",
 		`xpra_proxy_setup_duration_seconds_bucket{le="+Inf"} 1`,
 	}
@@ -163,15 +180,43 @@ func TestMetrics(t *testing.T) {
 	t.Logf("20 scrapes: median %v, max %v; metrics process VmRSS %s, Threads %s", took[10], took[19],
 		proclab.Read(mp.PID).Status["VmRSS"], proclab.Read(mp.PID).Status["Threads"])
 
-	// The client leaves: its relay ends, and the gauge follows.
+	// Bytes after the hellos (which the worker reads itself, uncounted):
+	// a ping through the relay and the server's echo.
+	pc := conn.New(nc)
+	if err := pc.WritePacket(conn.Packet{packet.Ping, time.Now().UnixMilli()}); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := nc.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		pk, err := pc.ReadPacket()
+		if err != nil {
+			t.Fatalf("waiting for the ping's echo: %v", err)
+		}
+		if len(pk) > 0 && pk[0] == packet.PingEcho {
+			break
+		}
+	}
+	// The client leaves: its relay ends, the gauge follows, and the bytes
+	// it moved are counted.
 	nc.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		if body = scrape(t, url); missing(body, []string{"xpra_proxy_relays 0"}) == nil {
+		body = scrape(t, url)
+		fromClient, _ := sample(body, `xpra_proxy_relayed_bytes_total{direction="from_client"}`)
+		fromServer, _ := sample(body, `xpra_proxy_relayed_bytes_total{direction="from_server"}`)
+		if missing(body, []string{"xpra_proxy_relays 0"}) == nil && fromClient > 0 && fromServer > 0 {
+			t.Logf("the ended relay moved %v bytes from the client, %v from the server", fromClient, fromServer)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the relay's end not seen:\n%s", body)
+			t.Fatalf("the relay's end or its bytes not seen:\n%s", body)
 		}
+	}
+	cmd = exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics after the relay's end: %v\n%s", err, out)
 	}
 }
 

@@ -57,6 +57,9 @@ var (
 		"Sessions started on demand (start-session), by result (ok, failed).", []string{"result"}, nil)
 	descSetup = prometheus.NewDesc(ns+"_setup_duration_seconds",
 		"Time from a connection's accept to its relay worker's start, login included.", nil, nil)
+	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total",
+		"Bytes relayed by relays that ended, by direction (from_client, from_server), as each worker reported at its end: a live relay's bytes show when it ends; a killed worker's are not counted.",
+		[]string{"direction"}, nil)
 )
 
 // Collector turns a Source's snapshot into metrics, one read per scrape.
@@ -73,7 +76,7 @@ func NewCollector(src Source, log *slog.Logger) *Collector {
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descStart, descConns, descLogins, descPenalties,
-		descPenalized, descPreauth, descRelays, descSessions, descSetup} {
+		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes} {
 		ch <- d
 	}
 }
@@ -104,6 +107,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPenalized, prometheus.GaugeValue, float64(sn.Penalized))
 	ch <- prometheus.MustNewConstMetric(descPreauth, prometheus.GaugeValue, float64(sn.Preauth))
 	ch <- prometheus.MustNewConstMetric(descRelays, prometheus.GaugeValue, float64(sn.Relays))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromClient), "from_client")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromServer), "from_server")
 	buckets := make(map[float64]uint64, len(sn.Setup.Bounds))
 	for i, b := range sn.Setup.Bounds {
 		buckets[b] = sn.Setup.Buckets[i]

@@ -38,6 +38,7 @@ func sample() *stats.Stats {
 	s.Login("ssl", "file", stats.Failed)
 	s.Session(stats.OK)
 	s.Setup(40 * time.Millisecond)
+	s.RelayBytes(1200, 93530)
 	return s
 }
 
@@ -55,6 +56,10 @@ xpra_proxy_logins_total{module="file",result="ok",transport="tcp"} 1
 # HELP xpra_proxy_penalties_total Penalties imposed on a source address after a failed login.
 # TYPE xpra_proxy_penalties_total counter
 xpra_proxy_penalties_total 2
+# HELP xpra_proxy_relayed_bytes_total Bytes relayed by relays that ended, by direction (from_client, from_server), as each worker reported at its end: a live relay's bytes show when it ends; a killed worker's are not counted.
+# TYPE xpra_proxy_relayed_bytes_total counter
+xpra_proxy_relayed_bytes_total{direction="from_client"} 1200
+xpra_proxy_relayed_bytes_total{direction="from_server"} 93530
 # HELP xpra_proxy_relays Relay workers alive now (attached clients), those adopted from an earlier supervisor included.
 # TYPE xpra_proxy_relays gauge
 xpra_proxy_relays 1
@@ -68,7 +73,8 @@ xpra_proxy_connections_total{result="refused-penalty",transport="tcp"} 1
 xpra_proxy_connections_total{result="relayed",transport="tcp"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "xpra_proxy_logins_total",
-		"xpra_proxy_penalties_total", "xpra_proxy_relays", "xpra_proxy_up", "xpra_proxy_connections_total"); err != nil {
+		"xpra_proxy_penalties_total", "xpra_proxy_relays", "xpra_proxy_up", "xpra_proxy_connections_total",
+		"xpra_proxy_relayed_bytes_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(c, "xpra_proxy_setup_duration_seconds"); n != 1 {

@@ -130,7 +130,23 @@ func TestMetricsCounts(t *testing.T) {
 	if sn.Penalties != 1 || sn.Relays != 1 || sn.Setup.Count != 1 {
 		t.Errorf("penalties %d (want 1), relays %d (want 1), setups %d (want 1)", sn.Penalties, sn.Relays, sn.Setup.Count)
 	}
+	if sn.BytesFromClient != 0 || sn.BytesFromServer != 0 {
+		t.Errorf("bytes counted while the relay lives: %d, %d", sn.BytesFromClient, sn.BytesFromServer)
+	}
+	// The relay ends: its worker reports its bytes (the double: what it
+	// read from the client, and its line to it), and they are counted.
+	const sent = "some bytes from the client"
+	if _, err := io.WriteString(ok, sent); err != nil {
+		t.Fatal(err)
+	}
 	ok.Close()
+	eventually(t, "the ended relay's bytes counted", func() bool {
+		return sv.s.snapshot().BytesFromClient != 0
+	})
+	sn = sv.s.snapshot()
+	if sn.BytesFromClient != uint64(len(sent)) || sn.BytesFromServer != uint64(len(line)+len("\n")) {
+		t.Errorf("bytes from client %d (want %d), from server %d (want %d)", sn.BytesFromClient, len(sent), sn.BytesFromServer, len(line)+1)
+	}
 }
 
 // TestCountExchange: how an exchange's end is told apart.
