@@ -60,6 +60,7 @@ func run() int {
 	maxConnsPerUID := flag.Int("max-conns-per-uid", 16, "connections per uid")
 	threads := flag.Int("threads", 0, "x264 threads per context (0: x264 chooses)")
 	debug := flag.Bool("debug", false, "log every connection and context")
+	statsUsers := flag.String("stats-users", "", "users (names or uids, comma-separated) who may ask for the counters only, never send frames: xpra-proxy's metrics process runs as xpra-proxy-control; a name not found is skipped with a warning; root never")
 	xpraSocket := flag.String("xpra-socket", "", "also serve xpra's encoder protocol here, for 6.4+ servers started with --video-encoders=remote (xpra's own path: /run/xpra/encoder); empty: off")
 	flag.Parse()
 
@@ -79,6 +80,8 @@ func run() int {
 		log.Error("--allow-uids", "err", err)
 		return 2
 	}
+
+	statsUID := parseUsers(*statsUsers, log)
 
 	ln, xln, err := listener(*socket, *xpraSocket, *userName, log)
 	if errors.Is(err, errStopped) {
@@ -100,7 +103,7 @@ func run() int {
 		MaxPerUser: *maxPerUser, MaxUtilization: uint32(*maxUtil)}, log)
 	defer p.Close()
 	srv := server.New(server.Config{MaxWidth: *maxW, MaxHeight: *maxH, MaxConns: *maxConns, MaxConnsPerUID: *maxConnsPerUID,
-		AllowUID: allowUID, Threads: *threads}, p, log)
+		AllowUID: allowUID, StatsUID: statsUID, Threads: *threads}, p, log)
 
 	stopXpra := serveXpra(xln, *xpraSocket, srv, p, log)
 
@@ -151,6 +154,34 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 		}
 		return false
 	}, nil
+}
+
+// parseUsers reads --stats-users: names or uids. A user not found is
+// skipped with a warning rather than failing the encoder: the metrics
+// user belongs to xpra-proxy's package, which may not be installed.
+// Root is never admitted: its processes have no business here.
+func parseUsers(s string, log *slog.Logger) func(uint32) bool {
+	uids := map[uint32]bool{}
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		u, err := user.Lookup(name)
+		if err != nil {
+			u, err = user.LookupId(name)
+		}
+		if err != nil {
+			log.Warn("--stats-users: skipped", "user", name, "err", err)
+			continue
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil || uid == 0 {
+			log.Warn("--stats-users: skipped", "user", name, "uid", u.Uid)
+			continue
+		}
+		uids[uint32(uid)] = true
+	}
+	return func(uid uint32) bool { return uids[uid] }
 }
 
 // listener returns the socket to serve: inherited from our root parent,

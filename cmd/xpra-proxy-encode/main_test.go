@@ -2,7 +2,10 @@
 
 package main
 
-import "testing"
+import (
+	"log/slog"
+	"testing"
+)
 
 func TestParseUIDs(t *testing.T) {
 	for _, tc := range []struct {
@@ -30,6 +33,32 @@ func TestParseUIDs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.spec, err)
 		}
+		for _, u := range tc.allowed {
+			if !allow(u) {
+				t.Errorf("%q refuses %d", tc.spec, u)
+			}
+		}
+		for _, u := range tc.denied {
+			if allow(u) {
+				t.Errorf("%q allows %d", tc.spec, u)
+			}
+		}
+	}
+}
+
+func TestParseUsers(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		spec    string
+		allowed []uint32
+		denied  []uint32
+	}{
+		{spec: "", denied: []uint32{0, 65534}},
+		{spec: "nobody", allowed: []uint32{65534}, denied: []uint32{0, 1000}},
+		{spec: "65534, no-such-user-here", allowed: []uint32{65534}, denied: []uint32{0}},
+		{spec: "root,0", denied: []uint32{0}}, // never root
+	} {
+		allow := parseUsers(tc.spec, quiet)
 		for _, u := range tc.allowed {
 			if !allow(u) {
 				t.Errorf("%q refuses %d", tc.spec, u)
