@@ -36,7 +36,7 @@ func FuzzSnapshot(f *testing.F) {
 			return
 		}
 		checked := sn.Check() == nil
-		c := NewCollector(func() (stats.Snapshot, error) { return sn, nil }, quiet)
+		c := NewCollector(func() (stats.Snapshot, error) { return sn, nil }, nil, quiet)
 		ch := make(chan prometheus.Metric, 1024)
 		go func() {
 			defer close(ch)

@@ -47,7 +47,7 @@ func fixed(s *stats.Stats, g stats.Gauges) Source {
 }
 
 func TestCollect(t *testing.T) {
-	c := NewCollector(fixed(sample(), stats.Gauges{Relays: 1, Penalized: 1, Penalties: 2}), quiet)
+	c := NewCollector(fixed(sample(), stats.Gauges{Relays: 1, Penalized: 1, Penalties: 2}), nil, quiet)
 	want := `
 # HELP xpra_proxy_logins_total Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed, error: authenticated but no relay, abandoned: gone before a verdict).
 # TYPE xpra_proxy_logins_total counter
@@ -97,7 +97,7 @@ func TestCollectDown(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		c := NewCollector(tt.src, quiet)
+		c := NewCollector(tt.src, nil, quiet)
 		if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP xpra_proxy_up 1 when the supervisor answered this scrape; 0 and nothing else when it did not.
 # TYPE xpra_proxy_up gauge
@@ -111,7 +111,7 @@ xpra_proxy_up 0
 // The pedantic registry checks every metric against its description;
 // promtool (Debian's prometheus package) checks the text format itself.
 func TestScrapeLints(t *testing.T) {
-	srv := &http.Server{Handler: Handler(fixed(sample(), stats.Gauges{}), quiet)}
+	srv := &http.Server{Handler: Handler(fixed(sample(), stats.Gauges{}), nil, quiet)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestScrapeLints(t *testing.T) {
 
 func registry(src Source) *prometheus.Registry {
 	r := prometheus.NewPedanticRegistry()
-	r.MustRegister(NewCollector(src, quiet))
+	r.MustRegister(NewCollector(src, nil, quiet))
 	return r
 }
 
@@ -223,7 +223,7 @@ func TestServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, fixed(sample(), stats.Gauges{}), quiet) }()
+	go func() { done <- Serve(ctx, l, fixed(sample(), stats.Gauges{}), nil, quiet) }()
 	base := "http://" + l.Addr().String()
 	if body := get(t, base+"/"); !strings.Contains(body, "/metrics") {
 		t.Errorf("/: %q", body)

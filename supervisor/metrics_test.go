@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
@@ -260,5 +261,25 @@ func TestMetricsBindNeedsRestart(t *testing.T) {
 	next := Config{MetricsBind: "127.0.0.1:9999"}
 	if changed := keepRestartOnly(old, &next); !reflect.DeepEqual(changed, []string{"metrics-bind"}) || next.MetricsBind != old.MetricsBind {
 		t.Errorf("changed %v, kept %q", changed, next.MetricsBind)
+	}
+}
+
+// The metrics process learns the encoder's socket and uid from its
+// arguments; without encoder-socket it gets none, and with an unknown
+// encoder-user uid -1 (it then reports the encoder down).
+func TestMetricsArgs(t *testing.T) {
+	for _, tt := range []struct {
+		socket, user string
+		want         []string
+	}{
+		{"", "nobody", nil},
+		{"/run/enc/socket", "nobody", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=65534"}},
+		{"/run/enc/socket", "no-such-user-here", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=-1"}},
+		{"/run/enc/socket", "root", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=-1"}},
+	} {
+		s := &Supervisor{log: slog.New(slog.DiscardHandler)}
+		if got := s.metricsArgs(Config{EncoderSocket: tt.socket, EncoderUser: tt.user}); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q %q: %q, want %q", tt.socket, tt.user, got, tt.want)
+		}
 	}
 }
