@@ -34,7 +34,7 @@ var (
 	descEncContexts = prometheus.NewDesc(ns+"_encoder_contexts",
 		"Encoding contexts (one per window being encoded) open in the shared encoder now.", nil, nil)
 	descEncQueue = prometheus.NewDesc(ns+"_encoder_queue",
-		"Frames in the shared encoder now: received and not yet answered.", nil, nil)
+		"Frames in the shared encoder now: received and not yet encoded.", nil, nil)
 )
 
 var (

@@ -108,7 +108,7 @@ func TestEncoderMetrics(t *testing.T) {
 # HELP xpra_proxy_encoder_up 1 when the shared encoder (encoder-socket) answered this scrape, 0 when not. Absent, with every xpra_proxy_encoder_ family, when encoder-socket is unset.
 # TYPE xpra_proxy_encoder_up gauge
 xpra_proxy_encoder_up 1
-# HELP xpra_proxy_encoder_queue Frames in the shared encoder now: received and not yet answered.
+# HELP xpra_proxy_encoder_queue Frames in the shared encoder now: received and not yet encoded.
 # TYPE xpra_proxy_encoder_queue gauge
 xpra_proxy_encoder_queue 0
 # HELP xpra_proxy_encoder_contexts Encoding contexts (one per window being encoded) open in the shared encoder now.

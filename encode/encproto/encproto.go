@@ -430,7 +430,7 @@ type StatsReply struct {
 	Start        uint64 // when the worker started, unix seconds: the counters count from then
 	Conns        uint32 // connections now, on every socket it serves
 	Contexts     uint32 // encoding contexts open now
-	InFlight     uint32 // frames received and not yet answered: the queue
+	InFlight     uint32 // frames received and not yet encoded: the queue
 	OpensRefused uint64 // contexts the pool refused (the client sends without it)
 	// Frames by backend (Backend value; 0: no context) and result
 	// (FrameOK, FrameFailed, FrameRejected).
