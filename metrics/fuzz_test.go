@@ -22,19 +22,21 @@ func FuzzSnapshot(f *testing.F) {
 	s.Login("ssl", "file", stats.Failed)
 	s.Session(stats.OK)
 	s.Setup(time.Second)
+	s.RelayBytes(1<<40, 5)
 	good, _ := json.Marshal(s.Snapshot(stats.Gauges{Relays: 1}))
 	f.Add(good)
 	f.Add([]byte(`{"logins":[{"labels":["a","b"],"value":1}]}`))
 	f.Add([]byte(`{"connections":[{"labels":["\xff","x"],"value":1}]}`))
 	f.Add([]byte(`{"setup":{"bounds":[1,1],"buckets":[0,0],"count":0}}`))
 	f.Add([]byte(`{"setup":{"bounds":[1],"buckets":[2],"count":1}}`))
+	f.Add([]byte(`{"bytes_from_client":18446744073709551615,"bytes_from_server":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var sn stats.Snapshot
 		if json.Unmarshal(b, &sn) != nil {
 			return
 		}
 		checked := sn.Check() == nil
-		c := NewCollector(func() (stats.Snapshot, error) { return sn, nil }, quiet)
+		c := NewCollector(func() (stats.Snapshot, error) { return sn, nil }, nil, quiet)
 		ch := make(chan prometheus.Metric, 1024)
 		go func() {
 			defer close(ch)

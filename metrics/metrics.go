@@ -6,7 +6,9 @@
 // never the root supervisor. Each scrape asks the supervisor for a
 // stats.Snapshot over ipc (Metrics → MetricsReply; at most once a second,
 // however often it is scraped), checks it, and writes it in Prometheus's
-// text format with github.com/prometheus/client_golang.
+// text format with github.com/prometheus/client_golang. With
+// encoder-socket set, it also asks the shared encoder for its counters
+// (encproto Stats, EncoderAsker), at most once a second too.
 package metrics
 
 import (
@@ -57,30 +59,46 @@ var (
 		"Sessions started on demand (start-session), by result (ok, failed).", []string{"result"}, nil)
 	descSetup = prometheus.NewDesc(ns+"_setup_duration_seconds",
 		"Time from a connection's accept to its relay worker's start, login included.", nil, nil)
+	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total",
+		"Bytes relayed by relays that ended, by direction (from_client, from_server), as each worker reported at its end: a live relay's bytes show when it ends; a killed worker's are not counted.",
+		[]string{"direction"}, nil)
 )
 
-// Collector turns a Source's snapshot into metrics, one read per scrape.
+// Collector turns a Source's snapshot into metrics, one read per scrape,
+// and the encoder's counters when it has an EncoderSource.
 type Collector struct {
 	src Source
+	enc EncoderSource // nil: no encoder-socket, no encoder families
 	log *slog.Logger
 }
 
-// NewCollector collects from src.
-func NewCollector(src Source, log *slog.Logger) *Collector {
-	return &Collector{src: src, log: log}
+// NewCollector collects from src, and from enc unless it is nil.
+func NewCollector(src Source, enc EncoderSource, log *slog.Logger) *Collector {
+	return &Collector{src: src, enc: enc, log: log}
 }
 
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descStart, descConns, descLogins, descPenalties,
-		descPenalized, descPreauth, descRelays, descSessions, descSetup} {
+		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes} {
 		ch <- d
+	}
+	if c.enc != nil {
+		for _, d := range []*prometheus.Desc{descEncUp, descEncStart, descEncFrames, descEncRefused,
+			descEncConns, descEncContexts, descEncQueue} {
+			ch <- d
+		}
 	}
 }
 
 // Collect reads the snapshot. Without one, only xpra_proxy_up 0: a gap
 // in the counters is better than values that are not the supervisor's.
+// The encoder's families stand apart: its own up, asked whatever the
+// supervisor said.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if c.enc != nil {
+		c.collectEncoder(ch)
+	}
 	sn, err := c.src()
 	if err == nil {
 		err = sn.Check()
@@ -104,6 +122,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPenalized, prometheus.GaugeValue, float64(sn.Penalized))
 	ch <- prometheus.MustNewConstMetric(descPreauth, prometheus.GaugeValue, float64(sn.Preauth))
 	ch <- prometheus.MustNewConstMetric(descRelays, prometheus.GaugeValue, float64(sn.Relays))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromClient), "from_client")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromServer), "from_server")
 	buckets := make(map[float64]uint64, len(sn.Setup.Bounds))
 	for i, b := range sn.Setup.Bounds {
 		buckets[b] = sn.Setup.Buckets[i]
@@ -171,10 +191,10 @@ func (a *Asker) Snapshot() (stats.Snapshot, error) {
 // queue. Prometheus scrapes one at a time.
 const MaxConns = 8
 
-// Handler is /metrics over src.
-func Handler(src Source, log *slog.Logger) http.Handler {
+// Handler is /metrics over src and enc (nil: no encoder).
+func Handler(src Source, enc EncoderSource, log *slog.Logger) http.Handler {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewCollector(src, log))
+	reg.MustRegister(NewCollector(src, enc, log))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.HTTPErrorOnError,
@@ -187,10 +207,10 @@ func Handler(src Source, log *slog.Logger) http.Handler {
 	return mux
 }
 
-// Serve serves Handler(src) on l until ctx ends.
-func Serve(ctx context.Context, l net.Listener, src Source, log *slog.Logger) error {
+// Serve serves Handler(src, enc) on l until ctx ends.
+func Serve(ctx context.Context, l net.Listener, src Source, enc EncoderSource, log *slog.Logger) error {
 	srv := &http.Server{
-		Handler:           Handler(src, log),
+		Handler:           Handler(src, enc, log),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 8 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),

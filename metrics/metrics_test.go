@@ -38,6 +38,7 @@ func sample() *stats.Stats {
 	s.Login("ssl", "file", stats.Failed)
 	s.Session(stats.OK)
 	s.Setup(40 * time.Millisecond)
+	s.RelayBytes(1200, 93530)
 	return s
 }
 
@@ -46,7 +47,7 @@ func fixed(s *stats.Stats, g stats.Gauges) Source {
 }
 
 func TestCollect(t *testing.T) {
-	c := NewCollector(fixed(sample(), stats.Gauges{Relays: 1, Penalized: 1, Penalties: 2}), quiet)
+	c := NewCollector(fixed(sample(), stats.Gauges{Relays: 1, Penalized: 1, Penalties: 2}), nil, quiet)
 	want := `
 # HELP xpra_proxy_logins_total Login attempts (a client's hello reached the supervisor), by transport, the auth module that judged (none: no module got that far) and result (ok, failed, error: authenticated but no relay, abandoned: gone before a verdict).
 # TYPE xpra_proxy_logins_total counter
@@ -55,6 +56,10 @@ xpra_proxy_logins_total{module="file",result="ok",transport="tcp"} 1
 # HELP xpra_proxy_penalties_total Penalties imposed on a source address after a failed login.
 # TYPE xpra_proxy_penalties_total counter
 xpra_proxy_penalties_total 2
+# HELP xpra_proxy_relayed_bytes_total Bytes relayed by relays that ended, by direction (from_client, from_server), as each worker reported at its end: a live relay's bytes show when it ends; a killed worker's are not counted.
+# TYPE xpra_proxy_relayed_bytes_total counter
+xpra_proxy_relayed_bytes_total{direction="from_client"} 1200
+xpra_proxy_relayed_bytes_total{direction="from_server"} 93530
 # HELP xpra_proxy_relays Relay workers alive now (attached clients), those adopted from an earlier supervisor included.
 # TYPE xpra_proxy_relays gauge
 xpra_proxy_relays 1
@@ -68,7 +73,8 @@ xpra_proxy_connections_total{result="refused-penalty",transport="tcp"} 1
 xpra_proxy_connections_total{result="relayed",transport="tcp"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "xpra_proxy_logins_total",
-		"xpra_proxy_penalties_total", "xpra_proxy_relays", "xpra_proxy_up", "xpra_proxy_connections_total"); err != nil {
+		"xpra_proxy_penalties_total", "xpra_proxy_relays", "xpra_proxy_up", "xpra_proxy_connections_total",
+		"xpra_proxy_relayed_bytes_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(c, "xpra_proxy_setup_duration_seconds"); n != 1 {
@@ -91,7 +97,7 @@ func TestCollectDown(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		c := NewCollector(tt.src, quiet)
+		c := NewCollector(tt.src, nil, quiet)
 		if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP xpra_proxy_up 1 when the supervisor answered this scrape; 0 and nothing else when it did not.
 # TYPE xpra_proxy_up gauge
@@ -105,7 +111,7 @@ xpra_proxy_up 0
 // The pedantic registry checks every metric against its description;
 // promtool (Debian's prometheus package) checks the text format itself.
 func TestScrapeLints(t *testing.T) {
-	srv := &http.Server{Handler: Handler(fixed(sample(), stats.Gauges{}), quiet)}
+	srv := &http.Server{Handler: Handler(fixed(sample(), stats.Gauges{}), nil, quiet)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +142,7 @@ func TestScrapeLints(t *testing.T) {
 
 func registry(src Source) *prometheus.Registry {
 	r := prometheus.NewPedanticRegistry()
-	r.MustRegister(NewCollector(src, quiet))
+	r.MustRegister(NewCollector(src, nil, quiet))
 	return r
 }
 
@@ -217,7 +223,7 @@ func TestServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, fixed(sample(), stats.Gauges{}), quiet) }()
+	go func() { done <- Serve(ctx, l, fixed(sample(), stats.Gauges{}), nil, quiet) }()
 	base := "http://" + l.Addr().String()
 	if body := get(t, base+"/"); !strings.Contains(body, "/metrics") {
 		t.Errorf("/: %q", body)

@@ -24,7 +24,7 @@ func TestFiltersDocumented(t *testing.T) {
 	}
 	doc, _, _ = strings.Cut(doc, "\n## ")
 	for _, k := range []Kind{Preauth, Transport, Control} {
-		rules, err := Rules(k, Options{ConnectTCP: []uint16{1}})
+		rules, err := Rules(k, Options{ConnectTCP: []uint16{1}, ConnectUnix: "/run/x/socket"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func printTable(t *testing.T) {
 	rows := map[string]*row{}
 	var order []string
 	for _, k := range []Kind{Preauth, Transport, Control} {
-		rules, _ := Rules(k, Options{ConnectTCP: []uint16{1}})
+		rules, _ := Rules(k, Options{ConnectTCP: []uint16{1}, ConnectUnix: "/run/x/socket"})
 		for _, r := range rules {
 			key := r.Name
 			rw := rows[key]

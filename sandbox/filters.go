@@ -119,6 +119,12 @@ func Rules(k Kind, o Options) ([]Rule, error) {
 		rs = append(rs,
 			Rule{Name: "accept4", Why: "accepting on the :proxy socket the supervisor bound"},
 		)
+		if o.ConnectUnix != "" {
+			rs = append(rs,
+				Rule{Name: "socket", Args: []seccomp.Condition{eq(0, unix.AF_UNIX)}, Why: "metrics with encoder-socket only: a unix socket to ask the shared encoder for its counters"},
+				Rule{Name: "connect", Why: "metrics with encoder-socket only: to the encoder's socket"},
+			)
+		}
 	case Preauth, Transport:
 		rs = append(rs,
 			Rule{Name: "prctl", Args: []seccomp.Condition{eq(0, unix.PR_SET_PDEATHSIG)}, Why: "a process that becomes a transport clears its parent-death signal"},

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -63,7 +64,15 @@ type Options struct {
 	// ConnectTCP are the TCP ports the process may connect to (the
 	// tcp-proxy target's); with none it may open no socket at all.
 	ConnectTCP []uint16
-	Log        *slog.Logger
+	// ConnectUnix is a unix socket path a Control process may connect
+	// to: the metrics process asking the shared encoder for its counters
+	// (encoder-socket). Seccomp then allows socket(AF_UNIX) and connect;
+	// Landlock (ABI 9+, which restricts connecting by path) allows it
+	// beneath the socket directory's parent, which outlives the directory
+	// (systemd makes it anew at each encoder start, and Landlock rules
+	// hold inodes). The process checks the listener's uid itself.
+	ConnectUnix string
+	Log         *slog.Logger
 }
 
 // Report says what was applied.
@@ -153,6 +162,9 @@ func applyLandlock(o Options) (abi int, skipped, failed error) {
 	}
 	for _, p := range o.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(p))
+	}
+	if o.ConnectUnix != "" {
+		rules = append(rules, landlock.PathAccess(llsys.AccessFSResolveUnix, filepath.Dir(filepath.Dir(o.ConnectUnix))).IgnoreIfMissing())
 	}
 	if err := landlockConfig.BestEffort().Restrict(rules...); err != nil {
 		return abi, nil, fmt.Errorf("sandbox: landlock (ABI %d): %w", abi, err)

@@ -63,6 +63,8 @@ type Stats struct {
 	setup    []uint64 // per bucket, not cumulative; the last is +Inf
 	setupSum float64
 	setupN   uint64
+	// Bytes of relays that ended, as their workers reported them.
+	fromClient, fromServer uint64
 }
 
 // New starts counting at start (the supervisor's start).
@@ -120,6 +122,26 @@ func (s *Stats) Setup(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// RelayBytes counts the bytes an ended relay reported moving each way.
+// They are a user's process's figures: negatives count as 0, and the
+// sums saturate rather than wrap.
+func (s *Stats) RelayBytes(fromClient, fromServer int64) {
+	s.mu.Lock()
+	s.fromClient = addClipped(s.fromClient, fromClient)
+	s.fromServer = addClipped(s.fromServer, fromServer)
+	s.mu.Unlock()
+}
+
+func addClipped(sum uint64, v int64) uint64 {
+	if v <= 0 {
+		return sum
+	}
+	if n := sum + uint64(v); n >= sum {
+		return n
+	}
+	return math.MaxUint64
+}
+
 // Count is one labelled counter's value; Labels in the family's order
 // (Snapshot's field comments).
 type Count struct {
@@ -155,6 +177,9 @@ type Snapshot struct {
 	Preauth     int64     `json:"preauth"`
 	Penalized   int64     `json:"penalized"`
 	Penalties   uint64    `json:"penalties"`
+	// Bytes of relays that ended (a live relay's count at its end).
+	BytesFromClient uint64 `json:"bytes_from_client"`
+	BytesFromServer uint64 `json:"bytes_from_server"`
 }
 
 func counts(m map[string]uint64) []Count {
@@ -184,13 +209,15 @@ func (s *Stats) Snapshot(g Gauges) Snapshot {
 		Connections: counts(s.conns), Logins: counts(s.logins), Sessions: counts(s.sessions),
 		Setup:  h,
 		Relays: g.Relays, Preauth: g.Preauth, Penalized: g.Penalized, Penalties: g.Penalties,
+		BytesFromClient: s.fromClient, BytesFromServer: s.fromServer,
 	}
 }
 
 // Check says whether a snapshot is whole: every family's label count,
 // no label set twice (Prometheus refuses the scrape), the histogram's shape (bounds rising, buckets not falling, none over
-// Count), no NaN. The metrics process checks what it was sent before
-// it serves it.
+// Count), no NaN. The byte counters need no check: they are unsigned,
+// so json.Unmarshal already refuses a negative or fractional one. The
+// metrics process checks what it was sent before it serves it.
 func (sn *Snapshot) Check() error {
 	for _, f := range []struct {
 		name   string

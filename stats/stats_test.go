@@ -5,6 +5,7 @@ package stats
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 	"testing"
@@ -75,6 +76,37 @@ func TestSetupHistogram(t *testing.T) {
 	}
 	if sum := 0.001 + 0.005 + 0.03 + 3 + 200 + 120 + 0.0001; h.Sum < sum-1e-9 || h.Sum > sum+1e-9 {
 		t.Errorf("sum %v, want %v", h.Sum, sum)
+	}
+}
+
+func TestRelayBytes(t *testing.T) {
+	tests := []struct {
+		name                   string
+		reports                [][2]int64
+		fromClient, fromServer uint64
+	}{
+		{"none", nil, 0, 0},
+		{"summed", [][2]int64{{10, 2000}, {5, 0}}, 15, 2000},
+		{"negatives clipped", [][2]int64{{-7, 3}, {4, math.MinInt64}}, 4, 3},
+		{"saturates", [][2]int64{{math.MaxInt64, 1}, {math.MaxInt64, 1}, {math.MaxInt64, 1}}, math.MaxUint64, 3},
+	}
+	for _, tt := range tests {
+		s := New(time.Now())
+		for _, r := range tt.reports {
+			s.RelayBytes(r[0], r[1])
+		}
+		sn := s.Snapshot(Gauges{})
+		if sn.BytesFromClient != tt.fromClient || sn.BytesFromServer != tt.fromServer {
+			t.Errorf("%s: %d from client, %d from server; want %d, %d", tt.name, sn.BytesFromClient, sn.BytesFromServer, tt.fromClient, tt.fromServer)
+		}
+		if err := sn.Check(); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	// What the metrics process gets: a negative count is no snapshot.
+	var sn Snapshot
+	if err := json.Unmarshal([]byte(`{"bytes_from_client":-1}`), &sn); err == nil {
+		t.Error("a negative byte count decoded")
 	}
 }
 
@@ -149,6 +181,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	s := New(time.Now())
 	s.Connection("ssl", Closed)
 	s.Setup(10 * time.Millisecond)
+	s.RelayBytes(300, 70000)
 	sn := s.Snapshot(Gauges{Relays: 1})
 	b, err := json.Marshal(sn)
 	if err != nil {

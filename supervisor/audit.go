@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/stats"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 )
@@ -67,8 +68,9 @@ func source(peer string) string {
 // reported on its channel: its bytes, display and reason. A worker that
 // was killed says nothing; then the record has the exit status alone. The
 // worker is gone, so its message, if sent, waits in the socket and the
-// read does not block (the deadline is a guard).
-func relayEnded(log *slog.Logger, who []any, report *ipc.Conn, pid int, uid uint32, took time.Duration, status error) {
+// read does not block (the deadline is a guard). The bytes are counted
+// into st for Prometheus: a killed worker's are not known, so not counted.
+func relayEnded(log *slog.Logger, st *stats.Stats, who []any, report *ipc.Conn, pid int, uid uint32, took time.Duration, status error) {
 	defer report.Close()
 	args := append(who, audit.Event(audit.RelayEnded), audit.KeyDuration, audit.Seconds(took))
 	if status != nil {
@@ -81,8 +83,9 @@ func relayEnded(log *slog.Logger, who []any, report *ipc.Conn, pid int, uid uint
 		if m.Reason != "" {
 			args = append(args, audit.KeyReason, clip(m.Reason, 256))
 		}
-		args = append(args, audit.KeyBytesFromClient, max(m.Figures[ipc.FigureBytesFromClient], 0),
-			audit.KeyBytesFromServer, max(m.Figures[ipc.FigureBytesFromServer], 0))
+		fromClient, fromServer := max(m.Figures[ipc.FigureBytesFromClient], 0), max(m.Figures[ipc.FigureBytesFromServer], 0)
+		args = append(args, audit.KeyBytesFromClient, fromClient, audit.KeyBytesFromServer, fromServer)
+		st.RelayBytes(fromClient, fromServer)
 	} else if !errors.Is(err, ipc.ErrClosed) {
 		log.Warn("relay report", "err", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
@@ -131,7 +132,10 @@ func (s *Supervisor) runMetrics(ctx context.Context, listener *os.File) error {
 		return err
 	}
 	defer sup.Close()
-	cmd, err := child.Metrics.Command(child.Launch{Path: s.metricsProgram(), Cred: s.control,
+	st := s.settings()
+	args := s.metricsArgs(st.cfg)
+	s.done(st)
+	cmd, err := child.Metrics.Command(child.Launch{Path: s.metricsProgram(), Cred: s.control, Args: args,
 		Fds: map[string]*os.File{"metrics": listener, "ipc": childEnd}})
 	if err != nil {
 		childEnd.Close()
@@ -190,6 +194,24 @@ func (s *Supervisor) runMetrics(ctx context.Context, listener *os.File) error {
 			return err
 		}
 	}
+}
+
+// metricsArgs tell the metrics process where the shared encoder is, and
+// whose it must be (looked up at each start, as for relays: the user may
+// come after us; unknown, the encoder shows as down). From the settings
+// in force when it starts: a reload that changes encoder-socket reaches
+// the metrics process at its next start, not the running one.
+func (s *Supervisor) metricsArgs(cfg Config) []string {
+	if cfg.EncoderSocket == "" {
+		return nil
+	}
+	uid := "-1"
+	if eu, err := user.Lookup(cfg.EncoderUser); err == nil && eu.Uid != "0" {
+		uid = eu.Uid
+	} else {
+		s.log.Warn("encoder-user not found or root: encoder metrics down", "user", cfg.EncoderUser, "err", err)
+	}
+	return []string{"--encoder-socket=" + cfg.EncoderSocket, "--encoder-uid=" + uid}
 }
 
 // metricsProgram is xpra-proxy-metrics, installed beside the worker.

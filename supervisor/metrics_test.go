@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
@@ -130,7 +131,23 @@ func TestMetricsCounts(t *testing.T) {
 	if sn.Penalties != 1 || sn.Relays != 1 || sn.Setup.Count != 1 {
 		t.Errorf("penalties %d (want 1), relays %d (want 1), setups %d (want 1)", sn.Penalties, sn.Relays, sn.Setup.Count)
 	}
+	if sn.BytesFromClient != 0 || sn.BytesFromServer != 0 {
+		t.Errorf("bytes counted while the relay lives: %d, %d", sn.BytesFromClient, sn.BytesFromServer)
+	}
+	// The relay ends: its worker reports its bytes (the double: what it
+	// read from the client, and its line to it), and they are counted.
+	const sent = "some bytes from the client"
+	if _, err := io.WriteString(ok, sent); err != nil {
+		t.Fatal(err)
+	}
 	ok.Close()
+	eventually(t, "the ended relay's bytes counted", func() bool {
+		return sv.s.snapshot().BytesFromClient != 0
+	})
+	sn = sv.s.snapshot()
+	if sn.BytesFromClient != uint64(len(sent)) || sn.BytesFromServer != uint64(len(line)+len("\n")) {
+		t.Errorf("bytes from client %d (want %d), from server %d (want %d)", sn.BytesFromClient, len(sent), sn.BytesFromServer, len(line)+1)
+	}
 }
 
 // TestCountExchange: how an exchange's end is told apart.
@@ -244,5 +261,25 @@ func TestMetricsBindNeedsRestart(t *testing.T) {
 	next := Config{MetricsBind: "127.0.0.1:9999"}
 	if changed := keepRestartOnly(old, &next); !reflect.DeepEqual(changed, []string{"metrics-bind"}) || next.MetricsBind != old.MetricsBind {
 		t.Errorf("changed %v, kept %q", changed, next.MetricsBind)
+	}
+}
+
+// The metrics process learns the encoder's socket and uid from its
+// arguments; without encoder-socket it gets none, and with an unknown
+// encoder-user uid -1 (it then reports the encoder down).
+func TestMetricsArgs(t *testing.T) {
+	for _, tt := range []struct {
+		socket, user string
+		want         []string
+	}{
+		{"", "nobody", nil},
+		{"/run/enc/socket", "nobody", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=65534"}},
+		{"/run/enc/socket", "no-such-user-here", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=-1"}},
+		{"/run/enc/socket", "root", []string{"--encoder-socket=/run/enc/socket", "--encoder-uid=-1"}},
+	} {
+		s := &Supervisor{log: slog.New(slog.DiscardHandler)}
+		if got := s.metricsArgs(Config{EncoderSocket: tt.socket, EncoderUser: tt.user}); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q %q: %q, want %q", tt.socket, tt.user, got, tt.want)
+		}
 	}
 }

@@ -144,7 +144,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)
-		relayEnded(s.log, who, report, pid, cred.Uid, time.Since(started), err)
+		relayEnded(s.log, s.stats, who, report, pid, cred.Uid, time.Since(started), err)
 	}()
 	return pid, nil
 }

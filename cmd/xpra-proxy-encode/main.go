@@ -31,7 +31,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -60,6 +62,7 @@ func run() int {
 	maxConnsPerUID := flag.Int("max-conns-per-uid", 16, "connections per uid")
 	threads := flag.Int("threads", 0, "x264 threads per context (0: x264 chooses)")
 	debug := flag.Bool("debug", false, "log every connection and context")
+	statsUsers := flag.String("stats-users", "", "users (names or uids, comma-separated) who may ask for the counters only, never send frames: xpra-proxy's metrics process runs as xpra-proxy-control; a name not found yet is looked up again (at most every 10 s) when an unknown uid connects; root never")
 	xpraSocket := flag.String("xpra-socket", "", "also serve xpra's encoder protocol here, for 6.4+ servers started with --video-encoders=remote (xpra's own path: /run/xpra/encoder); empty: off")
 	flag.Parse()
 
@@ -96,11 +99,15 @@ func run() int {
 		return 1
 	}
 
+	// After the root parent's return: only the serving process looks
+	// the users up.
+	statsUID := parseUsers(*statsUsers, log)
+
 	p := pool.Open(nil, pool.Config{MaxPerGPU: *maxPerGPU, MaxGPUPerUser: *maxGPUPerUser, MaxCPU: *maxCPU,
 		MaxPerUser: *maxPerUser, MaxUtilization: uint32(*maxUtil)}, log)
 	defer p.Close()
 	srv := server.New(server.Config{MaxWidth: *maxW, MaxHeight: *maxH, MaxConns: *maxConns, MaxConnsPerUID: *maxConnsPerUID,
-		AllowUID: allowUID, Threads: *threads}, p, log)
+		AllowUID: allowUID, StatsUID: statsUID.allowed, Threads: *threads}, p, log)
 
 	stopXpra := serveXpra(xln, *xpraSocket, srv, p, log)
 
@@ -151,6 +158,77 @@ func parseUIDs(s string) (func(uint32) bool, error) {
 		}
 		return false
 	}, nil
+}
+
+// statsUsers is --stats-users: names or uids admitted for Stats only.
+// A name not found is looked up again at most every retryEvery, when a
+// uid outside --allow-uids connects: the metrics user belongs to
+// xpra-proxy's package, which may be installed after this one (or not
+// at all), and the encoder should not need a restart for it. Root is
+// never admitted: its processes have no business here.
+type statsUsers struct {
+	log     *slog.Logger
+	now     func() time.Time
+	lookup  func(name string) (*user.User, error)
+	mu      sync.Mutex
+	uids    map[uint32]bool
+	missing []string
+	next    time.Time // the next lookup of missing
+}
+
+const retryEvery = 10 * time.Second
+
+func parseUsers(s string, log *slog.Logger) *statsUsers {
+	u := &statsUsers{log: log, now: time.Now, lookup: lookupUser, uids: map[uint32]bool{}}
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			u.missing = append(u.missing, name)
+		}
+	}
+	u.resolve()
+	for _, name := range u.missing {
+		log.Warn("--stats-users: not found yet; looked up again when an unknown uid connects", "user", name)
+	}
+	return u
+}
+
+// resolve looks the missing names up; u.mu held or not yet shared.
+func (u *statsUsers) resolve() {
+	var still []string
+	for _, name := range u.missing {
+		usr, err := u.lookup(name)
+		if err != nil {
+			still = append(still, name)
+			continue
+		}
+		uid, err := strconv.ParseUint(usr.Uid, 10, 32)
+		if err != nil || uid == 0 {
+			u.log.Warn("--stats-users: skipped", "user", name, "uid", usr.Uid)
+			continue
+		}
+		u.uids[uint32(uid)] = true
+	}
+	u.missing = still
+	u.next = u.now().Add(retryEvery)
+}
+
+// lookupUser finds a user by name, else by uid.
+func lookupUser(name string) (*user.User, error) {
+	usr, err := user.Lookup(name)
+	if err != nil {
+		usr, err = user.LookupId(name)
+	}
+	return usr, err
+}
+
+// allowed is server.Config.StatsUID.
+func (u *statsUsers) allowed(uid uint32) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.uids[uid] && len(u.missing) > 0 && !u.now().Before(u.next) {
+		u.resolve()
+	}
+	return u.uids[uid]
 }
 
 // listener returns the socket to serve: inherited from our root parent,

@@ -4,7 +4,9 @@
 // hand: it serves Prometheus's scrapes on the metrics-bind socket (or
 // systemd's xpra-proxy-metrics.socket) that root bound, from the
 // supervisor's counters, which it asks for over ipc (package metrics).
-// Fds: metrics (the listening socket), ipc.
+// Fds: metrics (the listening socket), ipc. With --encoder-socket it also
+// asks the shared encoder for its counters (encproto Stats), as a peer
+// the encoder admits for that alone (its --stats-users).
 //
 // It reads HTTP requests from the network, so root never does: it runs
 // as the control process's user, confined as the control process is
@@ -38,6 +40,8 @@ func main() {
 
 func run() int {
 	mode := flag.Bool("metrics", false, "serve Prometheus metrics (the only mode; named so in ps)")
+	encSocket := flag.String("encoder-socket", "", "the shared encoder's socket, asked for its counters (empty: no encoder metrics)")
+	encUID := flag.Int("encoder-uid", -1, "the uid the encoder must run as (-1: unknown, so reported down)")
 	flag.Parse()
 	if !*mode {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-metrics is started by xpra-proxy (--metrics), when metrics-bind is set")
@@ -65,7 +69,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// Before the first request: anyone who reaches the port is untrusted.
-	if _, err := sandbox.Apply(sandbox.Kind(child.Metrics.Sandbox), sandbox.Options{Log: log}); err != nil {
+	if _, err := sandbox.Apply(sandbox.Kind(child.Metrics.Sandbox), sandbox.Options{ConnectUnix: *encSocket, Log: log}); err != nil {
 		log.Error("sandbox", "err", err)
 		return 1
 	}
@@ -80,7 +84,11 @@ func run() int {
 		}
 		return sn, err
 	}
-	if err := metrics.Serve(ctx, l, src, log); err != nil {
+	var enc metrics.EncoderSource
+	if *encSocket != "" {
+		enc = (&metrics.EncoderAsker{Path: *encSocket, UID: *encUID, MinInterval: time.Second}).Stats
+	}
+	if err := metrics.Serve(ctx, l, src, enc, log); err != nil {
 		log.Warn("metrics", "err", err)
 		return 1
 	}

@@ -13,6 +13,13 @@
 //	          + memfd (SCM_RIGHTS)
 //	Close    {ctx}                          → Closed {}
 //	Status   {}                             → StatusReply {JSON: pool, contexts}
+//	Stats    {}                             → StatsReply {fixed counters: frames by
+//	                                          backend and result, connections,
+//	                                          contexts, frames in flight}
+//
+// Stats is for monitoring (xpra-proxy-metrics): the worker answers it to
+// every peer it admits, also to a peer admitted for stats only, which
+// may send nothing else but Hello.
 //
 // Any request may get Error instead; Error{BadRequest} means the stream
 // is broken and the server closes the connection after sending it.
@@ -66,6 +73,9 @@ const (
 	MaxString = 1024
 	// MaxProfile bounds the profile name.
 	MaxProfile = 16
+	// StatsSize is a StatsReply body's exact length: a reader needs no
+	// larger budget.
+	StatsSize = 8 + 3*4 + 8 + NumBackends*NumResults*8
 )
 
 // Type of a message.
@@ -78,19 +88,21 @@ const (
 	TCompress Type = 3
 	TClose    Type = 4
 	TStatus   Type = 5
+	TStats    Type = 6
 
 	THelloReply  Type = 0x81
 	TOpened      Type = 0x82
 	TCompressed  Type = 0x83
 	TClosed      Type = 0x84
 	TStatusReply Type = 0x85
+	TStatsReply  Type = 0x86
 	TError       Type = 0xFF
 )
 
 var typeNames = map[Type]string{
-	THello: "hello", TOpen: "open", TCompress: "compress", TClose: "close", TStatus: "status",
+	THello: "hello", TOpen: "open", TCompress: "compress", TClose: "close", TStatus: "status", TStats: "stats",
 	THelloReply: "hello-reply", TOpened: "opened", TCompressed: "compressed", TClosed: "closed",
-	TStatusReply: "status-reply", TError: "error",
+	TStatusReply: "status-reply", TStatsReply: "stats-reply", TError: "error",
 }
 
 func (t Type) String() string {
@@ -101,7 +113,7 @@ func (t Type) String() string {
 }
 
 // IsRequest reports whether t is a request type.
-func (t Type) IsRequest() bool { return t >= THello && t <= TStatus }
+func (t Type) IsRequest() bool { return t >= THello && t <= TStats }
 
 // Header is the fixed part of every message.
 type Header struct {
@@ -258,7 +270,10 @@ type Close struct{ Ctx uint32 }
 // Status asks for the pool's figures.
 type Status struct{}
 
-// Request is one of Hello, Open, Compress, Close, Status.
+// StatsRequest asks for the counters (StatsReply).
+type StatsRequest struct{}
+
+// Request is one of Hello, Open, Compress, Close, Status, StatsRequest.
 type Request any
 
 // ParseRequest decodes the body of a request whose header was h.
@@ -297,6 +312,8 @@ func ParseRequest(h Header, body []byte) (Request, error) {
 		req = Close{Ctx: r.u32()}
 	case TStatus:
 		req = Status{}
+	case TStats:
+		req = StatsRequest{}
 	}
 	if err := r.end(); err != nil {
 		return nil, err
@@ -335,6 +352,8 @@ func AppendRequest(b []byte, req Request) ([]byte, Type, error) {
 		return binary.LittleEndian.AppendUint32(b, v.Ctx), TClose, nil
 	case Status:
 		return b, TStatus, nil
+	case StatsRequest:
+		return b, TStats, nil
 	}
 	return nil, 0, fmt.Errorf("encproto: %T is not a request", req)
 }
@@ -392,6 +411,32 @@ type Closed struct{}
 // StatusReply is a JSON document (encode/server's Status).
 type StatusReply struct{ JSON []byte }
 
+// Frame results in StatsReply.Frames.
+const (
+	FrameOK       = 0 // encoded
+	FrameFailed   = 1 // the backend failed (EncodeFailed)
+	FrameRejected = 2 // refused before the backend: no such context, a bad memfd or stride (NoContext, BadFrame)
+	NumResults    = 3
+)
+
+// NumBackends is Frames' first dimension: Backend values, 0 for a frame
+// without a context (rejected, so no backend).
+const NumBackends = 4
+
+// StatsReply is the worker's counters since Start, a fixed layout of
+// little-endian fields (StatsSize bytes): u64 Start, u32 Conns,
+// Contexts, InFlight, u64 OpensRefused, then Frames row by row, u64 each.
+type StatsReply struct {
+	Start        uint64 // when the worker started, unix seconds: the counters count from then
+	Conns        uint32 // connections now, on every socket it serves
+	Contexts     uint32 // encoding contexts open now
+	InFlight     uint32 // frames received and not yet encoded: the queue
+	OpensRefused uint64 // contexts the pool refused (the client sends without it)
+	// Frames by backend (Backend value; 0: no context) and result
+	// (FrameOK, FrameFailed, FrameRejected).
+	Frames [NumBackends][NumResults]uint64
+}
+
 // ErrorCode says what went wrong.
 type ErrorCode uint16
 
@@ -432,7 +477,7 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("encoder: %v: %s", e.Code, e.Message) }
 
 // Reply is one of HelloReply, Opened, Compressed, Closed, StatusReply,
-// *Error.
+// StatsReply, *Error.
 type Reply any
 
 // AppendReply encodes a reply body except a Compressed bitstream, which
@@ -465,6 +510,18 @@ func AppendReply(b []byte, rep Reply) ([]byte, Type, error) {
 		return b, TClosed, nil
 	case StatusReply:
 		return append(b, v.JSON...), TStatusReply, nil
+	case StatsReply:
+		b = binary.LittleEndian.AppendUint64(b, v.Start)
+		b = binary.LittleEndian.AppendUint32(b, v.Conns)
+		b = binary.LittleEndian.AppendUint32(b, v.Contexts)
+		b = binary.LittleEndian.AppendUint32(b, v.InFlight)
+		b = binary.LittleEndian.AppendUint64(b, v.OpensRefused)
+		for _, row := range v.Frames {
+			for _, n := range row {
+				b = binary.LittleEndian.AppendUint64(b, n)
+			}
+		}
+		return b, TStatsReply, nil
 	case *Error:
 		b = binary.LittleEndian.AppendUint16(b, uint16(v.Code))
 		return appendStr(b, clip(v.Message)), TError, nil
@@ -517,6 +574,14 @@ func ParseReply(h Header, body []byte) (Reply, error) {
 		rep = Closed{}
 	case TStatusReply:
 		rep = StatusReply{JSON: r.take(len(r.b))}
+	case TStatsReply:
+		v := StatsReply{Start: r.u64(), Conns: r.u32(), Contexts: r.u32(), InFlight: r.u32(), OpensRefused: r.u64()}
+		for i := range v.Frames {
+			for j := range v.Frames[i] {
+				v.Frames[i][j] = r.u64()
+			}
+		}
+		rep = v
 	case TError:
 		rep = &Error{Code: ErrorCode(r.u16()), Message: r.str(MaxString)}
 	default:

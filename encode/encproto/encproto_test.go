@@ -26,6 +26,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		Compress{Ctx: 7, Stride: 7680, Offset: 1 << 33, Keyframe: true, Quality: -1, Speed: 40},
 		Close{Ctx: 0xFFFFFFFF},
 		Status{},
+		StatsRequest{},
 	} {
 		body, typ, err := AppendRequest(nil, req)
 		if err != nil {
@@ -55,6 +56,8 @@ func TestReplyRoundTrip(t *testing.T) {
 		Compressed{Keyframe: true, Data: []byte{0, 0, 0, 1, 0x67}},
 		Closed{},
 		StatusReply{JSON: []byte(`{"cpu":1}`)},
+		sampleStats(),
+		StatsReply{},
 		&Error{Code: Refused, Message: "pool full"},
 	} {
 		body, typ, err := AppendReply(nil, rep)
@@ -73,6 +76,29 @@ func TestReplyRoundTrip(t *testing.T) {
 
 func hdr(typ Type, fds uint8, n uint32) []byte {
 	return AppendHeader(nil, Header{Type: typ, Fds: fds, Len: n})
+}
+
+func sampleStats() StatsReply {
+	v := StatsReply{Start: 1700000000, Conns: 3, Contexts: 2, InFlight: 1, OpensRefused: 5}
+	v.Frames[X264][FrameOK] = 1 << 40
+	v.Frames[JPEG][FrameFailed] = 2
+	v.Frames[0][FrameRejected] = 7
+	v.Frames[NVENC][FrameOK] = ^uint64(0)
+	return v
+}
+
+// A stats reply has one length: shorter or longer is a peer we do not
+// understand.
+func TestStatsReplyLength(t *testing.T) {
+	body, typ, err := AppendReply(nil, sampleStats())
+	if err != nil || typ != TStatsReply || len(body) != StatsSize {
+		t.Fatalf("%v %d bytes %v, want %d", typ, len(body), err, StatsSize)
+	}
+	for _, b := range [][]byte{body[:StatsSize-1], append(body, 0), nil} {
+		if _, err := ParseReply(Header{Type: TStatsReply, Len: uint32(len(b))}, b); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%d bytes: %v", len(b), err)
+		}
+	}
 }
 
 func TestParseErrors(t *testing.T) {
@@ -113,7 +139,7 @@ func TestParseErrors(t *testing.T) {
 // FuzzRequest: the worker's parser of everything a client sends. No
 // input may panic or allocate beyond the request limit.
 func FuzzRequest(f *testing.F) {
-	for _, req := range []Request{Hello{1}, Open{Codec: 1, Format: 1, Width: 64, Height: 64, Profile: "main"}, Compress{Ctx: 1, Stride: 256}, Close{1}, Status{}} {
+	for _, req := range []Request{Hello{1}, Open{Codec: 1, Format: 1, Width: 64, Height: 64, Profile: "main"}, Compress{Ctx: 1, Stride: 256}, Close{1}, Status{}, StatsRequest{}} {
 		body, typ, _ := AppendRequest(nil, req)
 		fds := uint8(0)
 		if typ == TCompress {
@@ -304,7 +330,7 @@ func FuzzReply(f *testing.F) {
 		HelloReply{Version: 1, Codecs: []codec.Codec{codec.H264, codec.JPEG}, MaxWidth: 4096, MaxHeight: 2160, Note: "no GPU"},
 		Opened{Ctx: 3, Backend: X264, GPU: -1, Fallback: "no GPU"},
 		Compressed{Keyframe: true, Data: []byte{0, 0, 0, 1, 0x67}},
-		Closed{}, StatusReply{JSON: []byte(`{"cpu":1}`)}, &Error{Code: Refused, Message: "pool full"},
+		Closed{}, StatusReply{JSON: []byte(`{"cpu":1}`)}, &Error{Code: Refused, Message: "pool full"}, sampleStats(),
 	} {
 		body, typ, _ := AppendReply(nil, rep)
 		if c, ok := rep.(Compressed); ok {

@@ -49,6 +49,14 @@ func (l *Limiter) acquire(uid uint32) string {
 	return ""
 }
 
+// Conns is how many connections it counts now, on every Listener it
+// bounds.
+func (l *Limiter) Conns() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
 func (l *Limiter) release(uid uint32) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

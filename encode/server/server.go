@@ -47,6 +47,15 @@ type Config struct {
 	// AllowUID says who may connect (nil: everyone but root, whose
 	// processes have no business sending frames here).
 	AllowUID func(uid uint32) bool
+	// StatsUID says who else may connect to ask for Stats alone (nil:
+	// no one): the metrics process, which has no business sending
+	// frames either. Such a peer gets Hello and Stats answered; any
+	// other request is refused and the connection closed.
+	StatsUID func(uid uint32) bool
+	// Counters count frames for Stats (nil: a Counters of this server's
+	// own). Given to encode/xpraenc as Limits is, they count both front
+	// ends.
+	Counters *Counters
 	// Threads per x264 context (0: x264 chooses).
 	Threads int
 	// WriteTimeout bounds sending one reply to a client that does not
@@ -81,6 +90,12 @@ func (c *Config) Defaults() {
 	if c.Limits == nil {
 		c.Limits = listen.NewLimiter(c.MaxConns, c.MaxConnsPerUID)
 	}
+	if c.StatsUID == nil {
+		c.StatsUID = func(uint32) bool { return false }
+	}
+	if c.Counters == nil {
+		c.Counters = NewCounters()
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -110,7 +125,8 @@ func New(cfg Config, p *pool.Pool, log *slog.Logger) *Server {
 	}
 	CheckGPU(p)
 	s := &Server{cfg: cfg, pool: p, log: log}
-	s.ln = &listen.Listener{Name: "encoder", Allow: cfg.AllowUID, Limits: cfg.Limits, Handle: s.handle, Log: log}
+	allow := func(uid uint32) bool { return cfg.AllowUID(uid) || cfg.StatsUID(uid) }
+	s.ln = &listen.Listener{Name: "encoder", Allow: allow, Limits: cfg.Limits, Handle: s.handle, Log: log}
 	return s
 }
 
@@ -129,6 +145,8 @@ type conn struct {
 	log  *slog.Logger
 	ctxs map[uint32]*encCtx
 	next uint32
+	// statsOnly: admitted by StatsUID alone.
+	statsOnly bool
 }
 
 // handle serves an admitted connection; a refused one is closed
@@ -136,7 +154,7 @@ type conn struct {
 func (s *Server) handle(uc *net.UnixConn, p listen.Peer) {
 	ec := encproto.NewConn(uc)
 	ec.BodyTimeout = s.cfg.BodyTimeout
-	c := &conn{s: s, nc: uc, c: ec, uid: p.UID, ctxs: map[uint32]*encCtx{}, log: p.Log}
+	c := &conn{s: s, nc: uc, c: ec, uid: p.UID, ctxs: map[uint32]*encCtx{}, log: p.Log, statsOnly: !s.cfg.AllowUID(p.UID)}
 	defer c.closeAll()
 	c.log.Debug("encoder: client connected")
 	if err := c.serve(); err != nil {
@@ -164,6 +182,18 @@ func (c *conn) serve() error {
 			c.reply(h.Seq, &encproto.Error{Code: encproto.BadRequest, Message: err.Error()}, nil)
 			return err
 		}
+		if c.statsOnly {
+			switch req.(type) {
+			case encproto.Hello, encproto.StatsRequest:
+			default:
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				err := fmt.Errorf("%v from a peer admitted for stats only", h.Type)
+				c.reply(h.Seq, &encproto.Error{Code: encproto.Refused, Message: err.Error()}, nil)
+				return err
+			}
+		}
 		var rep encproto.Reply
 		var tail []byte
 		switch r := req.(type) {
@@ -177,12 +207,21 @@ func (c *conn) serve() error {
 		case encproto.Open:
 			rep = c.open(r)
 		case encproto.Compress:
+			end := c.s.cfg.Counters.Begin()
+			var backend encproto.Backend
+			if x, ok := c.ctxs[r.Ctx]; ok {
+				backend = x.backend
+			}
 			rep, tail = c.compress(r, fd)
+			end()
+			c.s.cfg.Counters.Frame(backend, frameResult(rep))
 		case encproto.Close:
 			rep = c.closeCtx(r.Ctx)
 		case encproto.Status:
 			b, _ := json.Marshal(c.s.Status())
 			rep = encproto.StatusReply{JSON: b}
+		case encproto.StatsRequest:
+			rep = c.s.Stats()
 		}
 		if err := c.reply(h.Seq, rep, tail); err != nil {
 			return fmt.Errorf("sending %v reply: %w", h.Type, err)
@@ -225,6 +264,12 @@ func (s *Server) Status() Status {
 	return st
 }
 
+// Stats is the worker's counters now (encproto Stats): connections on
+// every front end sharing Limits, contexts from the pool.
+func (s *Server) Stats() encproto.StatsReply {
+	return s.cfg.Counters.Stats(s.cfg.Limits.Conns(), s.pool.Contexts())
+}
+
 func errReply(code encproto.ErrorCode, format string, a ...any) *encproto.Error {
 	return &encproto.Error{Code: code, Message: fmt.Sprintf(format, a...)}
 }
@@ -246,11 +291,14 @@ func (c *conn) open(r encproto.Open) encproto.Reply {
 	}
 	oc, rerr := OpenContext(c.s.pool, c.uid, cfg, r.Profile, r.CPUOnly, c.log)
 	if rerr != nil {
+		if rerr.Code == encproto.Refused {
+			c.s.cfg.Counters.OpenRefused()
+		}
 		return rerr
 	}
 	c.next++
 	id := c.next
-	c.ctxs[id] = &encCtx{cfg: cfg, enc: oc.Enc, lease: oc.Lease}
+	c.ctxs[id] = &encCtx{cfg: cfg, enc: oc.Enc, lease: oc.Lease, backend: oc.Backend}
 	c.s.mu.Lock()
 	c.s.contexts++
 	c.s.mu.Unlock()
@@ -297,10 +345,11 @@ func (c *conn) closeAll() {
 
 // encCtx is one client context and its cached frame mapping.
 type encCtx struct {
-	cfg   codec.Config
-	enc   codec.Encoder
-	lease *pool.Lease
-	m     mapping
+	cfg     codec.Config
+	enc     codec.Encoder
+	lease   *pool.Lease
+	backend encproto.Backend
+	m       mapping
 }
 
 func (x *encCtx) close() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
+	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
 	"github.com/xpra-proxy/xpra-proxy/protocol/compress"
@@ -326,6 +327,9 @@ func (ss *session) contextRequest(p conn.Packet) error {
 	}
 	oc, rerr := server.OpenContext(ss.s.pool, ss.uid, cfg, prof, cpuOnly, ss.log)
 	if rerr != nil {
+		if rerr.Code == encproto.Refused {
+			ss.s.cfg.Counters.OpenRefused()
+		}
 		return refuse("%s", rerr.Message)
 	}
 	if prof == "" {
@@ -486,7 +490,10 @@ func (ss *session) contextCompress(p conn.Packet) error {
 	}
 	// A larger image (the caller rounds the context down to even sizes)
 	// is encoded from its top-left corner, as 6.x's x264 does.
+	end := ss.s.cfg.Counters.Begin()
 	f, err := x.oc.Enc.Encode(img.pix, img.stride, codec.FrameOptions{Quality: optInt(opts, "quality", -1), Speed: -1})
+	end()
+	ss.s.cfg.Counters.Frame(x.oc.Backend, frameResult(err))
 	if err != nil {
 		ss.log.Warn("xpra encoder: frame failed", "seq", seq, "err", err)
 		return ss.send(conn.Packet{pContextData, seq, []byte{}, value.Dict{{Key: "error", Value: err.Error()}}, value.Dict{}})
@@ -543,10 +550,16 @@ func (ss *session) encode(p conn.Packet) error {
 	}
 	oc, rerr := server.OpenContext(ss.s.pool, ss.uid, cfg, "", false, ss.log)
 	if rerr != nil {
+		if rerr.Code == encproto.Refused {
+			ss.s.cfg.Counters.OpenRefused()
+		}
 		return failed(fmt.Errorf("%s", rerr.Message))
 	}
 	defer oc.Close()
+	end := ss.s.cfg.Counters.Begin()
 	f, err := oc.Enc.Encode(img.pix, img.stride, codec.FrameOptions{Keyframe: true, Quality: -1, Speed: -1})
+	end()
+	ss.s.cfg.Counters.Frame(oc.Backend, frameResult(err))
 	if err != nil {
 		return failed(err)
 	}
@@ -557,4 +570,12 @@ func (ss *session) encode(p conn.Packet) error {
 	}
 	// Sent before oc.Close frees f.Data.
 	return ss.send(conn.Packet{pEncodeResponse, c.String(), f.Data, co, w, h, int64(0), int64(24), metadata})
+}
+
+// frameResult is how an Encode's error counts (server.Counters).
+func frameResult(err error) int {
+	if err != nil {
+		return encproto.FrameFailed
+	}
+	return encproto.FrameOK
 }

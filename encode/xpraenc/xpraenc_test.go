@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/encode/codec"
+	"github.com/xpra-proxy/xpra-proxy/encode/encproto"
 	"github.com/xpra-proxy/xpra-proxy/encode/internal/frametest"
 	"github.com/xpra-proxy/xpra-proxy/encode/pool"
 	"github.com/xpra-proxy/xpra-proxy/encode/server"
@@ -228,6 +229,12 @@ func TestOneShotEncode(t *testing.T) {
 				t.Errorf("PSNR %.1f dB", q)
 			}
 		})
+	}
+	// Counted with the encproto socket's frames (server.Counters).
+	st := f.srv.cfg.Counters.Stats(0, 0)
+	if video := st.Frames[encproto.X264][encproto.FrameOK] + st.Frames[encproto.NVENC][encproto.FrameOK]; video != 1 ||
+		st.Frames[encproto.JPEG][encproto.FrameOK] != 2 || st.InFlight != 0 {
+		t.Errorf("counted %v, in flight %d; want 1 video and 2 JPEG frames", st.Frames, st.InFlight)
 	}
 }
 
