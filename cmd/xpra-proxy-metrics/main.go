@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
+	"github.com/xpra-proxy/xpra-proxy/logging"
 	"github.com/xpra-proxy/xpra-proxy/metrics"
 	"github.com/xpra-proxy/xpra-proxy/sandbox"
 	"github.com/xpra-proxy/xpra-proxy/stats"
@@ -47,7 +47,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-metrics is started by xpra-proxy (--metrics), when metrics-bind is set")
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("stage", "metrics", "pid", os.Getpid())
+	log := logging.New(nil).With("stage", "metrics", "pid", os.Getpid())
 	fds, err := child.Metrics.Take()
 	if err != nil {
 		log.Error("start-up", "err", err)

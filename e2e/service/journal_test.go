@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -44,10 +46,16 @@ func (b *bed) journalAudit(t *testing.T) {
 	}
 	defer func() {
 		_ = os.WriteFile(path, []byte(config), 0o640)
+		try("systemctl", "stop", "xpra-proxy-metrics.socket")
 		try("systemctl", "restart", "xpra-proxy.service")
 	}()
 	since := fmt.Sprintf("--since=@%d", time.Now().Add(-time.Second).Unix())
-	sh(t, "systemctl", "restart", "xpra-proxy.service")
+	// The packaged metrics socket, as its comment tells an admin to start
+	// it: the supervisor gets it at its next start, so the counters below
+	// are this script's alone.
+	sh(t, "systemctl", "stop", "xpra-proxy.service")
+	sh(t, "systemctl", "start", "xpra-proxy-metrics.socket")
+	sh(t, "systemctl", "start", "xpra-proxy.service")
 
 	// A wrong password over TLS: a failed login and a penalty.
 	tlsURL := "ssl://" + testUser + ":not-" + testPassword + "@" + tcpAddr + "/"
@@ -94,6 +102,10 @@ func (b *bed) journalAudit(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	c.stop()
 	sh(t, "xpra-proxy", "terminate", started.ID)
+
+	// The same script in Prometheus's eyes, scraped before the stop below
+	// ends the supervisor (its counters live as long as it does).
+	b.scriptMetrics(t)
 
 	// A stop on the control socket: the supervisor exits (relays and
 	// sessions stay; the sockets start it again).
@@ -224,4 +236,97 @@ func match(e, fields map[string]string, check func(map[string]string) error) err
 		return check(e)
 	}
 	return nil
+}
+
+// scriptMetrics scrapes xpra-proxy-metrics.socket after journalAudit's
+// script: the scrape passes promtool, and shows what the script did
+// since the supervisor's start: one failed PAM login over TLS and its
+// penalty, the connection refused during it, the unix socket's login, the
+// session started on request, and the bytes of the relays that ended.
+func (b *bed) scriptMetrics(t *testing.T) {
+	t.Helper()
+	type want struct {
+		series string // the series' name and labels, as client_golang writes them
+		min    float64
+		exact  bool
+	}
+	wants := []want{
+		{`xpra_proxy_up`, 1, true},
+		{`xpra_proxy_logins_total{module="pam",result="failed",transport="ssl"}`, 1, false},
+		{`xpra_proxy_penalties_total`, 1, false},
+		{`xpra_proxy_connections_total{result="refused-penalty",transport="tcp"}`, 1, false},
+		{`xpra_proxy_logins_total{module="pam",result="ok",transport="unix"}`, 1, true},
+		{`xpra_proxy_logins_total{module="pam",result="ok",transport="ssl"}`, 2, false}, // xpra start, then the attach
+		{`xpra_proxy_sessions_started_total{result="ok"}`, 1, true},
+		{`xpra_proxy_relayed_bytes_total{direction="from_client"}`, 1, false},
+		{`xpra_proxy_relayed_bytes_total{direction="from_server"}`, 1, false},
+		{`xpra_proxy_setup_duration_seconds_count`, 2, false},
+	}
+	var body string
+	var why []string
+	// The attached client's relay is reaped a moment after it left.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Second) {
+		body, why = scrape(t, "http://127.0.0.1:9761/metrics"), nil
+		for _, w := range wants {
+			v, ok := sample(body, w.series)
+			switch {
+			case !ok:
+				why = append(why, w.series+": absent")
+			case w.exact && v != w.min, v < w.min:
+				why = append(why, fmt.Sprintf("%s = %v, want %s%v", w.series, v, map[bool]string{true: "", false: ">= "}[w.exact], w.min))
+			}
+		}
+		if len(why) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(why) > 0 {
+		t.Errorf("the metrics do not show the script: %s\n%s", strings.Join(why, "; "), body)
+	}
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	// Served by the metrics process, as its own user, never by root.
+	ps := try("ps", "-eo", "user:32=,args=")
+	served := false
+	for line := range strings.SplitSeq(ps, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.Contains(f[1], "xpra-proxy-metrics") {
+			served = true
+			if f[0] != "xpra-proxy-control" {
+				t.Errorf("xpra-proxy-metrics runs as %s, want xpra-proxy-control: %s", f[0], line)
+			}
+		}
+	}
+	if !served {
+		t.Errorf("no xpra-proxy-metrics process:\n%s", ps)
+	}
+}
+
+// scrape GETs a metrics page.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s %v\n%s", url, resp.Status, err, b)
+	}
+	return string(b)
+}
+
+// sample is a series' value in Prometheus's text format.
+func sample(body, series string) (float64, bool) {
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
