@@ -48,14 +48,23 @@ func TestTrimBackToBase(t *testing.T) {
 		if grown <= base {
 			t.Fatalf("%d goroutines in a blocking call left %d threads, base %d: the test proves nothing", n, grown, base)
 		}
-		ended, err := Trim(base)
-		if err != nil {
-			t.Fatal(err)
+		// Run trims on every idle pass; a pass may end short of base when
+		// the runtime starts a thread meanwhile (on a loaded machine, sysmon
+		// hands a P stuck in a system call to a new one). Three passes, as
+		// Run would make over 15 s, must reach it.
+		ended, now, passes := 0, 0, 0
+		for passes < 3 && (passes == 0 || now > base) {
+			e, err := Trim(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ended += e
+			passes++
+			now, _ = Count()
 		}
-		now, _ := Count()
-		t.Logf("%d blocked goroutines: %d threads → %d ended → %d (base %d)", n, grown, ended, now, base)
+		t.Logf("%d blocked goroutines: %d threads → %d ended in %d passes → %d (base %d)", n, grown, ended, passes, now, base)
 		if now > base {
-			t.Errorf("after Trim(%d): %d threads", base, now)
+			t.Errorf("after %d passes of Trim(%d): %d threads", passes, base, now)
 		}
 	}
 }
