@@ -102,10 +102,12 @@ func TestTLSRounds(t *testing.T) {
 	parallel := envCount(t, "TLS_PARALLEL", 8)
 	srv := xpralab.Start(t, xpralab.Options{Args: []string{"--session-name=tls-rounds"}})
 	cert, key := testCert(t, t.TempDir())
-	// Every client comes from 127.0.0.1, many at once: no per-source cap,
-	// and room for the parallel runs before sshd-style early drops.
+	// Every client comes from 127.0.0.1, many at once: no per-source cap
+	// or rate (50 clients started at once outrun the default 5 a second
+	// whenever their start-ups bunch up), and room for the parallel runs
+	// before sshd-style early drops.
 	p := proxylab.Start(t, "--tcp-auth=password,value=secret", "--ssl-cert="+cert, "--ssl-key="+key,
-		"--per-source-max-startups=0", "--per-source-penalty=0",
+		"--per-source-max-startups=0", "--per-source-penalty=0", "--per-source-rate=0",
 		fmt.Sprintf("--max-startups=%d", 2*parallel+10))
 	creds := srv.User.Username + ":secret"
 	// proxylab.Start's readiness check connects and says nothing, which
