@@ -84,7 +84,7 @@ func TestLDAPOptions(t *testing.T) {
 		{`ldap,username-format="uid=%username,ou=people,dc=example,dc=org"`, with(func(w *want) { w.dn = "uid=alice,ou=people,dc=example,dc=org" })},
 		{`ldap:username_format="uid=%username,ou=people,dc=%domain",domain=test`, with(func(w *want) { w.dn = "uid=alice,ou=people,dc=test" })},
 		{"ldap,username-format=%username@corp.example", nil}, // not a DN
-		{"ldap,username-format=cn=admin", nil},               // names no user
+		{"ldap,username-format=cn=admin", nil}, // names no user
 		{`ldap,require-group="cn=xpra,ou=groups,dc=example,dc=org"`, with(func(w *want) { w.group = "cn=xpra,ou=groups,dc=example,dc=org" })},
 		{"ldap,require-group=xpra", nil},
 		{"ldap,require-group=", nil},
