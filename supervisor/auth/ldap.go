@@ -48,7 +48,6 @@ type ldapModule struct {
 	idsFromDirectory bool
 	timeout          time.Duration
 	allowUnencrypted bool
-	dial             func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newLDAP(spec Spec, cfg Config) (Module, error) {
@@ -65,7 +64,7 @@ func newLDAP(spec Spec, cfg Config) (Module, error) {
 		return def
 	}
 	m := &ldapModule{host: opt("host", "localhost"), format: opt("username_format", ldapDefaultFormat),
-		timeout: ldapauth.DefaultTimeout, dial: (&net.Dialer{}).DialContext}
+		timeout: ldapauth.DefaultTimeout}
 	if m.host == "" || len(m.host) > ldapauth.MaxHost || strings.ContainsAny(m.host, " /:[]") && net.ParseIP(m.host) == nil {
 		return nil, fmt.Errorf("auth: module ldap: host %q is not a host name or address", m.host)
 	}
@@ -354,7 +353,7 @@ func (m *ldapModule) Authenticate(r Request) (*Session, error) {
 // read here) and runs the helper on the connection.
 func (m *ldapModule) run(ctx context.Context, username string, password []byte) (ldapauth.Reply, error) {
 	addr := net.JoinHostPort(m.host, strconv.Itoa(m.port))
-	c, err := m.dial(ctx, "tcp", addr)
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return ldapauth.Reply{Reason: ldapauth.ReasonUnavailable, Log: fmt.Sprintf("connecting to %s: %v", addr, err), UID: -1, GID: -1}, nil
 	}
