@@ -110,7 +110,7 @@ access to * by users read by * none
 }
 
 // ldapEntries: the test user (uidNumber and gidNumber as in passwd) in the
-// group, bob outside it.
+// group, bob outside it, and rooty in it, whose entry says uidNumber 0.
 func ldapEntries(name string, uid, gid int) string {
 	return fmt.Sprintf(`dn: %[1]s
 objectClass: dcObject
@@ -148,11 +148,23 @@ gidNumber: %[5]d
 homeDirectory: /nonexistent
 userPassword: %[6]s
 
+dn: uid=rooty,%[2]s
+objectClass: inetOrgPerson
+objectClass: posixAccount
+uid: rooty
+cn: Rooty
+sn: Zero
+uidNumber: 0
+gidNumber: 0
+homeDirectory: /root
+userPassword: %[6]s
+
 dn: %[7]s
 objectClass: posixGroup
 cn: xpra
 gidNumber: 5000
 memberUid: %[3]s
+memberUid: rooty
 `, ldapSuffix, ldapPeople, name, uid, gid, ldapPassword, ldapGroup)
 }
 
@@ -219,6 +231,26 @@ func TestLDAP(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the account policy still decides", func(t *testing.T) {
+		// The directory's word on the uid is checked like any module's:
+		// uidNumber 0 is never a relay as root.
+		out := xpraClient(t, 40*time.Second, "info", sslURL("rooty", ldapPassword, ""), noVerify)
+		if !strings.Contains(out, "authentication failed") || strings.Contains(out, "server.type") {
+			t.Fatalf("xpra info as a directory user with uidNumber 0:\n%s", out)
+		}
+		if !strings.Contains(p.Logs(), "never as root") {
+			t.Fatalf("the policy's refusal is not logged:\n%s", p.Logs())
+		}
+		// And deny-users holds for a user the directory accepts.
+		q := proxylab.Start(t, "--tcp-auth="+module, "--ssl-cert="+cert, "--ssl-key="+key, "--per-source-penalty=0", "--deny-users="+name)
+		out = xpraClient(t, 40*time.Second, "info", fmt.Sprintf("ssl://%s:%s@%s/", name, ldapPassword, q.Addr()), noVerify)
+		if !strings.Contains(out, "authentication failed") || strings.Contains(out, "server.type") {
+			t.Fatalf("xpra info as a user in deny-users:\n%s", out)
+		}
+		if !strings.Contains(q.Logs(), "deny-users") {
+			t.Fatalf("deny-users is not named in the log:\n%s", q.Logs())
+		}
+	})
 	t.Run("plain TCP is refused", func(t *testing.T) {
 		out := xpraClient(t, 30*time.Second, "info", fmt.Sprintf("tcp://%s:%s@%s/", name, ldapPassword, p.Addr()))
 		if !strings.Contains(out, "encrypted connection") || strings.Contains(out, "server.type") {
