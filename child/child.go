@@ -42,6 +42,9 @@ const (
 	AsSessionUser Identity = "session user"
 	// AsEncoderUser: the encoder's system user with its groups.
 	AsEncoderUser Identity = "encoder user"
+	// AsLDAPUser: the LDAP helper's own user (xpra-proxy-ldap), no
+	// groups; never the pre-auth user (supervisor/auth checks).
+	AsLDAPUser Identity = "ldap user"
 )
 
 // Spec is one kind of child.
@@ -137,6 +140,15 @@ var (
 		Env:  []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
 		Runs: AsRoot, Setsid: true, Pdeathsig: syscall.SIGKILL,
 	}
+	// LDAP is xpra-proxy-ldap, one per LDAP login attempt: the password
+	// check against the directory over the connection root opened
+	// ("directory"), the request and reply on "ldap" (package ldapauth).
+	// Killed at its timeout, and with the supervisor.
+	LDAP = Spec{
+		Kind: "ldap", Mode: []string{"--ldap"}, Fds: []string{"ldap", "directory"},
+		Env: plainEnv, Runs: AsLDAPUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
+		Sandbox: "ldap", Memory: &memlimit.LDAP,
+	}
 	// Encoder is xpra-proxy-encode's worker, exec'd by its root parent as
 	// the encoder's user with the sockets the parent bound.
 	Encoder = Spec{
@@ -147,7 +159,7 @@ var (
 )
 
 // All are the specs, for tests and documentation.
-var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &Encoder}
+var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &LDAP, &Encoder}
 
 // Launch is one exec of a Spec.
 type Launch struct {

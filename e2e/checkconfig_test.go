@@ -33,6 +33,11 @@ func TestCheckConfig(t *testing.T) {
 	good := write("good.toml", "bind-tcp = [\"127.0.0.1:0\"]\ntcp-auth = [\"sqlite,filename="+db+"\"]\n")
 	typo := write("typo.toml", "bind-tcp = [\"127.0.0.1:0\"]\ntcp-auht = [\"none\"]\n")
 	notPEM := write("cert.pem", "not a certificate\n")
+	ca, _ := testCert(t, t.TempDir())
+	// A DN in the config file: a TOML literal string, the DN in double
+	// quotes for the module's own option syntax.
+	ldapGood := write("ldap.toml", "bind-tcp = [\"127.0.0.1:0\"]\n"+
+		"tcp-auth = ['ldap,host=ldap.example.org,cacert="+ca+",username-format=\"uid=%username,ou=people,dc=example,dc=org\",require-group=\"cn=xpra,ou=groups,dc=example,dc=org\"']\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -45,6 +50,11 @@ func TestCheckConfig(t *testing.T) {
 		{"missing database", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=sqlite,filename=" + filepath.Join(dir, "nope.sdb")}, false, []string{"nope.sdb"}},
 		{"unknown module", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=bogus"}, false, []string{"bogus"}},
 		{"bad certificate", []string{"--config=" + good, "--ssl-cert=" + notPEM}, false, []string{"ssl-cert", notPEM}},
+		{"ldap", []string{"--config=" + ldapGood}, true, []string{"configuration OK"}},
+		{"ldap bad cacert", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=ldap,host=127.0.0.1,cacert=" + notPEM}, false, []string{"tcp-auth", "cacert", notPEM}},
+		{"ldap missing cacert", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=ldap,host=127.0.0.1,cacert=" + filepath.Join(dir, "none.pem")}, false, []string{"cacert", "none.pem"}},
+		{"ldap bad host", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=ldap,host=ldap.example.org:636"}, false, []string{"tcp-auth", "host", "ldap.example.org:636"}},
+		{"ldap in the clear", []string{"--bind-tcp=127.0.0.1:0", "--tcp-auth=ldap,host=127.0.0.1,tls=0"}, false, []string{"tls=0", "starttls"}},
 		{"bad number", []string{"--config=" + good, "--max-relays-per-user=-3"}, false, []string{"max-relays-per-user"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

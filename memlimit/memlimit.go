@@ -59,6 +59,10 @@ var Preauth = Limits{Heap: 64 << 20, GoLimit: 24 << 20}
 // bounded requests, so the pre-auth ceiling is ample.
 var Control = Preauth
 
+// LDAP is the ceiling of the LDAP helper: one bind and at most two small
+// searches, each reply bounded by the directory's answer sizes it asks for.
+var LDAP = Preauth
+
 // Environment variables of the child contract.
 const (
 	// EnvHeap carries Limits.Heap, in bytes.

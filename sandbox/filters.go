@@ -125,6 +125,9 @@ func Rules(k Kind, o Options) ([]Rule, error) {
 				Rule{Name: "connect", Why: "metrics with encoder-socket only: to the encoder's socket"},
 			)
 		}
+	case LDAP:
+		// Only the runtime's calls: the helper reads and writes the two
+		// descriptors it was given and opens nothing (no socket, no file).
 	case Preauth, Transport:
 		rs = append(rs,
 			Rule{Name: "prctl", Args: []seccomp.Condition{eq(0, unix.PR_SET_PDEATHSIG)}, Why: "a process that becomes a transport clears its parent-death signal"},

@@ -51,6 +51,9 @@ const (
 	Transport Kind = "transport"
 	// Control serves the supervisor's :proxy socket.
 	Control Kind = "control"
+	// LDAP is the LDAP helper: TLS and LDAP on the directory connection
+	// the supervisor opened for it; it opens nothing itself.
+	LDAP Kind = "ldap"
 )
 
 // Options are what a kind may reach beyond its own descriptors.

@@ -4,6 +4,8 @@ package supervisor
 
 import (
 	"flag"
+	"os/user"
+	"strconv"
 
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 )
@@ -65,6 +67,21 @@ func (c Config) policy() account.Policy {
 		MinUID: c.MinUID, MaxUID: c.MaxUID,
 		AllowUsers: c.AllowUsers, DenyUsers: c.DenyUsers,
 		AllowGroups: c.AllowGroups, DenyGroups: c.DenyGroups,
-		Reserved: []string{c.PreauthUser, c.EncoderUser, "xpra-proxy", "xpra-proxy-control", "xpra-proxy-encode"},
+		Reserved: []string{c.PreauthUser, c.EncoderUser, "xpra-proxy", "xpra-proxy-control", "xpra-proxy-encode", "xpra-proxy-ldap"},
 	}
+}
+
+// helperForbiddenUIDs are the uids the ldap module's helper must not run
+// as: the pre-auth user (or nobody, its fallback) and the control user,
+// whose processes read what anyone sends.
+func (c Config) helperForbiddenUIDs() []int {
+	var out []int
+	for _, name := range []string{c.PreauthUser, "nobody", c.ControlUser} {
+		if u, err := user.Lookup(name); err == nil {
+			if uid, err := strconv.Atoi(u.Uid); err == nil {
+				out = append(out, uid)
+			}
+		}
+	}
+	return out
 }

@@ -76,7 +76,7 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
 	}
-	authCfg := auth.Config{PasswordFile: cfg.PasswordFile}
+	authCfg := auth.Config{PasswordFile: cfg.PasswordFile, HelperForbiddenUIDs: cfg.helperForbiddenUIDs()}
 	if cfg.AuthFileOwner != "" {
 		uid, err := auth.LookupUID(cfg.AuthFileOwner)
 		if err != nil {

@@ -32,6 +32,9 @@ const PreauthUser = "xpra-proxy"
 // ControlUser is the system user of the :proxy control process.
 const ControlUser = "xpra-proxy-control"
 
+// LDAPUser is the system user of the ldap module's helper.
+const LDAPUser = "xpra-proxy-ldap"
+
 // Build compiles the commands once per test binary and returns their
 // directory.
 func Build(t testing.TB) string {
@@ -69,15 +72,15 @@ func steps(goflags ...string) []buildlab.Step {
 	return []buildlab.Step{
 		{Env: append([]string{"CGO_ENABLED=1"}, env(supervisor)...), Pkgs: []string{"./cmd/xpra-proxy"}},
 		{Env: append([]string{"CGO_ENABLED=1"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-probe"}},
-		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control", "./cmd/xpra-proxy-metrics"}},
+		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control", "./cmd/xpra-proxy-metrics", "./cmd/xpra-proxy-ldap"}},
 	}
 }
 
-// EnsurePreauthUser creates the xpra-proxy and xpra-proxy-control system
-// users, as the package's sysusers.d file does.
+// EnsurePreauthUser creates the xpra-proxy, xpra-proxy-control and
+// xpra-proxy-ldap system users, as the package's sysusers.d file does.
 func EnsurePreauthUser(t testing.TB) {
 	t.Helper()
-	for _, name := range []string{PreauthUser, ControlUser} {
+	for _, name := range []string{PreauthUser, ControlUser, LDAPUser} {
 		if exec.Command("id", name).Run() == nil {
 			continue
 		}

@@ -88,7 +88,9 @@ type Spec struct {
 }
 
 // ParseSpec parses "name", "name,k=v,..." or "name:k=v,...". Dashes in the
-// name become underscores, as in xpra.
+// name become underscores, as in xpra. A value that must hold commas (an
+// LDAP DN) is written in double quotes: k="cn=%username,dc=example,dc=org";
+// the quotes are removed, and such a value cannot hold a double quote.
 func ParseSpec(s string) (Spec, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -99,15 +101,35 @@ func ParseSpec(s string) (Spec, error) {
 		name, rest = s[:i], s[i+1:]
 	}
 	spec := Spec{Name: strings.ReplaceAll(strings.ToLower(name), "-", "_"), Options: map[string]string{}}
-	if rest != "" {
-		for _, kv := range strings.Split(rest, ",") {
-			k, v, ok := strings.Cut(kv, "=")
-			k = strings.TrimSpace(k)
-			if !ok || k == "" {
-				return Spec{}, fmt.Errorf("auth: module %q: option %q is not key=value", spec.Name, kv)
-			}
-			spec.Options[strings.ReplaceAll(k, "-", "_")] = v
+	for rest != "" {
+		var kv string
+		var more bool
+		kv, rest, more = strings.Cut(rest, ",")
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return Spec{}, fmt.Errorf("auth: module %q: option %q is not key=value", spec.Name, kv)
 		}
+		if strings.HasPrefix(v, `"`) {
+			// The value runs to the next quote, commas included.
+			tail := v[1:]
+			if more {
+				tail += "," + rest
+			}
+			end := strings.IndexByte(tail, '"')
+			if end < 0 {
+				return Spec{}, fmt.Errorf("auth: module %q: option %q: unterminated quoted value", spec.Name, k)
+			}
+			v, rest = tail[:end], tail[end+1:]
+			if rest != "" && rest[0] != ',' {
+				return Spec{}, fmt.Errorf("auth: module %q: option %q: text after the closing quote", spec.Name, k)
+			}
+			rest, more = strings.CutPrefix(rest, ",")
+		}
+		if more && rest == "" {
+			return Spec{}, fmt.Errorf("auth: module %q: option %q is not key=value", spec.Name, "")
+		}
+		spec.Options[strings.ReplaceAll(k, "-", "_")] = v
 	}
 	return spec, nil
 }

@@ -19,6 +19,9 @@ type Config struct {
 	// FileOwnerUID may own auth files and databases besides root
 	// (auth-file-owner); 0: root only.
 	FileOwnerUID int
+	// HelperForbiddenUIDs are the uids an unprivileged auth helper (the
+	// ldap module's) must not run as: the pre-auth and control users.
+	HelperForbiddenUIDs []int
 }
 
 // New builds a module from its spec.
@@ -56,8 +59,10 @@ func New(spec Spec, cfg Config) (Module, error) {
 		return newSQLite(spec, cfg)
 	case "pam":
 		return newPAM(spec)
+	case "ldap":
+		return newLDAP(spec, cfg)
 	}
-	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam)", spec.Name)
+	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam, ldap)", spec.Name)
 }
 
 // passwordValue is the password module's secret: value=, or the first
