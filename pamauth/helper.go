@@ -7,15 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/xpra-proxy/xpra-proxy/authhelper"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
 )
@@ -37,36 +36,15 @@ var ErrTimeout = errors.New("pamauth: the PAM helper took too long and was kille
 // FindProgram returns the helper beside the running program, else the
 // packaged one.
 func FindProgram() string {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), ProgramName)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return LibexecPath
+	return authhelper.FindProgram(ProgramName, LibexecPath)
 }
 
 // CheckProgram refuses a helper that someone other than root (or the
 // user running the supervisor) could replace: the supervisor runs it as
 // root with a password in hand.
 func CheckProgram(path string) error {
-	if !filepath.IsAbs(path) {
-		return fmt.Errorf("pamauth: helper path %q is not absolute", path)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("pamauth: helper program: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("pamauth: helper %s is not a regular file", path)
-	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("pamauth: helper %s is not executable", path)
-	case fi.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("pamauth: helper %s is writable by group or others (mode %v)", path, fi.Mode().Perm())
-	case !ok || (st.Uid != 0 && int(st.Uid) != os.Geteuid()):
-		return fmt.Errorf("pamauth: helper %s is not owned by root", path)
+	if err := authhelper.CheckProgram(path); err != nil {
+		return fmt.Errorf("pamauth: %w", err)
 	}
 	return nil
 }
@@ -89,85 +67,29 @@ func (h Helper) Run(ctx context.Context, r Request) (Reply, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return Reply{}, fmt.Errorf("pamauth: socketpair: %w", err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), FdName), os.NewFile(uintptr(fds[1]), FdName)
-	defer theirs.Close()
-	c, err := NewConn(ours)
-	ours.Close()
-	if err != nil {
-		return Reply{}, err
-	}
-	defer c.Close()
-
-	// A clean environment: nothing of the supervisor's may steer the
-	// helper or the PAM modules it loads. Its own session and group, and
-	// it dies with the supervisor (child.PAM).
-	cmd, err := child.PAM.Command(child.Launch{Path: h.Path, Fds: map[string]*os.File{FdName: theirs}})
-	if err != nil {
-		return Reply{}, fmt.Errorf("pamauth: %w", err)
-	}
-	if err := child.Start(cmd); err != nil {
-		return Reply{}, fmt.Errorf("pamauth: starting %s: %w", h.Path, err)
-	}
-	theirs.Close()
-	pid := cmd.Process.Pid
-
-	// Wait for the exit without reaping: until it is reaped the pid (and
-	// the group it leads) cannot be reused, so killing -pid is always safe.
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		// Not reaped here (cmd.Wait does, below), and no thread held
-		// while PAM runs: a guessing storm must not grow root's threads.
-		if err := child.Exited(cmd.Process); err != nil {
-			// Only if it was reaped already: cmd.Wait below says so.
-			slog.Debug("pamauth: waiting for the helper", "pid", pid, "err", err)
-		}
-	}()
-	deadline := time.Now().Add(timeout)
-	c.c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Now()) })
-	defer stop()
-
-	reply, err := func() (Reply, error) {
-		if err := c.SendRequest(r); err != nil {
-			return Reply{}, err
-		}
-		return c.RecvReply()
-	}()
-	timedOut := false
-	if err != nil {
-		// No answer: nothing to wait for.
-		timedOut = time.Now().After(deadline)
-		killTree(pid)
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case <-exited:
-	case <-timer.C:
-		timedOut = true
-		killTree(pid)
-	case <-ctx.Done():
-		killTree(pid)
-	}
-	<-exited
-	werr := cmd.Wait()
+	var reply Reply
+	err := authhelper.Exchange(ctx, timeout, FdName,
+		func(theirs *os.File) (*exec.Cmd, error) {
+			// A clean environment: nothing of the supervisor's may steer
+			// the helper or the PAM modules it loads. Its own session and
+			// group, and it dies with the supervisor (child.PAM).
+			return child.PAM.Command(child.Launch{Path: h.Path, Fds: map[string]*os.File{FdName: theirs}})
+		},
+		killTree,
+		func(hc *authhelper.Conn) error {
+			c := &Conn{c: hc}
+			if err := c.SendRequest(r); err != nil {
+				return err
+			}
+			var err error
+			reply, err = c.RecvReply()
+			return err
+		})
 	switch {
-	case timedOut:
+	case errors.Is(err, authhelper.ErrTimeout):
 		return Reply{}, fmt.Errorf("%w (after %s)", ErrTimeout, timeout)
-	case ctx.Err() != nil:
-		return Reply{}, fmt.Errorf("pamauth: %w", ctx.Err())
-	case err != nil && werr != nil:
-		return Reply{}, fmt.Errorf("pamauth: helper %s: %w (exit: %v)", h.Path, err, werr)
 	case err != nil:
-		return Reply{}, fmt.Errorf("pamauth: helper %s: %w", h.Path, err)
-	case werr != nil:
-		// It answered but did not exit cleanly: do not trust the answer.
-		return Reply{}, fmt.Errorf("pamauth: helper %s answered but then failed: %w", h.Path, werr)
+		return Reply{}, fmt.Errorf("pamauth: %w", err)
 	}
 	return reply, nil
 }

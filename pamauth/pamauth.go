@@ -32,13 +32,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"github.com/xpra-proxy/xpra-proxy/authhelper"
 )
 
 // FdName is the name of the helper's one descriptor ($XPRA_PROXY_FDS).
@@ -223,78 +222,39 @@ func ParseReply(b []byte) (Reply, error) {
 // control characters by spaces and invalid UTF-8 by U+FFFD: PAM modules'
 // messages go to clients and logs.
 func Clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return authhelper.Clip(s, n)
 }
 
 // Conn is one end of the helper's socketpair.
 type Conn struct {
-	c *net.UnixConn
+	c *authhelper.Conn
 }
 
 // NewConn wraps an end (the file may be closed afterwards).
 func NewConn(f *os.File) (*Conn, error) {
-	nc, err := net.FileConn(f)
+	c, err := authhelper.NewConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("pamauth: %w", err)
 	}
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		nc.Close()
-		return nil, fmt.Errorf("pamauth: %s is not a unix socket", f.Name())
-	}
-	return &Conn{c: uc}, nil
+	return &Conn{c: c}, nil
 }
 
 // Close closes this end.
 func (c *Conn) Close() error { return c.c.Close() }
 
-// send writes v as one datagram of at most limit bytes.
 func (c *Conn) send(v any, limit int) error {
-	var buf bytes.Buffer
-	e := json.NewEncoder(&buf)
-	e.SetEscapeHTML(false) // keeps the size at most twice the text's
-	if err := e.Encode(v); err != nil {
-		return fmt.Errorf("pamauth: encoding: %w", err)
-	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if len(b) > limit {
-		return fmt.Errorf("pamauth: message of %d bytes exceeds %d", len(b), limit)
-	}
-	if _, err := c.c.Write(b); err != nil {
-		return fmt.Errorf("pamauth: sending: %w", err)
+	if err := c.c.Send(v, limit); err != nil {
+		return fmt.Errorf("pamauth: %w", err)
 	}
 	return nil
 }
 
-// recv reads one datagram of at most limit bytes; a longer one is an
-// error, never silently cut.
 func (c *Conn) recv(limit int) ([]byte, error) {
-	buf := make([]byte, limit+1)
-	n, _, flags, _, err := c.c.ReadMsgUnix(buf, nil)
+	b, err := c.c.Recv(limit)
 	if err != nil {
-		return nil, fmt.Errorf("pamauth: receiving: %w", err)
+		return nil, fmt.Errorf("pamauth: %w", err)
 	}
-	if n == 0 && flags == 0 {
-		return nil, errors.New("pamauth: the other end closed without a message")
-	}
-	if n > limit || flags&unix.MSG_TRUNC != 0 {
-		return nil, fmt.Errorf("pamauth: message over %d bytes", limit)
-	}
-	return buf[:n], nil
+	return b, nil
 }
 
 // SendRequest is the supervisor's half of the exchange.
