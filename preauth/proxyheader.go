@@ -38,6 +38,10 @@ const (
 // PROXY protocol header.
 var ErrNoProxyHeader = errors.New("no PROXY protocol header")
 
+// errClosedSilently: the peer closed without sending a byte, as a plain
+// TCP health check does; not worth a warning.
+var errClosedSilently = fmt.Errorf("%w: closed before sending anything", ErrNoProxyHeader)
+
 // ReadProxyHeader reads one PROXY protocol header (v1 or v2) from r and
 // nothing after it: its own framing finds the header's end (v1: the
 // line's LF, read a byte at a time; v2: the length field) within the
@@ -48,6 +52,9 @@ func ReadProxyHeader(r io.Reader) (*proxyproto.Header, []byte, error) {
 	// v2 has 16), so this read never waits for the client's own bytes.
 	raw := make([]byte, 15, 64)
 	if n, err := io.ReadFull(r, raw); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			return nil, nil, errClosedSilently
+		}
 		return nil, raw[:n], fmt.Errorf("%w (%d bytes before %w)", ErrNoProxyHeader, n, err)
 	}
 	switch {

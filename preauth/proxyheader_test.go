@@ -81,6 +81,7 @@ func TestReadProxyHeader(t *testing.T) {
 		{"v1 LF only", []byte("PROXY TCP4 192.0.2.1 192.0.2.2 5000 14500\n"), "", "malformed PROXY header"},
 		{"v1 lower case", []byte("proxy TCP4 192.0.2.1 192.0.2.2 5000 14500\r\n"), "", "no PROXY protocol header"},
 		{"no header: an xpra hello", nil, "", "no PROXY protocol header"},
+		{"nothing at all", []byte{}, "", "closed before sending anything"}, // not even a hello: see below
 		{"no header: TLS", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0, 0}, "", "no PROXY protocol header"},
 	}
 	readers := map[string]func(io.Reader) io.Reader{
@@ -90,7 +91,11 @@ func TestReadProxyHeader(t *testing.T) {
 	for _, tc := range tests {
 		for rname, wrap := range readers {
 			t.Run(tc.name+"/"+rname, func(t *testing.T) {
-				r := bytes.NewReader(append(append([]byte{}, tc.in...), hello...))
+				in := append(append([]byte{}, tc.in...), hello...)
+				if tc.in != nil && len(tc.in) == 0 {
+					in = nil // "nothing at all": not even the client's bytes
+				}
+				r := bytes.NewReader(in)
 				h, raw, err := ReadProxyHeader(wrap(r))
 				var src string
 				if err == nil {

@@ -66,7 +66,7 @@ func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
 		// Before anything else on the port: the header comes ahead of
 		// TLS, HTTP and xpra alike.
 		if err := takeProxyHeader(nc, sup, &o); err != nil {
-			if errors.Is(err, errSourceRefused) {
+			if errors.Is(err, errSourceRefused) || errors.Is(err, errClosedSilently) {
 				o.Log.Info("connection ended before authentication", "err", err)
 			} else {
 				o.Log.Warn("PROXY protocol header from a trusted peer refused", "err", err)

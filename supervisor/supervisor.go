@@ -435,6 +435,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		}
 	}()
 	x.run()
+	log = x.log // the client's address once a PROXY header named it
 	s.count(&x, accepted)
 	p.release()
 	if x.terminating {
@@ -471,7 +472,7 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 		log.Warn("pre-auth process died before the PROXY protocol header was read", "cause", cause)
 	case cause != "":
 		log.Warn("pre-auth process died before a verdict: counted as a failed login", "cause", cause)
-		s.penalize(x.log, peerAddr(x.peer))
+		s.penalize(log, peerAddr(x.peer))
 	case p.status != nil:
 		log.Debug("pre-auth process ended", "err", p.status)
 	}
