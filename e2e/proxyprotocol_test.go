@@ -243,8 +243,11 @@ backend proxies
 			t.Logf("haproxy's log:\n%s", out)
 		}
 	})
+	// Probed from 127.0.0.9: HAProxy passes the probe on to a proxy too,
+	// and the test looks for 127.0.0.1 in the proxies' logs as a source.
+	probe := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", front); err == nil {
+		if c, err := probe.Dial("tcp", front); err == nil {
 			c.Close()
 			return front
 		}
