@@ -13,6 +13,20 @@
 //	                        follows is the pre-auth process's answer:
 //	                        AuthBegin, or the channel closing after a
 //	                        version request or a bad client)
+//	Connection {peer, proxied} + the socket  the TCP peer is in
+//	                        proxy-protocol-from: a PROXY protocol header
+//	                        (v1 or v2) must come first, and its source is
+//	                        asked about before anything else:
+//
+//	ProxyHeader {peer}   the client's address as the header claims it
+//	                     ("host:port"; the TCP peer's own for a LOCAL or
+//	                     UNKNOWN header, e.g. a health check)
+//	    → ProxyAccepted {}          the supervisor took that source: its
+//	                                per-source limits and penalties admit it
+//	    → Denied {reason, details}  refused (reason: the one line a
+//	                                penalised xpra client is shown, or
+//	                                the limit's name); the pre-auth
+//	                                process ends the connection
 //
 // Then every exchange is a request from the pre-auth process and one reply:
 //
@@ -84,17 +98,19 @@ import (
 
 // Message kinds.
 const (
-	Connection  = "connection"
-	AuthBegin   = "auth-begin"
-	Challenge   = "challenge"
-	NoChallenge = "no-challenge"
-	Denied      = "denied"
-	AuthVerify  = "auth-verify"
-	Accepted    = "accepted"
-	Status      = "status"
-	StatusReply = "status-reply"
-	Stop        = "stop"
-	Stopping    = "stopping"
+	Connection    = "connection"
+	ProxyHeader   = "proxy-header"
+	ProxyAccepted = "proxy-accepted"
+	AuthBegin     = "auth-begin"
+	Challenge     = "challenge"
+	NoChallenge   = "no-challenge"
+	Denied        = "denied"
+	AuthVerify    = "auth-verify"
+	Accepted      = "accepted"
+	Status        = "status"
+	StatusReply   = "status-reply"
+	Stop          = "stop"
+	Stopping      = "stopping"
 
 	Metrics      = "metrics"
 	MetricsReply = "metrics-reply"
@@ -120,8 +136,12 @@ const MaxMessage = 64 << 10
 type Message struct {
 	Kind string `json:"kind"`
 
-	// Connection: the client's address ("host:port", "unix:PATH"), for logs
+	// Connection: the client's address ("host:port", "unix:PATH"), for
+	// logs; ProxyHeader: the address a PROXY protocol header claims
 	Peer string `json:"peer,omitempty"`
+	// Connection: the peer is a trusted load balancer (proxy-protocol-from):
+	// read its PROXY protocol header first
+	Proxied bool `json:"proxied,omitempty"`
 
 	// AuthBegin
 	Username    string   `json:"username,omitempty"`

@@ -54,6 +54,13 @@ func (f *Front) Accept(ctx context.Context, nc net.Conn) (net.Conn, string, erro
 		return nil, "", err
 	}
 	c, name := nettransport.WithPrefix(nc, prefix), "tcp"
+	if kind == nettransport.ProxyHeader {
+		// A load balancer's header from a peer not in proxy-protocol-from
+		// (or a second one): believing it would let anyone choose the
+		// address its limits and penalties apply to.
+		f.Log.Warn("PROXY protocol header from a peer not in proxy-protocol-from: refused")
+		return nil, "", errors.Join(errors.New("refused: a PROXY protocol header from an untrusted peer"), nettransport.Hangup(nc, refuseLinger))
+	}
 	if kind == nettransport.TLS {
 		mode, err := nettransport.ParseSSLMode(orDefault(f.Doc.SSL, "auto"))
 		if err != nil {

@@ -49,6 +49,11 @@ type Options struct {
 	// first bytes, the TLS handshake) counts too.
 	Deadline time.Time
 	Log      *slog.Logger
+	// Proxied: the peer is a trusted load balancer (proxy-protocol-from):
+	// its PROXY protocol header comes first, within ProxyTimeout, and
+	// names the client (Serve, takeProxyHeader).
+	Proxied      bool
+	ProxyTimeout time.Duration
 	// Confine, when set, narrows the process once it has become a TLS or
 	// WebSocket transport, before it carries a byte (the transport
 	// sandbox); an error ends the connection.

@@ -4,6 +4,7 @@ package preauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,32 +35,53 @@ func ReadFront(doc *os.File, log *slog.Logger) (*Front, error) {
 
 // AwaitConnection waits for the supervisor to hand over the accepted
 // connection: the one message a spare expects, with the socket attached.
-func AwaitConnection(sup *ipc.Conn) (net.Conn, string, error) {
+// It returns the peer's address and whether the peer is a trusted load
+// balancer whose PROXY protocol header comes first.
+func AwaitConnection(sup *ipc.Conn) (nc net.Conn, peer string, proxied bool, err error) {
 	m, f, _, err := sup.Recv()
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if f == nil {
-		return nil, "", fmt.Errorf("supervisor sent %q without a connection", m.Kind)
+		return nil, "", false, fmt.Errorf("supervisor sent %q without a connection", m.Kind)
 	}
 	defer f.Close()
 	if m.Kind != ipc.Connection {
-		return nil, "", fmt.Errorf("supervisor sent %q, want %q", m.Kind, ipc.Connection)
+		return nil, "", false, fmt.Errorf("supervisor sent %q, want %q", m.Kind, ipc.Connection)
 	}
-	nc, err := net.FileConn(f)
-	if err != nil {
-		return nil, "", fmt.Errorf("client connection: %w", err)
+	if nc, err = net.FileConn(f); err != nil {
+		return nil, "", false, fmt.Errorf("client connection: %w", err)
 	}
-	return nc, m.Peer, nil
+	return nc, m.Peer, m.Proxied, nil
 }
 
 // Serve runs the front (TCP ports, f non-nil), the login exchange, and,
 // for TLS and WebSocket, carries the connection for the relay worker.
 // What it ends with is logged: the connection is the process's only one.
 func Serve(nc net.Conn, sup *ipc.Conn, f *Front, o Options) {
-	log := o.Log
 	if o.FirstPacketTimeout > 0 {
 		o.FirstPacketDeadline = time.Now().Add(o.FirstPacketTimeout)
+	}
+	if o.Proxied {
+		// Before anything else on the port: the header comes ahead of
+		// TLS, HTTP and xpra alike.
+		if err := takeProxyHeader(nc, sup, &o); err != nil {
+			if errors.Is(err, errSourceRefused) || errors.Is(err, errClosedSilently) {
+				o.Log.Info("connection ended before authentication", "err", err)
+			} else {
+				o.Log.Warn("PROXY protocol header from a trusted peer refused", "err", err)
+			}
+			if herr := transport.Hangup(nc, refuseLinger); herr != nil {
+				o.Log.Debug("hanging up", "err", herr)
+			}
+			return
+		}
+		if f != nil {
+			f.Log = o.Log
+		}
+	}
+	log := o.Log
+	if o.FirstPacketTimeout > 0 {
 		if err := AwaitFirstBytes(nc, o.FirstPacketDeadline); err != nil {
 			log.Info("connection ended before authentication", "err",
 				fmt.Errorf("nothing received within first-packet-timeout (%s): %w", o.FirstPacketTimeout, err))

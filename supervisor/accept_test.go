@@ -105,7 +105,30 @@ func preauthDouble() int {
 		return doubleFail(nil, "want a connection, got %q %v", m.Kind, err)
 	}
 	defer client.Close()
-	line, err := bufio.NewReader(io.LimitReader(client, 256)).ReadString('\n')
+	in := bufio.NewReader(io.LimitReader(client, 512))
+	if m.Proxied {
+		// A trusted balancer's connection: "FROM HOST:PORT" stands for
+		// the PROXY header the real pre-auth process parses.
+		line, err := in.ReadString('\n')
+		from, ok := strings.CutPrefix(strings.TrimSpace(line), "FROM ")
+		if err != nil || !ok {
+			return doubleFail(client, "proxied: want FROM HOST:PORT, got %q", line)
+		}
+		if err := c.Send(ipc.Message{Kind: ipc.ProxyHeader, Peer: from}, nil); err != nil {
+			return doubleFail(client, "proxy header: %v", err)
+		}
+		m, _, _, err = c.Recv()
+		switch {
+		case err != nil:
+			return doubleFail(client, "proxy header: %v", err)
+		case m.Kind == ipc.Denied:
+			fmt.Fprintf(client, "denied: %q\n", m.Reason)
+			return 0
+		case m.Kind != ipc.ProxyAccepted:
+			return doubleFail(client, "want proxy-accepted, got %q", m.Kind)
+		}
+	}
+	line, err := in.ReadString('\n')
 	if err != nil {
 		return 0 // the client left
 	}
@@ -227,12 +250,37 @@ type logRecorder struct {
 	mu     *sync.Mutex
 	msgs   *[]string
 	audits *[]map[string]string
+	lines  *lineSink // the text lines of records that are not audit records
 	inner  slog.Handler
 }
 
+// lineSink keeps what the handler writes; written under logRecorder.mu.
+type lineSink struct{ lines []string }
+
+func (w *lineSink) Write(b []byte) (int, error) {
+	w.lines = append(w.lines, string(b))
+	return len(b), nil
+}
+
+// hasLine says whether a logged line holds every one of parts.
+func (h logRecorder) hasLine(parts ...string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range h.lines.lines {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
 func newLogRecorder() logRecorder {
-	h := logRecorder{mu: &sync.Mutex{}, msgs: new([]string), audits: new([]map[string]string)}
-	h.inner = logging.NewHandler(io.Discard, logging.Options{Level: slog.LevelDebug, Journal: true,
+	h := logRecorder{mu: &sync.Mutex{}, msgs: new([]string), audits: new([]map[string]string), lines: &lineSink{}}
+	h.inner = logging.NewHandler(h.lines, logging.Options{Level: slog.LevelDebug, Journal: true,
 		Send: func(msg string, p logging.Priority, fields map[string]string) error {
 			fields["PRIORITY"] = strconv.Itoa(int(p))
 			*h.audits = append(*h.audits, fields) // under h.mu: Handle holds it
@@ -780,4 +828,106 @@ func TestPenaltyAudit(t *testing.T) {
 	if d, err := strconv.ParseFloat(r["PENALTY_SEC"], 64); err != nil || d < 29 || d > 30.001 {
 		t.Errorf("PENALTY_SEC %q, want about 30", r["PENALTY_SEC"])
 	}
+}
+
+// TestProxyProtocolSource: a connection from a peer in
+// proxy-protocol-from is counted and judged by the source its PROXY
+// header names (the double's FROM line): the relay, the registry
+// (xpra-proxy list), PAM_RHOST's source and the audit records get that
+// address; a wrong password penalises that source alone, not the
+// balancer nor another client behind it; a peer outside the list is not
+// asked for a header at all.
+func TestProxyProtocolSource(t *testing.T) {
+	sv := serveDoubles(t, "--proxy-protocol-from=127.0.0.1/32", "--per-source-penalty=30s")
+	viaBalancer := func(t *testing.T, from, userPass string) (net.Conn, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", sv.tcpAddr) // from 127.0.0.1: trusted
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "FROM "+from+"\n"+userPass+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		return c, readLine(t, c)
+	}
+	t.Run("relay gets the claimed source", func(t *testing.T) {
+		c, line := viaBalancer(t, "192.0.2.7:41000", "nobody secret")
+		r := report(t, line)
+		if !slices.Contains(r.Args, "--peer=192.0.2.7:41000") {
+			t.Errorf("relay args %q, want --peer=192.0.2.7:41000", r.Args)
+		}
+		eventually(t, "the relay registered", func() bool { return len(registered(t, sv)) == 1 })
+		if rec := registered(t, sv)[0]; rec.Source != "192.0.2.7:41000" {
+			t.Errorf("xpra-proxy list's source %q, want the client's", rec.Source)
+		}
+		ok := sv.logs.audit(audit.LoginSucceeded, map[string]string{"USER": "nobody"})
+		if len(ok) != 1 || ok[0]["SOURCE"] != "192.0.2.7" {
+			t.Errorf("login-succeeded records %v", ok)
+		}
+		c.Close()
+		eventually(t, "the relay gone", func() bool { return len(registered(t, sv)) == 0 })
+	})
+	t.Run("penalty on the claimed source only", func(t *testing.T) {
+		if _, line := viaBalancer(t, "192.0.2.66:41001", "nobody wrong"); !strings.HasPrefix(line, "denied: authentication failed") {
+			t.Fatalf("wrong password: %q", line)
+		}
+		if recs := sv.logs.audit(audit.Penalty, map[string]string{"SOURCE": "192.0.2.66"}); len(recs) != 1 {
+			t.Fatalf("penalty records %v", sv.logs.allAudits())
+		}
+		_, line := viaBalancer(t, "192.0.2.66:41002", "nobody secret")
+		if !strings.HasPrefix(line, `denied: "disconnect: too many failed logins from your address, wait`) {
+			t.Errorf("the penalised source again: %q", line)
+		}
+		eventually(t, "the refusal logged with the balancer as via", func() bool {
+			return sv.logs.hasLine(`msg="connection refused"`, "peer=192.0.2.66:41002", "via=127.0.0.1:", "penalty until")
+		})
+		// Another client behind the same balancer, and the balancer's
+		// own direct logins, are untouched.
+		c, line := viaBalancer(t, "192.0.2.8:41003", "nobody secret")
+		report(t, line)
+		c.Close()
+		if recs := sv.logs.audit(audit.Penalty, map[string]string{"SOURCE": "127.0.0.1"}); len(recs) != 0 {
+			t.Errorf("the balancer was penalised: %v", recs)
+		}
+	})
+	t.Run("untrusted peer is not proxied", func(t *testing.T) {
+		// From 127.0.0.2, outside the list: the double gets no Proxied
+		// flag and takes a FROM line for USER PASSWORD, which fails.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		u, err := d.Dial("tcp", sv.tcpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		if _, err := io.WriteString(u, "nobody secret\n"); err != nil {
+			t.Fatal(err)
+		}
+		r := report(t, readLine(t, u))
+		if !slices.ContainsFunc(r.Args, func(a string) bool { return strings.HasPrefix(a, "--peer=127.0.0.2:") }) {
+			t.Errorf("relay args %q, want the TCP peer 127.0.0.2", r.Args)
+		}
+	})
+	t.Run("hostile claim", func(t *testing.T) {
+		// What only a compromised pre-auth process could send: the
+		// exchange ends there, with no relay (the process is killed at
+		// the login timeout, as for any other protocol breach).
+		for _, from := range []string{"not-an-address", "192.0.2.1", "[fe80::1%eth0]:1"} {
+			c, err := net.Dial("tcp", sv.tcpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, "FROM "+from+"\nnobody secret\n"); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("PROXY header source %q", from)
+			eventually(t, "the bad claim logged", func() bool {
+				return sv.logs.hasLine(`msg="pre-auth protocol"`, strings.Trim(strconv.Quote(want), `"`))
+			})
+		}
+		if n := len(registered(t, sv)); n != 0 {
+			t.Errorf("%d relays after hostile claims", n)
+		}
+	})
 }

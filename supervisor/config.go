@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,6 +42,12 @@ type Config struct {
 	PreauthDecompressedLimit int      `toml:"preauth-decompressed-limit"`
 	FirstPacketTimeout       Duration `toml:"first-packet-timeout"` // a new connection's first bytes and its hello
 	ServerHelloTimeout       Duration `toml:"server-hello-timeout"` // the relay's wait to connect to the session and for its hello
+	// ProxyProtocolFrom are the load balancers (CIDRs or addresses) whose
+	// TCP connections must start with a PROXY protocol header (HAProxy's
+	// v1 or v2): the client address it carries is the connection's source.
+	// Empty: no one's header is believed, and one is refused.
+	ProxyProtocolFrom    []string `toml:"proxy-protocol-from"`
+	ProxyProtocolTimeout Duration `toml:"proxy-protocol-timeout"` // for that header, from the hand-over
 
 	// sshd's limits on unauthenticated work (package supervisor/limits).
 	MaxStartups            limits.Startups     `toml:"max-startups"`              // start:rate:full, as sshd's MaxStartups
@@ -103,7 +110,9 @@ func Defaults() Config {
 		LoginTimeout:       Duration{120 * time.Second},
 		FirstPacketTimeout: Duration{10 * time.Second},
 		ServerHelloTimeout: Duration{30 * time.Second},
-		PreauthPacketLimit: 1 << 20,
+		// HAProxy sends its header as soon as it has connected.
+		ProxyProtocolTimeout: Duration{5 * time.Second},
+		PreauthPacketLimit:   1 << 20,
 		// The largest real hello seen is 3.1.3's attach hello with its
 		// keymap, 67 KB (6.5.3's: 4 KB): ~4× margin (SECURITY.md).
 		PreauthDecompressedLimit: 256 << 10,
@@ -235,6 +244,8 @@ func flagSet(file *string, cli *Config) *flag.FlagSet {
 	fs.DurationVar(&cli.LoginTimeout.Duration, "login-timeout", 0, "time to say hello and answer the challenge (default 120s)")
 	fs.DurationVar(&cli.FirstPacketTimeout.Duration, "first-packet-timeout", 0, "time for a new connection's first bytes and its hello, and TCP_DEFER_ACCEPT on bind-tcp ports (default 10s; 0: off)")
 	fs.DurationVar(&cli.ServerHelloTimeout.Duration, "server-hello-timeout", 0, "time for the relay to connect to the session and get its hello (default 30s)")
+	fs.Var(listFlag{&cli.ProxyProtocolFrom}, "proxy-protocol-from", "a load balancer (CIDR or address) whose TCP connections start with a PROXY protocol v1/v2 header giving the client's address (repeatable; default none)")
+	fs.DurationVar(&cli.ProxyProtocolTimeout.Duration, "proxy-protocol-timeout", 0, "time for a trusted load balancer's PROXY protocol header (default 5s)")
 	fs.StringVar(&cli.EncoderSocket, "encoder-socket", "", "the shared encoder worker's socket: re-encode video for 3.1 servers (default none)")
 	fs.StringVar(&cli.EncoderUser, "encoder-user", "", "the user serving encoder-socket (default xpra-proxy-encode)")
 	fs.StringVar(&cli.RunDir, "run-dir", "", "root-only directory of the supervisor's state, e.g. the registry of relays (default /run/xpra-proxy)")
@@ -251,7 +262,7 @@ func flagSet(file *string, cli *Config) *flag.FlagSet {
 func merge(c *Config, cli Config) {
 	for _, p := range []struct{ dst, src *[]string }{
 		{&c.BindTCP, &cli.BindTCP}, {&c.BindUnix, &cli.BindUnix}, {&c.Auth, &cli.Auth},
-		{&c.TCPAuth, &cli.TCPAuth}, {&c.SocketDirs, &cli.SocketDirs},
+		{&c.TCPAuth, &cli.TCPAuth}, {&c.SocketDirs, &cli.SocketDirs}, {&c.ProxyProtocolFrom, &cli.ProxyProtocolFrom},
 	} {
 		if len(*p.src) > 0 {
 			*p.dst = *p.src
@@ -272,12 +283,24 @@ func merge(c *Config, cli Config) {
 	if cli.ServerHelloTimeout.Duration > 0 {
 		c.ServerHelloTimeout = cli.ServerHelloTimeout
 	}
+	if cli.ProxyProtocolTimeout.Duration > 0 {
+		c.ProxyProtocolTimeout = cli.ProxyProtocolTimeout
+	}
 }
 
 func (c *Config) check() error {
 	if c.FirstPacketTimeout.Duration > c.LoginTimeout.Duration {
 		// The first packet is part of the login: never longer.
 		c.FirstPacketTimeout = c.LoginTimeout
+	}
+	if _, err := c.proxyFrom(); err != nil {
+		return err
+	}
+	if c.ProxyProtocolTimeout.Duration <= 0 {
+		return fmt.Errorf("proxy-protocol-timeout %s: must be positive", c.ProxyProtocolTimeout.Duration)
+	}
+	if c.ProxyProtocolTimeout.Duration > c.LoginTimeout.Duration {
+		c.ProxyProtocolTimeout = c.LoginTimeout // part of the login, like the first packet
 	}
 	if c.PreauthDecompressedLimit < 0 {
 		return fmt.Errorf("preauth-decompressed-limit %d: want bytes, or 0 for the packet limit", c.PreauthDecompressedLimit)
@@ -310,6 +333,44 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// proxyFrom parses proxy-protocol-from: CIDRs, or addresses meaning one
+// host. An IPv4 entry also matches its IPv4-mapped IPv6 form, which a
+// dual-stack listener reports.
+func (c Config) proxyFrom() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, text := range c.ProxyProtocolFrom {
+		p, err := netip.ParsePrefix(text)
+		if err != nil {
+			a, aerr := netip.ParseAddr(text)
+			if aerr != nil {
+				return nil, fmt.Errorf("proxy-protocol-from %q: want a CIDR such as 10.0.0.0/8 or an address: %w", text, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Zone() != "" {
+			return nil, fmt.Errorf("proxy-protocol-from %q: an address with a zone is not a network", text)
+		}
+		if p != p.Masked() {
+			// 10.1.2.3/8 is most likely a typo for a host or for 10.0.0.0/8:
+			// refuse rather than trust more than was meant.
+			return nil, fmt.Errorf("proxy-protocol-from %q: host bits set; did you mean %s?", text, p.Masked())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// trustedProxy says whether a TCP peer may send a PROXY protocol header.
+func trustedProxy(from []netip.Prefix, peer netip.Addr) bool {
+	peer = peer.Unmap().WithZone("")
+	for _, p := range from {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
 }
 
 // Limits is the limiter's view of the settings.

@@ -3,6 +3,7 @@
 package supervisor
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,26 @@ func TestConfig(t *testing.T) {
 		{"unknown key", "tcp-auht = [\"none\"]\n", nil, nil, "unknown keys: tcp-auht"},
 		{"bad duration", "login-timeout = \"soon\"\n", nil, nil, "invalid duration"},
 		{"unknown flag", "", []string{"--no-such-flag"}, nil, "not defined"},
+		{"proxy-protocol-from off by default", "", nil,
+			func(c Config) bool {
+				p, err := c.proxyFrom()
+				return err == nil && len(p) == 0 && c.ProxyProtocolTimeout.Duration == 5*time.Second
+			}, ""},
+		{"proxy-protocol-from in the file", `proxy-protocol-from = ["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"]` + "\nproxy-protocol-timeout = \"2s\"\n", nil,
+			func(c Config) bool {
+				p, err := c.proxyFrom()
+				return err == nil && len(p) == 3 && p[1] == netip.MustParsePrefix("127.0.0.1/32") && c.ProxyProtocolTimeout.Duration == 2*time.Second
+			}, ""},
+		{"proxy-protocol-from flags override the file", `proxy-protocol-from = ["10.0.0.0/8"]`, []string{"--proxy-protocol-from=192.0.2.1/32", "--proxy-protocol-timeout=1s"},
+			func(c Config) bool {
+				return len(c.ProxyProtocolFrom) == 1 && c.ProxyProtocolFrom[0] == "192.0.2.1/32" && c.ProxyProtocolTimeout.Duration == time.Second
+			}, ""},
+		{"proxy-protocol-timeout within login-timeout", "", []string{"--proxy-protocol-timeout=1m", "--login-timeout=5s"},
+			func(c Config) bool { return c.ProxyProtocolTimeout.Duration == 5*time.Second }, ""},
+		{"bad proxy-protocol-from", `proxy-protocol-from = ["10.0.0.0/33"]`, nil, nil, `proxy-protocol-from "10.0.0.0/33": want a CIDR`},
+		{"proxy-protocol-from a name", "", []string{"--proxy-protocol-from=haproxy.example"}, nil, `proxy-protocol-from "haproxy.example"`},
+		{"proxy-protocol-from with host bits", "", []string{"--proxy-protocol-from=10.1.2.3/8"}, nil, "host bits set; did you mean 10.0.0.0/8?"},
+		{"proxy-protocol-timeout negative", "proxy-protocol-timeout = \"-1s\"\n", nil, nil, "proxy-protocol-timeout -1s: must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,5 +123,30 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("%+v %v", c, err)
 			}
 		})
+	}
+}
+
+func TestTrustedProxy(t *testing.T) {
+	from := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32")}
+	tests := []struct {
+		peer string
+		want bool
+	}{
+		{"10.1.2.3", true},
+		{"11.0.0.1", false},
+		{"127.0.0.1", true},
+		{"127.0.0.7", false},
+		{"::ffff:127.0.0.1", true}, // a dual-stack listener's IPv4 peer
+		{"2001:db8::1", true},
+		{"2001:db9::1", false},
+		{"fe80::1%eth0", false},
+	}
+	for _, tc := range tests {
+		if got := trustedProxy(from, netip.MustParseAddr(tc.peer)); got != tc.want {
+			t.Errorf("trustedProxy(%s) = %v, want %v", tc.peer, got, tc.want)
+		}
+	}
+	if trustedProxy(nil, netip.MustParseAddr("127.0.0.1")) {
+		t.Error("with no proxy-protocol-from, a peer is trusted")
 	}
 }

@@ -140,6 +140,7 @@ const (
 	opForged             // an AuthBegin with forged credentials (another pid)
 	opClose              // the process goes away
 	opReplay             // the last datagram again, with what was attached
+	opProxyHeader        // a ProxyHeader, its source chosen by the input
 	opCount
 )
 
@@ -164,8 +165,11 @@ type hostilePeer struct {
 	closed    bool
 	sent      int    // datagrams sent
 	typ       string // listener type
-	proper    bool   // the first datagram was an AuthBegin for a grantable account
-	wentAway  bool   // sent what reads as the end of the channel
+	// offset: 1 once a ProxyHeader was taken (proxied connections):
+	// the login's datagrams come one later.
+	offset   int
+	proper   bool // the first datagram was an AuthBegin for a grantable account
+	wentAway bool // sent what reads as the end of the channel
 	// answered: the second datagram was the right answer, with a memfd,
 	// to a challenge the supervisor sent after a proper begin.
 	answered bool
@@ -235,7 +239,7 @@ func (p *hostilePeer) send(b []byte, attach int, cred *unix.Ucred) bool {
 	}
 	p.last, p.lastOOB = b, attach
 	p.sent++
-	if p.sent == 1 && cred == nil {
+	if p.sent == 1+p.offset && cred == nil {
 		// Whichever op made it: the first datagram, read as the
 		// supervisor reads it, asks for an account and a transport that
 		// may be granted, with nothing attached.
@@ -243,7 +247,7 @@ func (p *hostilePeer) send(b []byte, attach int, cred *unix.Ucred) bool {
 		p.proper = attach == attachNone && json.Unmarshal(b, &m) == nil && m.Kind == ipc.AuthBegin &&
 			m.Username == hostileUser && (m.Transport == "" || m.Transport == p.typ || (p.typ == "tcp" && m.Transport == "ws"))
 	}
-	if len(b) == 0 && p.sent <= 2 {
+	if len(b) == 0 && p.sent <= 2+p.offset {
 		// An empty datagram reads as the end of the channel: the
 		// kernel returns 0 bytes for both.
 		p.wentAway = true
@@ -299,7 +303,7 @@ func (p *hostilePeer) step(in *hostileInput) (sent, more bool) {
 	case opAnswer:
 		// The right answer, as the second datagram, with a memfd and a
 		// challenge to answer: the one sequence that must be granted.
-		right := p.sent == 1 && p.challenge != nil && p.proper && (attach == attachMemfd || attach == attachTwo)
+		right := p.sent == 1+p.offset && p.challenge != nil && p.proper && (attach == attachMemfd || attach == attachTwo)
 		sent = p.message(p.answer(), attach)
 		if right {
 			p.answered = sent
@@ -311,7 +315,7 @@ func (p *hostilePeer) step(in *hostileInput) (sent, more bool) {
 	case opAnyKind:
 		m := ipc.Message{Kind: in.pick(ipc.Connection, ipc.AuthBegin, ipc.Challenge, ipc.NoChallenge, ipc.Denied,
 			ipc.AuthVerify, ipc.Accepted, ipc.Status, ipc.StatusReply, ipc.Stop, ipc.Stopping,
-			ipc.StartSession, ipc.SessionStarted, ipc.StopSession, ipc.SessionStopped),
+			ipc.StartSession, ipc.SessionStarted, ipc.StopSession, ipc.SessionStopped, ipc.ProxyHeader, ipc.ProxyAccepted),
 			Username: string(in.bytes()), Transport: string(in.bytes()), Peer: string(in.bytes()),
 			Response: in.bytes(), Worker: int(in.byte()), Mode: string(in.bytes())}
 		sent = p.message(m, attach)
@@ -323,6 +327,9 @@ func (p *hostilePeer) step(in *hostileInput) (sent, more bool) {
 	case opClose:
 		p.goAway()
 		return false, false
+	case opProxyHeader:
+		sent = p.message(ipc.Message{Kind: ipc.ProxyHeader, Peer: in.pick("192.0.2.7:5000", "[2001:db8::7]:5000", "192.0.2.7",
+			"", "x:y", "[fe80::1%eth0]:1", "[::ffff:192.0.2.8]:1")}, attach)
 	case opReplay:
 		if p.last != nil {
 			sent = p.send(p.last, p.lastOOB, nil)
@@ -357,16 +364,20 @@ func runHostile(t testing.TB, s *Supervisor, warnings *atomic.Int64, in []byte) 
 	}
 	input := &hostileInput{b: in}
 	typ, peer := "tcp", "127.0.0.1:4711"
-	if input.byte()&1 == 1 {
+	first := input.byte()
+	if first&1 == 1 {
 		typ, peer = "unix", "unix:/run/xpra/hostile"
 	}
+	// Bit 1 on tcp: the peer is a trusted load balancer, whose PROXY
+	// header's source (ProxyHeader) must come first.
+	proxied := typ == "tcp" && first&2 != 0
 	warnings.Store(0)
 	// A fresh limiter per input: penalties from one input must not
 	// decide the next.
 	if s.limits, err = limits.New(s.cfg.Limits(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	x := exchange{s: s, set: s.set, log: s.log, ipc: sup, pid: os.Getpid(), typ: typ, peer: peer}
+	x := exchange{s: s, set: s.set, log: s.log, ipc: sup, pid: os.Getpid(), typ: typ, peer: peer, proxied: proxied}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -383,6 +394,8 @@ func runHostile(t testing.TB, s *Supervisor, warnings *atomic.Int64, in []byte) 
 		switch m.Kind {
 		case ipc.Challenge:
 			p.challenge = &m
+		case ipc.ProxyAccepted:
+			p.offset = 1
 		case ipc.Denied:
 			res.denied = true
 			res.granted = res.granted || m.Reason == "too many connections"
@@ -535,6 +548,16 @@ var hostileSeeds = map[string][]byte{
 	"accepted from pre-auth":        {0, opBegin, 0, 0, 0, 0, 0, 0, opAnyKind, 0, 6, 0, 0, 0, 0, 0, 0},
 	"goes away after the challenge": {0, opBegin, 0, 0, 0, 0, 0, 0, opClose},
 	"goes away at once":             {0, opClose},
+	// From a trusted load balancer (first byte 2): the header's source first.
+	"proxied: right answer":           {2, opProxyHeader, 0, 0, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: right answer over IPv6": {2, opProxyHeader, 0, 1, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: begin without a header": {2, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: source without a port":  {2, opProxyHeader, 0, 2, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: source with a zone":     {2, opProxyHeader, 0, 5, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: header with an fd":      {2, opProxyHeader, attachMemfd, 0, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxied: two headers":            {2, opProxyHeader, 0, 0, opProxyHeader, 0, 0, opAnswer, attachMemfd},
+	"header on a direct connection":   {0, opProxyHeader, 0, 0, opBegin, 0, 0, 0, 0, 0, 0, opAnswer, attachMemfd},
+	"proxy-accepted from pre-auth":    {2, opAnyKind, 0, 16, 0, 0, 0, 0, 0, 0},
 }
 
 // FuzzHostilePreauth drives the supervisor's exchange with arbitrary
@@ -559,7 +582,7 @@ func TestHostilePreauth(t *testing.T) {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			checkHostile(t, s, &warnings, in)
 			res := runHostile(t, s, &warnings, in)
-			if want := strings.HasPrefix(name, "right answer") || name == "verify with two memfds"; res.granted != want {
+			if want := strings.Contains(name, "right answer") || name == "verify with two memfds"; res.granted != want {
 				t.Fatalf("granted %v, want %v (%+v)", res.granted, want, res)
 			}
 		})

@@ -35,6 +35,12 @@ func (s *Supervisor) count(x *exchange, accepted time.Time) {
 	if transport == "" {
 		transport = x.typ
 	}
+	if x.refused != "" {
+		// Refused by its source's limits once its PROXY header named it:
+		// counted as a refusal at the accept is.
+		s.stats.Connection(x.typ, x.refused)
+		return
+	}
 	result := stats.Closed
 	switch {
 	case x.accepted != 0:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,6 +36,8 @@ type settings struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	front   *os.File                 // sealed memfd for TCP pre-auth processes (launch.Front)
 	starter *starter                 // sessions on demand; nil when start-session is never
+	// proxyFrom: proxy-protocol-from, parsed (trusted load balancers)
+	proxyFrom []netip.Prefix
 
 	users int // exchanges and starts using it; guarded by Supervisor.setMu
 }
@@ -72,6 +75,9 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 			st.close(log)
 		}
 	}()
+	if st.proxyFrom, err = cfg.proxyFrom(); err != nil {
+		return nil, err
+	}
 	if len(cfg.ArgvSecrets) > 0 {
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)

@@ -95,7 +95,8 @@ func (s *Supervisor) startPreauth(set *settings, typ string, rank int) (*preauth
 			fmt.Sprintf("--packet-limit=%d", set.cfg.PreauthPacketLimit),
 			fmt.Sprintf("--decompressed-limit=%d", set.cfg.PreauthDecompressedLimit),
 			fmt.Sprintf("--login-timeout=%s", set.cfg.LoginTimeout.Duration),
-			fmt.Sprintf("--first-packet-timeout=%s", set.cfg.FirstPacketTimeout.Duration)}})
+			fmt.Sprintf("--first-packet-timeout=%s", set.cfg.FirstPacketTimeout.Duration),
+			fmt.Sprintf("--proxy-protocol-timeout=%s", set.cfg.ProxyProtocolTimeout.Duration)}})
 	if err != nil {
 		childEnd.Close()
 		sup.Close()

@@ -288,7 +288,18 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 			continue
 		}
 		s.accepted.Add(1)
-		release, rank, err := s.limits.AdmitRanked(s.sourceOf(c))
+		src := s.sourceOf(c)
+		proxied := src.Addr.IsValid() && trustedProxy(s.current().proxyFrom, src.Addr)
+		if proxied {
+			// A trusted load balancer: the connection's source is the
+			// client its PROXY header names, which only the pre-auth
+			// process reads. Until then it counts toward the global cap
+			// only; the exchange applies the source's own limits
+			// (exchange.proxyHeader). The balancer's address is never
+			// limited or penalised as a source.
+			src = limits.Source{}
+		}
+		release, rank, err := s.limits.AdmitRanked(src)
 		if err != nil {
 			s.stats.Connection(l.Type, refusedResult(err))
 			s.refuse(c, l.Type, err)
@@ -296,7 +307,7 @@ func (s *Supervisor) accept(ctx context.Context, l Listener) {
 		}
 		s.wg.Go(func() {
 			defer release()
-			s.handle(ctx, c, l.Type, rank)
+			s.handle(ctx, c, l.Type, rank, proxied)
 		})
 	}
 }
@@ -353,8 +364,9 @@ func fileOf(c net.Conn) (*os.File, error) {
 // handle runs one connection's pre-auth exchange. rank: how many
 // unauthenticated connections its source has, this one included; with
 // others, its pre-auth process starts after other sources' and runs
-// at nice 19 until it has authenticated (priority.go).
-func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int) {
+// at nice 19 until it has authenticated (priority.go). proxied: the TCP
+// peer is a trusted load balancer whose PROXY header comes first.
+func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int, proxied bool) {
 	defer c.Close()
 	accepted := time.Now()
 	peer := c.RemoteAddr().String()
@@ -372,7 +384,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 	// reload does meanwhile.
 	set := s.settings()
 	defer s.done(set)
-	p, err := s.handOver(set, typ, peer, client, rank)
+	p, err := s.handOver(set, typ, peer, client, rank, proxied)
 	if err != nil {
 		log.Error("pre-auth process", "err", err)
 		return
@@ -416,8 +428,14 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 			}
 		})
 	}
-	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke}
+	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke, proxied: proxied}
+	defer func() {
+		if x.releaseSource != nil {
+			x.releaseSource() // with the accept's slot, which the caller releases
+		}
+	}()
 	x.run()
+	log = x.log // the client's address once a PROXY header named it
 	s.count(&x, accepted)
 	p.release()
 	if x.terminating {
@@ -448,6 +466,10 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 		if p.status != nil {
 			log.Debug("pre-auth process ended", "err", p.status)
 		}
+	case cause != "" && x.proxied && x.via == "":
+		// Before its PROXY header named a client: the balancer itself is
+		// never penalised (it would bar every client behind it).
+		log.Warn("pre-auth process died before the PROXY protocol header was read", "cause", cause)
 	case cause != "":
 		log.Warn("pre-auth process died before a verdict: counted as a failed login", "cause", cause)
 		s.penalize(log, peerAddr(x.peer))
@@ -460,8 +482,8 @@ func (s *Supervisor) reaped(p *preauthProc, x *exchange, log *slog.Logger) {
 // spare for its listener type, or one started now (always for a busy
 // source, rank over normalPerSource: the spare is kept for other
 // sources). A spare that died while it waited is replaced once.
-func (s *Supervisor) handOver(set *settings, typ, peer string, client *os.File, rank int) (*preauthProc, error) {
-	m := ipc.Message{Kind: ipc.Connection, Peer: peer}
+func (s *Supervisor) handOver(set *settings, typ, peer string, client *os.File, rank int, proxied bool) (*preauthProc, error) {
+	m := ipc.Message{Kind: ipc.Connection, Peer: peer, Proxied: proxied}
 	p, err := s.spares.take(set, typ, rank)
 	if err != nil {
 		return nil, err
@@ -514,6 +536,13 @@ type exchange struct {
 	verdict     bool   // Denied was sent
 	denied      string // its reason
 	grantedBy   string // the module that granted the session
+	// proxied: the TCP peer is a trusted load balancer; once its PROXY
+	// header is taken, via is the balancer's "host:port" and peer the
+	// client's, as the header claims it.
+	proxied       bool
+	via           string
+	releaseSource func() // the claimed source's slot (limits.AdmitProxied)
+	refused       string // a stats result: the claimed source was refused
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -543,6 +572,9 @@ func (x *exchange) deny(reason string, details ...string) {
 }
 
 func (x *exchange) run() {
+	if x.proxied && !x.proxyHeader() {
+		return
+	}
 	m, f, err := x.recv()
 	if err != nil {
 		if !errors.Is(err, ipc.ErrClosed) {
@@ -696,6 +728,67 @@ func (x *exchange) run() {
 		return
 	}
 	x.terminating = stream != nil
+}
+
+// proxyHeader takes the source a trusted load balancer's PROXY header
+// claims, as the pre-auth process parsed it, and applies that source's
+// own limits and penalties (the balancer's connection counted toward the
+// global cap only). From then on the claimed address is the connection's
+// peer: for penalties, PAM_RHOST, logs, audit records and xpra-proxy
+// list. false: the exchange is over (the pre-auth process refused the
+// header and ends the connection, or the source was refused here).
+func (x *exchange) proxyHeader() bool {
+	m, f, peer, err := x.ipc.Recv()
+	if err != nil {
+		if !errors.Is(err, ipc.ErrClosed) {
+			x.log.Warn("pre-auth", "err", err)
+		}
+		return false // the pre-auth process logged why it refused the header
+	}
+	if f != nil {
+		f.Close()
+	}
+	if !peer.Known || int(peer.Pid) != x.pid || peer.UID != x.s.preauth.Uid {
+		x.log.Warn("pre-auth", "err", fmt.Errorf("message from pid %d uid %d, expected pid %d uid %d", peer.Pid, peer.UID, x.pid, x.s.preauth.Uid))
+		return false
+	}
+	if f != nil || m.Kind != ipc.ProxyHeader {
+		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.ProxyHeader)
+		return false
+	}
+	ap, err := netip.ParseAddrPort(m.Peer)
+	if err != nil || ap.Addr().Zone() != "" {
+		x.log.Warn("pre-auth protocol", "err", fmt.Errorf("PROXY header source %q: %w", m.Peer, err))
+		return false
+	}
+	claimed := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	release, _, err := x.s.limits.AdmitProxied(ap.Addr())
+	if err != nil {
+		x.refused = refusedResult(err)
+		if ok, more := x.s.quiet.Allow(); ok {
+			args := []any{"peer", claimed, "via", x.peer, "listener", x.typ, "err", err}
+			if more > 0 {
+				args = append(args, "refused_unlogged", more)
+			}
+			x.s.log.Warn("connection refused", args...)
+		}
+		reason := "connection refused"
+		var r *limits.Refusal
+		if errors.As(err, &r) {
+			reason = r.Reason
+			if r.Reason == limits.ReasonPenalty {
+				reason = penaltyNote(r.Until, time.Now())
+			}
+		}
+		x.deny(reason)
+		return false
+	}
+	x.releaseSource = release
+	x.via, x.peer = x.peer, claimed
+	x.log = x.s.log.With("peer", claimed, "via", x.via, "listener", x.typ, "preauth", x.pid)
+	x.log.Debug("PROXY protocol header taken")
+	x.reply(ipc.Message{Kind: ipc.ProxyAccepted})
+	return true
 }
 
 // checkTransport validates what the pre-auth process says arrived: only

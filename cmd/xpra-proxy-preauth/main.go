@@ -58,6 +58,7 @@ func run() int {
 	decompressedLimit := flag.Int("decompressed-limit", 0, "largest packet payload before authentication once decompressed (0: the packet limit)")
 	loginTimeout := flag.Duration("login-timeout", 120*time.Second, "time for hello and challenge answer")
 	firstPacket := flag.Duration("first-packet-timeout", 10*time.Second, "time for the first bytes and the hello (0: login-timeout only)")
+	proxyTimeout := flag.Duration("proxy-protocol-timeout", 5*time.Second, "time for a trusted load balancer's PROXY protocol header")
 	flag.Parse()
 	if !*preauthMode {
 		fmt.Fprintln(os.Stderr, "xpra-proxy-preauth is started by xpra-proxy (--preauth)")
@@ -94,7 +95,7 @@ func run() int {
 		log.Error("sandbox", "err", err)
 		return 1
 	}
-	nc, peer, err := preauth.AwaitConnection(sup)
+	nc, peer, proxied, err := preauth.AwaitConnection(sup)
 	if errors.Is(err, ipc.ErrClosed) {
 		return 0 // the supervisor is stopping: this spare is not needed
 	}
@@ -103,12 +104,17 @@ func run() int {
 		return 1
 	}
 	defer nc.Close()
-	log = log.With("peer", peer)
+	if proxied {
+		log = log.With("via", peer) // the client's address comes in its header
+	} else {
+		log = log.With("peer", peer)
+	}
 	if f != nil {
 		f.Log = log
 	}
 	preauth.Serve(nc, sup, f, preauth.Options{Listener: *listener, Transport: *listener,
 		Peer: peer, PacketLimit: *packetLimit, DecompressedLimit: *decompressedLimit, LoginTimeout: *loginTimeout, FirstPacketTimeout: *firstPacket, Log: log,
+		Proxied: proxied, ProxyTimeout: *proxyTimeout,
 		Confine: func() error {
 			_, err := sandbox.Apply(sandbox.Transport, sandbox.Options{Log: log})
 			return err

@@ -34,6 +34,17 @@ const (
 	SSH
 	// Other: none of the above.
 	Other
+	// ProxyHeader: a PROXY protocol header, v1 ("PROXY ") or v2 (its
+	// 12-byte signature). Sent by a load balancer: believed only from
+	// the peers in proxy-protocol-from, which read it before sniffing
+	// (preauth.ReadProxyHeader); anywhere else it is refused.
+	ProxyHeader
+)
+
+// The PROXY protocol's signatures (HAProxy's proxy-protocol.txt).
+const (
+	ProxySigV1 = "PROXY "
+	ProxySigV2 = "\r\n\r\n\x00\r\nQUIT\n"
 )
 
 func (k Kind) String() string {
@@ -50,6 +61,8 @@ func (k Kind) String() string {
 		return "ssh"
 	case Other:
 		return "other"
+	case ProxyHeader:
+		return "proxy-protocol"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -63,11 +76,22 @@ const (
 // Sniff classifies the first bytes of a connection as xpra's server does
 // (3.1 server_core.py may_wrap_socket): 'P' but not "POST " is xpra, 0x16
 // is TLS, "SSH-" is SSH, a first line with "HTTP/" after its start is HTTP.
+// A PROXY protocol header (either version) is told apart too, so that
+// one from a peer not trusted to send it is refused rather than read as
+// an xpra packet or a line of text.
 // It returns NeedMore while a longer prefix could change the answer, and
 // once it has decided, no longer prefix changes it.
 func Sniff(b []byte) Kind {
 	if len(b) == 0 {
 		return NeedMore
+	}
+	for _, sig := range []string{ProxySigV1, ProxySigV2} {
+		if n := min(len(b), len(sig)); string(b[:n]) == sig[:n] {
+			if n < len(sig) {
+				return NeedMore
+			}
+			return ProxyHeader
+		}
 	}
 	switch b[0] {
 	case 0x16:

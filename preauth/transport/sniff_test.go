@@ -83,6 +83,15 @@ func TestSniff(t *testing.T) {
 		{"SSH", []byte("SSH"), NeedMore},
 		{"incomplete request line", []byte("GET / HTTP/1.1"), NeedMore},
 		{"incomplete method", []byte("OPTIO"), NeedMore},
+		{"PROXY v1", []byte("PROXY TCP4 192.0.2.1 192.0.2.2 5000 14500\r\nP\x01"), ProxyHeader},
+		{"PROXY v1 UNKNOWN", []byte("PROXY UNKNOWN\r\n"), ProxyHeader},
+		{"PROXY v1 signature only", []byte("PROXY "), ProxyHeader},
+		{"PROXY v1 incomplete", []byte("PROXY"), NeedMore},
+		{"PRO is still undecided", []byte("PRO"), NeedMore},
+		{"PROXZ is xpra", []byte("PROXZ"), Xpra},
+		{"PROXY v2", []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"), ProxyHeader},
+		{"PROXY v2 incomplete", []byte("\r\n\r\n\x00\r\nQUIT"), NeedMore},
+		{"PROXY v2 signature broken", []byte("\r\n\r\n\x01"), Other},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,6 +133,8 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte("SSH-2.0-x\r\n"))
 	f.Add([]byte{0x16, 0x03, 0x01})
 	f.Add([]byte("hello"))
+	f.Add([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 5000 14500\r\n"))
+	f.Add([]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"))
 	// The first bytes real clients sent: xpra 3.1.3, HTTP, WebSocket.
 	for _, b := range shared.TraceSeeds(f, "a1-version-direct.1.c2s.bin", "f0-http-get-index-via-proxy.c2s.bin", "f1-html5-ws-via-proxy.client-proxy.c2s.bin") {
 		f.Add(b[:min(len(b), 2048)])

@@ -290,6 +290,46 @@ func (l *Limiter) AdmitRanked(from Source) (release func(), rank int, err error)
 	return func() { once.Do(func() { l.release(block, hasBlock, from) }) }, rank, nil
 }
 
+// AdmitProxied applies a source's own limits to a connection that was
+// admitted from a trusted load balancer (proxy-protocol-from) and so
+// counted toward the global cap only: src is the client's address as the
+// balancer's PROXY header reported it. Penalty, then the rate, then the
+// source block's cap, as AdmitRanked; the global cap is not counted
+// again. The release gives back the block's slot only.
+func (l *Limiter) AdmitProxied(src netip.Addr) (release func(), rank int, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	block, ok := l.block(src)
+	if !ok {
+		return nil, 0, fmt.Errorf("proxied source %v: not an IP address", src)
+	}
+	now := l.now()
+	if r := l.penalized(block, now); r != nil {
+		l.stats.Penalty++
+		return nil, 0, r
+	}
+	if !l.take(source{block: block}, now) {
+		l.stats.Rate++
+		return nil, 0, &Refusal{Reason: ReasonRate}
+	}
+	if l.cfg.PerSource > 0 && l.perSource[block] >= l.cfg.PerSource {
+		l.stats.PerSource++
+		return nil, 0, &Refusal{Reason: ReasonPerSource}
+	}
+	l.perSource[block]++
+	rank = l.perSource[block]
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.perSource[block]--; l.perSource[block] <= 0 {
+				delete(l.perSource, block)
+			}
+		})
+	}, rank, nil
+}
+
 func (l *Limiter) release(block netip.Prefix, hasBlock bool, from Source) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

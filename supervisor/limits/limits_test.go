@@ -812,3 +812,81 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("startups %d, want 2 (one held from before, one after)", st.Startups)
 	}
 }
+
+// TestAdmitProxied: a connection from a trusted load balancer is counted
+// toward the global cap at its accept (as a peer without a block), then
+// its reported source meets that source's own penalty, rate and cap,
+// shared with the source's direct connections; the global count is not
+// taken twice, and another source is untouched.
+func TestAdmitProxied(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(l *Limiter, c *clock) // what the source did before
+		src    string
+		reason string // "" admitted
+	}{
+		{"fresh source", func(*Limiter, *clock) {}, "198.51.100.7", ""},
+		{"penalised source", func(l *Limiter, _ *clock) { l.Failed(addr("198.51.100.7")) }, "198.51.100.7", ReasonPenalty},
+		{"penalised source as ::ffff:", func(l *Limiter, _ *clock) { l.Failed(addr("198.51.100.7")) }, "::ffff:198.51.100.7", ReasonPenalty},
+		{"another source than the penalised one", func(l *Limiter, _ *clock) { l.Failed(addr("198.51.100.7")) }, "198.51.100.8", ""},
+		{"penalty over", func(l *Limiter, c *clock) { l.Failed(addr("198.51.100.7")); c.advance(2 * time.Second) }, "198.51.100.7", ""},
+		{"source block full of direct connections", func(l *Limiter, _ *clock) {
+			for range 2 {
+				if _, err := l.Admit(addr("198.51.100.7")); err != nil {
+					panic(err)
+				}
+			}
+		}, "198.51.100.7", ReasonPerSource},
+		{"source over its rate", func(l *Limiter, _ *clock) {
+			for range 4 {
+				if r, err := l.Admit(addr("2001:db8::1")); err == nil {
+					r()
+				}
+			}
+		}, "2001:db8::1", ReasonRate},
+		{"not an address", func(*Limiter, *clock) {}, "", "other: proxied source invalid IP: not an IP address"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.PerSource, cfg.Rate, cfg.Burst = 2, 1, 4
+			c := newClock()
+			l := newLimiter(t, cfg, c, nil)
+			tc.setup(l, c)
+			before := l.Stats()
+			// The accept: the balancer's connection, global cap only.
+			releaseAccept, err := l.Admit(netip.Addr{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var src netip.Addr
+			if tc.src != "" {
+				src = addr(tc.src)
+			}
+			release, rank, err := l.AdmitProxied(src)
+			if got := reason(err); got != tc.reason {
+				t.Fatalf("AdmitProxied(%s): %q, want %q", tc.src, got, tc.reason)
+			}
+			if err != nil {
+				releaseAccept()
+				if st := l.Stats(); st.Startups != before.Startups || st.Sources != before.Sources {
+					t.Errorf("after the refusal: %+v, before %+v", st, before)
+				}
+				return
+			}
+			if rank != 1 {
+				t.Errorf("rank %d, want 1", rank)
+			}
+			st := l.Stats()
+			if st.Startups != before.Startups+1 || st.Sources != before.Sources+1 {
+				t.Errorf("admitted: startups %d sources %d, want %d and %d (one global count)", st.Startups, st.Sources, before.Startups+1, before.Sources+1)
+			}
+			release()
+			release() // a second call does nothing
+			releaseAccept()
+			if st := l.Stats(); st.Startups != before.Startups || st.Sources != before.Sources {
+				t.Errorf("released: %+v, before %+v", st, before)
+			}
+		})
+	}
+}
