@@ -911,7 +911,10 @@ func TestProxyProtocolSource(t *testing.T) {
 	t.Run("hostile claim", func(t *testing.T) {
 		// What only a compromised pre-auth process could send: the
 		// exchange ends there, with no relay (the process is killed at
-		// the login timeout, as for any other protocol breach).
+		// the login timeout, as for any other protocol breach). The
+		// relays of the subtests above end first, so that any relay
+		// counted below is one a claim made.
+		eventually(t, "the earlier relays ended", func() bool { return len(registered(t, sv)) == 0 })
 		for _, from := range []string{"not-an-address", "192.0.2.1", "[fe80::1%eth0]:1"} {
 			c, err := net.Dial("tcp", sv.tcpAddr)
 			if err != nil {

@@ -435,7 +435,9 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		}
 	}()
 	x.run()
-	log = x.log // the client's address once a PROXY header named it
+	// The client's address once a PROXY header named it. A new variable:
+	// the timeout goroutine above still reads log.
+	xlog := x.log
 	s.count(&x, accepted)
 	p.release()
 	if x.terminating {
@@ -445,12 +447,12 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		// normal priority since its first message).
 		go func() {
 			<-p.done
-			log.Debug("transport process ended", "status", p.status)
+			xlog.Debug("transport process ended", "status", p.status)
 		}()
 		return
 	}
 	<-p.done
-	s.reaped(p, &x, log)
+	s.reaped(p, &x, xlog)
 }
 
 // reaped judges how a pre-auth process that was handed a connection
