@@ -132,7 +132,9 @@ func takeProxyHeader(nc net.Conn, sup *ipc.Conn, o *Options) error {
 		return fmt.Errorf("PROXY header: %w", err)
 	}
 	h, _, err := ReadProxyHeader(nc)
-	_ = nc.SetReadDeadline(time.Time{})
+	if derr := nc.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+		err = fmt.Errorf("PROXY header: clearing the read deadline: %w", derr)
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		err = fmt.Errorf("%w within proxy-protocol-timeout (%s): %w", ErrNoProxyHeader, timeout, err)
