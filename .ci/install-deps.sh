@@ -5,7 +5,8 @@
 # so tests can cross-check our codecs against the libraries xpra itself uses;
 # prometheus for promtool, which checks the metrics endpoint's output;
 # slapd and ldap-utils for the throwaway OpenLDAP directory of e2e/TestLDAP;
-# haproxy, the load balancer in front of two proxies (PROXY protocol).
+# haproxy, the load balancer in front of two proxies (PROXY protocol);
+# postgresql for the throwaway clusters of the shared-directory tests.
 # Does nothing when everything is already installed.
 set -euo pipefail
 PKGS="xpra xvfb xauth x11-apps xterm python3-gi-cairo python3-pil python3-lz4
@@ -15,7 +16,7 @@ ffmpeg gcc libc6-dev libffmpeg-nvenc-dev libturbojpeg0-dev libx264-dev libyuv-de
 chromium
 libpam0g-dev curl openssl
 debhelper lintian rpm rpm2cpio cpio rpmlint patch
-prometheus slapd ldap-utils haproxy"
+prometheus slapd ldap-utils haproxy postgresql"
 # --demo: only what scripts/demo.sh needs (a real session, the supervisor's
 # cgo build, the certificate and the HTML5 check), not the tests' tools.
 if [ "${1:-}" = --demo ]; then
