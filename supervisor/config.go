@@ -81,9 +81,10 @@ type Config struct {
 	EncoderSocket string `toml:"encoder-socket"`
 	EncoderUser   string `toml:"encoder-user"`
 
-	FrontConfig   // one port for xpra, TLS, WebSocket and HTTP (front.go)
-	SessionConfig // sessions on demand (ondemand_config.go)
-	AccountConfig // who may be proxied to (account_config.go)
+	FrontConfig     // one port for xpra, TLS, WebSocket and HTTP (front.go)
+	SessionConfig   // sessions on demand (ondemand_config.go)
+	AccountConfig   // who may be proxied to (account_config.go)
+	DirectoryConfig // shared by several proxies: PostgreSQL (directory_config.go)
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -129,8 +130,9 @@ func Defaults() Config {
 		PerSourceBurst:         lim.Burst,
 		PerUIDMaxStartups:      lim.PerUID,
 
-		SessionConfig: sessionDefaults(),
-		AccountConfig: accountDefaults(),
+		SessionConfig:   sessionDefaults(),
+		AccountConfig:   accountDefaults(),
+		DirectoryConfig: directoryDefaults(),
 	}
 }
 
@@ -222,6 +224,7 @@ func ParseFlags(args []string) (Config, error) {
 	mergeFront(&c.FrontConfig, cli.FrontConfig)
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
 	mergeAccount(&c.AccountConfig, cli.AccountConfig)
+	mergeDirectory(&c.DirectoryConfig, cli.DirectoryConfig)
 	return c, c.check()
 }
 
@@ -255,6 +258,7 @@ func flagSet(file *string, cli *Config) *flag.FlagSet {
 	registerFrontFlags(fs, &cli.FrontConfig)
 	registerSessionFlags(fs, &cli.SessionConfig)
 	registerAccountFlags(fs, &cli.AccountConfig)
+	registerDirectoryFlags(fs, &cli.DirectoryConfig)
 	return fs
 }
 
@@ -317,6 +321,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.SessionConfig.check(); err != nil {
+		return err
+	}
+	if err := c.checkDirectory(); err != nil {
 		return err
 	}
 	if err := c.policy().CheckPatterns(); err != nil {

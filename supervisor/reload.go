@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/xpra-proxy/xpra-proxy/launch"
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 )
@@ -68,7 +69,7 @@ func (st *settings) close(log *slog.Logger) {
 // buildSettings checks cfg and builds its modules, front document and
 // session starter. book: the display reservations, which outlive a
 // reload.
-func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings, err error) {
+func buildSettings(cfg Config, log *slog.Logger, book *displayBook, dir *pgdir.DB) (_ *settings, err error) {
 	st := &settings{cfg: cfg, modules: map[string][]auth.Module{}, policy: cfg.policy()}
 	defer func() {
 		if err != nil {
@@ -82,7 +83,7 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook) (_ *settings
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
 	}
-	authCfg := auth.Config{PasswordFile: cfg.PasswordFile, HelperForbiddenUIDs: cfg.helperForbiddenUIDs()}
+	authCfg := auth.Config{PasswordFile: cfg.PasswordFile, HelperForbiddenUIDs: cfg.helperForbiddenUIDs(), Directory: dir}
 	if cfg.AuthFileOwner != "" {
 		uid, err := auth.LookupUID(cfg.AuthFileOwner)
 		if err != nil {
@@ -191,6 +192,10 @@ var restartOnly = []struct {
 	// The pre-auth processes of live TLS and WebSocket connections, and
 	// the spares, run as this user; the supervisor checks each message's
 	// sender against it.
+	// One pool for the life of the supervisor: penalties, relay counts
+	// and sessions it recorded live in that database.
+	{"directory-uri-file", func(c *Config) any { return c.DirectoryURIFile }, func(d, s *Config) { d.DirectoryURIFile = s.DirectoryURIFile }},
+	{"proxy-name", func(c *Config) any { return c.ProxyName }, func(d, s *Config) { d.ProxyName = s.ProxyName }},
 	{"preauth-user", func(c *Config) any { return c.PreauthUser }, func(d, s *Config) { d.PreauthUser = s.PreauthUser }},
 }
 
@@ -248,7 +253,7 @@ func (s *Supervisor) reload(load func() (Config, error)) error {
 	if err := checkFiles(cfg); err != nil {
 		return err
 	}
-	next, err := buildSettings(cfg, s.log, s.displays)
+	next, err := buildSettings(cfg, s.log, s.displays, s.dir)
 	if err != nil {
 		return err
 	}

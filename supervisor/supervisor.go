@@ -31,6 +31,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/peercred"
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 	"github.com/xpra-proxy/xpra-proxy/protocol/digest"
 	"github.com/xpra-proxy/xpra-proxy/stats"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
@@ -76,6 +77,9 @@ type Supervisor struct {
 	authenticated atomic.Int64 // connections authenticated since start
 	accepted      atomic.Int64 // connections accepted since start (the thread trimmer's idleness)
 	stats         *stats.Stats // for Prometheus (metrics.go)
+	// dir is the directory shared with other proxies (PostgreSQL), nil
+	// when this proxy keeps users, penalties and sessions to itself.
+	dir *pgdir.DB
 }
 
 // New checks the configuration, builds the auth modules and opens the
@@ -148,7 +152,10 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if s.control, err = controlCredential(cfg.ControlUser, cred, log); err != nil {
 		return nil, err
 	}
-	if s.set, err = buildSettings(cfg, log, s.displays); err != nil {
+	if s.dir, err = openDirectory(cfg, log); err != nil {
+		return nil, err
+	}
+	if s.set, err = buildSettings(cfg, log, s.displays, s.dir); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(s.controlProgram()); err != nil && cfg.ControlSocket != "off" {
@@ -240,6 +247,9 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		s.log.Warn("telling systemd", "err", err)
 	}
 	wg.Go(func() { s.reportStatus(ctx) })
+	if s.dir != nil {
+		wg.Go(func() { s.dir.Watch(ctx) })
+	}
 	if s.current().starter != nil {
 		wg.Go(func() { s.watchSessions(ctx) }) // session-ended records
 	}

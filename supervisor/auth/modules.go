@@ -11,6 +11,8 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 )
 
 // Config is what modules may need from the proxy's own configuration.
@@ -22,6 +24,9 @@ type Config struct {
 	// HelperForbiddenUIDs are the uids an unprivileged auth helper (the
 	// ldap module's) must not run as: the pre-auth and control users.
 	HelperForbiddenUIDs []int
+	// Directory is the database shared with other proxies (the
+	// postgresql module's), nil without directory-uri-file.
+	Directory *pgdir.DB
 }
 
 // New builds a module from its spec.

@@ -3,7 +3,10 @@
 package auth
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,4 +69,35 @@ func checkSecretPath(path string, owners []uint32) error {
 		return err
 	}
 	return checkSecretFile(path, fi, owners)
+}
+
+// maxSecretFile bounds ReadSecret: a URI or a shared key, not a database.
+const maxSecretFile = 64 << 10
+
+// ReadSecret reads a small root-only file that holds a secret (the shared
+// directory's URI with its password, a session host's shared key), with
+// the same ownership and mode checks as password files, on the file it
+// opened. Surrounding white space is removed.
+func ReadSecret(path string, cfg Config) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := checkSecretFile(path, fi, fileOwners(cfg)); err != nil {
+		return nil, err
+	}
+	b := make([]byte, maxSecretFile+1)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if n > maxSecretFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a secret file", path, maxSecretFile)
+	}
+	return bytes.TrimSpace(b[:n]), nil
 }
