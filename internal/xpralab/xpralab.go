@@ -234,10 +234,18 @@ func (s *Server) waitReady(o Options) error {
 	}
 	ready.Timeout = 5 * time.Second
 	deadline := time.Now().Add(90 * time.Second)
+	pid := 0
 	for {
 		_, err := probe.Run(context.Background(), ready)
 		if err == nil {
 			return nil
+		}
+		// A server that died (xpra 3.1.3 has segfaulted in libc while
+		// starting on a busy machine) is reported at once, not after
+		// the whole wait.
+		if dead, why := s.died(&pid); dead {
+			log, _ := os.ReadFile(s.Log)
+			return fmt.Errorf("xpra server %s died while starting (%s): %w\nlog tail:\n%s", s.Display, why, err, tail(string(log), 30))
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(s.Log)
@@ -245,6 +253,29 @@ func (s *Server) waitReady(o Options) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// died reports whether the server whose pid the pid file held (pid keeps
+// the last one seen: xpra removes the file as it exits) is gone, with the
+// kernel's line about it if there is one (a segfault).
+func (s *Server) died(pid *int) (bool, string) {
+	if b, err := os.ReadFile(s.pidFile); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 1 {
+			*pid = n
+		}
+	}
+	if *pid == 0 || syscallKill(*pid, 0) == nil {
+		return false, ""
+	}
+	why := fmt.Sprintf("pid %d is gone", *pid)
+	if out, err := exec.Command("dmesg").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, fmt.Sprintf("[%d]", *pid)) {
+				why += "; kernel: " + strings.TrimSpace(line)
+			}
+		}
+	}
+	return true, why
 }
 
 // Command runs xpra with args as the server's user, in its environment
