@@ -133,6 +133,7 @@ type Stats struct {
 	Full, Dropped, PerSource, Penalty, Rate, PerUID uint64
 	Evicted                                         uint64 // penalty records pushed out of a full table
 	Penalties                                       uint64 // penalties imposed (one per failed login of a TCP source)
+	Imposed                                         uint64 // penalties learnt from other proxies (Impose)
 }
 
 // Limiter admits or refuses connections. It is safe for concurrent use.
@@ -560,4 +561,75 @@ func (l *Limiter) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// Block is the source block src counts in (its address masked to the
+// per-source-net-block-size); false for an invalid src. Proxies sharing
+// their penalties (package supervisor/shared) key them by it.
+func (l *Limiter) Block(src netip.Addr) (netip.Prefix, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.block(src)
+}
+
+// PenaltyFor is the penalty of a source's failures-th consecutive failure.
+func (l *Limiter) PenaltyFor(failures int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cfg.PenaltyMin == 0 || failures < 1 {
+		return 0
+	}
+	return l.penalty(failures)
+}
+
+// Impose applies a penalty learnt from elsewhere (another proxy, through
+// the shared directory): block keeps the larger of its own and the given
+// failures, and the later of the two ends. It reports whether it applied:
+// not with penalties off, for a block of another size than this
+// limiter's (proxies sharing penalties must group addresses alike), or
+// for one that ended already. It counts as the block's latest failure, so
+// the record is remembered PenaltyForget from now.
+func (l *Limiter) Impose(block netip.Prefix, failures int, until time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.cfg.PenaltyMin == 0 || failures < 1 || !block.IsValid() || !until.After(now) {
+		return false
+	}
+	if own, ok := l.block(block.Addr()); !ok || own != block {
+		return false
+	}
+	l.forget(now)
+	var r *record
+	if e, ok := l.penalties[block]; ok {
+		r = e.Value.(*record)
+		l.byFailure.MoveToFront(e)
+	} else {
+		if l.byFailure.Len() >= l.cfg.PenaltyTable {
+			old := l.byFailure.Back()
+			l.byFailure.Remove(old)
+			delete(l.penalties, old.Value.(*record).block)
+			l.stats.Evicted++
+		}
+		r = &record{block: block}
+		l.penalties[block] = l.byFailure.PushFront(r)
+	}
+	r.failures = max(r.failures, failures)
+	r.last = now
+	if until.After(r.until) {
+		r.until = until
+	}
+	l.stats.Imposed++
+	return true
+}
+
+// Clear forgets block's record, penalty included, as a success from it
+// does (Succeeded): a success through another proxy.
+func (l *Limiter) Clear(block netip.Prefix) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.penalties[block]; ok {
+		l.byFailure.Remove(e)
+		delete(l.penalties, block)
+	}
 }
