@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -71,6 +72,8 @@ type DB struct {
 	tried    time.Time // the last call that reached for the network
 	migrated bool
 	changed  chan struct{} // closed and replaced on each up/down change
+
+	fallbacks atomic.Uint64 // logins the fallback module decided (CountFallback)
 }
 
 // Open prepares the pool; it does not connect (the database may be down

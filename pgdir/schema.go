@@ -54,6 +54,12 @@ var schema = [][]string{
 			PRIMARY KEY (proxy, pid))`,
 		`CREATE INDEX IF NOT EXISTS xpra_proxy_relays_user ON xpra_proxy_relays (username)`,
 	},
+	2: {
+		// As in xpra's sqlite module, a user may have several rows, one
+		// per password, each selecting its own session row.
+		`ALTER TABLE users DROP CONSTRAINT IF EXISTS users_pkey`,
+		`ALTER TABLE users ADD PRIMARY KEY (username, password)`,
+	},
 }
 
 // SchemaVersion is the newest schema this proxy knows.
