@@ -27,6 +27,9 @@ type Config struct {
 	// Directory is the database shared with other proxies (the
 	// postgresql module's), nil without directory-uri-file.
 	Directory *pgdir.DB
+	// ProxyName is this proxy's name (proxy-name, else the host name):
+	// the session-host module's own name in its tokens.
+	ProxyName string
 }
 
 // New builds a module from its spec.
@@ -66,8 +69,10 @@ func New(spec Spec, cfg Config) (Module, error) {
 		return newPAM(spec)
 	case "ldap":
 		return newLDAP(spec, cfg)
+	case "session_host":
+		return newSessionHost(spec, cfg)
 	}
-	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam, ldap)", spec.Name)
+	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam, ldap, session-host)", spec.Name)
 }
 
 // passwordValue is the password module's secret: value=, or the first
