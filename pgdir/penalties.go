@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package pgdir
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PenaltyChannel is the NOTIFY channel of penalties imposed and cleared.
+const PenaltyChannel = "xpra_proxy_penalties"
+
+// Penalty is one source block's shared record, and the payload of a
+// notification on PenaltyChannel.
+type Penalty struct {
+	Source   string    `json:"source"` // the block, as netip.Prefix prints it
+	Failures int       `json:"failures"`
+	Until    time.Time `json:"until"`
+	Proxy    string    `json:"proxy"`             // who wrote it
+	Cleared  bool      `json:"cleared,omitempty"` // a success cleared the block
+}
+
+// ParsePenalty reads a notification's payload.
+func ParsePenalty(payload string) (Penalty, error) {
+	var p Penalty
+	if err := json.Unmarshal([]byte(payload), &p); err != nil {
+		return Penalty{}, fmt.Errorf("pgdir: penalty notification: %w", err)
+	}
+	if p.Source == "" {
+		return Penalty{}, errors.New("pgdir: penalty notification without a source")
+	}
+	return p, nil
+}
+
+// AddFailure records one more failed login of source and tells the other
+// proxies. combine gets the shared record (0 failures: none) and returns
+// the one to write: it runs with the row locked, so two proxies recording
+// a failure of one source at once count both.
+func (db *DB) AddFailure(ctx context.Context, source string, combine func(failures int, until time.Time) (int, time.Time)) (Penalty, error) {
+	out := Penalty{Source: source, Proxy: db.name}
+	err := db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			// Inserted first so that there is a row to lock.
+			if _, err := tx.Exec(ctx, `INSERT INTO xpra_proxy_penalties (source, failures, until) VALUES ($1, 0, 'epoch')
+				ON CONFLICT (source) DO NOTHING`, source); err != nil {
+				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
+			}
+			var failures int
+			var until time.Time
+			if err := tx.QueryRow(ctx, `SELECT failures, until FROM xpra_proxy_penalties WHERE source = $1 FOR UPDATE`,
+				source).Scan(&failures, &until); err != nil {
+				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
+			}
+			out.Failures, out.Until = combine(failures, until)
+			if _, err := tx.Exec(ctx, `UPDATE xpra_proxy_penalties SET failures = $2, until = $3 WHERE source = $1`,
+				source, out.Failures, out.Until); err != nil {
+				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
+			}
+			return notify(ctx, tx, out)
+		})
+	})
+	return out, err
+}
+
+// ClearPenalty forgets source's record (a login from it succeeded) and
+// tells the other proxies.
+func (db *DB) ClearPenalty(ctx context.Context, source string) error {
+	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM xpra_proxy_penalties WHERE source = $1`, source)
+			if err != nil {
+				return fmt.Errorf("pgdir: clearing the penalty of %s: %w", source, err)
+			}
+			if tag.RowsAffected() == 0 {
+				return nil // nothing shared: nobody to tell
+			}
+			return notify(ctx, tx, Penalty{Source: source, Proxy: db.name, Cleared: true})
+		})
+	})
+}
+
+func notify(ctx context.Context, tx pgx.Tx, p Penalty) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("pgdir: penalty notification: %w", err)
+	}
+	// Sent at commit, so never for a change rolled back.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PenaltyChannel, string(b)); err != nil {
+		return fmt.Errorf("pgdir: penalty notification: %w", err)
+	}
+	return nil
+}
+
+// Penalties are the records of the penalties that run now, what a proxy
+// loads at start and after missing notifications. Records whose penalty
+// ended more than forget ago are deleted on the way: no proxy counts
+// their failures any more.
+func (db *DB) Penalties(ctx context.Context, forget time.Duration) ([]Penalty, error) {
+	var out []Penalty
+	err := db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+		if _, err := p.Exec(ctx, `DELETE FROM xpra_proxy_penalties WHERE until < now() - make_interval(secs => $1)`,
+			forget.Seconds()); err != nil {
+			return fmt.Errorf("pgdir: forgetting penalties: %w", err)
+		}
+		rows, err := p.Query(ctx, `SELECT source, failures, until FROM xpra_proxy_penalties WHERE until > now()`)
+		if err != nil {
+			return fmt.Errorf("pgdir: penalties: %w", err)
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Penalty, error) {
+			var p Penalty
+			err := r.Scan(&p.Source, &p.Failures, &p.Until)
+			return p, err
+		})
+		if err != nil {
+			return fmt.Errorf("pgdir: penalties: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
