@@ -85,6 +85,8 @@ type Config struct {
 	SessionConfig   // sessions on demand (ondemand_config.go)
 	AccountConfig   // who may be proxied to (account_config.go)
 	DirectoryConfig // shared by several proxies: PostgreSQL (directory_config.go)
+	// SessionHostsConfig: a front of session hosts (sessionhosts_config.go)
+	SessionHostsConfig
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -225,6 +227,7 @@ func ParseFlags(args []string) (Config, error) {
 	mergeSession(&c.SessionConfig, cli.SessionConfig)
 	mergeAccount(&c.AccountConfig, cli.AccountConfig)
 	mergeDirectory(&c.DirectoryConfig, cli.DirectoryConfig)
+	mergeSessionHosts(&c.SessionHostsConfig, cli.SessionHostsConfig)
 	return c, c.check()
 }
 
@@ -259,6 +262,7 @@ func flagSet(file *string, cli *Config) *flag.FlagSet {
 	registerSessionFlags(fs, &cli.SessionConfig)
 	registerAccountFlags(fs, &cli.AccountConfig)
 	registerDirectoryFlags(fs, &cli.DirectoryConfig)
+	registerSessionHostFlags(fs, &cli.SessionHostsConfig)
 	return fs
 }
 
@@ -324,6 +328,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.checkDirectory(); err != nil {
+		return err
+	}
+	if err := c.checkSessionHosts(); err != nil {
 		return err
 	}
 	if err := c.policy().CheckPatterns(); err != nil {

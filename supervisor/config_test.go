@@ -104,6 +104,13 @@ func TestConfig(t *testing.T) {
 		{"proxy-protocol-from a name", "", []string{"--proxy-protocol-from=haproxy.example"}, nil, `proxy-protocol-from "haproxy.example"`},
 		{"proxy-protocol-from with host bits", "", []string{"--proxy-protocol-from=10.1.2.3/8"}, nil, "host bits set; did you mean 10.0.0.0/8?"},
 		{"proxy-protocol-timeout negative", "proxy-protocol-timeout = \"-1s\"\n", nil, nil, "proxy-protocol-timeout -1s: must be positive"},
+		{"session-hosts in the file", `session-hosts = ["h1=tcp://10.0.0.1:14500", "h2=tcp://10.0.0.2:14500"]` + "\nsession-host-key-file = \"/etc/k\"\n", nil,
+			func(c Config) bool { return len(c.SessionHosts) == 2 && c.SessionHostKeyFile == "/etc/k" }, ""},
+		{"session-hosts flags", "", []string{"--session-hosts=h1=tcp://10.0.0.1:14500", "--session-hosts=h2=tcp://10.0.0.2:14500", "--session-host-key-file=/etc/k"},
+			func(c Config) bool { return len(c.SessionHosts) == 2 && c.SessionHosts[1] == "h2=tcp://10.0.0.2:14500" }, ""},
+		{"session-hosts without a key", "", []string{"--session-hosts=h1=tcp://10.0.0.1:14500"}, nil, "session-hosts needs session-host-key-file"},
+		{"session-hosts without a name", "", []string{"--session-hosts=tcp://10.0.0.1:14500", "--session-host-key-file=/etc/k"}, nil, "want NAME=tcp://ADDR:PORT"},
+		{"session-hosts with a display", "", []string{"--session-hosts=h1=tcp://10.0.0.1:14500/100", "--session-host-key-file=/etc/k"}, nil, "nothing more"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/logind"
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 	"github.com/xpra-proxy/xpra-proxy/stats"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 )
@@ -52,6 +53,8 @@ type starter struct {
 	dial func(context.Context) (*logind.Conn, error)
 
 	*displayBook // the displays of sessions being started, shared across reloads
+
+	dir *pgdir.DB // records the sessions started (route.go); nil without a shared directory
 }
 
 func newStarter(cfg SessionConfig, log *slog.Logger, book *displayBook) (*starter, error) {
@@ -119,6 +122,9 @@ func (st *starter) serve(ch *ipc.Conn, o startOwner) {
 			}
 			asked = true
 			reply, started = st.start(m, o, log)
+			if reply.Kind == ipc.SessionStarted {
+				recordLive(st.dir, log, o.user, reply.Display)
+			}
 			if o.stats != nil {
 				result := stats.Failed
 				if reply.Kind == ipc.SessionStarted {

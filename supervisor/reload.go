@@ -17,6 +17,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/placement"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/account"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 )
@@ -37,6 +38,7 @@ type settings struct {
 	policy  account.Policy           // who may be proxied to, whichever module granted
 	front   *os.File                 // sealed memfd for TCP pre-auth processes (launch.Front)
 	starter *starter                 // sessions on demand; nil when start-session is never
+	router  *placement.Router        // session-hosts: where logins go; nil: this machine's sessions
 	// proxyFrom: proxy-protocol-from, parsed (trusted load balancers)
 	proxyFrom []netip.Prefix
 
@@ -83,7 +85,8 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook, dir *pgdir.D
 		log.Warn("an auth secret is on the command line, where every local user can read it (ps); use value-file= or the config file",
 			"modules", cfg.ArgvSecrets)
 	}
-	authCfg := auth.Config{PasswordFile: cfg.PasswordFile, HelperForbiddenUIDs: cfg.helperForbiddenUIDs(), Directory: dir}
+	authCfg := auth.Config{PasswordFile: cfg.PasswordFile, HelperForbiddenUIDs: cfg.helperForbiddenUIDs(), Directory: dir,
+		ProxyName: cfg.proxyName()}
 	if cfg.AuthFileOwner != "" {
 		uid, err := auth.LookupUID(cfg.AuthFileOwner)
 		if err != nil {
@@ -140,6 +143,12 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook, dir *pgdir.D
 		return nil, fmt.Errorf("worker program: %w", err)
 	}
 	if st.starter, err = newStarter(cfg.SessionConfig, log, book); err != nil {
+		return nil, err
+	}
+	if st.starter != nil {
+		st.starter.dir = dir
+	}
+	if st.router, err = cfg.router(authCfg, dir, log); err != nil {
 		return nil, err
 	}
 	return st, nil

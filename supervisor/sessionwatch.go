@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/logind"
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 )
 
@@ -30,7 +31,7 @@ func (s *Supervisor) watchSessions(ctx context.Context) {
 	book := sessionBook{}
 	last := "" // the error last warned of
 	for {
-		err := watchSessionsOnce(ctx, book, s.log)
+		err := watchSessionsOnce(ctx, book, s.log, s.dir)
 		if ctx.Err() != nil {
 			return
 		}
@@ -53,7 +54,7 @@ func (s *Supervisor) watchSessions(ctx context.Context) {
 
 // watchSessionsOnce watches until the bus connection or ctx ends. It
 // watches before it lists, so that no session falls between the two.
-func watchSessionsOnce(ctx context.Context, book sessionBook, log *slog.Logger) error {
+func watchSessionsOnce(ctx context.Context, book sessionBook, log *slog.Logger, dir *pgdir.DB) error {
 	c, err := logind.Dial(ctx)
 	if err != nil {
 		return err
@@ -72,6 +73,7 @@ func watchSessionsOnce(ctx context.Context, book sessionBook, log *slog.Logger) 
 	now := time.Now()
 	for _, gone := range book.listed(list) {
 		sessionEnded(log, gone, now) // ended while the watch was down
+		recordEnded(dir, log, gone)
 	}
 	for ev := range events {
 		switch ev.Kind {
@@ -87,6 +89,7 @@ func watchSessionsOnce(ctx context.Context, book sessionBook, log *slog.Logger) 
 		case logind.SessionRemoved:
 			if sess, ok := book.removed(ev.ID); ok {
 				sessionEnded(log, sess, time.Now())
+				recordEnded(dir, log, sess)
 			}
 		}
 	}

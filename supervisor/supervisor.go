@@ -696,7 +696,9 @@ func (x *exchange) run() {
 		if errors.As(err, &te) {
 			x.deny(te.reason, te.detail)
 		} else {
-			if x.module != nil {
+			// A refusal because the shared directory is down (and no
+			// fallback decided) is our outage, not a wrong guess.
+			if x.module != nil && !errors.Is(err, pgdir.ErrUnavailable) {
 				x.s.penalize(x.log, src)
 			}
 			x.deny("authentication failed", refusalDetails(err)...)
@@ -715,6 +717,14 @@ func (x *exchange) run() {
 		}
 		defer client.Close()
 		defer stream.Close()
+	}
+	if sess.Displays == nil && x.set.router != nil {
+		// A front of session hosts: the user's sessions are there.
+		if sess, err = x.route(sess); err != nil {
+			x.log.Error("routing to a session host", "err", err)
+			x.deny("server error", "failed to start the proxy instance")
+			return
+		}
 	}
 	pid, err := x.s.startRelay(x, sess, module, handover, client)
 	var many *tooMany

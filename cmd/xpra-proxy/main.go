@@ -5,7 +5,8 @@
 // relay workers. It never parses what clients send.
 //
 //	xpra-proxy --bind-tcp=0.0.0.0:14500 --tcp-auth=sqlite,filename=/etc/xpra-proxy/users.sdb
-//	xpra-proxy auth sqlite FILE create|add|remove|list ...
+//	xpra-proxy auth sqlite FILE create|add|remove|set|list ...
+//	xpra-proxy auth postgresql URI-FILE create|add|remove|set|list ...
 //	xpra-proxy list [--json]     live connections: user, source, target, transport, bytes, age
 //	xpra-proxy sessions [--json] the logind sessions the proxy started, everyone's
 //	xpra-proxy terminate ID      end one of them (other sessions are refused)
@@ -34,8 +35,10 @@ import (
 const usage = `Usage:
   xpra-proxy [OPTIONS]                   run the proxy (as root; usually started by systemd)
   xpra-proxy --check-config [OPTIONS]    check the settings and exit: 0 when they are usable (also -t)
-  xpra-proxy auth sqlite FILE create|add|remove|list ...
+  xpra-proxy auth sqlite FILE create|add|remove|set|list ...
                                          manage a sqlite password database
+  xpra-proxy auth postgresql URI-FILE create|add|remove|set|list ...
+                                         the same in the shared directory (URI in a root-only file)
   xpra-proxy list [--json]               live connections: user, source, target, transport, bytes, age
   xpra-proxy sessions [--json]           the logind sessions the proxy started
   xpra-proxy terminate ID                end one of those sessions

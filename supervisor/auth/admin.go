@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,14 +33,30 @@ const adminUsage = `usage:
   sqlite FILENAME create
   sqlite FILENAME add USERNAME PASSWORD [UID GID DISPLAYS ENV_OPTIONS SESSION_OPTIONS]
   sqlite FILENAME remove USERNAME [PASSWORD]
+  sqlite FILENAME set USERNAME COLUMN VALUE
   sqlite FILENAME list
+  postgresql URI-FILE create|add|remove|set|list ...  (the same, in the shared directory)
 UID and GID default to the invoking user's; DISPLAYS is a comma-separated
-list; ENV_OPTIONS and SESSION_OPTIONS are "k=v;k2=v2". list masks passwords.
+list; ENV_OPTIONS and SESSION_OPTIONS are "k=v;k2=v2". set changes one
+column (password, uid, gid, displays, env_options, session_options) of
+all the user's rows. list masks passwords. URI-FILE is a root-only file
+holding the PostgreSQL URI (as directory-uri-file); create makes the
+tables there, which the other commands and the proxies also do if missing.
 `
 
-// Admin manages the databases of the sqlite module (xpra's sqlite_auth.py
-// helper commands). It returns the exit code: 0 done, 1 failed (the reason
-// is on stderr), 2 bad usage.
+// adminStore is a users table the admin command manages: a sqlite file
+// or the shared directory.
+type adminStore interface {
+	add(row []string) error // the seven columns
+	remove(username, password string) (int64, error)
+	set(username, column, value string) (int64, error)
+	list() ([][]string, error) // rows of the seven columns
+	close()
+}
+
+// Admin manages the users tables of the sqlite and postgresql modules
+// (xpra's sqlite_auth.py helper commands). It returns the exit code: 0
+// done, 1 failed (the reason is on stderr), 2 bad usage.
 func Admin(args []string, stdout, stderr io.Writer) int {
 	usage := func(msg string) int {
 		if msg != "" {
@@ -51,47 +68,92 @@ func Admin(args []string, stdout, stderr io.Writer) int {
 	if len(args) < 3 {
 		return usage("missing arguments")
 	}
-	if args[0] != "sqlite" {
-		return usage(fmt.Sprintf("unknown module %q (only sqlite has an admin command)", args[0]))
+	if args[0] != "sqlite" && args[0] != "postgresql" {
+		return usage(fmt.Sprintf("unknown module %q (only sqlite and postgresql have an admin command)", args[0]))
 	}
 	file, cmd, rest := args[1], args[2], args[3:]
-	var err error
-	switch cmd {
-	case "create":
-		if len(rest) != 0 {
-			return usage("create takes no arguments")
-		}
-		err = adminCreate(file)
-	case "add":
-		if len(rest) < 2 || len(rest) > 7 {
-			return usage("add takes 2 to 7 arguments")
-		}
-		err = adminAdd(file, rest)
-	case "remove":
-		if len(rest) < 1 || len(rest) > 2 {
-			return usage("remove takes USERNAME [PASSWORD]")
-		}
-		var n int64
-		if n, err = adminRemove(file, rest); err == nil {
-			if n == 0 {
-				err = errors.New("no matching rows")
-			} else {
-				fmt.Fprintf(stdout, "%d rows removed\n", n)
-			}
-		}
-	case "list":
-		if len(rest) != 0 {
-			return usage("list takes no arguments")
-		}
-		err = adminList(file, stdout)
-	default:
+	switch {
+	case cmd == "create" && len(rest) != 0:
+		return usage("create takes no arguments")
+	case cmd == "add" && (len(rest) < 2 || len(rest) > 7):
+		return usage("add takes 2 to 7 arguments")
+	case cmd == "remove" && (len(rest) < 1 || len(rest) > 2):
+		return usage("remove takes USERNAME [PASSWORD]")
+	case cmd == "set" && len(rest) != 3:
+		return usage("set takes USERNAME COLUMN VALUE")
+	case cmd == "list" && len(rest) != 0:
+		return usage("list takes no arguments")
+	case !slices.Contains([]string{"create", "add", "remove", "set", "list"}, cmd):
 		return usage(fmt.Sprintf("unknown command %q", cmd))
 	}
+	err := adminRun(args[0], file, cmd, rest, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "sqlite %s %s: %v\n", file, cmd, err)
+		fmt.Fprintf(stderr, "%s %s %s: %v\n", args[0], file, cmd, err)
 		return 1
 	}
 	return 0
+}
+
+func adminRun(module, file, cmd string, rest []string, stdout, stderr io.Writer) error {
+	if cmd == "create" {
+		if module == "postgresql" {
+			return postgresqlCreate(file, stdout, stderr)
+		}
+		return adminCreate(file)
+	}
+	var st adminStore
+	var err error
+	if module == "postgresql" {
+		st, err = openPostgreSQLStore(file, stderr)
+	} else {
+		st, err = openSQLiteStore(file, cmd == "list")
+	}
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	var n int64
+	switch cmd {
+	case "add":
+		// username, password, uid, gid, displays, env_options, session_options
+		row := []string{rest[0], rest[1], strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid()), "", "", ""}
+		copy(row[2:], rest[2:])
+		return st.add(row)
+	case "remove":
+		password := ""
+		if len(rest) == 2 {
+			password = rest[1]
+		}
+		n, err = st.remove(rest[0], password)
+	case "set":
+		if rest[1] == "username" || !slices.Contains(sqliteColumns, rest[1]) {
+			return fmt.Errorf("no column %q to set (password, uid, gid, displays, env_options, session_options)", rest[1])
+		}
+		n, err = st.set(rest[0], rest[1], rest[2])
+	case "list":
+		rows, err := st.list()
+		if err != nil {
+			return err
+		}
+		var out strings.Builder
+		out.WriteString(strings.Join(sqliteColumns, "|") + "\n")
+		for _, cols := range rows {
+			// Passwords stay off the terminal (and out of scrollback and logs).
+			cols[1] = "***"
+			out.WriteString(strings.Join(cols, "|") + "\n")
+		}
+		_, err = io.WriteString(stdout, out.String())
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("no matching rows")
+	}
+	verb := map[string]string{"remove": "removed", "set": "changed"}[cmd]
+	_, err = fmt.Fprintf(stdout, "%d rows %s\n", n, verb)
+	return err
 }
 
 // adminOpen opens the database at file; mode "rwc" may create it, the
@@ -156,54 +218,63 @@ func adminCreate(file string) error {
 	return db.Close()
 }
 
-func adminAdd(file string, rest []string) error {
-	// username, password, uid, gid, displays, env_options, session_options
-	vals := []any{rest[0], rest[1], strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid()), "", "", ""}
-	for i, v := range rest[2:] {
-		vals[2+i] = v
+// sqliteStore is a sqlite module's database file.
+type sqliteStore struct{ db *sql.DB }
+
+func openSQLiteStore(file string, readOnly bool) (adminStore, error) {
+	mode := "rw"
+	if readOnly {
+		mode = "ro"
 	}
-	db, err := adminOpen(file, "rw")
+	db, err := adminOpen(file, mode)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer db.Close()
-	q := "INSERT INTO users(" + strings.Join(sqliteColumns, ", ") + ") VALUES(?, ?, ?, ?, ?, ?, ?)"
-	if _, err := db.Exec(q, vals...); err != nil {
-		return err
-	}
-	return db.Close()
+	return sqliteStore{db}, nil
 }
 
-func adminRemove(file string, rest []string) (int64, error) {
-	db, err := adminOpen(file, "rw")
-	if err != nil {
-		return 0, err
+func (s sqliteStore) close() { s.db.Close() }
+
+func (s sqliteStore) add(row []string) error {
+	vals := make([]any, len(row))
+	for i, v := range row {
+		vals[i] = v
 	}
-	defer db.Close()
-	q, qargs := "DELETE FROM users WHERE username=?", []any{rest[0]}
-	if len(rest) == 2 && rest[1] != "" {
-		q, qargs = q+" AND password=?", append(qargs, rest[1])
+	q := "INSERT INTO users(" + strings.Join(sqliteColumns, ", ") + ") VALUES(?, ?, ?, ?, ?, ?, ?)"
+	if _, err := s.db.Exec(q, vals...); err != nil {
+		return err
 	}
-	res, err := db.Exec(q, qargs...)
+	return s.db.Close()
+}
+
+func (s sqliteStore) remove(username, password string) (int64, error) {
+	q, qargs := "DELETE FROM users WHERE username=?", []any{username}
+	if password != "" {
+		q, qargs = q+" AND password=?", append(qargs, password)
+	}
+	return s.exec(q, qargs...)
+}
+
+func (s sqliteStore) set(username, column, value string) (int64, error) {
+	// column is one of sqliteColumns (Admin checked): never free text.
+	return s.exec("UPDATE users SET "+column+"=? WHERE username=?", value, username)
+}
+
+func (s sqliteStore) exec(q string, args ...any) (int64, error) {
+	res, err := s.db.Exec(q, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
-func adminList(file string, stdout io.Writer) error {
-	db, err := adminOpen(file, "ro")
+func (s sqliteStore) list() ([][]string, error) {
+	rows, err := s.db.Query("SELECT " + strings.Join(sqliteColumns, ", ") + " FROM users")
 	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rows, err := db.Query("SELECT " + strings.Join(sqliteColumns, ", ") + " FROM users")
-	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
-	var out strings.Builder
-	out.WriteString(strings.Join(sqliteColumns, "|") + "\n")
+	var out [][]string
 	vals := make([]sql.NullString, len(sqliteColumns))
 	ptrs := make([]any, len(vals))
 	for i := range vals {
@@ -211,19 +282,13 @@ func adminList(file string, stdout io.Writer) error {
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return err
+			return nil, err
 		}
 		cols := make([]string, len(vals))
 		for i, v := range vals {
 			cols[i] = v.String // NULL shows as empty
 		}
-		// Passwords stay off the terminal (and out of scrollback and logs).
-		cols[1] = "***"
-		out.WriteString(strings.Join(cols, "|") + "\n")
+		out = append(out, cols)
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	_, err = io.WriteString(stdout, out.String())
-	return err
+	return out, rows.Err()
 }

@@ -71,8 +71,10 @@ func New(spec Spec, cfg Config) (Module, error) {
 		return newLDAP(spec, cfg)
 	case "session_host":
 		return newSessionHost(spec, cfg)
+	case "postgresql":
+		return newPostgreSQL(spec, cfg)
 	}
-	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam, ldap, session-host)", spec.Name)
+	return nil, fmt.Errorf("auth: unknown module %q (known: allow, none, fail, reject, password, env, file, multifile, sqlite, pam, ldap, session-host, postgresql)", spec.Name)
 }
 
 // passwordValue is the password module's secret: value=, or the first

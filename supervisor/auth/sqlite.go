@@ -100,24 +100,16 @@ func (m *sqliteModule) Authenticate(r Request) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %s: password query: %w", ErrDenied, m.path, err)
 	}
-	if len(passwords) == 0 {
-		verifies(dummyPassword)(r) // same work as for a known user
+	i := provedPassword(r, passwords)
+	switch {
+	case len(passwords) == 0:
 		return nil, fmt.Errorf("%w: sqlite: user %q not found in %s", ErrDenied, r.Username, m.path)
-	}
-	var password string
-	found := false
-	for _, p := range passwords {
-		if verifies([]byte(p))(r) {
-			password, found = p, true
-			break
-		}
-	}
-	if !found {
+	case i < 0:
 		return nil, fmt.Errorf("%w: sqlite: wrong password for user %q", ErrDenied, r.Username)
 	}
 	// The password is passed as a string: SQLite never finds a TEXT
 	// column equal to a BLOB parameter.
-	row := db.QueryRowContext(ctx, m.sessionsQuery, r.Username, password)
+	row := db.QueryRowContext(ctx, m.sessionsQuery, r.Username, passwords[i])
 	var uid, gid, displays, env, opts sql.NullString
 	if err := row.Scan(&uid, &gid, &displays, &env, &opts); err != nil {
 		if err == sql.ErrNoRows {
@@ -125,17 +117,7 @@ func (m *sqliteModule) Authenticate(r Request) (*Session, error) {
 		}
 		return nil, fmt.Errorf("%w: sqlite: %s: sessions query: %w", ErrDenied, m.path, err)
 	}
-	s := Session{Displays: []string{}, Env: ParseOptions(env.String), SessionOptions: ParseOptions(opts.String)}
-	if s.UID, err = LookupUID(uid.String); err != nil {
-		return nil, fmt.Errorf("%w: sqlite: user %q: uid: %w", ErrDenied, r.Username, err)
-	}
-	if s.GID, err = LookupGID(gid.String); err != nil {
-		return nil, fmt.Errorf("%w: sqlite: user %q: gid: %w", ErrDenied, r.Username, err)
-	}
-	if d := ParseDisplays(displays.String); d != nil {
-		s.Displays = d
-	}
-	return &s, nil
+	return rowSession("sqlite", r.Username, uid.String, gid.String, displays.String, env.String, opts.String)
 }
 
 // open returns a handle on the database. The reference opens the file
