@@ -62,6 +62,10 @@ var (
 	descBytes = prometheus.NewDesc(ns+"_relayed_bytes_total",
 		"Bytes relayed by relays that ended, by direction (from_client, from_server), as each worker reported at its end: a live relay's bytes show when it ends; a killed worker's are not counted.",
 		[]string{"direction"}, nil)
+	descDirUp = prometheus.NewDesc(ns+"_directory_up",
+		"1 when the shared directory (PostgreSQL, directory-uri-file) answered this proxy's last call, 0 while it is unreachable; absent without a directory.", nil, nil)
+	descDirFallback = prometheus.NewDesc(ns+"_directory_fallback_logins_total",
+		"Logins the postgresql module's fallback decided, whatever their result, because the shared directory was unreachable.", nil, nil)
 )
 
 // Collector turns a Source's snapshot into metrics, one read per scrape,
@@ -80,7 +84,7 @@ func NewCollector(src Source, enc EncoderSource, log *slog.Logger) *Collector {
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descStart, descConns, descLogins, descPenalties,
-		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes} {
+		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes, descDirUp, descDirFallback} {
 		ch <- d
 	}
 	if c.enc != nil {
@@ -124,6 +128,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRelays, prometheus.GaugeValue, float64(sn.Relays))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromClient), "from_client")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(sn.BytesFromServer), "from_server")
+	if d := sn.Directory; d != nil {
+		up := 0.0
+		if d.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descDirUp, prometheus.GaugeValue, up)
+		ch <- prometheus.MustNewConstMetric(descDirFallback, prometheus.CounterValue, float64(d.FallbackLogins))
+	}
 	buckets := make(map[float64]uint64, len(sn.Setup.Bounds))
 	for i, b := range sn.Setup.Bounds {
 		buckets[b] = sn.Setup.Buckets[i]

@@ -82,6 +82,35 @@ xpra_proxy_connections_total{result="relayed",transport="tcp"} 1
 	}
 }
 
+// The shared directory's families show only where there is a directory.
+func TestCollectDirectory(t *testing.T) {
+	const head = `
+# HELP xpra_proxy_directory_up 1 when the shared directory (PostgreSQL, directory-uri-file) answered this proxy's last call, 0 while it is unreachable; absent without a directory.
+# TYPE xpra_proxy_directory_up gauge
+`
+	const fbHead = `# HELP xpra_proxy_directory_fallback_logins_total Logins the postgresql module's fallback decided, whatever their result, because the shared directory was unreachable.
+# TYPE xpra_proxy_directory_fallback_logins_total counter
+`
+	tests := []struct {
+		name string
+		dir  *stats.Directory
+		want string
+	}{
+		{"no directory", nil, ""},
+		{"up", &stats.Directory{Up: true}, head + "xpra_proxy_directory_up 1\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 0\n"},
+		{"down", &stats.Directory{FallbackLogins: 3}, head + "xpra_proxy_directory_up 0\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 3\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCollector(fixed(sample(), stats.Gauges{Directory: tt.dir}), nil, quiet)
+			if err := testutil.CollectAndCompare(c, strings.NewReader(tt.want),
+				"xpra_proxy_directory_up", "xpra_proxy_directory_fallback_logins_total"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
 // Without the supervisor's figures a scrape says up 0 and nothing else,
 // also when what came is malformed.
 func TestCollectDown(t *testing.T) {

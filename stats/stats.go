@@ -164,6 +164,17 @@ type Gauges struct {
 	Preauth   int64  // unauthenticated connections now
 	Penalized int64  // sources serving a penalty now
 	Penalties uint64 // penalties imposed since start (limits.Stats)
+	// Directory is the shared directory's state (pgdir), nil without
+	// directory-uri-file.
+	Directory *Directory
+}
+
+// Directory is the shared directory (PostgreSQL) as this proxy sees it.
+type Directory struct {
+	Up bool `json:"up"`
+	// FallbackLogins counts the logins a fallback module decided while
+	// the directory was unreachable, whatever their result.
+	FallbackLogins uint64 `json:"fallback_logins"`
 }
 
 // Snapshot is what the metrics process gets. Families in a stable order.
@@ -178,8 +189,9 @@ type Snapshot struct {
 	Penalized   int64     `json:"penalized"`
 	Penalties   uint64    `json:"penalties"`
 	// Bytes of relays that ended (a live relay's count at its end).
-	BytesFromClient uint64 `json:"bytes_from_client"`
-	BytesFromServer uint64 `json:"bytes_from_server"`
+	BytesFromClient uint64     `json:"bytes_from_client"`
+	BytesFromServer uint64     `json:"bytes_from_server"`
+	Directory       *Directory `json:"directory,omitempty"`
 }
 
 func counts(m map[string]uint64) []Count {
@@ -210,6 +222,7 @@ func (s *Stats) Snapshot(g Gauges) Snapshot {
 		Setup:  h,
 		Relays: g.Relays, Preauth: g.Preauth, Penalized: g.Penalized, Penalties: g.Penalties,
 		BytesFromClient: s.fromClient, BytesFromServer: s.fromServer,
+		Directory: g.Directory,
 	}
 }
 

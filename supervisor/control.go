@@ -195,7 +195,7 @@ func (s *Supervisor) runControl(ctx context.Context, stop context.CancelFunc, li
 // figures are the supervisor's counters for `xpra info` and sd_notify.
 func (s *Supervisor) figures() map[string]int64 {
 	st := s.limits.Stats()
-	return map[string]int64{
+	f := map[string]int64{
 		"pid":                int64(os.Getpid()),
 		"relays":             s.relays.Load(),
 		"authenticated":      s.authenticated.Load(),
@@ -206,4 +206,11 @@ func (s *Supervisor) figures() map[string]int64 {
 		"refused.penalty":    int64(st.Penalty),
 		"penalized":          int64(st.Penalized),
 	}
+	if s.dir != nil {
+		f["directory.up"], f["directory.fallback-logins"] = 0, int64(s.dir.FallbackLogins())
+		if s.dir.Status().Up {
+			f["directory.up"] = 1
+		}
+	}
+	return f
 }

@@ -95,3 +95,14 @@ func openDirectory(c Config, log *slog.Logger) (*pgdir.DB, error) {
 	}
 	return db, nil
 }
+
+// directoryStatus is the shared directory's part of the status line: an
+// outage says since when and why, so `systemctl status` shows why logins
+// go to the fallback.
+func directoryStatus(st pgdir.Status, fallbacks uint64) string {
+	if st.Up {
+		return fmt.Sprintf("shared directory up, %d fallback logins since start", fallbacks)
+	}
+	return fmt.Sprintf("shared directory DOWN since %s (%s), %d fallback logins since start",
+		st.Since.UTC().Format(time.RFC3339), st.Err, fallbacks)
+}

@@ -96,8 +96,12 @@ func refusedResult(err error) string {
 // snapshot is the counters with the figures read at this moment.
 func (s *Supervisor) snapshot() stats.Snapshot {
 	st := s.limits.Stats()
-	return s.stats.Snapshot(stats.Gauges{Relays: s.relays.Load(), Preauth: int64(st.Startups),
-		Penalized: int64(st.Penalized), Penalties: st.Penalties})
+	g := stats.Gauges{Relays: s.relays.Load(), Preauth: int64(st.Startups),
+		Penalized: int64(st.Penalized), Penalties: st.Penalties}
+	if s.dir != nil {
+		g.Directory = &stats.Directory{Up: s.dir.Status().Up, FallbackLogins: s.dir.FallbackLogins()}
+	}
+	return s.stats.Snapshot(g)
 }
 
 // serveMetrics runs the metrics process on l and answers it, starting it

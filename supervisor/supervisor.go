@@ -994,6 +994,9 @@ func (s *Supervisor) statusLine() string {
 	f := s.figures()
 	line := fmt.Sprintf("%d relayed, %d logging in, %d authenticated since start, %d sources penalized",
 		f["relays"], f["preauth"], f["authenticated"], f["penalized"])
+	if s.dir != nil {
+		line += "; " + directoryStatus(s.dir.Status(), s.dir.FallbackLogins())
+	}
 	if p := s.reloadErr.Load(); p != nil {
 		line = fmt.Sprintf("reload failed, running the previous configuration: %v; %s", *p, line)
 	}
