@@ -58,6 +58,9 @@ func (db *DB) AddFailure(ctx context.Context, source string, combine func(failur
 				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
 			}
 			out.Failures, out.Until = combine(failures, until)
+			// As PostgreSQL keeps it: the notification and a later load
+			// then carry the same end.
+			out.Until = out.Until.Truncate(time.Microsecond)
 			if _, err := tx.Exec(ctx, `UPDATE xpra_proxy_penalties SET failures = $2, until = $3 WHERE source = $1`,
 				source, out.Failures, out.Until); err != nil {
 				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)

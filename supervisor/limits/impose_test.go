@@ -29,10 +29,14 @@ func TestImpose(t *testing.T) {
 		wantFails int           // src's count after one more local failure
 	}{
 		{"a penalty heard bars the block", block, []step{{"impose", 3, 4 * time.Second, true}}, 4 * time.Second, 4},
-		{"the later end and larger count win", block, []step{
+		{"what the block has already changes nothing", block, []step{
 			{"fail", 0, 0, false}, {"fail", 0, 0, false}, {"fail", 0, 0, false}, // 3 failures, 4s
-			{"impose", 1, time.Second, true},
+			{"impose", 1, time.Second, false}, {"impose", 3, 4 * time.Second, false},
 		}, 4 * time.Second, 4},
+		{"a larger count with an earlier end keeps the end", block, []step{
+			{"fail", 0, 0, false}, {"fail", 0, 0, false}, // 2 failures, 2s
+			{"impose", 4, time.Second, true},
+		}, 2 * time.Second, 5},
 		{"a longer one heard extends it", block, []step{
 			{"fail", 0, 0, false}, {"impose", 5, 16 * time.Second, true},
 		}, 16 * time.Second, 6},

@@ -584,10 +584,11 @@ func (l *Limiter) PenaltyFor(failures int) time.Duration {
 
 // Impose applies a penalty learnt from elsewhere (another proxy, through
 // the shared directory): block keeps the larger of its own and the given
-// failures, and the later of the two ends. It reports whether it applied:
-// not with penalties off, for a block of another size than this
-// limiter's (proxies sharing penalties must group addresses alike), or
-// for one that ended already. It counts as the block's latest failure, so
+// failures, and the later of the two ends. It reports whether that changed
+// the record: not with penalties off, for a block of another size than
+// this limiter's (proxies sharing penalties must group addresses alike),
+// for one that ended already, or for what the block has already (a
+// penalty heard twice, or this proxy's own). It counts as the block's latest failure, so
 // the record is remembered PenaltyForget from now.
 func (l *Limiter) Impose(block netip.Prefix, failures int, until time.Time) bool {
 	l.mu.Lock()
@@ -603,6 +604,9 @@ func (l *Limiter) Impose(block netip.Prefix, failures int, until time.Time) bool
 	var r *record
 	if e, ok := l.penalties[block]; ok {
 		r = e.Value.(*record)
+		if r.failures >= failures && !until.After(r.until) {
+			return false
+		}
 		l.byFailure.MoveToFront(e)
 	} else {
 		if l.byFailure.Len() >= l.cfg.PenaltyTable {
