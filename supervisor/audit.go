@@ -50,6 +50,7 @@ func (s *Supervisor) penalize(log *slog.Logger, src netip.Addr) {
 	if until.IsZero() {
 		return
 	}
+	s.sharePenalty(src, failures, until)
 	log.Warn("source penalized", audit.Event(audit.Penalty), audit.KeySource, src.String(),
 		"failures", failures, "penalty_sec", audit.Seconds(time.Until(until)), "until", until.UTC().Format(time.RFC3339))
 }

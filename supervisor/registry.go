@@ -101,6 +101,7 @@ func (r *registry) writeLocked() {
 func (s *Supervisor) adopt(rec connlist.Record) {
 	s.relays.Add(1)
 	s.userRelays.force(rec.UID)
+	s.sharedStarted(rec.Pid, rec.User)
 	s.log.Info("relay of an earlier supervisor adopted", "worker", rec.Pid, "user", rec.User, "peer", rec.Source)
 	go func() {
 		if p, err := os.FindProcess(rec.Pid); err == nil {
@@ -111,6 +112,7 @@ func (s *Supervisor) adopt(rec connlist.Record) {
 		s.relays.Add(-1)
 		s.userRelays.release(rec.UID)
 		s.registry.remove(rec.Pid)
+		s.sharedEnded(rec.Pid)
 		s.removeRootControl(rec.Pid)
 		// Its report went to the supervisor that started it: no bytes.
 		s.log.Info("relay worker ended", "worker", rec.Pid, audit.KeyUser, rec.User, "peer", rec.Source,

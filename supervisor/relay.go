@@ -39,6 +39,9 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 			s.userRelays.release(sess.UID)
 		}
 	}()
+	if err := s.takeShared(sess.UID, u.Username); err != nil {
+		return 0, err
+	}
 	groups, err := u.GroupIds()
 	if err != nil {
 		return 0, fmt.Errorf("groups of %s: %w", u.Username, err)
@@ -134,12 +137,14 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		s.log.Warn("relay start time", "worker", pid, "err", terr)
 	}
 	s.registry.add(rec)
+	s.sharedStarted(pid, u.Username)
 	// worker= first: tests and admins grep "relay worker ended" worker=N.
 	who := []any{"worker", pid, audit.KeyUser, u.Username, "peer", x.peer, audit.KeySource, source(x.peer), audit.KeyTransport, x.transport}
 	s.log.Info("relay worker started", append(who, audit.Event(audit.RelayStarted))...)
 	go func() {
 		err := child.Wait(cmd) // no thread held for the relay's life
 		s.registry.remove(pid)
+		s.sharedEnded(pid)
 		s.removeRootControl(pid)
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
@@ -182,6 +187,13 @@ func (c *relayCount) take(uid int, name string) error {
 	}
 	c.n[uid]++
 	return nil
+}
+
+// count is uid's relays and the limit.
+func (c *relayCount) count(uid int) (n, max int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[uid], c.max
 }
 
 // force counts a relay that exists already, over the limit or not.

@@ -80,6 +80,9 @@ type Supervisor struct {
 	// dir is the directory shared with other proxies (PostgreSQL), nil
 	// when this proxy keeps users, penalties and sessions to itself.
 	dir *pgdir.DB
+	// shared: penalties and relay counts shared through dir
+	// (sharedlimits.go).
+	shared sharedLimits
 }
 
 // New checks the configuration, builds the auth modules and opens the
@@ -155,6 +158,7 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if s.dir, err = openDirectory(cfg, log); err != nil {
 		return nil, err
 	}
+	s.newShared()
 	if s.set, err = buildSettings(cfg, log, s.displays, s.dir); err != nil {
 		return nil, err
 	}
@@ -249,6 +253,7 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 	wg.Go(func() { s.reportStatus(ctx) })
 	if s.dir != nil {
 		wg.Go(func() { s.dir.Watch(ctx) })
+		s.runShared(ctx, &wg)
 	}
 	if s.current().starter != nil {
 		wg.Go(func() { s.watchSessions(ctx) }) // session-ended records
@@ -742,6 +747,7 @@ func (x *exchange) run() {
 	x.grantedBy = module
 	if x.module != nil {
 		x.s.limits.Succeeded(src)
+		x.s.shareSuccess(src)
 	}
 	x.log.Info("authenticated", audit.Event(audit.LoginSucceeded), audit.KeyUser, x.username, audit.KeySource, source(x.peer),
 		audit.KeyModule, module, "uid", sess.UID, "worker", pid)
