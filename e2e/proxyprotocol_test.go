@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
@@ -33,16 +34,19 @@ import (
 //   - xpra version and xpra attach through HAProxy work, on both proxies;
 //   - each proxy's logs, audit records and xpra-proxy list name the
 //     client's address (127.0.0.7/8), HAProxy's (127.0.0.1) only as via;
-//   - a wrong password from 127.0.0.8 gets 127.0.0.8 penalised on the
-//     proxy it went to, which then refuses it, while 127.0.0.7 logs in
-//     on both (shared penalties across proxies need PostgreSQL: not here);
+//   - the two proxies share a throwaway PostgreSQL directory: a wrong
+//     password from 127.0.0.8, which went through one proxy only, gets
+//     127.0.0.8 penalised on both (the other hears it from the
+//     directory), while 127.0.0.7 logs in on both;
 //   - a PROXY header from a peer outside the list, a malformed header
 //     from HAProxy's address, and a trusted peer whose header does not
 //     come within proxy-protocol-timeout are refused and logged.
 func TestProxyProtocolHAProxy(t *testing.T) {
 	xpralab.Require(t)
+	pglab.Require(t)
 	testenv.Command(t, "xvfb-run")
 	haproxy := testenv.Command(t, "haproxy")
+	uri := directoryURIFile(t, pglab.Start(t))
 	// Two sessions of one user: one client each (a second client of a
 	// session would take it over from the first).
 	servers := xpralab.StartAll(t, xpralab.Options{App: "xclock -update 1", Args: []string{"--session-name=pp-a"}},
@@ -50,8 +54,14 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 	srv := servers[0]
 	user := srv.User.Username
 	args := []string{"--tcp-auth=password,value=secret", "--proxy-protocol-from=127.0.0.1/32", "--proxy-protocol-timeout=2s",
-		"--per-source-penalty=60s", "--per-source-penalty-max=60s"}
-	proxies := []*proxylab.Proxy{proxylab.Start(t, args...), proxylab.Start(t, args...)}
+		"--per-source-penalty=60s", "--per-source-penalty-max=60s", "--directory-uri-file=" + uri}
+	names := []string{"pp-proxy-a", "pp-proxy-b"}
+	var proxies []*proxylab.Proxy
+	for _, name := range names {
+		p := proxylab.Start(t, append(args, "--proxy-name="+name)...)
+		waitLogged(t, p, `msg="penalties loaded from the shared directory"`, name+" listening to the directory")
+		proxies = append(proxies, p)
+	}
 	front := startHAProxy(t, haproxy, proxies[0].Addr(), proxies[1].Addr())
 	host7, host8 := clientHost(t, "127.0.0.7", front), clientHost(t, "127.0.0.8", front)
 	url := func(host, userinfo, display string) string {
@@ -111,42 +121,39 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 			}
 		}
 	})
-	t.Run("wrong password penalises that client's address only", func(t *testing.T) {
+	t.Run("wrong password through one proxy penalises that client's address on both", func(t *testing.T) {
 		out := xpraClient(t, 60*time.Second, "info", url(host8, user+":wrong", ""))
 		if !strings.Contains(out, "authentication failed") {
 			t.Fatalf("xpra info with a wrong password through HAProxy:\n%s", out)
 		}
-		var strict *proxylab.Proxy // the proxy it went to
-		for deadline := time.Now().Add(20 * time.Second); strict == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			for _, p := range proxies {
+		strict := -1 // the proxy it went to
+		for deadline := time.Now().Add(20 * time.Second); strict < 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			for i, p := range proxies {
 				if regexp.MustCompile(`msg="source penalized" .*source=127\.0\.0\.8 `).MatchString(p.Logs()) {
-					strict = p
+					strict = i
 				}
 			}
 		}
-		if strict == nil {
+		if strict < 0 {
 			t.Fatal("no proxy penalised 127.0.0.8")
 		}
-		// Round robin: of the next two connections from 127.0.0.8 with
-		// the right password, the one reaching that proxy is refused and
-		// told why; the other proxy knows nothing of it.
-		var outs []string
-		for range 2 {
-			outs = append(outs, xpraClient(t, 60*time.Second, "info", url(host8, user+":secret", "")))
+		other := proxies[1-strict]
+		// The failure went through one proxy only: the other never
+		// judged a login from 127.0.0.8, and hears the penalty.
+		if regexp.MustCompile(`msg="(authentication (failed|refused)|login refused|source penalized)" .*source=127\.0\.0\.8\b`).MatchString(other.Logs()) {
+			t.Fatalf("the wrong password reached both proxies: the check would prove nothing:\n%s", other.Logs())
 		}
-		refused, served := 0, 0
-		for _, out := range outs {
-			switch {
-			case strings.Contains(out, "too many failed logins from your address"):
-				refused++
-			case strings.Contains(out, "server.type=xpra-proxy"):
-				served++
+		waitLogged(t, other, `msg="source penalized by another proxy" .*source=127\.0\.0\.8/32 proxy=`+names[strict]+` `, "the other proxy hearing the penalty")
+		// Round robin: the next two connections from 127.0.0.8 with the
+		// right password reach both proxies; both refuse and say why.
+		for range 2 {
+			if out := xpraClient(t, 60*time.Second, "info", url(host8, user+":secret", "")); !strings.Contains(out, "too many failed logins from your address") {
+				t.Fatalf("127.0.0.8 after its penalty through one proxy:\n%s", out)
 			}
 		}
-		if refused != 1 || served != 1 {
-			t.Fatalf("127.0.0.8 after its penalty: %d refused, %d served, want one each:\n%s", refused, served, strings.Join(outs, "\n----\n"))
+		for i, p := range proxies {
+			waitLogged(t, p, `msg="connection refused" peer=127\.0\.0\.8:\d+ via=127\.0\.0\.1:\d+ .*penalty until`, fmt.Sprintf("proxy %d's refusal of 127.0.0.8", i))
 		}
-		waitLogged(t, strict, `msg="connection refused" peer=127\.0\.0\.8:\d+ via=127\.0\.0\.1:\d+ .*penalty until`, "the refusal of 127.0.0.8")
 		// Another client address is untouched, on both proxies.
 		for range 2 {
 			if out := xpraClient(t, 60*time.Second, "info", url(host7, user+":secret", "")); !strings.Contains(out, "server.type=xpra-proxy") {
@@ -154,7 +161,7 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 			}
 		}
 		for _, p := range proxies {
-			if regexp.MustCompile(`msg="source penalized" .*source=127\.0\.0\.(1|7) `).MatchString(p.Logs()) {
+			if regexp.MustCompile(`msg="source penalized( by another proxy)?" .*source=127\.0\.0\.(1|7)[/ ]`).MatchString(p.Logs()) {
 				t.Errorf("HAProxy's or 127.0.0.7's address was penalised:\n%s", p.Logs())
 			}
 		}
