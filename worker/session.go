@@ -392,6 +392,13 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			s.end.Reason = reason
 			s.end.Figures = map[string]int64{ipc.FigureBytesFromClient: client.Bytes(), ipc.FigureBytesFromServer: server.Bytes()}
 			return nil
+		case packet.Disconnect:
+			// The server refused the login (a remote target's, or a
+			// session host's, wrong password): the client is told its
+			// words, not that the connection closed.
+			reason, details := packet.DisconnectReason(p)
+			s.Log.Warn("the server refused the connection", "reason", reason, "detail", strings.Join(details, ", "))
+			return s.refuse(reason, details...)
 		default:
 			// Servers may send pings or logging before their hello: drop.
 		}

@@ -62,3 +62,38 @@ func TestRelayHandshakeBadServerHello(t *testing.T) {
 		})
 	}
 }
+
+// A server that refuses the login (a remote target's or a session host's
+// wrong password) gets the client its reason, not "closed the connection".
+func TestRelayHandshakeServerRefuses(t *testing.T) {
+	cl, cw := net.Pipe()
+	sv, sw := net.Pipe()
+	defer cl.Close()
+	defer sv.Close()
+	hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
+	s := &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.client, s.nc = conn.New(cw), cw
+	s.hello = caps.ParseHello(hello)
+	done := make(chan error, 1)
+	go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()
+	server := conn.New(sv)
+	if p, err := server.ReadPacket(); err != nil || p[0] != packet.Hello {
+		t.Fatalf("server got %v, %v", p, err)
+	}
+	go server.WritePacket(packet.NewDisconnect(packet.ReasonAuthFailed, "wrong token"))
+	p, err := conn.New(cl).ReadPacket()
+	if err != nil || p[0] != packet.Disconnect {
+		t.Fatalf("client got %v, %v; want a disconnect", p, err)
+	}
+	if reason, details := packet.DisconnectReason(p); reason != packet.ReasonAuthFailed || len(details) != 1 || details[0] != "wrong token" {
+		t.Fatalf("client told %q %q, want the server's refusal", reason, details)
+	}
+	select {
+	case err := <-done:
+		if m := s.Ended(err); !strings.HasPrefix(m.Reason, "refused: "+packet.ReasonAuthFailed) {
+			t.Errorf("report %+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the relay did not return")
+	}
+}
