@@ -66,6 +66,8 @@ var (
 		"1 when the shared directory (PostgreSQL, directory-uri-file) answered this proxy's last call, 0 while it is unreachable; absent without a directory.", nil, nil)
 	descDirFallback = prometheus.NewDesc(ns+"_directory_fallback_logins_total",
 		"Logins the postgresql module's fallback decided, whatever their result, because the shared directory was unreachable.", nil, nil)
+	descDirPenalties = prometheus.NewDesc(ns+"_directory_penalties_heard_total",
+		"Penalties of sources learnt from other proxies through the shared directory that lengthened this proxy's (its own count in xpra_proxy_penalties_total).", nil, nil)
 )
 
 // Collector turns a Source's snapshot into metrics, one read per scrape,
@@ -84,7 +86,7 @@ func NewCollector(src Source, enc EncoderSource, log *slog.Logger) *Collector {
 // Describe sends every family's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descStart, descConns, descLogins, descPenalties,
-		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes, descDirUp, descDirFallback} {
+		descPenalized, descPreauth, descRelays, descSessions, descSetup, descBytes, descDirUp, descDirFallback, descDirPenalties} {
 		ch <- d
 	}
 	if c.enc != nil {
@@ -135,6 +137,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descDirUp, prometheus.GaugeValue, up)
 		ch <- prometheus.MustNewConstMetric(descDirFallback, prometheus.CounterValue, float64(d.FallbackLogins))
+		ch <- prometheus.MustNewConstMetric(descDirPenalties, prometheus.CounterValue, float64(d.PenaltiesHeard))
 	}
 	buckets := make(map[float64]uint64, len(sn.Setup.Bounds))
 	for i, b := range sn.Setup.Bounds {

@@ -91,20 +91,25 @@ func TestCollectDirectory(t *testing.T) {
 	const fbHead = `# HELP xpra_proxy_directory_fallback_logins_total Logins the postgresql module's fallback decided, whatever their result, because the shared directory was unreachable.
 # TYPE xpra_proxy_directory_fallback_logins_total counter
 `
+	const heardHead = `# HELP xpra_proxy_directory_penalties_heard_total Penalties of sources learnt from other proxies through the shared directory that lengthened this proxy's (its own count in xpra_proxy_penalties_total).
+# TYPE xpra_proxy_directory_penalties_heard_total counter
+`
 	tests := []struct {
 		name string
 		dir  *stats.Directory
 		want string
 	}{
 		{"no directory", nil, ""},
-		{"up", &stats.Directory{Up: true}, head + "xpra_proxy_directory_up 1\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 0\n"},
-		{"down", &stats.Directory{FallbackLogins: 3}, head + "xpra_proxy_directory_up 0\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 3\n"},
+		{"up", &stats.Directory{Up: true, PenaltiesHeard: 2}, head + "xpra_proxy_directory_up 1\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 0\n" +
+			heardHead + "xpra_proxy_directory_penalties_heard_total 2\n"},
+		{"down", &stats.Directory{FallbackLogins: 3}, head + "xpra_proxy_directory_up 0\n" + fbHead + "xpra_proxy_directory_fallback_logins_total 3\n" +
+			heardHead + "xpra_proxy_directory_penalties_heard_total 0\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCollector(fixed(sample(), stats.Gauges{Directory: tt.dir}), nil, quiet)
 			if err := testutil.CollectAndCompare(c, strings.NewReader(tt.want),
-				"xpra_proxy_directory_up", "xpra_proxy_directory_fallback_logins_total"); err != nil {
+				"xpra_proxy_directory_up", "xpra_proxy_directory_fallback_logins_total", "xpra_proxy_directory_penalties_heard_total"); err != nil {
 				t.Error(err)
 			}
 		})

@@ -175,6 +175,9 @@ type Directory struct {
 	// FallbackLogins counts the logins a fallback module decided while
 	// the directory was unreachable, whatever their result.
 	FallbackLogins uint64 `json:"fallback_logins"`
+	// PenaltiesHeard counts the penalties learnt from other proxies
+	// that changed this proxy's (limits.Stats.Imposed).
+	PenaltiesHeard uint64 `json:"penalties_heard"`
 }
 
 // Snapshot is what the metrics process gets. Families in a stable order.

@@ -208,6 +208,7 @@ func (s *Supervisor) figures() map[string]int64 {
 	}
 	if s.dir != nil {
 		f["directory.up"], f["directory.fallback-logins"] = 0, int64(s.dir.FallbackLogins())
+		f["directory.penalties-heard"] = int64(st.Imposed)
 		if s.dir.Status().Up {
 			f["directory.up"] = 1
 		}

@@ -99,7 +99,7 @@ func (s *Supervisor) snapshot() stats.Snapshot {
 	g := stats.Gauges{Relays: s.relays.Load(), Preauth: int64(st.Startups),
 		Penalized: int64(st.Penalized), Penalties: st.Penalties}
 	if s.dir != nil {
-		g.Directory = &stats.Directory{Up: s.dir.Status().Up, FallbackLogins: s.dir.FallbackLogins()}
+		g.Directory = &stats.Directory{Up: s.dir.Status().Up, FallbackLogins: s.dir.FallbackLogins(), PenaltiesHeard: st.Imposed}
 	}
 	return s.stats.Snapshot(g)
 }
