@@ -72,6 +72,11 @@ func TestPostgreSQL(t *testing.T) {
 			"--per-source-penalty=0", "--max-relays-per-user=0",
 			fmt.Sprintf("--metrics-bind=127.0.0.1:%d", mports[i])))
 	}
+	// A third proxy without a fallback, penalising each failure for a
+	// minute: an outage refuses its logins, and penalises no one.
+	strict := proxylab.Start(t, "--tcp-auth=postgresql", "--directory-uri-file="+uriFile, "--proxy-name=pg-c",
+		"--directory-timeout=2s", "--directory-retry=2s", "--per-source-penalty=60s", "--per-source-penalty-max=60s",
+		"--max-relays-per-user=0")
 	metricsURL := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", mports[i]) }
 	served := func(out string) bool { return strings.Contains(out, "server.type=xpra-proxy") }
 	info := func(p *proxylab.Proxy, userinfo, display string) (string, time.Duration) {
@@ -140,6 +145,12 @@ func TestPostgreSQL(t *testing.T) {
 			}
 			waitLogged(t, p, `the shared directory is unreachable: the fallback module decides this login" user=localuser fallback=sqlite`, fmt.Sprintf("proxy %d's fallback warning", i))
 		}
+		out, noFallback := info(strict, "pguser:pg-secret", servers[0].Display)
+		if !strings.Contains(out, "authentication failed") || served(out) {
+			t.Fatalf("the directory's user through the proxy without a fallback, database down:\n%s", out)
+		}
+		t.Logf("first login after the stop without a fallback: refused after %v", noFallback)
+		waitLogged(t, strict, `msg="authentication failed" .*user=pguser .*module=postgresql reason=".*database unavailable`, "the refusal for the outage")
 		out, next := info(proxies[0], "pguser:pg-secret", servers[0].Display)
 		if !strings.Contains(out, "authentication failed") || served(out) {
 			t.Fatalf("the directory's user through proxy A with the database down:\n%s", out)
@@ -147,7 +158,7 @@ func TestPostgreSQL(t *testing.T) {
 		t.Logf("a login within directory-retry (proxy A): refused after %v", next)
 		// A hang guard, not a timing claim: the bound is directory-timeout
 		// (2 s) on the proxy; a hung login would be the client's 60 s.
-		for _, d := range []time.Duration{first, next} {
+		for _, d := range []time.Duration{first, noFallback, next} {
 			if d > 30*time.Second {
 				t.Errorf("a login waited %v on the dead database", d)
 			}
@@ -202,6 +213,13 @@ func TestPostgreSQL(t *testing.T) {
 		}
 		if live.disconnected() {
 			t.Fatalf("the attached client lost its session:\n%s", live.out)
+		}
+		// Not penalised for the outage: served at once, as before it.
+		if out, _ := info(strict, "pguser:pg-secret", servers[0].Display); !served(out) {
+			t.Fatalf("the directory's user through the proxy without a fallback after the outage:\n%s", out)
+		}
+		if strings.Contains(strict.Logs(), `msg="source penalized"`) {
+			t.Errorf("a source was penalised for the database's outage:\n%s", strict.Logs())
 		}
 	})
 }
