@@ -86,7 +86,7 @@ func Admin(args []string, stdout, stderr io.Writer) int {
 	case !slices.Contains([]string{"create", "add", "remove", "set", "list"}, cmd):
 		return usage(fmt.Sprintf("unknown command %q", cmd))
 	}
-	err := adminRun(args[0], file, cmd, rest, stdout, stderr)
+	err := adminRun(args[0], file, cmd, rest, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s %s %s: %v\n", args[0], file, cmd, err)
 		return 1
@@ -94,17 +94,17 @@ func Admin(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func adminRun(module, file, cmd string, rest []string, stdout, stderr io.Writer) error {
+func adminRun(module, file, cmd string, rest []string, stdout io.Writer) error {
 	if cmd == "create" {
 		if module == "postgresql" {
-			return postgresqlCreate(file, stdout, stderr)
+			return postgresqlCreate(file, stdout)
 		}
 		return adminCreate(file)
 	}
 	var st adminStore
 	var err error
 	if module == "postgresql" {
-		st, err = openPostgreSQLStore(file, stderr)
+		st, err = openPostgreSQLStore(file)
 	} else {
 		st, err = openSQLiteStore(file, cmd == "list")
 	}

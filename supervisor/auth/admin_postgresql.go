@@ -16,15 +16,14 @@ import (
 // where every local user would read it in ps.
 type postgresqlStore struct{ db *pgdir.DB }
 
-func openPostgreSQLStore(uriFile string, stderr io.Writer) (*postgresqlStore, error) {
+func openPostgreSQLStore(uriFile string) (*postgresqlStore, error) {
 	uri, err := ReadSecret(uriFile, Config{})
 	if err != nil {
 		return nil, fmt.Errorf("the URI file: %w", err)
 	}
-	// pgdir's own log (schema applied, database unreachable) goes to
-	// stderr, as the command's other messages.
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := pgdir.Open(pgdir.Config{URI: string(uri), Name: "xpra-proxy auth", Log: log})
+	// pgdir's own log speaks to a running proxy ("serving from the
+	// fallback"); the command says what failed itself, on stderr.
+	db, err := pgdir.Open(pgdir.Config{URI: string(uri), Name: "xpra-proxy auth", Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
@@ -33,8 +32,8 @@ func openPostgreSQLStore(uriFile string, stderr io.Writer) (*postgresqlStore, er
 
 // postgresqlCreate makes the tables, as every other command and each
 // proxy's first call also would: pgdir applies the schema it knows.
-func postgresqlCreate(uriFile string, stdout, stderr io.Writer) error {
-	st, err := openPostgreSQLStore(uriFile, stderr)
+func postgresqlCreate(uriFile string, stdout io.Writer) error {
+	st, err := openPostgreSQLStore(uriFile)
 	if err != nil {
 		return err
 	}
