@@ -42,7 +42,7 @@ func newPostgreSQL(spec Spec, cfg Config) (Module, error) {
 		}
 	}
 	if cfg.Directory == nil {
-		return nil, errors.New("auth: module postgresql: no shared directory: set directory-uri-file to a root-only file holding the PostgreSQL URI")
+		return nil, errors.New("auth: module postgresql: no shared directory: set directory-uri-file to a root-only file holding the PostgreSQL URI (it is opened at start-up: a reload does not)")
 	}
 	m := &postgresqlModule{db: cfg.Directory}
 	text, ok := spec.Options["fallback"]
