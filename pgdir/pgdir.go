@@ -171,9 +171,12 @@ func (db *DB) Ping(ctx context.Context) error {
 	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error { return p.Ping(ctx) })
 }
 
-// Watch probes a database that is down every Retry until ctx ends, so
-// status and metrics show its return without a login having to try.
+// Watch probes the database once at once (Open assumes it up: one down
+// at start-up must show before the first login), then every Retry while
+// it is down, until ctx ends, so status and metrics show its return
+// without a login having to try.
 func (db *DB) Watch(ctx context.Context) {
+	_ = db.Ping(ctx)
 	t := time.NewTicker(db.retry)
 	defer t.Stop()
 	for {
