@@ -248,8 +248,14 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 		return denied(""), logind.Unit{}
 	}
 	st.started(n, u.Session.ID)
-	log.Info("session started", audit.Event(audit.SessionStarted), audit.KeyDisplay, display, "unit", u.Name, "session", u.Session.ID,
-		"leader", u.Session.Leader, "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
+	args := []any{audit.Event(audit.SessionStarted), audit.KeyDisplay, display, "unit", u.Name, "session", u.Session.ID,
+		"leader", u.Session.Leader, "mode", mode, "took", time.Since(t0).Round(time.Millisecond)}
+	if o.remoteHost != "" {
+		// As "session ended" names it: behind a load balancer, the
+		// client's address from its PROXY header, not the balancer's.
+		args = append(args, "remote_host", o.remoteHost)
+	}
+	log.Info("session started", args...)
 	return ipc.Message{Kind: ipc.SessionStarted, Display: display, Unit: u.Name, Session: u.Session.ID,
 		Leader: int(u.Session.Leader), WaitMS: st.cfg.SessionStartTimeout.Milliseconds()}, u
 }
