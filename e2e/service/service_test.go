@@ -18,7 +18,9 @@
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
 // under client loops; reload it under a login loop; read the journal's
 // priorities and audit records of a scripted session; install the
-// encoder's package and re-encode through its service; have sessions
+// encoder's package and re-encode through its service; start a session
+// through HAProxy (PROXY v2) and find the client's address as its logind
+// RemoteHost (remotehost_test.go); have sessions
 // started by the xpra 6.5.3 build and use one with its client (xpra6_test.go).
 package service_test
 
@@ -130,6 +132,7 @@ func TestService(t *testing.T) {
 		{"reload under a login loop; a broken reload keeps the old settings", tb.reload},
 		{"journal priorities and audit records", tb.journalAudit},
 		{"shared encoder service", tb.encoder},
+		{"behind HAProxy: logind RemoteHost is the client's", tb.remoteHost},
 		{"xpra 6.5.3 session on demand, 6.5.3 client with PAM", tb.xpra6Session},
 	}
 	for _, s := range steps {
