@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/supervisor/auth"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
@@ -155,5 +156,21 @@ func TestTrustedProxy(t *testing.T) {
 	}
 	if trustedProxy(nil, netip.MustParseAddr("127.0.0.1")) {
 		t.Error("with no proxy-protocol-from, a peer is trusted")
+	}
+}
+
+// The example session host configuration loads and builds its module
+// options as documented.
+func TestSessionHostExampleConfig(t *testing.T) {
+	c := Defaults()
+	if err := c.LoadFile("../etc/session-host.toml"); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.TCPAuth) != 1 || c.StartSession != "auto" || c.ProxyName != "sh1" || c.Limits().PenaltyMin != 0 || c.PerSourceMaxStartups != 0 {
+		t.Fatalf("etc/session-host.toml: %+v", c)
+	}
+	spec, err := auth.ParseSpec(c.TCPAuth[0])
+	if err != nil || spec.Name != "session_host" || spec.Options["from"] != "10.0.0.0/24" || spec.Options["key_file"] == "" {
+		t.Fatalf("etc/session-host.toml's module: %+v, %v", spec, err)
 	}
 }
