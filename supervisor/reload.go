@@ -151,6 +151,12 @@ func buildSettings(cfg Config, log *slog.Logger, book *displayBook, dir *pgdir.D
 	if st.router, err = cfg.router(authCfg, dir, log); err != nil {
 		return nil, err
 	}
+	if st.router != nil && st.starter != nil {
+		// A client's start-new-session would start a session on the
+		// front itself: the users' sessions belong on the hosts.
+		log.Info("session-hosts: this front starts no sessions itself (start-session ignored)")
+		st.starter = nil
+	}
 	return st, nil
 }
 
