@@ -127,3 +127,34 @@ func (db *DB) Penalties(ctx context.Context, forget time.Duration) ([]Penalty, e
 	})
 	return out, err
 }
+
+// PublishPenalties merges penalties this proxy holds into the shared
+// records (the larger count, the later end: no failure counted twice) and
+// announces the records that changed. A proxy calls it after it could not
+// write for a while, with its running penalties.
+func (db *DB) PublishPenalties(ctx context.Context, ps []Penalty) (changed int, err error) {
+	err = db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+		changed = 0
+		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			for _, pen := range ps {
+				out := Penalty{Source: pen.Source, Proxy: db.name}
+				err := tx.QueryRow(ctx, `INSERT INTO xpra_proxy_penalties AS p (source, failures, until) VALUES ($1, $2, $3)
+					ON CONFLICT (source) DO UPDATE SET failures = GREATEST(p.failures, EXCLUDED.failures), until = GREATEST(p.until, EXCLUDED.until)
+					WHERE p.failures < EXCLUDED.failures OR p.until < EXCLUDED.until
+					RETURNING failures, until`, pen.Source, pen.Failures, pen.Until.Truncate(time.Microsecond)).Scan(&out.Failures, &out.Until)
+				if errors.Is(err, pgx.ErrNoRows) {
+					continue // the shared record has as much already
+				}
+				if err != nil {
+					return fmt.Errorf("pgdir: publishing the penalty of %s: %w", pen.Source, err)
+				}
+				if err := notify(ctx, tx, out); err != nil {
+					return err
+				}
+				changed++
+			}
+			return nil
+		})
+	})
+	return changed, err
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,10 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/supervisor/audit"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
+
+// publishMax bounds the penalties a proxy keeps to publish after an
+// outage (one transaction, within directory-timeout).
+const publishMax = 256
 
 // Penalties shares one limiter's penalties through the directory.
 //
@@ -35,13 +40,17 @@ type Penalties struct {
 	forget func() time.Duration // per-source-penalty-forget, as reloaded
 	w      *writer
 	heard  atomic.Uint64
+
+	mu     sync.Mutex
+	unsent map[string]pgdir.Penalty // by source: failures whose write failed
 }
 
 // NewPenalties shares lim's penalties through db. forget is the current
 // per-source-penalty-forget.
 func NewPenalties(db *pgdir.DB, lim *limits.Limiter, forget func() time.Duration, log *slog.Logger) *Penalties {
 	log = log.With("shared", "penalties")
-	return &Penalties{db: db, lim: lim, log: log, forget: forget, w: newWriter(db, log, "penalties")}
+	return &Penalties{db: db, lim: lim, log: log, forget: forget, w: newWriter(db, log, "penalties"),
+		unsent: map[string]pgdir.Penalty{}}
 }
 
 // Heard counts the penalties learnt from other proxies (notifications and
@@ -56,7 +65,7 @@ func (p *Penalties) Failed(src netip.Addr, failures int, until time.Time) {
 	if !ok || until.IsZero() {
 		return
 	}
-	p.w.post(func(ctx context.Context) error {
+	if !p.w.post(func(ctx context.Context) error {
 		_, err := p.db.AddFailure(ctx, block.String(), func(shared int, sharedUntil time.Time) (int, time.Time) {
 			now := time.Now()
 			if now.Sub(sharedUntil) > p.forget() {
@@ -77,8 +86,13 @@ func (p *Penalties) Failed(src netip.Addr, failures int, until time.Time) {
 			}
 			return f, end
 		})
+		if err != nil {
+			p.lost(pgdir.Penalty{Source: block.String(), Failures: failures, Until: until})
+		}
 		return err
-	})
+	}) {
+		p.lost(pgdir.Penalty{Source: block.String(), Failures: failures, Until: until})
+	}
 }
 
 // Succeeded shares a successful login from src: the other proxies clear
@@ -96,7 +110,11 @@ func (p *Penalties) Run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.w.run(ctx, nil)
+		p.w.run(ctx, func(ok bool) {
+			if ok {
+				p.publish(ctx)
+			}
+		})
 	}()
 	p.db.Listen(ctx, pgdir.PenaltyChannel, p.load, p.hear)
 	<-done
@@ -117,7 +135,54 @@ func (p *Penalties) load(ctx context.Context) error {
 	}
 	p.heard.Add(uint64(n))
 	p.log.Info("penalties loaded from the shared directory", "running", len(rows), "applied", n)
+	// The writer publishes what it could not write, if anything, after
+	// the next write that works: this one.
+	p.w.post(func(context.Context) error { return nil })
 	return nil
+}
+
+// lost keeps a penalty whose write failed, to publish when writes work
+// again; at most publishMax of them.
+func (p *Penalties) lost(r pgdir.Penalty) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.unsent[r.Source]; ok {
+		r.Failures = max(r.Failures, old.Failures)
+		if old.Until.After(r.Until) {
+			r.Until = old.Until
+		}
+	} else if len(p.unsent) >= publishMax {
+		return
+	}
+	p.unsent[r.Source] = r
+}
+
+// publish writes the penalties whose writes failed, merged with the
+// shared records (the larger count, the later end), so that failures
+// made during an outage limit the source at the other proxies too. They
+// were never counted in the directory: none counts twice.
+func (p *Penalties) publish(ctx context.Context) {
+	p.mu.Lock()
+	ps := make([]pgdir.Penalty, 0, len(p.unsent))
+	for _, r := range p.unsent {
+		if time.Now().Before(r.Until) {
+			ps = append(ps, r)
+		}
+	}
+	clear(p.unsent)
+	p.mu.Unlock()
+	if len(ps) == 0 {
+		return
+	}
+	n, err := p.db.PublishPenalties(ctx, ps)
+	if err != nil {
+		for _, r := range ps {
+			p.lost(r)
+		}
+		p.w.failed(err)
+		return
+	}
+	p.log.Info("penalties imposed while the shared directory was unreachable published", "penalties", len(ps), "changed", n)
 }
 
 // hear applies one notification (another proxy's; this proxy's own are

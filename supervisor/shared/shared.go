@@ -13,7 +13,8 @@
 // While the database is down a proxy has its own penalties and relay
 // counts only: writes are tried once, not queued for later (a bounded
 // queue; the database's own bound on each call), and the loss is logged
-// once per outage.
+// once per outage; once a write works again, the running penalties and
+// live relays it could not record are written whole, once.
 package shared
 
 import (

@@ -31,16 +31,20 @@ type proxy struct {
 
 func startProxy(t *testing.T, c *pglab.Cluster, name string, live map[int]string) *proxy {
 	t.Helper()
+	return startProxyCfg(t, c, name, live, limits.Defaults())
+}
+
+func startProxyCfg(t *testing.T, c *pglab.Cluster, name string, live map[int]string, cfg limits.Config) *proxy {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("proxy", name)
 	db, err := pgdir.Open(pgdir.Config{URI: c.URI(), Timeout: time.Second, Retry: 200 * time.Millisecond, Name: name, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limits.New(limits.Defaults(), nil, nil)
+	lim, err := limits.New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := limits.Defaults()
 	p := &proxy{db: db, lim: lim, live: live}
 	p.pen = NewPenalties(db, lim, func() time.Duration { return cfg.PenaltyForget }, log)
 	p.rel = NewRelays(db, func() map[int]string { return p.live }, log)
@@ -201,7 +205,10 @@ func TestPenaltiesCombine(t *testing.T) {
 func TestPenaltiesOutage(t *testing.T) {
 	pglab.Require(t)
 	c := pglab.Start(t)
-	a, b := startProxy(t, c, "a", nil), startProxy(t, c, "b", nil)
+	// Penalties that outlast the outage: 30s, then 60s.
+	cfg := limits.Defaults()
+	cfg.PenaltyMin, cfg.PenaltyMax = 30*time.Second, 2*time.Minute
+	a, b := startProxyCfg(t, c, "a", nil, cfg), startProxyCfg(t, c, "b", nil, cfg)
 	a.fail(other)
 	waitFor(t, "b hears a before the outage", func() bool { return penalized(b.lim, other) })
 
@@ -220,13 +227,22 @@ func TestPenaltiesOutage(t *testing.T) {
 	}
 
 	c.Start()
-	// A write in the outage's retry window is lost (tried once, not
-	// queued): the next failure through a, once a sees the database
-	// back, is heard at b.
+	// a publishes the penalty it could not write once it listens again.
+	waitFor(t, "b hears of the outage's penalty", func() bool { return penalized(b.lim, guesser) })
+	if f, _ := row(t, b.db, "192.0.2.7/32"); f != 1 {
+		t.Fatalf("the outage's penalty published with %d failures, want 1", f)
+	}
+	// And a failure after it is written and heard as usual.
 	waitFor(t, "a sees the database back", func() bool { return a.db.Status().Up })
 	a.fail(guesser)
-	waitFor(t, "b hears a after the outage", func() bool { return penalized(b.lim, guesser) })
+	waitFor(t, "b hears a's second failure", func() bool {
+		var r *limits.Refusal
+		return errors.As(b.lim.Check(guesser), &r) && time.Until(r.Until) > 40*time.Second
+	})
 	waitFor(t, "a's writes work again", func() bool { return !a.pen.w.failing.Load() })
+	if f, _ := row(t, b.db, "192.0.2.7/32"); f != 2 {
+		t.Fatalf("after the outage's failure and one more: %d shared failures, want 2", f)
+	}
 }
 
 func TestRelaysShared(t *testing.T) {
