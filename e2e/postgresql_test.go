@@ -16,6 +16,8 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
+	"github.com/xpra-proxy/xpra-proxy/pamauth/pamlab"
+	"github.com/xpra-proxy/xpra-proxy/probe"
 )
 
 // TestPostgreSQL: two proxies share a throwaway PostgreSQL as their
@@ -220,6 +222,70 @@ func TestPostgreSQL(t *testing.T) {
 		}
 		if strings.Contains(strict.Logs(), `msg="source penalized"`) {
 			t.Errorf("a source was penalised for the database's outage:\n%s", strict.Logs())
+		}
+	})
+}
+
+// TestPostgreSQLPAMFallback: with pam as the fallback, the module needs
+// what pam needs, database up or down: the password itself (xpra's xor
+// answer), so only over TLS. Up, the directory's user logs in over TLS
+// with the password compared to its row, plain TCP is refused with pam's
+// reason, and a system user the directory lacks is refused (the fallback
+// is not asked). Down, that system user logs in through PAM.
+func TestPostgreSQLPAMFallback(t *testing.T) {
+	xpralab.Require(t)
+	pglab.Require(t)
+	helper := pamlab.Helper(t)
+	service := pamlab.Service(t, pamlab.CommonAuth+pamlab.CommonAccount)
+	c := pglab.Start(t)
+	srv := xpralab.Start(t, xpralab.Options{Args: []string{"--session-name=pg-pam"}})
+	sys := srv.User.Username
+	// xpra 3.1.3 does not unquote URL passwords: plain ones.
+	const sysPassword, pgPassword = "Pam-fallback-1", "Pg-row-1"
+	systemPassword(t, sys, sysPassword)
+	dir := t.TempDir()
+	uriFile := filepath.Join(dir, "directory.uri")
+	if err := os.WriteFile(uriFile, []byte(c.URI()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := proxylab.Build(t)
+	if out, err := exec.Command(filepath.Join(bin, "xpra-proxy"), "auth", "postgresql", uriFile,
+		"add", "pguser", pgPassword, sys, sys, srv.Display).CombinedOutput(); err != nil {
+		t.Fatalf("xpra-proxy auth postgresql add: %v\n%s", err, out)
+	}
+	cert, key := testCert(t, dir)
+	p := proxylab.Start(t, `--tcp-auth=postgresql,fallback="pam,service=`+service+`,helper=`+helper+`"`,
+		"--ssl-cert="+cert, "--ssl-key="+key, "--directory-uri-file="+uriFile,
+		"--directory-timeout=2s", "--directory-retry=2s", "--per-source-penalty=0")
+	tls := func(userinfo string) string {
+		return xpraClient(t, 40*time.Second, "info", "ssl://"+userinfo+"@"+p.Addr()+"/"+strings.TrimPrefix(srv.Display, ":"),
+			"--ssl-server-verify-mode=none")
+	}
+	served := func(out string) bool { return strings.Contains(out, "server.type=xpra-proxy") }
+
+	t.Run("database up", func(t *testing.T) {
+		_, err := run(t, probe.Options{URL: p.URL("pguser:"+pgPassword, srv.Display), Request: "info"})
+		if r := refusal(err); !strings.HasPrefix(r, "authentication failed") || !strings.Contains(r, "encrypted connection") {
+			t.Fatalf("plain TCP: want pam's refusal that asks for encryption, got %v", err)
+		}
+		if out := tls("pguser:" + pgPassword); !served(out) {
+			t.Fatalf("the directory's user over TLS:\n%s", out)
+		}
+		if out := tls("pguser:wrong"); served(out) || !strings.Contains(out, "authentication failed") {
+			t.Fatalf("the directory's user with a wrong password over TLS:\n%s", out)
+		}
+		if out := tls(sys + ":" + sysPassword); served(out) || !strings.Contains(out, "authentication failed") {
+			t.Fatalf("a system user the directory lacks, database up:\n%s", out)
+		}
+	})
+	c.Stop()
+	t.Run("database down", func(t *testing.T) {
+		if out := tls(sys + ":" + sysPassword); !served(out) {
+			t.Fatalf("the system user through the pam fallback:\n%s", out)
+		}
+		waitLogged(t, p, `fallback module decides this login" user=`+regexp.QuoteMeta(sys)+` fallback=pam`, "the fallback's warning")
+		if out := tls("pguser:" + pgPassword); served(out) || !strings.Contains(out, "authentication failed") {
+			t.Fatalf("the directory's user with the database down:\n%s", out)
 		}
 	})
 }
