@@ -85,6 +85,10 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		}
 	}()
 	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer, "--report"}
+	if t := x.tl.Origin(); !t.IsZero() {
+		// At debug level: the relay logs its stages from the same origin.
+		args = append(args, "--setup-start="+strconv.FormatInt(t.UnixNano(), 10))
+	}
 	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc, "report": reportEnd}
 	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
 	if x.set.starter != nil {

@@ -26,6 +26,7 @@ type preauthProc struct {
 	status error         // how it exited, once done is closed
 	killed atomic.Bool   // the supervisor killed it (login time over, shutdown)
 	niced  bool          // at nice 19, for a busy source (priority.go)
+	spare  bool          // started ahead of its connection (the setup timeline says so)
 	set    *settings     // it was started with (identity only: a spare of older settings is not used)
 	// release gives back its launcher slot (a busy source's process, once
 	// it has spoken or ended; priority.go). Never nil.
@@ -211,6 +212,7 @@ func (sp *spares) refill(typ string) {
 				p.ipc.Close()
 				continue
 			default:
+				p.spare = true
 				sp.ready[typ] = p
 			}
 			sp.starting[typ] = false

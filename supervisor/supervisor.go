@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/xpra-proxy/xpra-proxy/child"
+	"github.com/xpra-proxy/xpra-proxy/internal/timeline"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/peercred"
@@ -384,6 +385,8 @@ func fileOf(c net.Conn) (*os.File, error) {
 func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank int, proxied bool) {
 	defer c.Close()
 	accepted := time.Now()
+	tl := timeline.New(s.log, accepted) // nil unless at debug level
+	tl.Mark("accept")
 	peer := c.RemoteAddr().String()
 	if typ == "unix" {
 		peer = "unix:" + c.LocalAddr().String()
@@ -405,6 +408,7 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		return
 	}
 	defer p.ipc.Close()
+	tl.Mark("handover")
 	log = log.With("preauth", p.pid)
 	done := make(chan struct{})
 	defer close(done)
@@ -443,13 +447,14 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 			}
 		})
 	}
-	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke, proxied: proxied}
+	x := exchange{s: s, set: set, log: log, ipc: p.ipc, pid: p.pid, typ: typ, peer: peer, client: client, spoke: spoke, proxied: proxied, tl: tl}
 	defer func() {
 		if x.releaseSource != nil {
 			x.releaseSource() // with the accept's slot, which the caller releases
 		}
 	}()
 	x.run()
+	tl.Log(x.log, slog.LevelDebug, "setup timeline", "worker", x.accepted, "spare", p.spare, "result", x.result())
 	// The client's address once a PROXY header named it. A new variable:
 	// the timeout goroutine above still reads log.
 	xlog := x.log
@@ -560,6 +565,8 @@ type exchange struct {
 	via           string
 	releaseSource func() // the claimed source's slot (limits.AdmitProxied)
 	refused       string // a stats result: the claimed source was refused
+	// tl: the setup's stages, for the debug line (nil: not at debug).
+	tl *timeline.Timeline
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -610,6 +617,7 @@ func (x *exchange) run() {
 		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.AuthBegin)
 		return
 	}
+	x.tl.Mark("hello")
 	if err := account.ValidUsername(m.Username); err != nil {
 		// Before any module looks it up: cgo's getpwnam would read
 		// "alice\x00junk" as alice. The client is told what a wrong
@@ -663,6 +671,7 @@ func (x *exchange) run() {
 		prompt := "password"
 		x.reply(ipc.Message{Kind: ipc.Challenge, Salt: x.salt, Digest: x.digest, SaltDigest: x.saltDig, Prompt: prompt})
 	}
+	x.tl.Mark("challenge")
 	m, handover, err := x.recv()
 	if err != nil {
 		if !errors.Is(err, ipc.ErrClosed) {
@@ -677,6 +686,7 @@ func (x *exchange) run() {
 		x.log.Warn("pre-auth protocol", "got", m.Kind, "want", ipc.AuthVerify+" with a memfd")
 		return
 	}
+	x.tl.Mark("answer")
 	// Penalties count answers to a challenge: a source barred after this
 	// connection started gets no guess, and only a proven password clears
 	// the source.
@@ -695,6 +705,7 @@ func (x *exchange) run() {
 		}
 	}
 	sess, module, err := x.authenticate(m)
+	x.tl.Mark("verdict")
 	if err != nil {
 		x.loginFailed("authentication failed", x.username, moduleName(x.module), err)
 		var te *targetError
@@ -732,6 +743,7 @@ func (x *exchange) run() {
 		}
 	}
 	pid, err := x.s.startRelay(x, sess, module, handover, client)
+	x.tl.Mark("relay_exec")
 	var many *tooMany
 	if errors.As(err, &many) {
 		x.log.Warn("relay refused", "username", x.username, "err", err)
@@ -755,6 +767,7 @@ func (x *exchange) run() {
 		x.log.Warn("replying to pre-auth", "err", err)
 		return
 	}
+	x.tl.Mark("accepted_sent")
 	x.terminating = stream != nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
 	"github.com/xpra-proxy/xpra-proxy/internal/crashhook"
+	"github.com/xpra-proxy/xpra-proxy/internal/timeline"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/protocol/caps"
@@ -68,6 +69,9 @@ type Session struct {
 	// in its own directory (supervisor/rootctl.go), nil without one; it
 	// is served like the user's and closed when the relay ends.
 	RootControl net.Listener
+	// Timeline, when the supervisor asked for one (--setup-start), gets
+	// the relay's setup stages and is logged once the hellos are done.
+	Timeline *timeline.Timeline
 
 	client *conn.Conn
 	nc     net.Conn // the client's socket, under client
@@ -138,10 +142,12 @@ func (s *Session) Run(ctx context.Context, nc net.Conn) error {
 		return nil
 	}
 	s.Log = s.Log.With("display", display)
+	s.Timeline.Mark("chosen")
 	server, dest, err := s.connect(ctx, display)
 	if err != nil {
 		return s.serverFailed(dest, stageConnect, err)
 	}
+	s.Timeline.Mark("connected")
 	return s.relay(ctx, nc, server, dest)
 }
 
@@ -286,6 +292,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 	if err := sc.WritePacket(conn.Packet{packet.Hello, relay.ServerHello(hello, opts)}); err != nil {
 		return s.serverFailed(t, stageHello, err)
 	}
+	s.Timeline.Mark("hello_sent")
 	for {
 		p, err := sc.ReadPacket()
 		if err != nil {
@@ -337,6 +344,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if !ok {
 				return s.refuse(packet.ReasonProtocolError, "invalid hello from the server")
 			}
+			s.Timeline.Mark("server_hello")
 			sh := caps.ParseHello(d)
 			if err := sc.ApplyPeerHello(sh, 0); err != nil {
 				return s.refuse(packet.ReasonProtocolError, err.Error())
@@ -344,6 +352,10 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			if err := s.client.WritePacket(conn.Packet{packet.Hello, relay.ClientHello(d, form, s.Launch.UID, s.Launch.GID)}); err != nil {
 				return err
 			}
+			s.Timeline.Mark("hello_forwarded")
+			// Info, not debug: the relay logs at info, and the flag that
+			// made the timeline is the supervisor's debug level.
+			s.Timeline.Log(s.Log, slog.LevelInfo, "relay setup timeline")
 			_ = snc.SetDeadline(time.Time{})
 			_ = cnc.SetDeadline(time.Time{})
 			client := relay.NewLeg("client", cnc, s.client)

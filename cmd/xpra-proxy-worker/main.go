@@ -33,6 +33,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/control/proxyctl"
 	"github.com/xpra-proxy/xpra-proxy/handover"
+	"github.com/xpra-proxy/xpra-proxy/internal/timeline"
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 	"github.com/xpra-proxy/xpra-proxy/launch"
 	"github.com/xpra-proxy/xpra-proxy/logging"
@@ -53,6 +54,7 @@ func run() int {
 	startSession := flag.String("start-session", "", "with --relay: the supervisor starts sessions (on-request or auto) over the session fd")
 	rootControl := flag.Bool("root-control", false, "with --relay: serve root's :proxy-PID socket, bound by the supervisor, on the rootcontrol fd")
 	report := flag.Bool("report", false, "with --relay: report the relay's end to the supervisor on the report fd")
+	setupStart := flag.Int64("setup-start", 0, "with --relay: the connection's accept time (Unix ns), given by a supervisor at debug level: log the setup's stages from it")
 	flag.Parse()
 
 	log := logging.New(nil)
@@ -75,6 +77,11 @@ func run() int {
 		optional = append(optional, "report")
 	}
 	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
+	var tl *timeline.Timeline
+	if *setupStart > 0 {
+		tl = timeline.At(time.Unix(0, *setupStart))
+		tl.Mark("relay_main")
+	}
 	fds, err := child.Relay.Take(optional...)
 	if err != nil {
 		log.Error("start-up", "err", err)
@@ -120,7 +127,8 @@ func run() int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession}
+	tl.Mark("relay_read")
+	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession, Timeline: tl}
 	if f := fds["session"]; f != nil {
 		s.Sessions, err = ipc.FromFile(f)
 		f.Close()
