@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
@@ -49,7 +51,12 @@ func TestSharedLimits(t *testing.T) {
 		return p
 	}
 	a, b := start("proxy-a"), start("proxy-b")
+	// Each request runs a relay worker, counted for max-relays-per-user
+	// (1) across both proxies until its row is gone: the next request
+	// waits for that.
 	ask := func(p *proxylab.Proxy, pass string, from *net.TCPAddr) error {
+		t.Helper()
+		waitNoRelays(t, c)
 		_, err := probe.Run(context.Background(), probe.Options{URL: p.URL(user+":"+pass, s.Display), Request: "info",
 			LocalAddr: from, Timeout: 30 * time.Second})
 		return err
@@ -101,6 +108,7 @@ func TestSharedLimits(t *testing.T) {
 				}
 			}
 		}
+		waitNoRelays(t, c)
 		held, err := open(a)
 		if err != nil {
 			t.Fatalf("the first relay, through A: %v", err)
@@ -130,4 +138,27 @@ func TestSharedLimits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitNoRelays waits until the directory records no live relay.
+func waitNoRelays(t *testing.T, c *pglab.Cluster) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.URI())
+	if err != nil {
+		t.Fatalf("connecting to the directory: %v", err)
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM xpra_proxy_relays`).Scan(&n); err != nil {
+			t.Fatalf("counting the directory's relays: %v", err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the directory still records %d relays", n)
+		}
+	}
 }
