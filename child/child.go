@@ -45,6 +45,9 @@ const (
 	// AsLDAPUser: the LDAP helper's own user (xpra-proxy-ldap), no
 	// groups; never the pre-auth user (supervisor/auth checks).
 	AsLDAPUser Identity = "ldap user"
+	// AsDirectoryUser: the directory helper's own user
+	// (xpra-proxy-directory), no groups.
+	AsDirectoryUser Identity = "directory user"
 )
 
 // Spec is one kind of child.
@@ -149,6 +152,15 @@ var (
 		Env: plainEnv, Runs: AsLDAPUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
 		Sandbox: "ldap", Memory: &memlimit.LDAP,
 	}
+	// Directory is xpra-proxy-directory, the shared directory's client
+	// (PostgreSQL): one for the supervisor's life, restarted if it dies,
+	// its requests and replies on "directory" (package pgdir). Killed
+	// with the supervisor.
+	Directory = Spec{
+		Kind: "directory", Mode: []string{"--directory"}, Fds: []string{"directory"},
+		Env: plainEnv, Runs: AsDirectoryUser, Setsid: true, Pdeathsig: syscall.SIGKILL,
+		Sandbox: "directory", Memory: &memlimit.Directory,
+	}
 	// Encoder is xpra-proxy-encode's worker, exec'd by its root parent as
 	// the encoder's user with the sockets the parent bound.
 	Encoder = Spec{
@@ -159,7 +171,7 @@ var (
 )
 
 // All are the specs, for tests and documentation.
-var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &LDAP, &Encoder}
+var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &LDAP, &Directory, &Encoder}
 
 // Launch is one exec of a Spec.
 type Launch struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/pgdir/pgstore"
 )
 
 // TestSessionHosts: two front proxies sharing a real PostgreSQL (a
@@ -82,7 +83,7 @@ func TestSessionHosts(t *testing.T) {
 		})
 	}
 	t.Run("the directory holds the placement", func(t *testing.T) {
-		d, err := pgdir.Open(pgdir.Config{URI: db.URI(), Name: "test"})
+		d, err := pgstore.Local(pgdir.Config{URI: db.URI(), Name: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}

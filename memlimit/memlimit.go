@@ -63,6 +63,10 @@ var Control = Preauth
 // searches, each reply bounded by the directory's answer sizes it asks for.
 var LDAP = Preauth
 
+// Directory is the ceiling of the directory helper: a pool of a few
+// connections and replies bounded at 4 MiB (pgdir.MaxReply).
+var Directory = Preauth
+
 // Environment variables of the child contract.
 const (
 	// EnvHeap carries Limits.Heap, in bytes.

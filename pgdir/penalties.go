@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // PenaltyChannel is the NOTIFY channel of penalties imposed and cleared.
@@ -38,93 +35,71 @@ func ParsePenalty(payload string) (Penalty, error) {
 	return p, nil
 }
 
-// AddFailure records one more failed login of source and tells the other
-// proxies. combine gets the shared record (0 failures: none) and returns
-// the one to write: it runs with the row locked, so two proxies recording
-// a failure of one source at once count both.
-func (db *DB) AddFailure(ctx context.Context, source string, combine func(failures int, until time.Time) (int, time.Time)) (Penalty, error) {
-	out := Penalty{Source: source, Proxy: db.name}
-	err := db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-			// Inserted first so that there is a row to lock.
-			if _, err := tx.Exec(ctx, `INSERT INTO xpra_proxy_penalties (source, failures, until) VALUES ($1, 0, 'epoch')
-				ON CONFLICT (source) DO NOTHING`, source); err != nil {
-				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
-			}
-			var failures int
-			var until time.Time
-			if err := tx.QueryRow(ctx, `SELECT failures, until FROM xpra_proxy_penalties WHERE source = $1 FOR UPDATE`,
-				source).Scan(&failures, &until); err != nil {
-				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
-			}
-			out.Failures, out.Until = combine(failures, until)
-			// As PostgreSQL keeps it: the notification and a later load
-			// then carry the same end.
-			out.Until = out.Until.Truncate(time.Microsecond)
-			if _, err := tx.Exec(ctx, `UPDATE xpra_proxy_penalties SET failures = $2, until = $3 WHERE source = $1`,
-				source, out.Failures, out.Until); err != nil {
-				return fmt.Errorf("pgdir: penalty of %s: %w", source, err)
-			}
-			return notify(ctx, tx, out)
-		})
-	})
+// MaxPenaltySteps bounds FailureRule.Penalties.
+const MaxPenaltySteps = 64
+
+// FailureRule is how AddFailure combines this proxy's count of a source's
+// failures with the shared record, as data: it runs in the helper with
+// the row locked, so two proxies recording a failure of one source at
+// once count both.
+type FailureRule struct {
+	Failures int           `json:"failures"` // this proxy's count, this failure included
+	Until    time.Time     `json:"until"`    // this proxy's penalty end
+	Forget   time.Duration `json:"forget"`   // a shared record ended longer ago counts 0
+	// Penalties[i] is the penalty of i+1 failures (the limiter's
+	// PenaltyFor); past the end, the last one.
+	Penalties []time.Duration `json:"penalties"`
+}
+
+// PenaltyFor is the penalty of failures.
+func (r FailureRule) PenaltyFor(failures int) time.Duration {
+	if failures < 1 || len(r.Penalties) == 0 {
+		return 0
+	}
+	return r.Penalties[min(failures, len(r.Penalties))-1]
+}
+
+// Combine is the record to write given the shared one (0 failures:
+// none): one failure more than the shared count when that is more than
+// this proxy's, the later of the ends.
+func (r FailureRule) Combine(now time.Time, shared int, sharedUntil time.Time) (int, time.Time) {
+	if now.Sub(sharedUntil) > r.Forget {
+		shared = 0
+	}
+	f, end := r.Failures, r.Until
+	if shared+1 > f {
+		f = shared + 1
+		if e := now.Add(r.PenaltyFor(f)); e.After(end) {
+			end = e
+		}
+	}
+	if sharedUntil.After(end) {
+		end = sharedUntil
+	}
+	return f, end
+}
+
+// AddFailure records one more failed login of source, combined with the
+// shared record by rule, and tells the other proxies. It returns the
+// record written.
+func (db *DB) AddFailure(ctx context.Context, source string, rule FailureRule) (Penalty, error) {
+	var out Penalty
+	err := db.call(ctx, OpAddFailure, FailureArgs{Source: source, Rule: rule}, &out)
 	return out, err
 }
 
 // ClearPenalty forgets source's record (a login from it succeeded) and
 // tells the other proxies.
 func (db *DB) ClearPenalty(ctx context.Context, source string) error {
-	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, `DELETE FROM xpra_proxy_penalties WHERE source = $1`, source)
-			if err != nil {
-				return fmt.Errorf("pgdir: clearing the penalty of %s: %w", source, err)
-			}
-			if tag.RowsAffected() == 0 {
-				return nil // nothing shared: nobody to tell
-			}
-			return notify(ctx, tx, Penalty{Source: source, Proxy: db.name, Cleared: true})
-		})
-	})
-}
-
-func notify(ctx context.Context, tx pgx.Tx, p Penalty) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("pgdir: penalty notification: %w", err)
-	}
-	// Sent at commit, so never for a change rolled back.
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PenaltyChannel, string(b)); err != nil {
-		return fmt.Errorf("pgdir: penalty notification: %w", err)
-	}
-	return nil
+	return db.call(ctx, OpClearPenalty, SourceArgs{Source: source}, nil)
 }
 
 // Penalties are the records of the penalties that run now, what a proxy
 // loads at start and after missing notifications. Records whose penalty
-// ended more than forget ago are deleted on the way: no proxy counts
-// their failures any more.
+// ended more than forget ago are deleted on the way.
 func (db *DB) Penalties(ctx context.Context, forget time.Duration) ([]Penalty, error) {
 	var out []Penalty
-	err := db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		if _, err := p.Exec(ctx, `DELETE FROM xpra_proxy_penalties WHERE until < now() - make_interval(secs => $1)`,
-			forget.Seconds()); err != nil {
-			return fmt.Errorf("pgdir: forgetting penalties: %w", err)
-		}
-		rows, err := p.Query(ctx, `SELECT source, failures, until FROM xpra_proxy_penalties WHERE until > now()`)
-		if err != nil {
-			return fmt.Errorf("pgdir: penalties: %w", err)
-		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Penalty, error) {
-			var p Penalty
-			err := r.Scan(&p.Source, &p.Failures, &p.Until)
-			return p, err
-		})
-		if err != nil {
-			return fmt.Errorf("pgdir: penalties: %w", err)
-		}
-		return nil
-	})
+	err := db.call(ctx, OpPenalties, PenaltiesArgs{ForgetMS: forget.Milliseconds()}, &out)
 	return out, err
 }
 
@@ -133,28 +108,7 @@ func (db *DB) Penalties(ctx context.Context, forget time.Duration) ([]Penalty, e
 // announces the records that changed. A proxy calls it after it could not
 // write for a while, with its running penalties.
 func (db *DB) PublishPenalties(ctx context.Context, ps []Penalty) (changed int, err error) {
-	err = db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		changed = 0
-		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-			for _, pen := range ps {
-				out := Penalty{Source: pen.Source, Proxy: db.name}
-				err := tx.QueryRow(ctx, `INSERT INTO xpra_proxy_penalties AS p (source, failures, until) VALUES ($1, $2, $3)
-					ON CONFLICT (source) DO UPDATE SET failures = GREATEST(p.failures, EXCLUDED.failures), until = GREATEST(p.until, EXCLUDED.until)
-					WHERE p.failures < EXCLUDED.failures OR p.until < EXCLUDED.until
-					RETURNING failures, until`, pen.Source, pen.Failures, pen.Until.Truncate(time.Microsecond)).Scan(&out.Failures, &out.Until)
-				if errors.Is(err, pgx.ErrNoRows) {
-					continue // the shared record has as much already
-				}
-				if err != nil {
-					return fmt.Errorf("pgdir: publishing the penalty of %s: %w", pen.Source, err)
-				}
-				if err := notify(ctx, tx, out); err != nil {
-					return err
-				}
-				changed++
-			}
-			return nil
-		})
-	})
-	return changed, err
+	var n Count
+	err = db.call(ctx, OpPublishPenalties, PublishArgs{Penalties: ps}, &n)
+	return int(n.N), err
 }

@@ -5,11 +5,7 @@ package pgdir
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The session directory (table xpra_proxy_sessions): which session host
@@ -31,13 +27,6 @@ const (
 // routes renews it.
 const PlacedTTL = 10 * time.Minute
 
-// endedKept is how long ended rows stay, for admins reading the table.
-const endedKept = 7 * 24 * time.Hour
-
-// placementLock serialises placements across proxies ("xprp" in ASCII):
-// two fronts placing at once must see each other's rows.
-const placementLock = 0x78707270
-
 // SessionRow is one row of the session directory.
 type SessionRow struct {
 	Username, Host, Display, State, Proxy string
@@ -53,63 +42,9 @@ func (db *DB) Place(ctx context.Context, user string, hosts []string) (host stri
 	if len(hosts) == 0 {
 		return "", false, errors.New("pgdir: no session hosts to place on")
 	}
-	ttl := PlacedTTL.Seconds()
-	err = db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, placementLock); err != nil {
-				return fmt.Errorf("pgdir: placement lock: %w", err)
-			}
-			var state string
-			err := tx.QueryRow(ctx, `SELECT host, state FROM xpra_proxy_sessions
-				WHERE username = $1 AND host = ANY($2)
-				  AND (state = 'live' OR (state = 'placed' AND updated > now() - make_interval(secs => $3)))
-				ORDER BY state = 'live' DESC, updated DESC LIMIT 1`, user, hosts, ttl).Scan(&host, &state)
-			switch {
-			case err == nil:
-				found = true
-				if state == StatePlaced {
-					_, err = tx.Exec(ctx, `UPDATE xpra_proxy_sessions SET updated = now(), proxy = $3
-						WHERE username = $1 AND host = $2 AND display = '' AND state = 'placed'`, user, host, db.name)
-					if err != nil {
-						return fmt.Errorf("pgdir: renewing a placement: %w", err)
-					}
-				}
-				return nil
-			case !errors.Is(err, pgx.ErrNoRows):
-				return fmt.Errorf("pgdir: the user's session host: %w", err)
-			}
-			rows, err := tx.Query(ctx, `SELECT host, count(DISTINCT username) FROM xpra_proxy_sessions
-				WHERE host = ANY($1)
-				  AND (state = 'live' OR (state = 'placed' AND updated > now() - make_interval(secs => $2)))
-				GROUP BY host`, hosts, ttl)
-			if err != nil {
-				return fmt.Errorf("pgdir: session hosts' load: %w", err)
-			}
-			load := map[string]int64{}
-			for rows.Next() {
-				var h string
-				var n int64
-				if err := rows.Scan(&h, &n); err != nil {
-					rows.Close()
-					return fmt.Errorf("pgdir: session hosts' load: %w", err)
-				}
-				load[h] = n
-			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("pgdir: session hosts' load: %w", err)
-			}
-			host = LeastLoaded(hosts, load)
-			_, err = tx.Exec(ctx, `INSERT INTO xpra_proxy_sessions (username, host, display, state, proxy)
-				VALUES ($1, $2, '', 'placed', $3)
-				ON CONFLICT (username, host, display) DO UPDATE SET state = 'placed', proxy = EXCLUDED.proxy, updated = now()`,
-				user, host, db.name)
-			if err != nil {
-				return fmt.Errorf("pgdir: recording a placement: %w", err)
-			}
-			return nil
-		})
-	})
-	return host, found, err
+	var r PlaceResult
+	err = db.call(ctx, OpPlace, PlaceArgs{User: user, Hosts: hosts}, &r)
+	return r.Host, r.Found, err
 }
 
 // LeastLoaded is the host of hosts with the least load, the first of
@@ -127,61 +62,18 @@ func LeastLoaded(hosts []string, load map[string]int64) string {
 // SessionLive records that user's session on display runs on this proxy
 // (this proxy's name is the host), replacing a placement of the user here.
 func (db *DB) SessionLive(ctx context.Context, user, display string) error {
-	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `INSERT INTO xpra_proxy_sessions (username, host, display, state, proxy)
-				VALUES ($1, $2, $3, 'live', $2)
-				ON CONFLICT (username, host, display) DO UPDATE SET state = 'live', proxy = EXCLUDED.proxy, updated = now()`,
-				user, db.name, display)
-			if err != nil {
-				return fmt.Errorf("pgdir: recording a live session: %w", err)
-			}
-			_, err = tx.Exec(ctx, `DELETE FROM xpra_proxy_sessions
-				WHERE username = $1 AND host = $2 AND display = '' AND state = 'placed'`, user, db.name)
-			if err != nil {
-				return fmt.Errorf("pgdir: replacing a placement: %w", err)
-			}
-			return nil
-		})
-	})
+	return db.call(ctx, OpSessionLive, SessionArgs{User: user, Display: display}, nil)
 }
 
 // SessionEnded records the end of user's session on display here, and
 // drops this host's rows that ended long ago.
 func (db *DB) SessionEnded(ctx context.Context, user, display string) error {
-	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		_, err := p.Exec(ctx, `UPDATE xpra_proxy_sessions SET state = 'ended', updated = now()
-			WHERE username = $1 AND host = $2 AND display = $3`, user, db.name, display)
-		if err != nil {
-			return fmt.Errorf("pgdir: recording a session's end: %w", err)
-		}
-		_, err = p.Exec(ctx, `DELETE FROM xpra_proxy_sessions
-			WHERE host = $1 AND state = 'ended' AND updated < now() - make_interval(secs => $2)`, db.name, endedKept.Seconds())
-		if err != nil {
-			return fmt.Errorf("pgdir: dropping old ended sessions: %w", err)
-		}
-		return nil
-	})
+	return db.call(ctx, OpSessionEnded, SessionArgs{User: user, Display: display}, nil)
 }
 
 // Sessions lists the session directory, newest first.
 func (db *DB) Sessions(ctx context.Context) ([]SessionRow, error) {
 	var out []SessionRow
-	err := db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
-		rows, err := p.Query(ctx, `SELECT username, host, display, state, proxy, updated
-			FROM xpra_proxy_sessions ORDER BY updated DESC, username, host, display`)
-		if err != nil {
-			return fmt.Errorf("pgdir: listing sessions: %w", err)
-		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionRow, error) {
-			var s SessionRow
-			err := r.Scan(&s.Username, &s.Host, &s.Display, &s.State, &s.Proxy, &s.Updated)
-			return s, err
-		})
-		if err != nil {
-			return fmt.Errorf("pgdir: listing sessions: %w", err)
-		}
-		return nil
-	})
+	err := db.call(ctx, OpSessions, nil, &out)
 	return out, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/pgdir/pgstore"
 	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 	"github.com/xpra-proxy/xpra-proxy/sessionhost"
 )
@@ -107,7 +108,7 @@ func TestRouteTarget(t *testing.T) {
 func TestRouteDirectory(t *testing.T) {
 	c := pglab.Start(t)
 	open := func(name string) *pgdir.DB {
-		db, err := pgdir.Open(pgdir.Config{URI: c.URI(), Timeout: 2 * time.Second, Retry: time.Hour, Name: name})
+		db, err := pgstore.Local(pgdir.Config{URI: c.URI(), Timeout: 2 * time.Second, Retry: time.Hour, Name: name})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ func TestFiltersDocumented(t *testing.T) {
 		t.Fatal("ARCHITECTURE.md has no ### Sandbox section")
 	}
 	doc, _, _ = strings.Cut(doc, "\n## ")
-	for _, k := range []Kind{Preauth, Transport, Control, LDAP} {
+	for _, k := range []Kind{Preauth, Transport, Control, LDAP, Directory} {
 		rules, err := Rules(k, Options{ConnectTCP: []uint16{1}, ConnectUnix: "/run/x/socket"})
 		if err != nil {
 			t.Fatal(err)
@@ -45,7 +45,7 @@ func printTable(t *testing.T) {
 	}
 	rows := map[string]*row{}
 	var order []string
-	for _, k := range []Kind{Preauth, Transport, Control, LDAP} {
+	for _, k := range []Kind{Preauth, Transport, Control, LDAP, Directory} {
 		rules, _ := Rules(k, Options{ConnectTCP: []uint16{1}, ConnectUnix: "/run/x/socket"})
 		for _, r := range rules {
 			key := r.Name
@@ -68,7 +68,7 @@ func printTable(t *testing.T) {
 		}
 	}
 	var sb strings.Builder
-	sb.WriteString("| system call | preauth | transport | control | ldap | why |\n| --- | --- | --- | --- | --- | --- |\n")
+	sb.WriteString("| system call | preauth | transport | control | ldap | directory | why |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, name := range order {
 		rw := rows[name]
 		mark := func(k Kind) string {
@@ -77,7 +77,7 @@ func printTable(t *testing.T) {
 			}
 			return ""
 		}
-		sb.WriteString("| `" + name + "` | " + mark(Preauth) + " | " + mark(Transport) + " | " + mark(Control) + " | " + mark(LDAP) + " | " + strings.Join(rw.whys, "; ") + " |\n")
+		sb.WriteString("| `" + name + "` | " + mark(Preauth) + " | " + mark(Transport) + " | " + mark(Control) + " | " + mark(LDAP) + " | " + mark(Directory) + " | " + strings.Join(rw.whys, "; ") + " |\n")
 	}
 	t.Log("\n" + sb.String())
 }

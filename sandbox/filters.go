@@ -128,6 +128,14 @@ func Rules(k Kind, o Options) ([]Rule, error) {
 	case LDAP:
 		// Only the runtime's calls: the helper reads and writes the two
 		// descriptors it was given and opens nothing (no socket, no file).
+	case Directory:
+		rs = append(rs,
+			Rule{Name: "socket", Args: []seccomp.Condition{eq(0, unix.AF_INET)}, Why: "directory: connections to the database (and the resolver's UDP); Landlock limits TCP to its ports"},
+			Rule{Name: "socket", Args: []seccomp.Condition{eq(0, unix.AF_INET6)}, Why: "directory: the same over IPv6"},
+			Rule{Name: "socket", Args: []seccomp.Condition{eq(0, unix.AF_UNIX)}, Why: "directory: a database on a unix socket"},
+			Rule{Name: "connect", Why: "directory: the database and the resolver"},
+			Rule{Name: "openat", Args: []seccomp.Condition{bitsNotSet(2, writeFlags)}, Why: "directory: the resolver's files (/etc/hosts, resolv.conf, nsswitch.conf), read-only (Landlock limits which)"},
+		)
 	case Preauth, Transport:
 		rs = append(rs,
 			Rule{Name: "prctl", Args: []seccomp.Condition{eq(0, unix.PR_SET_PDEATHSIG)}, Why: "a process that becomes a transport clears its parent-death signal"},

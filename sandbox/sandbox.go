@@ -54,6 +54,10 @@ const (
 	// LDAP is the LDAP helper: TLS and LDAP on the directory connection
 	// the supervisor opened for it; it opens nothing itself.
 	LDAP Kind = "ldap"
+	// Directory is the shared directory's helper (PostgreSQL): it dials
+	// the database itself (TCP to the URI's ports, or its unix socket),
+	// resolving names with the files the resolver reads.
+	Directory Kind = "directory"
 )
 
 // Options are what a kind may reach beyond its own descriptors.

@@ -67,7 +67,7 @@ func (c Config) policy() account.Policy {
 		MinUID: c.MinUID, MaxUID: c.MaxUID,
 		AllowUsers: c.AllowUsers, DenyUsers: c.DenyUsers,
 		AllowGroups: c.AllowGroups, DenyGroups: c.DenyGroups,
-		Reserved: []string{c.PreauthUser, c.EncoderUser, "xpra-proxy", "xpra-proxy-control", "xpra-proxy-encode", "xpra-proxy-ldap"},
+		Reserved: []string{c.PreauthUser, c.EncoderUser, "xpra-proxy", "xpra-proxy-control", "xpra-proxy-encode", "xpra-proxy-ldap", "xpra-proxy-directory"},
 	}
 }
 

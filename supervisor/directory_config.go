@@ -64,8 +64,9 @@ func (c DirectoryConfig) checkDirectory() error {
 	return nil
 }
 
-// openDirectory opens the shared directory's pool (no connection yet: the
-// database may be down at start-up), nil without directory-uri-file.
+// openDirectory starts the shared directory's helper (which does not
+// connect yet: the database may be down at start-up), nil without
+// directory-uri-file.
 func openDirectory(c Config, log *slog.Logger) (*pgdir.DB, error) {
 	if c.DirectoryURIFile == "" {
 		return nil, nil
@@ -88,8 +89,8 @@ func openDirectory(c Config, log *slog.Logger) (*pgdir.DB, error) {
 			return nil, fmt.Errorf("proxy-name: none set and no host name: %w", err)
 		}
 	}
-	db, err := pgdir.Open(pgdir.Config{URI: string(uri), Timeout: c.DirectoryTimeout.Duration,
-		Retry: c.DirectoryRetry.Duration, Name: name, Log: log.With("directory", "postgresql")})
+	db, err := auth.StartDirectory(pgdir.Config{URI: string(uri), Timeout: c.DirectoryTimeout.Duration,
+		Retry: c.DirectoryRetry.Duration, Name: name, Log: log.With("directory", "postgresql")}, c.helperForbiddenUIDs())
 	if err != nil {
 		return nil, fmt.Errorf("directory-uri-file %s: %w", c.DirectoryURIFile, err)
 	}

@@ -23,7 +23,8 @@ func openPostgreSQLStore(uriFile string) (*postgresqlStore, error) {
 	}
 	// pgdir's own log speaks to a running proxy ("serving from the
 	// fallback"); the command says what failed itself, on stderr.
-	db, err := pgdir.Open(pgdir.Config{URI: string(uri), Name: "xpra-proxy auth", Log: slog.New(slog.DiscardHandler)})
+	db, err := StartDirectory(pgdir.Config{URI: string(uri), Name: "xpra-proxy auth", Log: slog.New(slog.DiscardHandler)},
+		defaultForbiddenUIDs())
 	if err != nil {
 		return nil, err
 	}

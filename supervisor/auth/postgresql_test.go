@@ -14,6 +14,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/pgdir/pgstore"
 )
 
 // pgDirectory starts a throwaway cluster and returns it, a root-only file
@@ -26,7 +27,7 @@ func pgDirectory(t *testing.T, timeout, retry time.Duration) (*pglab.Cluster, st
 	if err := os.WriteFile(uriFile, []byte(c.URI()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pgdir.Open(pgdir.Config{URI: c.URI(), Timeout: timeout, Retry: retry, Name: "test"})
+	db, err := pgstore.Local(pgdir.Config{URI: c.URI(), Timeout: timeout, Retry: retry, Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestPostgreSQLSilentDatabase(t *testing.T) {
 			held = append(held, c)
 		}
 	}()
-	db, err := pgdir.Open(pgdir.Config{URI: "postgres://u:p@" + l.Addr().String() + "/d?sslmode=disable",
+	db, err := pgstore.Local(pgdir.Config{URI: "postgres://u:p@" + l.Addr().String() + "/d?sslmode=disable",
 		Timeout: time.Second, Retry: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -250,4 +251,10 @@ func TestPostgreSQLModuleOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The admin command and the module run the helper's server in the test's
+// process: the helper binary is e2e's (TestPostgreSQL).
+func init() {
+	StartDirectory = func(cfg pgdir.Config, _ []int) (*pgdir.DB, error) { return pgstore.Local(cfg) }
 }

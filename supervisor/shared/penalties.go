@@ -66,26 +66,15 @@ func (p *Penalties) Failed(src netip.Addr, failures int, until time.Time) {
 		return
 	}
 	if !p.w.post(func(ctx context.Context) error {
-		_, err := p.db.AddFailure(ctx, block.String(), func(shared int, sharedUntil time.Time) (int, time.Time) {
-			now := time.Now()
-			if now.Sub(sharedUntil) > p.forget() {
-				shared = 0
-			}
-			f, end := failures, until
-			if shared+1 > f {
-				f = shared + 1
-				if e := now.Add(p.lim.PenaltyFor(f)); e.After(end) {
-					end = e
-				}
-				p.lim.Impose(block, f, end)
-				p.log.Info("penalty lengthened by the failures other proxies saw", audit.KeySource, block.String(),
-					"failures", f, "until", end.UTC().Format(time.RFC3339))
-			}
-			if sharedUntil.After(end) {
-				end = sharedUntil
-			}
-			return f, end
-		})
+		rule := pgdir.FailureRule{Failures: failures, Until: until, Forget: p.forget(), Penalties: p.penaltySteps()}
+		rec, err := p.db.AddFailure(ctx, block.String(), rule)
+		if err == nil && rec.Failures > failures {
+			// Other proxies saw failures of this block too: the record
+			// the directory kept (rule.Combine) counts them.
+			p.lim.Impose(block, rec.Failures, rec.Until)
+			p.log.Info("penalty lengthened by the failures other proxies saw", audit.KeySource, block.String(),
+				"failures", rec.Failures, "until", rec.Until.UTC().Format(time.RFC3339))
+		}
 		if err != nil {
 			p.lost(pgdir.Penalty{Source: block.String(), Failures: failures, Until: until})
 		}
@@ -93,6 +82,20 @@ func (p *Penalties) Failed(src netip.Addr, failures int, until time.Time) {
 	}) {
 		p.lost(pgdir.Penalty{Source: block.String(), Failures: failures, Until: until})
 	}
+}
+
+// penaltySteps is the limiter's penalty per failure count, up to where
+// it stops growing (its maximum), for FailureRule.
+func (p *Penalties) penaltySteps() []time.Duration {
+	var steps []time.Duration
+	for f := 1; f <= pgdir.MaxPenaltySteps; f++ {
+		d := p.lim.PenaltyFor(f)
+		if f > 1 && d == steps[f-2] {
+			break
+		}
+		steps = append(steps, d)
+	}
+	return steps
 }
 
 // Succeeded shares a successful login from src: the other proxies clear

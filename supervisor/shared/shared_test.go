@@ -15,6 +15,7 @@ import (
 
 	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/pgdir/pgstore"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/limits"
 )
 
@@ -22,6 +23,7 @@ import (
 // shared penalties and relays, running until the test ends (or stop).
 type proxy struct {
 	db   *pgdir.DB
+	raw  *pgstore.Store
 	lim  *limits.Limiter
 	pen  *Penalties
 	rel  *Relays
@@ -37,7 +39,7 @@ func startProxy(t *testing.T, c *pglab.Cluster, name string, live map[int]string
 func startProxyCfg(t *testing.T, c *pglab.Cluster, name string, live map[int]string, cfg limits.Config) *proxy {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("proxy", name)
-	db, err := pgdir.Open(pgdir.Config{URI: c.URI(), Timeout: time.Second, Retry: 200 * time.Millisecond, Name: name, Log: log})
+	db, err := pgstore.Local(pgdir.Config{URI: c.URI(), Timeout: time.Second, Retry: 200 * time.Millisecond, Name: name, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,13 @@ func startProxyCfg(t *testing.T, c *pglab.Cluster, name string, live map[int]str
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{db: db, lim: lim, live: live}
+	// The tables as they are, for the test's own queries.
+	raw, err := pgstore.Open(pgdir.Config{URI: c.URI(), Name: name + "-raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	p := &proxy{db: db, raw: raw, lim: lim, live: live}
 	p.pen = NewPenalties(db, lim, func() time.Duration { return cfg.PenaltyForget }, log)
 	p.rel = NewRelays(db, func() map[int]string { return p.live }, log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,7 +98,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func penalized(l *limits.Limiter, src netip.Addr) bool { return l.Check(src) != nil }
 
 // row is the shared record of src's block.
-func row(t *testing.T, db *pgdir.DB, block string) (failures int, until time.Time) {
+func row(t *testing.T, db *pgstore.Store, block string) (failures int, until time.Time) {
 	t.Helper()
 	err := db.Do(context.Background(), func(ctx context.Context, p *pgxpool.Pool) error {
 		return p.QueryRow(ctx, `SELECT failures, until FROM xpra_proxy_penalties WHERE source = $1`, block).Scan(&failures, &until)
@@ -121,12 +129,12 @@ func TestPenaltiesShared(t *testing.T) {
 	if n := b.pen.Heard(); n != 1 {
 		t.Fatalf("b heard %d penalties, want 1", n)
 	}
-	if f, _ := row(t, a.db, "192.0.2.7/32"); f != 1 {
+	if f, _ := row(t, a.raw, "192.0.2.7/32"); f != 1 {
 		t.Fatalf("shared failures %d, want 1", f)
 	}
 	a.fail(guesser)
 	a.fail(guesser)
-	waitFor(t, "the shared count at 3", func() bool { f, _ := row(t, a.db, "192.0.2.7/32"); return f == 3 })
+	waitFor(t, "the shared count at 3", func() bool { f, _ := row(t, a.raw, "192.0.2.7/32"); return f == 3 })
 	// b heard them all: its next failure is the 4th, with the 4th's penalty.
 	waitFor(t, "b's count at 3", func() bool {
 		var r *limits.Refusal
@@ -137,7 +145,7 @@ func TestPenaltiesShared(t *testing.T) {
 		t.Fatalf("b's failure after a's three: count %d, want 4", n)
 	}
 	b.pen.Failed(guesser, n, until)
-	waitFor(t, "the shared count at 4", func() bool { f, _ := row(t, a.db, "192.0.2.7/32"); return f == 4 })
+	waitFor(t, "the shared count at 4", func() bool { f, _ := row(t, a.raw, "192.0.2.7/32"); return f == 4 })
 
 	// A proxy that starts later loads the running penalty.
 	late := startProxy(t, c, "late", nil)
@@ -164,13 +172,13 @@ func TestPenaltiesCombine(t *testing.T) {
 	}
 	waitFor(t, "the shared count at 3", func() bool {
 		var f int
-		err := a.db.Do(context.Background(), func(ctx context.Context, p *pgxpool.Pool) error {
+		err := a.raw.Do(context.Background(), func(ctx context.Context, p *pgxpool.Pool) error {
 			return p.QueryRow(ctx, `SELECT COALESCE(max(failures), 0) FROM xpra_proxy_penalties`).Scan(&f)
 		})
 		return err == nil && f == 3
 	})
 	// deaf shares nothing it hears: its limiter knows none of a's failures.
-	db, err := pgdir.Open(pgdir.Config{URI: c.URI(), Name: "deaf"})
+	db, err := pgstore.Local(pgdir.Config{URI: c.URI(), Name: "deaf"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +197,7 @@ func TestPenaltiesCombine(t *testing.T) {
 		t.Fatalf("deaf's own first failure: %d, until %v", n, until)
 	}
 	deaf.Failed(guesser, n, until)
-	waitFor(t, "the shared count at 4", func() bool { f, _ := row(t, a.db, "192.0.2.7/32"); return f == 4 })
+	waitFor(t, "the shared count at 4", func() bool { f, _ := row(t, a.raw, "192.0.2.7/32"); return f == 4 })
 	// The 4th failure's penalty: 1s doubled three times.
 	var r *limits.Refusal
 	if !errors.As(lim.Check(guesser), &r) || time.Until(r.Until) <= 4*time.Second {
@@ -229,7 +237,7 @@ func TestPenaltiesOutage(t *testing.T) {
 	c.Start()
 	// a publishes the penalty it could not write once it listens again.
 	waitFor(t, "b hears of the outage's penalty", func() bool { return penalized(b.lim, guesser) })
-	if f, _ := row(t, b.db, "192.0.2.7/32"); f != 1 {
+	if f, _ := row(t, b.raw, "192.0.2.7/32"); f != 1 {
 		t.Fatalf("the outage's penalty published with %d failures, want 1", f)
 	}
 	// And a failure after it is written and heard as usual.
@@ -240,7 +248,7 @@ func TestPenaltiesOutage(t *testing.T) {
 		return errors.As(b.lim.Check(guesser), &r) && time.Until(r.Until) > 40*time.Second
 	})
 	waitFor(t, "a's writes work again", func() bool { return !a.pen.w.failing.Load() })
-	if f, _ := row(t, b.db, "192.0.2.7/32"); f != 2 {
+	if f, _ := row(t, b.raw, "192.0.2.7/32"); f != 2 {
 		t.Fatalf("after the outage's failure and one more: %d shared failures, want 2", f)
 	}
 }
@@ -250,7 +258,7 @@ func TestRelaysShared(t *testing.T) {
 	c := pglab.Start(t)
 	ctx := context.Background()
 	// Rows an earlier run of a left: replaced by its live relays at start.
-	seed, err := pgdir.Open(pgdir.Config{URI: c.URI(), Name: "a"})
+	seed, err := pgstore.Local(pgdir.Config{URI: c.URI(), Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package pgdir
+package pgstore
 
 import (
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
+
 	"context"
 	"errors"
 	"strings"
@@ -77,15 +79,13 @@ func TestOutageAndRecovery(t *testing.T) {
 	}
 
 	c.Start()
-	ctx2, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go db.Watch(ctx2)
+	// Pinged as the supervisor's Watch does, every Retry.
 	deadline := time.Now().Add(15 * time.Second)
-	for !db.Status().Up {
+	for db.Ping(ctx) != nil || !db.Status().Up {
 		if time.Now().After(deadline) {
-			t.Fatalf("Watch did not see the database back: %+v", db.Status())
+			t.Fatalf("the database not seen back: %+v", db.Status())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 	}
 	if n, err := count(); err != nil || n != SchemaVersion {
 		t.Fatalf("after recovery: %d, %v", n, err)
@@ -99,5 +99,11 @@ func TestBadURI(t *testing.T) {
 	}
 	if got := err.Error(); strings.Contains(got, "secretpw") {
 		t.Fatalf("the error shows the password: %s", got)
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	if len(schema)-1 != pgdir.SchemaVersion {
+		t.Fatalf("pgstore has %d schema versions, pgdir.SchemaVersion says %d", len(schema)-1, pgdir.SchemaVersion)
 	}
 }

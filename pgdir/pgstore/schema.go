@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package pgdir
+package pgstore
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
 )
 
 // The schema, one statement list per version. Proxies of several versions
@@ -62,13 +64,14 @@ var schema = [][]string{
 	},
 }
 
-// SchemaVersion is the newest schema this proxy knows.
-var SchemaVersion = len(schema) - 1
+// SchemaVersion is the newest schema this proxy knows (pgdir's, which
+// TestSchemaVersion keeps in step).
+const SchemaVersion = pgdir.SchemaVersion
 
 // migrationLock is the advisory lock's key ("xpra" in ASCII).
 const migrationLock = 0x78707261
 
-func (db *DB) migrate(ctx context.Context) error {
+func (db *Store) migrate(ctx context.Context) error {
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgdir: connecting: %w", err)

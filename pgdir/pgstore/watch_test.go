@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package pgdir
+package pgstore
 
 import (
 	"context"
@@ -18,7 +18,7 @@ func TestWatchAtStart(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now: connections are refused
-	db, err := Open(Config{URI: "postgres://u:p@" + addr + "/d?sslmode=disable", Timeout: time.Second, Retry: time.Hour})
+	db, err := Local(Config{URI: "postgres://u:p@" + addr + "/d?sslmode=disable", Timeout: time.Second, Retry: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

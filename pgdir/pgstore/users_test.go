@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package pgdir
+package pgstore
 
 import (
+	"github.com/xpra-proxy/xpra-proxy/pgdir"
+
 	"context"
 	"errors"
 	"reflect"
@@ -14,7 +16,7 @@ import (
 
 func TestUsers(t *testing.T) {
 	c := pglab.Start(t)
-	db, err := Open(Config{URI: c.URI(), Timeout: time.Second, Retry: time.Second, Name: "a"})
+	db, err := Local(Config{URI: c.URI(), Timeout: time.Second, Retry: time.Second, Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func TestUsers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := db.AddUser(ctx, foo); err == nil || errors.Is(err, ErrUnavailable) {
+	if err := db.AddUser(ctx, foo); err == nil || errors.Is(err, pgdir.ErrUnavailable) {
 		t.Fatalf("the same user and password twice: %v", err)
 	}
 	rows := func(name string) []User {
@@ -75,7 +77,7 @@ func TestUsers(t *testing.T) {
 		})
 	}
 	for _, col := range []string{"username", "nope", "password; DROP TABLE users"} {
-		if _, err := db.SetUser(ctx, "moo", col, "x"); !errors.Is(err, ErrNoSuchColumn) {
+		if _, err := db.SetUser(ctx, "moo", col, "x"); !errors.Is(err, pgdir.ErrNoSuchColumn) {
 			t.Errorf("SetUser column %q: %v", col, err)
 		}
 	}
@@ -86,7 +88,7 @@ func TestUsers(t *testing.T) {
 
 	c.Stop()
 	start := time.Now()
-	if _, err := db.UserRows(ctx, "moo"); !errors.Is(err, ErrUnavailable) {
+	if _, err := db.UserRows(ctx, "moo"); !errors.Is(err, pgdir.ErrUnavailable) {
 		t.Fatalf("with the database stopped: %v", err)
 	}
 	t.Logf("a login's query on a stopped database failed after %v", time.Since(start))
