@@ -23,6 +23,8 @@
 #   KEEP_LOG=FILE      keep our supervisor's log there; with XPRA_PROXY_DEBUG=1
 #                      it holds each connection's "setup timeline" line and its
 #                      relay's "relay setup timeline" (same origin: the accept)
+#   XPRA_PROXY_DEBUG=1 our supervisor logs at debug: after the setup rounds,
+#                      where its setup time goes, stage by stage (bench/timeline.py)
 #   OLD_BIN=DIR        instead: the proxy already built in DIR (xpra-proxy and
 #                      its workers), e.g. a copy of bin/ from before a change
 #   FLOOD_OUT=FILE     keep the flood's JSON lines (bench/flood.py --summary FILE)
@@ -97,6 +99,7 @@ if [ -n "${SETUP_ONLY:-}" ]; then
   echo; echo "== connection setup: connect until the first server packet, attach hello ($ROUNDS rounds, interleaved, $setup_mode)"
   $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --pause "$PAUSE" --csv "$work/setup.csv" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/" "${old_target[@]}"
   [ -n "${KEEP_LOG:-}" ] && cp "$work/ours.log" "$KEEP_LOG"
+  if [ -n "${XPRA_PROXY_DEBUG:-}" ]; then echo; echo "== where ours' setup time goes"; $PY bench/timeline.py "$work/ours.log"; fi
   echo; echo "== issue 17's goals (load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
   $PY bench/goals.py --setup-csv "$work/setup.csv" --setup-mode "$setup_mode" --base-4m "${BASE_4M:-0.94}"
   exit 0
@@ -128,6 +131,7 @@ if [ -z "${MEM_ONLY:-}" ]; then
 echo; echo "== connection setup: connect until the first server packet, attach hello ($ROUNDS rounds, interleaved, $setup_mode)"
 $PY "$TOOLS/hello_rtt.py" -n "$ROUNDS" --pause "$PAUSE" --csv "$work/setup.csv" --mode attach direct="tcp://127.0.0.1:$SRVPORT/" \
   xpra-proxy="tcp://bench:pw@127.0.0.1:$REFPORT/" ours="tcp://bench:pw@127.0.0.1:$OURPORT/"
+if [ -n "${XPRA_PROXY_DEBUG:-}" ]; then echo; echo "== where ours' setup time goes"; $PY bench/timeline.py "$work/ours.log"; fi
 fi
 
 echo; echo "== memory with one attached connection held (kB)"
