@@ -37,6 +37,7 @@ import (
 //	session-live {user, display}              → {}
 //	session-ended {user, display}             → {}
 //	sessions {}                               → [SessionRow]
+//	sessions-running {running: [SessionRow]}  → {}
 //	add-failure {source, rule: FailureRule}   → Penalty
 //	clear-penalty {source}                    → {}
 //	penalties {forget_ms}                     → [Penalty]
@@ -80,6 +81,7 @@ const (
 	OpSessionLive      = "session-live"
 	OpSessionEnded     = "session-ended"
 	OpSessions         = "sessions"
+	OpSessionsRunning  = "sessions-running"
 	OpAddFailure       = "add-failure"
 	OpClearPenalty     = "clear-penalty"
 	OpPenalties        = "penalties"
@@ -135,6 +137,7 @@ type (
 		User    string `json:"user"`
 		Display string `json:"display"`
 	}
+	RunningArgs struct{ Running []SessionRow }
 	FailureArgs struct {
 		Source string      `json:"source"`
 		Rule   FailureRule `json:"rule"`

@@ -77,3 +77,10 @@ func (db *DB) Sessions(ctx context.Context) ([]SessionRow, error) {
 	err := db.call(ctx, OpSessions, nil, &out)
 	return out, err
 }
+
+// SessionsRunning ends this host's live rows whose session is not among
+// running (logind's list, user and display): sessions that ended while no
+// supervisor watched, so that they neither route users nor load the host.
+func (db *DB) SessionsRunning(ctx context.Context, running []SessionRow) error {
+	return db.call(ctx, OpSessionsRunning, RunningArgs{Running: running}, nil)
+}

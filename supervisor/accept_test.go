@@ -561,6 +561,7 @@ func TestAcceptToRelay(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			before := sv.s.relays.Load()
+			loginStart := time.Now()
 			c, line := sv.login(t, tc.network, tc.login)
 			if tc.want != "" {
 				if line != tc.want {
@@ -594,9 +595,21 @@ func TestAcceptToRelay(t *testing.T) {
 				l.Listener != tc.network || l.Transport != tc.network || l.Peer != peer || l.Module != "password" {
 				t.Errorf("launch document %+v (want nobody, listener and transport %s, peer %s, module password)", l, tc.network, peer)
 			}
+			// The supervisor logs at debug here: the relay is given the
+			// accept's time, to log its setup stages from it.
+			args := r.Args
+			if n := len(args); n > 0 && strings.HasPrefix(args[n-1], "--setup-start=") {
+				ns, err := strconv.ParseInt(strings.TrimPrefix(args[n-1], "--setup-start="), 10, 64)
+				if at := time.Unix(0, ns); err != nil || at.Before(loginStart) || at.After(time.Now()) {
+					t.Errorf("relay's %s: not the accept's time (login from %v)", args[n-1], loginStart)
+				}
+				args = args[:n-1]
+			} else {
+				t.Errorf("relay's arguments %q lack --setup-start, with the supervisor at debug", args)
+			}
 			wantArgs := []string{"--relay", "--listener=" + tc.network, "--transport=" + tc.network, "--peer=" + peer, "--report"}
-			if !slices.Equal(r.Args, wantArgs) {
-				t.Errorf("relay's arguments %q, want %q", r.Args, wantArgs)
+			if !slices.Equal(args, wantArgs) {
+				t.Errorf("relay's arguments %q, want %q", args, wantArgs)
 			}
 			if !r.Memfd || r.Handover != "handed over for nobody" {
 				t.Errorf("hand-over: memfd %v, %q; want the pre-auth process's memfd", r.Memfd, r.Handover)
@@ -613,6 +626,11 @@ func TestAcceptToRelay(t *testing.T) {
 			if n := sv.s.relays.Load(); n != before+1 {
 				t.Errorf("relays %d, want %d", n, before+1)
 			}
+			// One debug line with each stage of the setup.
+			eventually(t, "the setup timeline logged", func() bool {
+				return sv.logs.hasLine(`msg="setup timeline"`, "worker="+strconv.Itoa(pid), "result=relayed",
+					" accept=", " handover=", " hello=", " challenge=", " answer=", " verdict=", " relay_exec=", " accepted_sent=")
+			})
 			// The client leaves: the relay ends, is counted off and
 			// leaves the registry.
 			c.Close()

@@ -66,3 +66,20 @@ func recordEnded(dir *pgdir.DB, log *slog.Logger, sess logind.Session) {
 		log.Warn("session directory: recording a session's end", "user", sess.User, "display", sess.Display, "err", err)
 	}
 }
+
+// recordRunning ends this proxy's live rows whose session logind no longer
+// lists: they ended while no supervisor watched (a restart, a crash).
+func recordRunning(ctx context.Context, dir *pgdir.DB, log *slog.Logger, list []logind.Session) {
+	if dir == nil {
+		return
+	}
+	var running []pgdir.SessionRow
+	for _, sess := range list {
+		if sess.IsProxy() {
+			running = append(running, pgdir.SessionRow{Username: sess.User, Display: sess.Display})
+		}
+	}
+	if err := dir.SessionsRunning(ctx, running); err != nil {
+		log.Warn("session directory: ending sessions gone while unwatched", "err", err)
+	}
+}

@@ -75,6 +75,7 @@ func watchSessionsOnce(ctx context.Context, book sessionBook, log *slog.Logger, 
 		sessionEnded(log, gone, now) // ended while the watch was down
 		recordEnded(dir, log, gone)
 	}
+	recordRunning(ctx, dir, log, list)
 	for ev := range events {
 		switch ev.Kind {
 		case logind.SessionNew:

@@ -134,6 +134,7 @@ func TestService(t *testing.T) {
 		{"shared encoder service", tb.encoder},
 		{"behind HAProxy: logind RemoteHost is the client's", tb.remoteHost},
 		{"xpra 6.5.3 session on demand, 6.5.3 client with PAM", tb.xpra6Session},
+		{"session hosts behind two fronts sharing PostgreSQL", tb.sessionHosts},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {

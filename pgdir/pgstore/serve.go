@@ -198,6 +198,15 @@ func (db *Store) dispatch(ctx context.Context, req pgdir.Request) (any, error) {
 		return empty{}, db.SessionEnded(ctx, a.User, a.Display)
 	case pgdir.OpSessions:
 		return db.Sessions(ctx)
+	case pgdir.OpSessionsRunning:
+		var a pgdir.RunningArgs
+		if err := args(req, &a); err != nil {
+			return nil, err
+		}
+		if len(a.Running) > maxLive {
+			return nil, fmt.Errorf("%w: sessions-running: %d sessions", ErrBadRequest, len(a.Running))
+		}
+		return empty{}, db.SessionsRunning(ctx, a.Running)
 	case pgdir.OpAddFailure:
 		var a pgdir.FailureArgs
 		if err := args(req, &a, &a.Source); err != nil {

@@ -159,3 +159,26 @@ func (db *Store) Sessions(ctx context.Context) ([]SessionRow, error) {
 	})
 	return out, err
 }
+
+// recentGrace spares rows recorded this recently from SessionsRunning: a
+// session started while logind's list was being read is not in it.
+const recentGrace = time.Minute
+
+// SessionsRunning ends this host's live rows whose session is not among
+// running (logind's list, user and display): sessions that ended while no
+// supervisor watched, so that they neither route users nor load the host.
+func (db *Store) SessionsRunning(ctx context.Context, running []SessionRow) error {
+	keys := make([]string, 0, len(running))
+	for _, r := range running {
+		keys = append(keys, r.Username+"\n"+r.Display)
+	}
+	return db.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+		_, err := p.Exec(ctx, `UPDATE xpra_proxy_sessions SET state = 'ended', updated = now()
+			WHERE host = $1 AND state = 'live' AND NOT (username || E'\n' || display = ANY($2))
+			  AND updated < now() - make_interval(secs => $3)`, db.name, keys, recentGrace.Seconds())
+		if err != nil {
+			return fmt.Errorf("pgdir: ending sessions gone while unwatched: %w", err)
+		}
+		return nil
+	})
+}

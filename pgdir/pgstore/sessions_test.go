@@ -157,6 +157,40 @@ func TestSessionDirectory(t *testing.T) {
 			t.Fatalf("%d concurrent placements: %v, want %d on each host", n, per, n/2)
 		}
 	})
+	t.Run("sessions gone while unwatched end; running and recent ones stay", func(t *testing.T) {
+		clear()
+		for _, r := range []struct{ user, display string }{{"old-gone", ":100"}, {"old-running", ":101"}, {"recent", ":102"}} {
+			if err := h1.SessionLive(ctx, r.user, r.display); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h2.SessionLive(ctx, "other-host", ":100"); err != nil {
+			t.Fatal(err)
+		}
+		err := raw.Do(ctx, func(ctx context.Context, p *pgxpool.Pool) error {
+			_, err := p.Exec(ctx, `UPDATE xpra_proxy_sessions SET updated = now() - interval '1 hour' WHERE username LIKE 'old-%' OR host = 'h2'`)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h1.SessionsRunning(ctx, []pgdir.SessionRow{{Username: "old-running", Display: ":101"}}); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := frontA.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"old-gone": pgdir.StateEnded, "old-running": pgdir.StateLive, "recent": pgdir.StateLive, "other-host": pgdir.StateLive}
+		for _, r := range rows {
+			if want[r.Username] != r.State {
+				t.Errorf("%s on %s: %s, want %s", r.Username, r.Host, r.State, want[r.Username])
+			}
+		}
+		if len(rows) != len(want) {
+			t.Errorf("rows %+v", rows)
+		}
+	})
 	t.Run("directory down", func(t *testing.T) {
 		c.Stop()
 		if _, _, err := frontA.Place(ctx, "alice", hosts); !errors.Is(err, ErrUnavailable) {
