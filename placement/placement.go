@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/xpra-proxy/xpra-proxy/protocol/xpraurl"
 	"github.com/xpra-proxy/xpra-proxy/sessionhost"
 )
 
@@ -26,7 +28,52 @@ import (
 // tokens: the host's own proxy-name) and where it listens.
 type Host struct {
 	Name string
-	Addr xpraurl.Target // tcp://ADDR:PORT/
+	Addr Addr
+}
+
+// Addr is where a session host listens. Parsed here, not by xpraurl:
+// root links no parser of what clients send (xpraurl brings WebSocket
+// and HTTP), and a host's address is only tcp://ADDR:PORT.
+type Addr struct {
+	Host string // a name, an IPv4 or IPv6 address (without brackets)
+	Port int
+}
+
+// URL is tcp://USER@ADDR:PORT/ (user "" : none).
+func (a Addr) URL(user string) string {
+	u := url.URL{Scheme: "tcp", Host: net.JoinHostPort(a.Host, strconv.Itoa(a.Port)), Path: "/"}
+	if user != "" {
+		u.User = url.User(user)
+	}
+	return u.String()
+}
+
+// parseAddr reads tcp://ADDR:PORT, with an optional trailing slash.
+func parseAddr(s string) (Addr, error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return Addr{}, fmt.Errorf("%q: want tcp://ADDR:PORT, nothing more", s)
+	}
+	switch scheme {
+	case "tcp":
+	case "ssh", "ws", "wss", "ssl", "tls", "vsock", "socket", "unix-domain", "named-pipe", "quic":
+		return Addr{}, fmt.Errorf("%q: want tcp://ADDR:PORT, nothing more", s)
+	default:
+		return Addr{}, fmt.Errorf("%q: unknown scheme %q", s, scheme)
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	if strings.ContainsAny(rest, "@/?#") {
+		return Addr{}, fmt.Errorf("%q: want tcp://ADDR:PORT, nothing more", s)
+	}
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil || host == "" {
+		return Addr{}, fmt.Errorf("%q: want tcp://ADDR:PORT, nothing more", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return Addr{}, fmt.Errorf("%q: port %q: want 1 to 65535", s, port)
+	}
+	return Addr{Host: host, Port: n}, nil
 }
 
 // ParseHosts reads session-hosts entries, "NAME=tcp://ADDR:PORT".
@@ -43,16 +90,11 @@ func ParseHosts(entries []string) ([]Host, error) {
 			return nil, fmt.Errorf("session host %q: the name is given twice", name)
 		}
 		seen[name] = true
-		t, err := xpraurl.Parse(strings.TrimSpace(addr), xpraurl.V3)
+		a, err := parseAddr(strings.TrimSpace(addr))
 		if err != nil {
 			return nil, fmt.Errorf("session host %s: %w", name, err)
 		}
-		// Only the address: the user, password and display are the
-		// login's (a session host's display numbers are its own).
-		if t.Scheme != "tcp" || t.Username != "" || t.HasPassword || t.Display != "" || len(t.Options) > 0 {
-			return nil, fmt.Errorf("session host %s: %q: want tcp://ADDR:PORT, nothing more", name, addr)
-		}
-		hosts = append(hosts, Host{Name: name, Addr: t})
+		hosts = append(hosts, Host{Name: name, Addr: a})
 	}
 	return hosts, nil
 }
@@ -107,9 +149,7 @@ type Route struct {
 // load. It never fails: a directory error is logged and hashed around.
 func (r *Router) Route(ctx context.Context, user string) Route {
 	h, how := r.choose(ctx, user)
-	t := h.Addr
-	t.Username = user
-	return Route{Host: h, Display: t.URL(), How: how,
+	return Route{Host: h, Display: h.Addr.URL(user), How: how,
 		Password: sessionhost.Token(r.key, h.Name, user, sessionhost.Minute(r.now()))}
 }
 

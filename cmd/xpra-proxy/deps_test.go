@@ -39,6 +39,8 @@ func TestDeps(t *testing.T) {
 		deptest.Rule{Pkg: "crypto/tls", Reason: "TLS is terminated by the pre-auth process",
 			Via: map[string]string{"github.com/coreos/go-systemd/v22/activation": "its TLSListeners, which we never call"}},
 		deptest.Rule{Pkg: "net/http", Reason: "root serves no HTTP"},
+		deptest.Rule{Pkg: "github.com/jackc/", Reason: "the directory's wire protocol is parsed by xpra-proxy-directory"},
+		deptest.Rule{Pkg: mod + "pgdir/pgstore", Reason: "the PostgreSQL half of the directory is xpra-proxy-directory's (root links only the client, pgdir)"},
 		deptest.Rule{Pkg: "compress/", Reason: "root decompresses nothing"},
 	)
 	deptest.Check(t, "./cmd/xpra-proxy", rules)
