@@ -601,7 +601,7 @@ func startsHere(t *testing.T, prog string) {
 // (debian/rules, the spec), so no relay maps libc (BENCHMARKS.md, issue 3).
 func withoutLibc(t *testing.T, dir string) {
 	t.Helper()
-	for _, prog := range []string{"xpra-proxy-worker", "xpra-proxy-preauth", "xpra-proxy-control", "xpra-proxy-ldap"} {
+	for _, prog := range []string{"xpra-proxy-worker", "xpra-proxy-preauth", "xpra-proxy-control", "xpra-proxy-ldap", "xpra-proxy-directory"} {
 		f, err := elf.Open(filepath.Join(dir, prog))
 		if err != nil {
 			t.Fatal(err)

@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: build-bin.sh OUTDIR [PACKAGE...]}
 shift
 go build -o "$out/" ./cmd/xpra-proxy ./cmd/xpra-probe "$@"
-CGO_ENABLED=0 go build -o "$out/" ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./cmd/xpra-proxy-control ./cmd/xpra-proxy-metrics ./cmd/xpra-proxy-ldap
+CGO_ENABLED=0 go build -o "$out/" ./cmd/xpra-proxy-worker ./cmd/xpra-proxy-preauth ./cmd/xpra-proxy-control ./cmd/xpra-proxy-metrics ./cmd/xpra-proxy-ldap ./cmd/xpra-proxy-directory

@@ -35,6 +35,9 @@ const ControlUser = "xpra-proxy-control"
 // LDAPUser is the system user of the ldap module's helper.
 const LDAPUser = "xpra-proxy-ldap"
 
+// DirectoryUser is the system user of the shared directory's helper.
+const DirectoryUser = "xpra-proxy-directory"
+
 // Build compiles the commands once per test binary and returns their
 // directory.
 func Build(t testing.TB) string {
@@ -72,15 +75,15 @@ func steps(goflags ...string) []buildlab.Step {
 	return []buildlab.Step{
 		{Env: append([]string{"CGO_ENABLED=1"}, env(supervisor)...), Pkgs: []string{"./cmd/xpra-proxy"}},
 		{Env: append([]string{"CGO_ENABLED=1"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-probe"}},
-		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control", "./cmd/xpra-proxy-metrics", "./cmd/xpra-proxy-ldap"}},
+		{Env: append([]string{"CGO_ENABLED=0"}, env(goflags)...), Pkgs: []string{"./cmd/xpra-proxy-worker", "./cmd/xpra-proxy-preauth", "./cmd/xpra-proxy-control", "./cmd/xpra-proxy-metrics", "./cmd/xpra-proxy-ldap", "./cmd/xpra-proxy-directory"}},
 	}
 }
 
-// EnsurePreauthUser creates the xpra-proxy, xpra-proxy-control and
-// xpra-proxy-ldap system users, as the package's sysusers.d file does.
+// EnsurePreauthUser creates the xpra-proxy, xpra-proxy-control,
+// xpra-proxy-ldap and xpra-proxy-directory system users, as the package's sysusers.d file does.
 func EnsurePreauthUser(t testing.TB) {
 	t.Helper()
-	for _, name := range []string{PreauthUser, ControlUser, LDAPUser} {
+	for _, name := range []string{PreauthUser, ControlUser, LDAPUser, DirectoryUser} {
 		if exec.Command("id", name).Run() == nil {
 			continue
 		}
