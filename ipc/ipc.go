@@ -82,6 +82,16 @@
 //
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.
+//
+// The directory helper (xpra-proxy-directory, shared directory in
+// PostgreSQL) has a protocol of its own, in package pgdir (proto.go): a
+// stream socketpair of length-prefixed JSON frames, requests with ids so
+// that calls run concurrently, one reply each (ping, user-rows, users,
+// add-user, remove-user, set-user, place, session-live, session-ended,
+// sessions, sessions-running, add-failure, clear-penalty, penalties,
+// publish-penalties, add-relay, remove-relay, other-relays, sync-relays,
+// and listen, a long poll for penalty notes). It does not link this
+// package.
 package ipc
 
 import (
