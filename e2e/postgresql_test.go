@@ -46,6 +46,8 @@ func TestPostgreSQL(t *testing.T) {
 	if err := os.WriteFile(uriFile, []byte(c.URI()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The admin command runs the directory helper as its own user.
+	proxylab.EnsurePreauthUser(t)
 	admin := func(module, file string, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(filepath.Join(bin, "xpra-proxy"), append([]string{"auth", module, file}, args...)...).CombinedOutput()

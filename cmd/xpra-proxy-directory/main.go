@@ -78,7 +78,7 @@ func confine(pc *pgxpool.Config, log *slog.Logger) error {
 	if _, err := x509.SystemCertPool(); err != nil {
 		log.Debug("no system CA certificates", "err", err)
 	}
-	o := sandbox.Options{ReadFiles: resolverFiles, Log: log}
+	o := sandbox.Options{ReadFiles: resolverFiles}
 	addr := func(host string, port uint16) {
 		if strings.HasPrefix(host, "/") {
 			o.ConnectUnix = filepath.Join(host, ".s.PGSQL."+strconv.Itoa(int(port)))
@@ -91,8 +91,13 @@ func confine(pc *pgxpool.Config, log *slog.Logger) error {
 	for _, f := range cc.Fallbacks {
 		addr(f.Host, f.Port)
 	}
-	if _, err := sandbox.Apply(sandbox.Kind(child.Directory.Sandbox), o); err != nil {
+	r, err := sandbox.Apply(sandbox.Kind(child.Directory.Sandbox), o)
+	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	// Debug: the admin command starts a helper too, and its output is the
+	// admin's.
+	log.Debug("sandbox applied", "kind", r.Kind, "seccomp_syscalls", r.SeccompSyscalls, "landlock_abi", r.LandlockABI,
+		"landlock_err", r.LandlockErr, "connect_tcp", o.ConnectTCP, "connect_unix", o.ConnectUnix)
 	return nil
 }

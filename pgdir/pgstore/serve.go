@@ -21,7 +21,10 @@ import (
 )
 
 // maxInFlight bounds the requests served at once; more wait to be read.
-const maxInFlight = 64
+// Generous: each ends within the directory timeout (Store.Do), and one
+// that waits to be read past the supervisor's bound gets the helper
+// killed as hung.
+const maxInFlight = 1024
 
 // Bounds of what a request may carry (the supervisor is trusted, but a
 // bug there must not make the helper do unbounded work).
