@@ -225,6 +225,7 @@ func (st *starter) start(m ipc.Message, o startOwner, log *slog.Logger) (ipc.Mes
 	if err != nil {
 		log.Warn("listing X displays", "err", err) // the reservation and logind still count
 	}
+	xs = append(xs, lockedDisplays("/tmp")...)
 	n, err := st.reserve(want, append(busy, xs...), o.uid)
 	if err != nil {
 		log.Warn("session refused", "err", err)
@@ -467,6 +468,34 @@ func xDisplays() ([]int, error) {
 	}
 	defer f.Close()
 	return parseXSockets(f)
+}
+
+// lockedDisplays are the displays with an X lock file in dir (/tmp),
+// live or stale: an X server refuses a display whose lock it cannot
+// remove, and a stale lock another user left cannot be removed by this
+// one (/tmp is sticky), so such a session would end while starting.
+// Stale locks are few and go at the next boot: skipping them costs the
+// range little.
+func lockedDisplays(dir string) []int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), ".X")
+		if !ok {
+			continue
+		}
+		num, ok := strings.CutSuffix(rest, "-lock")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(num); err == nil && n >= 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func parseXSockets(r io.Reader) ([]int, error) {

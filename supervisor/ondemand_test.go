@@ -213,6 +213,23 @@ func TestReserveDisplay(t *testing.T) {
 
 // xDisplays sees a real X-style listener on the abstract socket, as an
 // Xvfb in another mount namespace would have.
+func TestLockedDisplays(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{".X100-lock", ".X7-lock", ".X-lock", ".Xbad-lock", ".X12", "X13-lock", ".X11-unix", ".X-1-lock"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := lockedDisplays(dir)
+	slices.Sort(got)
+	if want := []int{7, 100}; !slices.Equal(got, want) {
+		t.Fatalf("lockedDisplays = %v, want %v", got, want)
+	}
+	if got := lockedDisplays(filepath.Join(dir, "missing")); got != nil {
+		t.Fatalf("lockedDisplays of a missing directory = %v", got)
+	}
+}
+
 func TestXDisplays(t *testing.T) {
 	n := 60000 + os.Getpid()%5000
 	l, err := net.Listen("unix", fmt.Sprintf("@/tmp/.X11-unix/X%d", n))

@@ -454,7 +454,13 @@ func (s *Supervisor) handle(ctx context.Context, c net.Conn, typ string, rank in
 		}
 	}()
 	x.run()
-	tl.Log(x.log, slog.LevelDebug, "setup timeline", "worker", x.accepted, "spare", p.spare, "result", x.result())
+	tlog := x.log
+	if x.proxied && x.via == "" {
+		// No PROXY header was taken (a health check, a dial that closed):
+		// the balancer's address is not a client's, so not a peer= either.
+		tlog = s.log.With("via", peer, "listener", typ)
+	}
+	tl.Log(tlog, slog.LevelDebug, "setup timeline", "worker", x.accepted, "spare", p.spare, "result", x.result())
 	// The client's address once a PROXY header named it. A new variable:
 	// the timeout goroutine above still reads log.
 	xlog := x.log

@@ -17,10 +17,10 @@
 // client; read the processes' credentials from /proc; log the user out with
 // KillUserProcesses=yes; restart the service, and SIGKILL its supervisor,
 // under client loops; reload it under a login loop; read the journal's
-// priorities and audit records of a scripted session; install the
-// encoder's package and re-encode through its service; start a session
+// priorities and audit records of a scripted session; start a session
 // through HAProxy (PROXY v2) and find the client's address as its logind
-// RemoteHost (remotehost_test.go); have sessions
+// RemoteHost (remotehost_test.go); install the encoder's package and
+// re-encode through its service; have sessions
 // started by the xpra 6.5.3 build and use one with its client (xpra6_test.go).
 package service_test
 
@@ -131,8 +131,11 @@ func TestService(t *testing.T) {
 		{"a bad config keeps the port", tb.badConfig},
 		{"reload under a login loop; a broken reload keeps the old settings", tb.reload},
 		{"journal priorities and audit records", tb.journalAudit},
-		{"shared encoder service", tb.encoder},
+		// Before the encoder's step: its client's Xvfb (root's, on the
+		// first free display, :100 by then) leaves a lock file the
+		// session user cannot remove, so a session on :100 would fail.
 		{"behind HAProxy: logind RemoteHost is the client's", tb.remoteHost},
+		{"shared encoder service", tb.encoder},
 		{"xpra 6.5.3 session on demand, 6.5.3 client with PAM", tb.xpra6Session},
 		{"session hosts behind two fronts sharing PostgreSQL", tb.sessionHosts},
 	}
