@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/xpra-proxy/xpra-proxy/namedfd"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
 )
 
@@ -20,6 +21,11 @@ func openPostgreSQLStore(uriFile string) (*postgresqlStore, error) {
 	uri, err := ReadSecret(uriFile, Config{})
 	if err != nil {
 		return nil, fmt.Errorf("the URI file: %w", err)
+	}
+	// The helper refuses descriptors it was not given by name: the
+	// admin's shell may have leaked some to us.
+	if err := namedfd.CloseOnExecAll(); err != nil {
+		return nil, err
 	}
 	// pgdir's own log speaks to a running proxy ("serving from the
 	// fallback"); the command says what failed itself, on stderr.
