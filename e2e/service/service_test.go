@@ -177,7 +177,7 @@ func (b *bed) install(t *testing.T, deb string) {
 	sh(t, "dpkg", "-i", "--force-confnew", deb)
 	t.Logf("dpkg -i took %v", time.Since(t0).Round(time.Millisecond))
 	for _, f := range []string{"/usr/bin/xpra-proxy", libexec + "/xpra-proxy-worker", libexec + "/xpra-proxy-preauth", libexec + "/xpra-proxy-pam",
-		libexec + "/xpra-proxy-session", libexec + "/xpra-proxy-ldap", "/etc/pam.d/xpra-proxy", "/etc/xpra-proxy/xpra-proxy.toml"} {
+		libexec + "/xpra-proxy-session", libexec + "/xpra-proxy-ldap", libexec + "/xpra-proxy-directory", "/etc/pam.d/xpra-proxy", "/etc/xpra-proxy/xpra-proxy.toml"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
