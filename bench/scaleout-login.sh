@@ -29,7 +29,8 @@ LAB=${LAB:-$(cd ../shared/lab/peers && pwd)}; TOOLS=$LAB/tools
 P=${BENCH_PORT:-14680}
 SQ=$P SQHA=$((P + 1)) PGDIRECT=$((P + 2)) PGA=$((P + 3)) PGB=$((P + 4)) FRONT_SQ=$((P + 5)) FRONT_PG=$((P + 6)) PGPORT=$((P + 7))
 PY=/usr/bin/python3
-U=xprabench   # the account the users' rows map to (a system user: min-uid is lowered to it)
+U=xprablogin  # the account the users' rows map to (a system user: min-uid is lowered to it;
+              # not proxy-compare.sh's xprabench, a login account its xpra server needs)
 [ "$(id -u)" = 0 ] || { echo "scaleout-login: run as root" >&2; exit 1; }
 haproxy=$(command -v haproxy) || { echo "scaleout-login: needs Debian's haproxy" >&2; exit 1; }
 . scripts/ensure-go.sh >/dev/null 2>&1
