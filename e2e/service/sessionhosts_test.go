@@ -20,6 +20,7 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/logind"
 	"github.com/xpra-proxy/xpra-proxy/pgdir"
+	"github.com/xpra-proxy/xpra-proxy/pgdir/pgstore"
 )
 
 // sessionHosts: two session hosts and two fronts, each an installed
@@ -114,7 +115,7 @@ func (b *bed) sessionHosts(t *testing.T) {
 	frontA := front("front-a", 14621, sh1, sh2)
 	frontB := front("front-b", 14622, sh1, sh2)
 
-	d, err := pgdir.Open(pgdir.Config{URI: db.URI(), Name: "testbed"})
+	d, err := pgstore.Local(pgdir.Config{URI: db.URI(), Name: "testbed"})
 	if err != nil {
 		t.Fatal(err)
 	}
