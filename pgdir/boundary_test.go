@@ -71,12 +71,29 @@ func openFake(t *testing.T, f *fakeServer) *DB {
 }
 
 // waitRestart waits for the supervisor to have started run n.
-func waitRestart(t *testing.T, f *fakeServer, n int32) {
+// serving reports whether a helper is in service (calls reach it).
+func (db *DB) serving() bool {
+	db.mu.Lock()
+	s := db.cur
+	db.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.dead
+}
+
+// waitRestart waits until the helper was started n times and db has
+// taken the last one into service: a start is counted when the helper is
+// dialled, before its open reply makes it db's current one (calls in
+// between fail over at once, as they should).
+func waitRestart(t *testing.T, db *DB, f *fakeServer, n int32) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second) // a hang guard: the first backoff is 0.5 s
-	for f.starts.Load() < n {
+	for f.starts.Load() < n || !db.serving() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the helper was not restarted (%d starts)", f.starts.Load())
+			t.Fatalf("the helper was not restarted (%d starts, serving %v)", f.starts.Load(), db.serving())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -118,7 +135,7 @@ func TestHelperBoundary(t *testing.T) {
 			if db.Status().Up {
 				t.Fatalf("status after a broken helper: %+v", db.Status())
 			}
-			waitRestart(t, f, 2)
+			waitRestart(t, db, f, 2)
 			n, err := db.OtherRelays(context.Background(), "alice")
 			if err != nil || n != 3 {
 				t.Fatalf("after the restart: %d, %v", n, err)
