@@ -271,23 +271,11 @@ func (s *session) answer(p conn.Packet) error {
 		}
 		s.c.SetEncrypter(enc)
 	}
-	clientSalt, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
+	answer, err := ch.Answer([]byte(s.target.Password))
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	combined, err := digest.CombineSalts(ch.SaltDigest, clientSalt, ch.ServerSalt)
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
-	resp, err := digest.Response(ch.Method(), []byte(s.target.Password), combined)
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
-	return s.sendHello(value.Dict{
-		{Key: "challenge_response", Value: resp},
-		{Key: "challenge_client_salt", Value: clientSalt},
-		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
-	})
+	return s.sendHello(answer)
 }
 
 // ReplyCaps is a typed view of the reply.

@@ -311,7 +311,7 @@ func (s *Session) relay(ctx context.Context, cnc, snc net.Conn, t xpraurl.Target
 			}
 			var answer value.Dict
 			if hasPassword {
-				if answer, err = answerChallenge(ch, password); err != nil {
+				if answer, err = ch.Answer([]byte(password)); err != nil {
 					s.Log.Warn("server challenge", "err", err)
 					return s.refuse(packet.ReasonAuthError, err.Error())
 				}
@@ -447,34 +447,6 @@ func (s *Session) serveControl(ctx context.Context, l net.Listener, keep bool, c
 // controlGrace bounds the wait for the control server at exit: its own
 // grace for open control connections (control.CloseGrace) and a margin.
 const controlGrace = 2 * time.Second
-
-// answerChallenge answers a real server's challenge with the target's
-// password, refusing insecure salt digests as the reference does.
-func answerChallenge(ch challenge.Challenge, password string) (value.Dict, error) {
-	if !strings.HasPrefix(ch.SaltDigest, "hmac") {
-		return nil, fmt.Errorf("server uses legacy salt digest '%s'", ch.SaltDigest)
-	}
-	if !digest.Known(ch.Method()) {
-		return nil, fmt.Errorf("server requested unsupported digest '%s'", ch.Digest)
-	}
-	cs, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
-	if err != nil {
-		return nil, err
-	}
-	k, err := digest.CombineSalts(ch.SaltDigest, cs, ch.ServerSalt)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := digest.Response(ch.Method(), []byte(password), k)
-	if err != nil {
-		return nil, err
-	}
-	return value.Dict{
-		{Key: "challenge_response", Value: resp},
-		{Key: "challenge_client_salt", Value: cs},
-		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
-	}, nil
-}
 
 // awaitHangup lets the client read its answer and hang up first, up to
 // d: a connection closed right behind the answer can reach an xpra 3.1

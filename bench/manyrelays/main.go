@@ -368,7 +368,7 @@ func handshake(nc net.Conn, user, password string) error {
 			if err != nil {
 				return err
 			}
-			answer, err := answer(ch, password)
+			answer, err := ch.Answer([]byte(password))
 			if err != nil {
 				return err
 			}
@@ -380,26 +380,6 @@ func handshake(nc net.Conn, user, password string) error {
 			return &conn.DisconnectError{Reason: reason, Details: details}
 		}
 	}
-}
-
-func answer(ch challenge.Challenge, password string) (value.Dict, error) {
-	clientSalt, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
-	if err != nil {
-		return nil, err
-	}
-	combined, err := digest.CombineSalts(ch.SaltDigest, clientSalt, ch.ServerSalt)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := digest.Response(ch.Method(), []byte(password), combined)
-	if err != nil {
-		return nil, err
-	}
-	return value.Dict{
-		{Key: "challenge_response", Value: resp},
-		{Key: "challenge_client_salt", Value: clientSalt},
-		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
-	}, nil
 }
 
 func anys(s []string) []any {

@@ -390,23 +390,7 @@ func answer(p conn.Packet, password string) (value.Dict, error) {
 	if err != nil {
 		return nil, err
 	}
-	clientSalt, err := digest.NewClientSalt(ch.SaltDigest, len(ch.ServerSalt))
-	if err != nil {
-		return nil, err
-	}
-	combined, err := digest.CombineSalts(ch.SaltDigest, clientSalt, ch.ServerSalt)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := digest.Response(ch.Method(), []byte(password), combined)
-	if err != nil {
-		return nil, err
-	}
-	return value.Dict{
-		{Key: "challenge_response", Value: resp},
-		{Key: "challenge_client_salt", Value: clientSalt},
-		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
-	}, nil
+	return ch.Answer([]byte(password))
 }
 
 // fakeServer answers every connection (the relay's, or the client's for

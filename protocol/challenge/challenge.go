@@ -80,3 +80,34 @@ func ParseChallenge(p []any) (Challenge, error) {
 	}
 	return c, nil
 }
+
+// Answer is a client's hello fields answering c with password: a fresh
+// client salt, the salts combined as c.SaltDigest says, the response by
+// c's digest and the padding. Only hmac salt digests and digests this
+// side knows are answered (a legacy salt digest would send the password
+// nearly in clear).
+func (c Challenge) Answer(password []byte) (value.Dict, error) {
+	if !strings.HasPrefix(c.SaltDigest, "hmac") {
+		return nil, fmt.Errorf("server uses legacy salt digest '%s'", c.SaltDigest)
+	}
+	if !digest.Known(c.Method()) {
+		return nil, fmt.Errorf("server requested unsupported digest '%s'", c.Digest)
+	}
+	cs, err := digest.NewClientSalt(c.SaltDigest, len(c.ServerSalt))
+	if err != nil {
+		return nil, err
+	}
+	k, err := digest.CombineSalts(c.SaltDigest, cs, c.ServerSalt)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := digest.Response(c.Method(), password, k)
+	if err != nil {
+		return nil, err
+	}
+	return value.Dict{
+		{Key: "challenge_response", Value: resp},
+		{Key: "challenge_client_salt", Value: cs},
+		{Key: "challenge_padding", Value: digest.Padding(len(resp))},
+	}, nil
+}

@@ -98,3 +98,47 @@ func FuzzParseChallenge(f *testing.F) {
 		})
 	})
 }
+
+func TestAnswer(t *testing.T) {
+	salt := digest.NewServerSalt()
+	tests := []struct {
+		name    string
+		ch      Challenge
+		wantErr string
+	}{
+		{"hmac sha256", Challenge{ServerSalt: salt, Digest: "hmac+sha256", SaltDigest: "hmac+sha256"}, ""},
+		{"xor with an hmac salt", Challenge{ServerSalt: salt, Digest: "xor", SaltDigest: "hmac+sha256"}, ""},
+		{"legacy salt digest", Challenge{ServerSalt: salt, Digest: "hmac+sha256", SaltDigest: "xor"}, "legacy salt digest"},
+		{"unknown digest", Challenge{ServerSalt: salt, Digest: "rot13", SaltDigest: "hmac+sha256"}, "unsupported digest"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tt.ch.Answer([]byte("secret"))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Answer = %v, %v; want an error with %q", d, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fields := map[string][]byte{}
+			for _, kv := range d {
+				b, _ := kv.Value.([]byte)
+				k, _ := kv.Key.(string)
+				fields[k] = b
+			}
+			combined, err := digest.CombineSalts(tt.ch.SaltDigest, fields["challenge_client_salt"], salt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !digest.Verify(tt.ch.Method(), []byte("secret"), combined, fields["challenge_response"]) {
+				t.Fatalf("the answer does not verify: %v", d)
+			}
+			if digest.Verify(tt.ch.Method(), []byte("other"), combined, fields["challenge_response"]) {
+				t.Fatal("the answer verifies another password")
+			}
+		})
+	}
+}
