@@ -22,28 +22,35 @@ import (
 
 // A server whose reply is malformed gets the client a clean refusal, not a
 // crashed worker.
+// startHandshake runs a 3.1.3 client's relay between two pipes until the
+// server end has read the relay's hello; done gets the relay's end.
+func startHandshake(t *testing.T) (s *Session, client, server *conn.Conn, done chan error) {
+	t.Helper()
+	cl, cw := net.Pipe()
+	sv, sw := net.Pipe()
+	t.Cleanup(func() { cl.Close(); sv.Close() })
+	hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
+	s = &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.client, s.nc = conn.New(cw), cw
+	s.hello = caps.ParseHello(hello)
+	done = make(chan error, 1)
+	go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()
+	server = conn.New(sv)
+	if p, err := server.ReadPacket(); err != nil || p[0] != packet.Hello {
+		t.Fatalf("server got %v, %v", p, err)
+	}
+	return s, conn.New(cl), server, done
+}
+
 func TestRelayHandshakeBadServerHello(t *testing.T) {
 	for name, reply := range map[string]conn.Packet{
 		"hello without caps":  {packet.Hello},
 		"hello caps not dict": {packet.Hello, int64(5)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cl, cw := net.Pipe()
-			sv, sw := net.Pipe()
-			defer cl.Close()
-			defer sv.Close()
-			hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
-			s := &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			s.client, s.nc = conn.New(cw), cw
-			s.hello = caps.ParseHello(hello)
-			done := make(chan error, 1)
-			go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()
-			server := conn.New(sv)
-			if p, err := server.ReadPacket(); err != nil || p[0] != packet.Hello {
-				t.Fatalf("server got %v, %v", p, err)
-			}
+			s, client, server, done := startHandshake(t)
 			go server.WritePacket(reply)
-			p, err := conn.New(cl).ReadPacket()
+			p, err := client.ReadPacket()
 			if err != nil || p[0] != packet.Disconnect {
 				t.Fatalf("client got %v, %v; want a disconnect", p, err)
 			}
@@ -66,22 +73,9 @@ func TestRelayHandshakeBadServerHello(t *testing.T) {
 // A server that refuses the login (a remote target's or a session host's
 // wrong password) gets the client its reason, not "closed the connection".
 func TestRelayHandshakeServerRefuses(t *testing.T) {
-	cl, cw := net.Pipe()
-	sv, sw := net.Pipe()
-	defer cl.Close()
-	defer sv.Close()
-	hello := value.Dict{{Key: "version", Value: "3.1.3"}, {Key: "rencode", Value: true}}
-	s := &Session{State: handover.State{Hello: hello}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s.client, s.nc = conn.New(cw), cw
-	s.hello = caps.ParseHello(hello)
-	done := make(chan error, 1)
-	go func() { done <- s.relay(context.Background(), cw, sw, xpraurl.Target{}) }()
-	server := conn.New(sv)
-	if p, err := server.ReadPacket(); err != nil || p[0] != packet.Hello {
-		t.Fatalf("server got %v, %v", p, err)
-	}
+	s, client, server, done := startHandshake(t)
 	go server.WritePacket(packet.NewDisconnect(packet.ReasonAuthFailed, "wrong token"))
-	p, err := conn.New(cl).ReadPacket()
+	p, err := client.ReadPacket()
 	if err != nil || p[0] != packet.Disconnect {
 		t.Fatalf("client got %v, %v; want a disconnect", p, err)
 	}
