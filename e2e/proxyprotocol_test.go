@@ -3,20 +3,17 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/internal/haproxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/pglab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
@@ -62,7 +59,10 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 		waitLogged(t, p, `msg="penalties loaded from the shared directory"`, name+" listening to the directory")
 		proxies = append(proxies, p)
 	}
-	front := startHAProxy(t, haproxy, proxies[0].Addr(), proxies[1].Addr())
+	// Probed from 127.0.0.9: HAProxy passes the probe on to a proxy too,
+	// and the test looks for 127.0.0.1 in the proxies' logs as a source.
+	front := fmt.Sprintf("127.0.0.1:%d", xpralab.FreePort(t))
+	haproxylab.Start(t, haproxy, front, net.IPv4(127, 0, 0, 9), proxies[0].Addr(), proxies[1].Addr())
 	host7, host8 := clientHost(t, "127.0.0.7", front), clientHost(t, "127.0.0.8", front)
 	url := func(host, userinfo, display string) string {
 		if userinfo != "" {
@@ -196,72 +196,6 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 		}
 		waitLogged(t, direct, `msg="PROXY protocol header from a trusted peer refused" .*no PROXY protocol header within proxy-protocol-timeout \(2s\)`, "the missing header's refusal")
 	})
-}
-
-// startHAProxy runs Debian's haproxy in the foreground with a config of
-// its own: one TCP frontend on a free loopback port, round robin over
-// backends, each sent a PROXY v2 header. It returns the frontend.
-func startHAProxy(t *testing.T, bin string, backends ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	front := fmt.Sprintf("127.0.0.1:%d", xpralab.FreePort(t))
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `global
-    maxconn 200
-    log stdout format raw local0 info
-
-defaults
-    mode tcp
-    log global
-    option tcplog
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-
-frontend xpra
-    bind %s
-    default_backend proxies
-
-backend proxies
-    balance roundrobin
-`, front)
-	for i, b := range backends {
-		fmt.Fprintf(&cfg, "    server proxy%d %s send-proxy-v2\n", i, b)
-	}
-	file := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(file, []byte(cfg.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-c", "-f", file).CombinedOutput(); err != nil {
-		t.Fatalf("haproxy -c: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-db", "-f", file)
-	out := &proxylab.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("haproxy's log:\n%s", out)
-		}
-	})
-	// Probed from 127.0.0.9: HAProxy passes the probe on to a proxy too,
-	// and the test looks for 127.0.0.1 in the proxies' logs as a source.
-	probe := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := probe.Dial("tcp", front); err == nil {
-			c.Close()
-			return front
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy not listening on %s after 15 s:\n%s", front, out)
-		}
-	}
 }
 
 // clientHost stands for a client machine at addr: it listens on a free

@@ -11,13 +11,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
+	"github.com/xpra-proxy/xpra-proxy/internal/haproxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
 	"github.com/xpra-proxy/xpra-proxy/logind"
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
@@ -75,7 +74,7 @@ func (b *bed) remoteHost(t *testing.T) {
 	if out := sh(t, "xpra-proxy", "list", "--json"); json.Unmarshal([]byte(out), &earlier) != nil {
 		t.Fatalf("xpra-proxy list --json:\n%s", out)
 	}
-	haLog := startHAProxy(t, haproxy, front, "127.0.0.1:14500")
+	haLog := haproxylab.Start(t, haproxy, front, nil, "127.0.0.1:14500")
 
 	before := map[string]bool{}
 	for _, s := range b.proxySessions(t) {
@@ -219,59 +218,4 @@ func sourceToward(t *testing.T, addr string) string {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.TCPAddr).IP.String()
-}
-
-// startHAProxy runs Debian's haproxy in the foreground (as
-// e2e/proxyprotocol_test.go does) with one TCP frontend at front and the
-// backend sent a PROXY v2 header, until the test ends. It returns its log.
-func startHAProxy(t *testing.T, bin, front, backend string) *proxylab.Buffer {
-	t.Helper()
-	cfg := fmt.Sprintf(`global
-    maxconn 200
-    log stdout format raw local0 info
-
-defaults
-    mode tcp
-    log global
-    option tcplog
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-
-frontend xpra
-    bind %s
-    default_backend proxies
-
-backend proxies
-    server proxy0 %s send-proxy-v2
-`, front, backend)
-	file := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-c", "-f", file).CombinedOutput(); err != nil {
-		t.Fatalf("haproxy -c: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-db", "-f", file)
-	out := &proxylab.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	// Listening: a connect alone (HAProxy passes it on with its header,
-	// from the client address, and the service closes it unserved).
-	waitFor(t, 15*time.Second, "haproxy to listen on "+front, func() bool {
-		c, err := net.DialTimeout("tcp", front, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return out
 }
