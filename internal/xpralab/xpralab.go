@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,21 +138,56 @@ func FreePort(t testing.TB) int {
 }
 
 var displayMu sync.Mutex
-var nextDisplay = 200 + os.Getpid()%500
 
-// FreeDisplay picks an X display number with no X server or lock file.
+// Test servers use displays 1000-4999, apart from session-displays' default
+// (100-999), which the on-demand sessions of the e2e tests use.
+var nextDisplay = 1000 + os.Getpid()%4000
+
+// claimDir holds one lock file per display a test process claimed. Test
+// binaries of several packages run at once and each starts Xvfb servers:
+// checking for an X lock file is not enough, since another process may have
+// picked the same number and not yet started its X server. A display is
+// ours while we hold an flock on its claim file; the kernel drops it when
+// the test process ends, so a crashed test leaves nothing to clean up.
+const claimDir = "/tmp/xpralab-displays"
+
+// claims keeps the claim files open (and so locked) for the process's life.
+var claims []*os.File
+
+// FreeDisplay picks an X display number with no X server or lock file,
+// claimed for this test process so no other test process picks it too.
 func FreeDisplay() int {
 	displayMu.Lock()
 	defer displayMu.Unlock()
+	if err := os.MkdirAll(claimDir, 0o1777); err != nil {
+		panic(fmt.Sprintf("xpralab: display claims: %v", err))
+	}
 	for {
 		n := nextDisplay
 		nextDisplay++
+		if nextDisplay >= 5000 {
+			nextDisplay = 1000
+		}
+		f, err := os.OpenFile(filepath.Join(claimDir, strconv.Itoa(n)), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		// Checked after the claim: a display another process claimed and
+		// started is locked above; one left by a crashed X server, or
+		// started outside the tests, shows here.
 		if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
+			f.Close()
 			continue
 		}
 		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
+			f.Close()
 			continue
 		}
+		claims = append(claims, f)
 		return n
 	}
 }
