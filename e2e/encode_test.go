@@ -124,29 +124,10 @@ type xclient struct {
 	stop    func()
 }
 
-var (
-	clientDisplayMu   sync.Mutex
-	nextClientDisplay = 900 + os.Getpid()%90
-)
-
-func freeClientDisplay() int {
-	clientDisplayMu.Lock()
-	defer clientDisplayMu.Unlock()
-	for {
-		n := nextClientDisplay
-		nextClientDisplay++
-		_, e1 := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
-		_, e2 := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n))
-		if e1 != nil && e2 != nil {
-			return n
-		}
-	}
-}
-
 func attachX(t *testing.T, url string, extra ...string) *xclient {
 	t.Helper()
 	testenv.Command(t, "xvfb-run")
-	n := freeClientDisplay()
+	n := xpralab.FreeDisplay()
 	c := &xclient{display: fmt.Sprintf(":%d", n), auth: filepath.Join(t.TempDir(), "Xauthority"), out: &proxylab.Buffer{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	args := append([]string{"-n", strconv.Itoa(n), "-f", c.auth, "-s", "-screen 0 1280x1024x24", "xpra", "attach", url,

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,7 +100,7 @@ func startAttach(t *testing.T, url string, extra ...string) *attached {
 func startAttachWith(t *testing.T, bin string, env []string, url string, extra ...string) *attached {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	args := append([]string{"-a", "-s", "-screen 0 1280x1024x24", bin, "attach", url,
+	args := append([]string{"-n", strconv.Itoa(xpralab.FreeDisplay()), "-s", "-screen 0 1280x1024x24", bin, "attach", url,
 		"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
 		"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no"}, extra...)
 	cmd := exec.CommandContext(ctx, "xvfb-run", args...)

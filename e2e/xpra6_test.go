@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,7 +170,7 @@ func attachOnce(t *testing.T, c realClient, url string, extra ...string) string 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append([]string{"-a", "-s", "-screen 0 1024x768x24", c.bin, "attach", url, "--mmap=no",
+	args := append([]string{"-n", strconv.Itoa(xpralab.FreeDisplay()), "-s", "-screen 0 1024x768x24", c.bin, "attach", url, "--mmap=no",
 		"--mdns=no", "--pulseaudio=no", "--notifications=no", "--opengl=no", "--speaker=off", "--microphone=off",
 		"--webcam=no", "--printing=no", "--file-transfer=no", "--tray=no", "--system-tray=no", "--clipboard=no"}, extra...)
 	cmd := exec.CommandContext(ctx, "xvfb-run", args...)
