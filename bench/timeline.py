@@ -30,8 +30,10 @@ def pct(v, p):
     return v[f] + (v[min(f + 1, len(v) - 1)] - v[f]) * (k - f)
 
 
-SUP = ["accept", "handover", "hello", "challenge", "answer", "verdict", "relay_exec", "accepted_sent"]
-REL = ["relay_main", "relay_read", "chosen", "connected", "hello_sent", "server_hello", "hello_forwarded"]
+SUP = ["accept", "handover", "hello", "challenge", "early_exec", "answer", "verdict", "early_taken", "relay_exec", "accepted_sent"]
+# relay_waiting and relay_go: an early relay (exec'd during the challenge)
+# waiting for its client, and getting it after the verdict.
+REL = ["relay_main", "relay_waiting", "relay_go", "relay_read", "chosen", "connected", "hello_sent", "server_hello", "hello_forwarded"]
 
 
 def main():
@@ -50,22 +52,23 @@ def main():
     if not conns:
         print("no setup timelines in %s (run the proxy with XPRA_PROXY_DEBUG=1)" % sys.argv[1])
         return
-    print("setup timelines: %d relayed connections (%d took the warm spare, %d a process started for them), %d with the relay's line"
-          % (len(conns), spare[True], spare[False], sum(1 for w in sup if w in rel)))
+    print("setup timelines: %d relayed connections (%d took the warm spare, %d a process started for them), %d with the relay's line, %d by an early relay"
+          % (len(conns), spare[True], spare[False], sum(1 for w in sup if w in rel), sum(1 for c in conns if "relay_go" in c)))
     print("| stage | median ms from accept | p90 | median step from the stage before |")
     print("| --- | --- | --- | --- |")
+    # In the order they happen (an early relay starts before the answer).
+    order = sorted((st for st in SUP + REL if any(st in c for c in conns)),
+                   key=lambda st: statistics.median([c[st] for c in conns if st in c]))
     prev = None
-    for st in SUP + REL:
+    for st in order:
         v = [c[st] for c in conns if st in c]
-        if not v:
-            continue
         step = [c[st] - c[prev] for c in conns if st in c and prev in c] if prev else []
         print("| %s | %.1f | %.1f | %s |" % (st, statistics.median(v), pct(v, .9), "%.1f" % statistics.median(step) if step else "-"))
         prev = st
     full = sorted((c for c in conns if "hello_forwarded" in c), key=lambda c: c["hello_forwarded"])
     if full:
         c = full[len(full) // 2]
-        print("one connection (the median by hello_forwarded): " + " ".join("%s=%.1f" % (s, c[s]) for s in SUP + REL if s in c))
+        print("one connection (the median by hello_forwarded): " + " ".join("%s=%.1f" % (s, c[s]) for s in order if s in c))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,18 @@ var (
 		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "rootcontrol", "report"},
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
 	}
+	// EarlyRelay is a relay exec'd while its client answers the password
+	// challenge, so that exec and the Go runtime's start-up are not paid
+	// after the verdict. It holds nothing of the client until root, once
+	// the password is proven, sends it the three descriptors a Relay gets
+	// at exec (client, handover, launch) on "start" (ipc.RelayFile); a
+	// login that fails kills it. Root starts one only for a username that
+	// was granted this identity before (supervisor/early.go).
+	EarlyRelay = Spec{
+		Kind: "early relay", Mode: []string{"--relay", "--early"},
+		Fds: []string{"start"}, Optional: []string{"session", "rootcontrol", "report"},
+		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
+	}
 	// Query is xpra-proxy-worker --query=PID, run by `xpra-proxy list` as
 	// a connection's user to ask its relay for figures.
 	Query = Spec{
@@ -171,7 +183,7 @@ var (
 )
 
 // All are the specs, for tests and documentation.
-var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &Query, &PAM, &LDAP, &Directory, &Encoder}
+var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &EarlyRelay, &Query, &PAM, &LDAP, &Directory, &Encoder}
 
 // Launch is one exec of a Spec.
 type Launch struct {

@@ -80,6 +80,21 @@
 //	RelayEnded {display, reason, figures: bytes_from_client,
 //	            bytes_from_server}            (no reply)
 //
+// A relay worker exec'd early (child.EarlyRelay: while its client answers
+// the challenge) waits on a channel of its own ("start") for what a relay
+// otherwise gets at exec, sent by the supervisor once the password is
+// proven, one descriptor per message, in this order:
+//
+//	RelayFile {name: "client"}   + the client socket (or the stream
+//	                               socket of a TLS/WebSocket transport)
+//	RelayFile {name: "handover"} + the handover memfd
+//	RelayFile {name: "launch"}   + the launch memfd
+//	                               (no reply: the worker now runs as a
+//	                               relay; its report channel says how it
+//	                               ended)
+//
+// A login that fails kills the waiting worker instead.
+//
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.
 //
@@ -131,6 +146,8 @@ const (
 	SessionStopped = "session-stopped"
 
 	RelayEnded = "relay-ended"
+
+	RelayFile = "relay-file"
 )
 
 // RelayEnded's figures.
@@ -180,6 +197,9 @@ type Message struct {
 
 	// Accepted
 	Worker int `json:"worker,omitempty"`
+
+	// RelayFile: which descriptor is attached
+	Name string `json:"name,omitempty"`
 
 	// StatusReply: counters by name; RelayEnded: its bytes
 	Figures map[string]int64 `json:"figures,omitempty"`
@@ -329,4 +349,51 @@ func (c *Conn) Recv() (Message, *os.File, Peer, error) {
 		return Message{}, nil, peer, fmt.Errorf("ipc: decoding message: %w", err)
 	}
 	return m, file, peer, nil
+}
+
+// RelayFileNames are the descriptors an early relay gets on its start
+// channel, in the order they are sent.
+var RelayFileNames = []string{"client", "handover", "launch"}
+
+// SendRelayFiles gives a waiting early relay its descriptors, by name
+// (every one of RelayFileNames).
+func (c *Conn) SendRelayFiles(files map[string]*os.File) error {
+	for _, name := range RelayFileNames {
+		f := files[name]
+		if f == nil {
+			return fmt.Errorf("ipc: relay file %q missing", name)
+		}
+		if err := c.Send(Message{Kind: RelayFile, Name: name}, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecvRelayFiles is the early relay's side: it waits for its descriptors
+// and refuses anything but RelayFileNames in order, each with a
+// descriptor. ErrClosed: the supervisor gave up on it (or ended).
+func (c *Conn) RecvRelayFiles() (map[string]*os.File, error) {
+	files := map[string]*os.File{}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	for _, name := range RelayFileNames {
+		m, f, _, err := c.Recv()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		if m.Kind != RelayFile || m.Name != name || f == nil {
+			if f != nil {
+				f.Close()
+			}
+			closeAll()
+			return nil, fmt.Errorf("ipc: start channel: got %s %q (descriptor %v), want %s %q with a descriptor", m.Kind, m.Name, f != nil, RelayFile, name)
+		}
+		files[name] = f
+	}
+	return files, nil
 }

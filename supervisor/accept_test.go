@@ -203,9 +203,28 @@ func relayDouble() int {
 	if slices.Contains(os.Args[1:], "--report") {
 		with = append(with, "report")
 	}
-	fds, err := child.Relay.Take(with...)
+	spec, early := &child.Relay, slices.Contains(os.Args[1:], "--early")
+	if early {
+		spec = &child.EarlyRelay
+	}
+	fds, err := spec.Take(with...)
 	if err != nil {
 		return doubleFail(nil, "take: %v", err)
+	}
+	if early {
+		// As the real worker waits for its client (ipc.RelayFile).
+		start, err := ipc.FromFile(fds["start"])
+		if err != nil {
+			return doubleFail(nil, "start: %v", err)
+		}
+		files, err := start.RecvRelayFiles()
+		if errors.Is(err, ipc.ErrClosed) {
+			return 0 // dropped: the login failed
+		}
+		if err != nil {
+			return doubleFail(nil, "start: %v", err)
+		}
+		maps.Copy(fds, files)
 	}
 	client := fds["client"]
 	r := relayReport{UID: os.Getuid(), GID: os.Getgid(), Args: os.Args[1:], Memfd: launch.IsMemfd(fds["handover"])}

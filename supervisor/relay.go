@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,14 +25,30 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/supervisor/connlist"
 )
 
-// startRelay execs the relay worker as the session's owner: its uid, gid
+// startRelay starts the relay worker as the session's owner: its uid, gid
 // and supplementary groups (as initgroups would), a clean environment,
-// and only its named descriptors.
+// and only its named descriptors. It takes x's early relay (early.go)
+// when that runs as this identity, else execs one.
 func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (pid int, err error) {
-	u, err := user.LookupId(strconv.Itoa(sess.UID))
-	if err != nil {
-		return 0, fmt.Errorf("uid %d not found: %w", sess.UID, err)
+	env := filterEnv(sess.Env)
+	early := x.takeEarly() // ours now: used, or dropped below
+	x.tl.Mark("early_taken")
+	if early != nil && !early.fits(sess.UID, sess.GID, env) {
+		s.drop(early)
+		early = nil
 	}
+	var u *user.User
+	var cred *syscall.Credential
+	if early != nil {
+		u, cred = early.user, early.cred
+	} else if u, cred, err = relayIdentity(sess.UID, sess.GID); err != nil {
+		return 0, err
+	}
+	defer func() {
+		if early != nil && err != nil {
+			s.drop(early)
+		}
+	}()
 	if err := s.userRelays.take(sess.UID, u.Username); err != nil {
 		return 0, err
 	}
@@ -41,16 +59,6 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	}()
 	if err := s.takeShared(sess.UID, u.Username); err != nil {
 		return 0, err
-	}
-	groups, err := u.GroupIds()
-	if err != nil {
-		return 0, fmt.Errorf("groups of %s: %w", u.Username, err)
-	}
-	cred := &syscall.Credential{Uid: uint32(sess.UID), Gid: uint32(sess.GID), Groups: []uint32{}}
-	for _, g := range groups {
-		if n, err := strconv.Atoi(g); err == nil && n != 0 {
-			cred.Groups = append(cred.Groups, uint32(n))
-		}
 	}
 	l := launch.Launch{
 		Username: u.Username, UID: sess.UID, GID: sess.GID, Home: u.HomeDir,
@@ -72,64 +80,31 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		return 0, err
 	}
 	defer doc.Close()
-	// The relay's report of its end, read when it is reaped (audit.go).
-	report, reportEnd, err := ipc.Pair()
-	if err != nil {
-		return 0, err
-	}
-	defer reportEnd.Close()
-	reported := false // report is the reaper's once the worker runs
-	defer func() {
-		if !reported {
-			report.Close()
+	var r *relayProc
+	if early != nil {
+		if err = early.start.SendRelayFiles(map[string]*os.File{"client": client, "handover": handover, "launch": doc}); err == nil {
+			early.start.Close()
+			r = &relayProc{cmd: early.cmd, report: early.report, sessions: early.sessions}
+			early = nil
+		} else {
+			// It died waiting: exec another, as without one.
+			x.log.Warn("early relay gone; starting another", "worker", early.pid, "err", err)
+			s.drop(early)
+			early = nil
 		}
-	}()
-	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer, "--report"}
-	if t := x.tl.Origin(); !t.IsZero() {
-		// At debug level: the relay logs its stages from the same origin.
-		args = append(args, "--setup-start="+strconv.FormatInt(t.UnixNano(), 10))
 	}
-	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc, "report": reportEnd}
-	var sessions *ipc.Conn // the relay's channel to ask for a session (ondemand.go)
-	if x.set.starter != nil {
-		sup, childEnd, err := ipc.Pair()
-		if err != nil {
+	if r == nil {
+		if r, err = s.execRelay(x, u, cred, relayEnv(u, sess.UID, env), client, handover, doc); err != nil {
 			return 0, err
 		}
-		defer childEnd.Close()
-		sessions = sup
-		fds["session"] = childEnd
-		args = append(args, "--start-session="+x.set.cfg.StartSession)
 	}
-	env := append(filterEnv(sess.Env),
-		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
-		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", sess.UID))
-	rc := s.bindRootControl()
-	if rc != nil {
-		fds["rootcontrol"] = rc.file
-		args = append(args, "--root-control")
-	}
-	cmd, err := child.Relay.Command(child.Launch{Path: x.set.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
-	if err == nil {
-		err = child.Start(cmd)
-	}
-	if err != nil {
-		if sessions != nil {
-			sessions.Close()
-		}
-		if rc != nil {
-			rc.abandon()
-		}
-		return 0, err
-	}
-	pid = cmd.Process.Pid
-	if rc != nil {
-		s.placeRootControl(rc, pid)
-	}
+	pid = r.cmd.Process.Pid
 	started := time.Now()
-	reported = true
-	if sessions != nil {
-		go x.set.starter.serve(sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost(), stats: x.s.stats})
+	if r.sessions != nil {
+		go x.set.starter.serve(r.sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost(), stats: x.s.stats})
+	}
+	if len(env) == 0 && sess.UID != 0 && sess.GID != 0 {
+		s.granted.put(x.transport, x.username, grantedID{uid: sess.UID, gid: sess.GID})
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)
@@ -146,16 +121,109 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	who := []any{"worker", pid, audit.KeyUser, u.Username, "peer", x.peer, audit.KeySource, source(x.peer), audit.KeyTransport, x.transport}
 	s.log.Info("relay worker started", append(who, audit.Event(audit.RelayStarted))...)
 	go func() {
-		err := child.Wait(cmd) // no thread held for the relay's life
+		err := child.Wait(r.cmd) // no thread held for the relay's life
 		s.registry.remove(pid)
 		s.sharedEnded(pid)
 		s.removeRootControl(pid)
 		s.relays.Add(-1)
 		s.userRelays.release(sess.UID)
 		s.logSignalled("relay worker", pid, err)
-		relayEnded(s.log, s.stats, who, report, pid, cred.Uid, time.Since(started), err)
+		relayEnded(s.log, s.stats, who, r.report, pid, cred.Uid, time.Since(started), err)
 	}()
 	return pid, nil
+}
+
+// relayProc is a started relay worker and root's ends of its channels.
+type relayProc struct {
+	cmd      *exec.Cmd
+	report   *ipc.Conn // read when it is reaped (audit.go)
+	sessions *ipc.Conn // nil without a session starter (ondemand.go)
+}
+
+// execRelay execs a relay worker with its descriptors.
+func (s *Supervisor) execRelay(x *exchange, u *user.User, cred *syscall.Credential, env []string, client, handover, doc *os.File) (*relayProc, error) {
+	r := &relayProc{}
+	report, reportEnd, err := ipc.Pair()
+	if err != nil {
+		return nil, err
+	}
+	defer reportEnd.Close()
+	r.report = report
+	args := x.relayArgs()
+	fds := map[string]*os.File{"client": client, "handover": handover, "launch": doc, "report": reportEnd}
+	if x.set.starter != nil {
+		sup, childEnd, err := ipc.Pair()
+		if err != nil {
+			report.Close()
+			return nil, err
+		}
+		defer childEnd.Close()
+		r.sessions = sup
+		fds["session"] = childEnd
+		args = append(args, "--start-session="+x.set.cfg.StartSession)
+	}
+	rc := s.bindRootControl()
+	if rc != nil {
+		fds["rootcontrol"] = rc.file
+		args = append(args, "--root-control")
+	}
+	cmd, err := child.Relay.Command(child.Launch{Path: x.set.cfg.Worker, Args: args, Cred: cred, Env: env, Fds: fds})
+	if err == nil {
+		err = child.Start(cmd)
+	}
+	if err != nil {
+		report.Close()
+		if r.sessions != nil {
+			r.sessions.Close()
+		}
+		if rc != nil {
+			rc.abandon()
+		}
+		return nil, err
+	}
+	r.cmd = cmd
+	if rc != nil {
+		s.placeRootControl(rc, cmd.Process.Pid)
+	}
+	return r, nil
+}
+
+// relayArgs are a relay's arguments that do not depend on its session.
+func (x *exchange) relayArgs() []string {
+	args := []string{"--listener=" + x.typ, "--transport=" + x.transport, "--peer=" + x.peer, "--report"}
+	if t := x.tl.Origin(); !t.IsZero() {
+		// At debug level: the relay logs its stages from the same origin.
+		args = append(args, "--setup-start="+strconv.FormatInt(t.UnixNano(), 10))
+	}
+	return args
+}
+
+// relayIdentity looks up the session owner's account: the relay runs
+// with its uid, the session's gid and the account's supplementary groups.
+func relayIdentity(uid, gid int) (*user.User, *syscall.Credential, error) {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return nil, nil, fmt.Errorf("uid %d not found: %w", uid, err)
+	}
+	groups, err := u.GroupIds()
+	if err != nil {
+		return nil, nil, fmt.Errorf("groups of %s: %w", u.Username, err)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	for _, g := range groups {
+		if n, err := strconv.Atoi(g); err == nil && n != 0 {
+			cred.Groups = append(cred.Groups, uint32(n))
+		}
+	}
+	return u, cred, nil
+}
+
+// relayEnv is a relay's environment: the module's env options (filtered)
+// and the account's.
+func relayEnv(u *user.User, uid int, options []string) []string {
+	return append(slices.Clone(options),
+		"HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username,
+		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", uid))
 }
 
 // relayCount counts each uid's live relays for max-relays-per-user.

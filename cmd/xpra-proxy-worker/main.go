@@ -8,6 +8,10 @@
 //	           (fds: client, handover, launch, and with --start-session the
 //	           session channel to ask the supervisor for a new session, with
 //	           --report the channel to report the relay's end on)
+//	--relay --early
+//	           the same, exec'd while the client answers the challenge:
+//	           fd start instead of the first three, which come on it once
+//	           the password is proven (ipc.RelayFile)
 //	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
@@ -17,6 +21,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -46,6 +51,7 @@ func main() {
 
 func run() int {
 	relay := flag.Bool("relay", false, "run the relay stage")
+	early := flag.Bool("early", false, "with --relay: exec'd before the verdict; wait for the client, handover and launch descriptors on the start fd")
 	_ = flag.String("listener", "tcp", "listener type the client came in on (for ps and logs)")
 	peer := flag.String("peer", "", "client address, for logs")
 	_ = flag.String("transport", "", "what arrived (tcp, ssl, ws, wss, unix): shown by xpra-proxy list")
@@ -82,7 +88,11 @@ func run() int {
 		tl = timeline.At(time.Unix(0, *setupStart))
 		tl.Mark("relay_main")
 	}
-	fds, err := child.Relay.Take(optional...)
+	spec := &child.Relay
+	if *early {
+		spec = &child.EarlyRelay
+	}
+	fds, err := spec.Take(optional...)
 	if err != nil {
 		log.Error("start-up", "err", err)
 		return 1
@@ -93,6 +103,18 @@ func run() int {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		log.Error("start-up: PR_SET_DUMPABLE", "err", err)
 		return 1
+	}
+	if *early {
+		// Runtime and package start-up are done: wait for the verdict.
+		tl.Mark("relay_waiting")
+		if err := waitForFiles(fds); err != nil {
+			if errors.Is(err, ipc.ErrClosed) {
+				return 0 // the login failed, or the supervisor ended
+			}
+			log.Error("start channel", "err", err)
+			return 1
+		}
+		tl.Mark("relay_go")
 	}
 	nc, err := net.FileConn(fds["client"])
 	fds["client"].Close()
@@ -160,6 +182,26 @@ func run() int {
 		f.Close()
 	}
 	return 0
+}
+
+// waitForFiles takes the client, handover and launch descriptors an
+// early relay is given on its start channel into fds.
+func waitForFiles(fds map[string]*os.File) error {
+	start, err := ipc.FromFile(fds["start"])
+	fds["start"].Close()
+	delete(fds, "start")
+	if err != nil {
+		return err
+	}
+	defer start.Close()
+	files, err := start.RecvRelayFiles()
+	if err != nil {
+		return err
+	}
+	for name, f := range files {
+		fds[name] = f
+	}
+	return nil
 }
 
 // queryStage asks a relay worker's control socket for its info and prints

@@ -13,12 +13,14 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 )
 
 // Timeline is the stages reached since an origin (the accept).
 type Timeline struct {
 	origin time.Time
+	mu     sync.Mutex // stages: marked from more than one goroutine (an early relay's exec)
 	stages []stage
 }
 
@@ -56,7 +58,10 @@ func (t *Timeline) Mark(name string) {
 	if t == nil {
 		return
 	}
-	t.stages = append(t.stages, stage{name, time.Since(t.origin)})
+	at := time.Since(t.origin)
+	t.mu.Lock()
+	t.stages = append(t.stages, stage{name, at})
+	t.mu.Unlock()
 }
 
 // Attrs is the stages as log attributes, each its offset from the origin
@@ -65,6 +70,8 @@ func (t *Timeline) Attrs() []any {
 	if t == nil {
 		return nil
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	out := make([]any, 0, 2*len(t.stages))
 	for _, s := range t.stages {
 		out = append(out, s.name, math.Round(float64(s.at)/float64(time.Millisecond)*10)/10)
