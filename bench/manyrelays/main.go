@@ -68,6 +68,8 @@ type options struct {
 	rate                           float64
 	steps                          []int
 	window, settle                 time.Duration
+	loginRates                     []float64
+	rateWindow                     time.Duration
 }
 
 func main() {
@@ -88,7 +90,21 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 3, "draws a second per relay")
 	flag.DurationVar(&o.window, "window", 5*time.Second, "CPU is measured over this long at each row")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after reaching a step before measuring")
+	var rates string
+	flag.StringVar(&rates, "login-rates", "", "after the steps (and before TLS): new logins a second to sweep, increasing (e.g. 10,20,50,100); each login closed once answered")
+	flag.DurationVar(&o.rateWindow, "rate-window", 10*time.Second, "how long each --login-rates rate runs")
 	flag.Parse()
+	for f := range strings.SplitSeq(rates, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 || (len(o.loginRates) > 0 && r <= o.loginRates[len(o.loginRates)-1]) {
+			fmt.Fprintf(os.Stderr, "manyrelays: --login-rates %q: want increasing rates\n", rates)
+			os.Exit(2)
+		}
+		o.loginRates = append(o.loginRates, r)
+	}
 	for f := range strings.SplitSeq(steps, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 0 || (len(o.steps) > 0 && n < o.steps[len(o.steps)-1]) {
@@ -206,6 +222,9 @@ func run(o options) error {
 		}
 		row(strconv.Itoa(n), "tcp")
 	}
+	if len(o.loginRates) > 0 {
+		lg.sweep()
+	}
 	if o.tls > 0 {
 		last := o.steps[len(o.steps)-1]
 		if err := lg.bringTo(last+o.tls, "ssl"); err != nil {
@@ -301,6 +320,51 @@ func (l *load) probes(transport string) ([]float64, int) {
 		time.Sleep(100 * time.Millisecond) // its relay ends; the next finds the spare ready
 	}
 	return lat, fails
+}
+
+// sweep offers new logins at each of o.loginRates for o.rateWindow, as
+// arrivals on a fixed schedule (open loop: a slow proxy does not slow the
+// offered rate), each closed once the server's hello came, and prints
+// their setup's p50/p99 with the relays of the last step live; then the
+// largest rate whose p99 stayed within 100 ms with no failure.
+func (l *load) sweep() {
+	fmt.Printf("login rates over %v each (%d relays live):\n", l.o.rateWindow, l.live.Load())
+	fmt.Printf("%8s %7s %8s %8s %8s %5s\n", "offered", "logins", "done/s", "p50_ms", "p99_ms", "fail")
+	best := 0.0
+	for _, rate := range l.o.loginRates {
+		time.Sleep(l.o.settle)
+		n := int(rate * l.o.rateWindow.Seconds())
+		every := time.Duration(float64(time.Second) / rate)
+		var mu sync.Mutex
+		var lat []float64
+		fails := 0
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			if d := time.Until(start.Add(time.Duration(i) * every)); d > 0 {
+				time.Sleep(d)
+			}
+			wg.Go(func() {
+				nc, took, err := l.login("tcp")
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					fails++
+					return
+				}
+				nc.Close()
+				lat = append(lat, float64(took)/float64(time.Millisecond))
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		p99 := pct(lat, 0.99)
+		fmt.Printf("%8.0f %7d %8.1f %8.1f %8.1f %5d\n", rate, n, float64(len(lat))/elapsed.Seconds(), pct(lat, 0.5), p99, fails)
+		if fails == 0 && p99 <= 100 {
+			best = rate
+		}
+	}
+	fmt.Printf("sustained: %.0f logins/s (the largest offered rate with p99 setup <= 100 ms and no failure)\n", best)
 }
 
 // login connects (over TLS for "ssl"), logs in with the challenge and
