@@ -52,7 +52,7 @@ def main():
     if not conns:
         print("no setup timelines in %s (run the proxy with XPRA_PROXY_DEBUG=1)" % sys.argv[1])
         return
-    print("setup timelines: %d relayed connections (%d took the warm spare, %d a process started for them), %d with the relay's line, %d by an early relay"
+    print("setup timelines: %d relayed connections (%d took the warm spare, %d a process started for them), %d with the relay's line, %d by a warm relay"
           % (len(conns), spare[True], spare[False], sum(1 for w in sup if w in rel), sum(1 for c in conns if "relay_go" in c)))
     print("| stage | median ms from accept | p90 | median step from the stage before |")
     print("| --- | --- | --- | --- |")

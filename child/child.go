@@ -131,13 +131,13 @@ var (
 		Fds: []string{"client", "handover", "launch"}, Optional: []string{"session", "rootcontrol", "report"},
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, Runs: AsSessionUser, Setsid: true,
 	}
-	// EarlyRelay is a relay exec'd while its client answers the password
-	// challenge, so that exec and the Go runtime's start-up are not paid
-	// after the verdict. It holds nothing of the client until root, once
-	// the password is proven, sends it the three descriptors a Relay gets
-	// at exec (client, handover, launch) on "start" (ipc.RelayFile); a
-	// login that fails kills it. Root starts one only for a username that
-	// was granted this identity before (supervisor/early.go).
+	// EarlyRelay is a warm relay: exec'd ahead of its login, as an
+	// identity that logged in lately, so that exec and the Go runtime's
+	// start-up are not paid after the verdict. It holds nothing of any
+	// client until root, once a login is granted its identity, sends it
+	// the three descriptors a Relay gets at exec (client, handover,
+	// launch) on "start" (ipc.RelayFile); root closes "start" when it is
+	// not needed, and it exits (supervisor/early.go).
 	EarlyRelay = Spec{
 		Kind: "early relay", Mode: []string{"--relay", "--early"},
 		Fds: []string{"start"}, Optional: []string{"session", "rootcontrol", "report"},

@@ -80,10 +80,10 @@
 //	RelayEnded {display, reason, figures: bytes_from_client,
 //	            bytes_from_server}            (no reply)
 //
-// A relay worker exec'd early (child.EarlyRelay: while its client answers
-// the challenge) waits on a channel of its own ("start") for what a relay
-// otherwise gets at exec, sent by the supervisor once the password is
-// proven, one descriptor per message, in this order:
+// A warm relay worker (child.EarlyRelay: exec'd ahead of its login) waits
+// on a channel of its own ("start") for what a relay otherwise gets at
+// exec, sent by the supervisor once a login is granted its identity, one
+// descriptor per message, in this order:
 //
 //	RelayFile {name: "client"}   + the client socket (or the stream
 //	                               socket of a TLS/WebSocket transport)
@@ -93,7 +93,8 @@
 //	                               relay; its report channel says how it
 //	                               ended)
 //
-// A login that fails kills the waiting worker instead.
+// A warm relay that is not needed has its start channel closed instead,
+// and exits.
 //
 // The handover memfd holds the client's hello and negotiated state; the
 // supervisor passes it to the relay worker without reading it.

@@ -39,6 +39,11 @@ type Launch struct {
 	// ServerHelloTimeout bounds connecting to the session and its hello
 	// (server-hello-timeout); zero: the relay's default.
 	ServerHelloTimeout time.Duration `json:"server_hello_timeout,omitempty"`
+	// SetupStart is the connection's accept time (Unix ns) when the
+	// supervisor logs at debug: a warm relay, exec'd before its
+	// connection, logs its setup stages from it (others get
+	// --setup-start). Zero: not logged.
+	SetupStart int64 `json:"setup_start,omitempty"`
 }
 
 // Write stores l in a new sealed-size memfd ready to pass to a child.

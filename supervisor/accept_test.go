@@ -566,7 +566,8 @@ func TestAcceptToRelay(t *testing.T) {
 	slices.Sort(wantGroups)
 	// Never in a relay's environment: the supervisor's own is not passed.
 	t.Setenv("XPRA_PROXY_TEST_CANARY", "leaked")
-	sv := serveDoubles(t)
+	// Every relay exec'd with its arguments (warm relays: TestWarmRelay).
+	sv := serveDoubles(t, "--warm-relays=0")
 	for _, tc := range []struct {
 		name, network, login string
 		want                 string // the denial; "" for a relay

@@ -23,17 +23,21 @@ type AccountConfig struct {
 	// MaxRelaysPerUser bounds one uid's live relays (0: no limit): each
 	// is a process of several MB that the supervisor execs as root.
 	MaxRelaysPerUser int `toml:"max-relays-per-user"`
+	// WarmRelays bounds the relays started ahead of their logins, one per
+	// identity that logged in lately (early.go; 0: none).
+	WarmRelays int `toml:"warm-relays"`
 }
 
 func accountDefaults() AccountConfig {
 	p := account.Defaults()
-	return AccountConfig{MinUID: p.MinUID, MaxUID: p.MaxUID, MaxRelaysPerUser: 50}
+	return AccountConfig{MinUID: p.MinUID, MaxUID: p.MaxUID, MaxRelaysPerUser: 50, WarmRelays: 32}
 }
 
 func registerAccountFlags(fs *flag.FlagSet, c *AccountConfig) {
 	fs.IntVar(&c.MinUID, "min-uid", 0, "lowest uid a relay may run as (default login.defs' UID_MIN)")
 	fs.IntVar(&c.MaxUID, "max-uid", 0, "highest uid a relay may run as (default login.defs' UID_MAX)")
 	fs.Var(newCountFlag(&c.MaxRelaysPerUser), "max-relays-per-user", "live connections one user may have through the proxy (default 50; 0: no limit)")
+	fs.Var(newCountFlag(&c.WarmRelays), "warm-relays", "relays kept started ahead of their logins, one per user who logged in lately (default 32; 0: none)")
 	fs.Var(listFlag{&c.AllowUsers}, "allow-users", "only these users (patterns with * and ?; repeatable)")
 	fs.Var(listFlag{&c.DenyUsers}, "deny-users", "never these users (patterns; repeatable)")
 	fs.Var(listFlag{&c.AllowGroups}, "allow-groups", "only members of these groups (patterns; repeatable)")
@@ -49,6 +53,9 @@ func mergeAccount(c *AccountConfig, cli AccountConfig) {
 	}
 	if cli.MaxRelaysPerUser >= 0 {
 		c.MaxRelaysPerUser = cli.MaxRelaysPerUser
+	}
+	if cli.WarmRelays >= 0 {
+		c.WarmRelays = cli.WarmRelays
 	}
 	for _, p := range []struct{ dst, src *[]string }{
 		{&c.AllowUsers, &cli.AllowUsers}, {&c.DenyUsers, &cli.DenyUsers},

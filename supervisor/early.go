@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,61 +14,32 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/ipc"
 )
 
-// Early relays. Between the challenge and its answer a client spends a
-// round trip (about 6 ms for xpra's Python client), and after the verdict
-// the relay's exec and Go start-up cost about 12 ms more before it can
-// say hello to the server (BENCHMARKS.md, issue 17). So when a username
-// was granted an identity before, root execs the relay as that identity
-// while the client answers, and hands it the connection only once the
-// password is proven; if the verdict grants another identity, or none,
-// the waiting process is ended and nothing was given to it.
-//
-// What an unauthenticated client can cause: one waiting process per
-// connection in pre-auth (so within max-startups and the per-source
-// limits), as a user who logged in through this proxy before, holding no
-// descriptor of the client's, ended with the login.
+// Warm relays. On this class of machine a relay's exec and Go start-up
+// cost about 10 ms of wall time and more of CPU (BENCHMARKS.md, issue 17),
+// serially after the verdict and before the relay's hello to the server.
+// So after an identity (uid, gid) was granted a relay, the supervisor
+// starts the next relay for it ahead of time, refillDelay later (as the
+// pre-auth spares: not while this connection's set-up still needs the
+// CPU), and keeps it waiting. The next login granted that identity, with
+// no env options (those are set at exec), hands it the connection
+// (ipc.RelayFile) instead of an exec. A waiting relay holds nothing of
+// any client's; it is ended when the pool is over warm-relays (the
+// longest waiting goes), after warmIdle, at a reload, and at shutdown.
+// Only logins that succeeded start them: an unauthenticated client
+// causes none.
 
-// grantedIDs remembers the identity each login name was last granted,
-// by transport (the modules differ by transport). Bounded: a full table
-// forgets an arbitrary entry, which only costs that user an early start.
-type grantedIDs struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]grantedID
-}
+// warmIdle is how long a warm relay waits for a login before it is ended.
+const warmIdle = 10 * time.Minute
 
+// grantedID is an identity relays run as.
 type grantedID struct{ uid, gid int }
 
-const maxGrantedIDs = 4096
-
-func grantedKey(transport, username string) string { return transport + "\x00" + username }
-
-func (g *grantedIDs) get(transport, username string) (grantedID, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	id, ok := g.m[grantedKey(transport, username)]
-	return id, ok
-}
-
-func (g *grantedIDs) put(transport, username string, id grantedID) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.m == nil {
-		g.m = map[string]grantedID{}
-	}
-	k := grantedKey(transport, username)
-	if _, ok := g.m[k]; !ok && len(g.m) >= g.max {
-		for old := range g.m {
-			delete(g.m, old)
-			break
-		}
-	}
-	g.m[k] = id
-}
-
-// earlyRelay is a relay worker waiting for its client.
+// earlyRelay is a relay worker started before its client: waiting in the
+// pool, or taken by a login.
 type earlyRelay struct {
 	id       grantedID
+	set      *settings // the settings it was started under
+	since    time.Time // ready since
 	user     *user.User
 	cred     *syscall.Credential
 	cmd      *exec.Cmd
@@ -79,47 +49,120 @@ type earlyRelay struct {
 	sessions *ipc.Conn // root's end of "session" (nil without a session starter)
 }
 
-// startEarly execs, in the background, a relay for x's user as the
-// identity that login name was last granted. The channel gives it (nil:
-// the exec failed, logged; the relay is then exec'd after the verdict as
-// usual); nil channel: no identity known.
-func (s *Supervisor) startEarly(x *exchange) <-chan *earlyRelay {
-	id, ok := s.granted.get(x.transport, x.username)
-	if !ok || id.uid == 0 || id.gid == 0 {
-		return nil
-	}
-	ch := make(chan *earlyRelay, 1)
-	go func() {
-		e, err := s.execEarly(x, id)
-		if err != nil {
-			x.log.Warn("early relay", "err", err)
-		}
-		ch <- e
-	}()
-	return ch
+// warmRelays is the pool.
+type warmRelays struct {
+	s        *Supervisor
+	mu       sync.Mutex
+	closed   bool
+	ready    map[grantedID]*earlyRelay
+	starting map[grantedID]bool
 }
 
-// takeEarly waits for x's early relay, if one is being started; the
-// caller then owns it (nil: none).
-func (x *exchange) takeEarly() *earlyRelay {
-	if x.early == nil {
+func newWarmRelays(s *Supervisor) *warmRelays {
+	return &warmRelays{s: s, ready: map[grantedID]*earlyRelay{}, starting: map[grantedID]bool{}}
+}
+
+// take returns the relay waiting for id under set, if any; the caller
+// owns it.
+func (w *warmRelays) take(set *settings, id grantedID) *earlyRelay {
+	w.mu.Lock()
+	e := w.ready[id]
+	delete(w.ready, id)
+	w.mu.Unlock()
+	if e == nil {
 		return nil
 	}
-	e := <-x.early
-	x.early = nil
+	if e.set != set {
+		w.s.drop(e)
+		return nil
+	}
 	return e
 }
 
-func (s *Supervisor) execEarly(x *exchange, id grantedID) (_ *earlyRelay, err error) {
+// refillSoon starts the next relay for id after refillDelay.
+func (w *warmRelays) refillSoon(id grantedID) {
+	time.AfterFunc(refillDelay, func() { w.refill(id) })
+}
+
+// refill starts a relay for id in the background unless one waits or is
+// on its way; over warm-relays, the one waiting longest is ended.
+func (w *warmRelays) refill(id grantedID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.starting[id] || w.ready[id] != nil || id.uid == 0 || id.gid == 0 {
+		return
+	}
+	limit := w.s.current().cfg.WarmRelays
+	if limit <= 0 {
+		return
+	}
+	if len(w.ready)+len(w.starting) >= limit {
+		var oldest *earlyRelay
+		for _, e := range w.ready {
+			if oldest == nil || e.since.Before(oldest.since) {
+				oldest = e
+			}
+		}
+		if oldest == nil {
+			return // all on their way
+		}
+		delete(w.ready, oldest.id)
+		w.s.drop(oldest)
+	}
+	w.starting[id] = true
+	go func() {
+		set := w.s.settings()
+		e, err := w.s.execWarm(set, id)
+		w.s.done(set)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(w.starting, id)
+		switch {
+		case err != nil:
+			w.s.log.Warn("starting a warm relay", "uid", id.uid, "err", err)
+		case w.closed || w.ready[id] != nil || e.set != w.s.current():
+			w.s.drop(e) // not needed, or started under settings a reload replaced
+		default:
+			e.since = time.Now()
+			w.ready[id] = e
+			time.AfterFunc(warmIdle, func() { w.expire(e) })
+		}
+	}()
+}
+
+// expire ends e if it still waits.
+func (w *warmRelays) expire(e *earlyRelay) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ready[e.id] == e {
+		delete(w.ready, e.id)
+		w.s.drop(e)
+	}
+}
+
+// clear ends every waiting relay (a reload: they were started under the
+// settings before it). closing: none are started after.
+func (w *warmRelays) clear(closing bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = w.closed || closing
+	for id, e := range w.ready {
+		delete(w.ready, id)
+		w.s.drop(e)
+	}
+}
+
+// execWarm execs a relay as id that waits on its start channel.
+func (s *Supervisor) execWarm(set *settings, id grantedID) (_ *earlyRelay, err error) {
 	u, cred, err := relayIdentity(id.uid, id.gid)
 	if err != nil {
 		return nil, err
 	}
-	e := &earlyRelay{id: id, user: u, cred: cred}
-	var toClose []interface{ Close() error }
+	e := &earlyRelay{id: id, set: set, user: u, cred: cred}
+	var toClose []*os.File
 	defer func() {
-		for _, c := range toClose {
-			c.Close()
+		for _, f := range toClose {
+			f.Close()
 		}
 		if err != nil {
 			e.closeConns()
@@ -134,23 +177,23 @@ func (s *Supervisor) execEarly(x *exchange, id grantedID) (_ *earlyRelay, err er
 		return nil, err
 	}
 	toClose = append(toClose, reportEnd)
-	args := x.relayArgs()
+	args := []string{"--report"}
 	fds := map[string]*os.File{"start": startEnd, "report": reportEnd}
-	if x.set.starter != nil {
+	if set.starter != nil {
 		var childEnd *os.File
 		if e.sessions, childEnd, err = ipc.Pair(); err != nil {
 			return nil, err
 		}
 		toClose = append(toClose, childEnd)
 		fds["session"] = childEnd
-		args = append(args, "--start-session="+x.set.cfg.StartSession)
+		args = append(args, "--start-session="+set.cfg.StartSession)
 	}
 	rc := s.bindRootControl()
 	if rc != nil {
 		fds["rootcontrol"] = rc.file
 		args = append(args, "--root-control")
 	}
-	e.cmd, err = child.EarlyRelay.Command(child.Launch{Path: x.set.cfg.Worker, Args: args, Cred: cred, Env: relayEnv(u, id.uid, nil), Fds: fds})
+	e.cmd, err = child.EarlyRelay.Command(child.Launch{Path: set.cfg.Worker, Args: args, Cred: cred, Env: relayEnv(u, id.uid, nil), Fds: fds})
 	if err == nil {
 		err = child.Start(e.cmd)
 	}
@@ -158,14 +201,13 @@ func (s *Supervisor) execEarly(x *exchange, id grantedID) (_ *earlyRelay, err er
 		if rc != nil {
 			rc.abandon()
 		}
-		return nil, fmt.Errorf("exec as uid %d: %w", id.uid, err)
+		return nil, err
 	}
 	e.pid = e.cmd.Process.Pid
 	if rc != nil {
 		s.placeRootControl(rc, e.pid)
 	}
-	x.tl.Mark("early_exec")
-	x.log.Debug("early relay waiting", "worker", e.pid, "uid", id.uid)
+	s.log.Debug("warm relay waiting", "worker", e.pid, "uid", id.uid)
 	return e, nil
 }
 
@@ -175,12 +217,6 @@ func (e *earlyRelay) closeConns() {
 			c.Close()
 		}
 	}
-}
-
-// fits says whether the verdict granted the identity e runs as, with
-// nothing that must be set at exec (env options).
-func (e *earlyRelay) fits(uid, gid int, env []string) bool {
-	return e.id.uid == uid && e.id.gid == gid && len(env) == 0
 }
 
 // drop ends a relay that will not get a client: its start channel
@@ -200,6 +236,6 @@ func (s *Supervisor) drop(e *earlyRelay) {
 		err := child.Wait(e.cmd)
 		close(done)
 		s.removeRootControl(e.pid)
-		s.logSignalled("early relay", e.pid, err)
+		s.logSignalled("warm relay", e.pid, err)
 	}()
 }

@@ -27,15 +27,14 @@ import (
 
 // startRelay starts the relay worker as the session's owner: its uid, gid
 // and supplementary groups (as initgroups would), a clean environment,
-// and only its named descriptors. It takes x's early relay (early.go)
-// when that runs as this identity, else execs one.
+// and only its named descriptors. It takes the warm relay waiting for
+// this identity (early.go), if any, else execs one.
 func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (pid int, err error) {
 	env := filterEnv(sess.Env)
-	early := x.takeEarly() // ours now: used, or dropped below
-	x.tl.Mark("early_taken")
-	if early != nil && !early.fits(sess.UID, sess.GID, env) {
-		s.drop(early)
-		early = nil
+	id := grantedID{uid: sess.UID, gid: sess.GID}
+	var early *earlyRelay // a warm relay (early.go): ours now, used or dropped below
+	if len(env) == 0 {
+		early = s.warm.take(x.set, id)
 	}
 	var u *user.User
 	var cred *syscall.Credential
@@ -66,6 +65,9 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 		Listener: x.typ, Transport: x.transport, Peer: x.peer, Module: module,
 		ServerHelloTimeout: x.set.cfg.ServerHelloTimeout.Duration,
 	}
+	if t := x.tl.Origin(); !t.IsZero() {
+		l.SetupStart = t.UnixNano()
+	}
 	if x.set.cfg.EncoderSocket != "" {
 		// Looked up per relay: the encoder's user may be created after us.
 		if eu, err := user.Lookup(x.set.cfg.EncoderUser); err == nil && eu.Uid != "0" {
@@ -88,7 +90,7 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 			early = nil
 		} else {
 			// It died waiting: exec another, as without one.
-			x.log.Warn("early relay gone; starting another", "worker", early.pid, "err", err)
+			x.log.Warn("warm relay gone; starting another", "worker", early.pid, "err", err)
 			s.drop(early)
 			early = nil
 		}
@@ -103,8 +105,9 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	if r.sessions != nil {
 		go x.set.starter.serve(r.sessions, startOwner{pid: pid, uid: cred.Uid, user: u.Username, remoteHost: x.remoteHost(), stats: x.s.stats})
 	}
-	if len(env) == 0 && sess.UID != 0 && sess.GID != 0 {
-		s.granted.put(x.transport, x.username, grantedID{uid: sess.UID, gid: sess.GID})
+	if len(env) == 0 {
+		// The next login as this identity finds its relay started.
+		s.warm.refillSoon(id)
 	}
 	s.relays.Add(1)
 	s.authenticated.Add(1)

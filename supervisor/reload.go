@@ -286,6 +286,7 @@ func (s *Supervisor) reload(load func() (Config, error)) error {
 		prev.close(s.log)
 	}
 	s.spares.renew()
+	s.warm.clear(false) // started under the settings before; the next logins start new ones
 	if len(changed) > 0 {
 		s.log.Warn("reloaded, but these keys need a restart to change (systemctl restart xpra-proxy.service); their old values stay",
 			"keys", strings.Join(changed, ","))

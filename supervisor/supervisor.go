@@ -59,9 +59,8 @@ type Supervisor struct {
 	displays  *displayBook           // sessions being started, across reloads
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
-	// granted: the identity each login name was last granted, for early
-	// relays (early.go).
-	granted    grantedIDs
+	// warm: relays started ahead of their logins, per identity (early.go).
+	warm       *warmRelays
 	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
 	rootCtlDir string    // where each relay's root-only :proxy-PID goes (rootctl.go); "" for none
 	preauth    *syscall.Credential
@@ -144,7 +143,7 @@ func prepare(cfg Config, log *slog.Logger) (*Supervisor, error) {
 		notes: make(chan struct{}, noteSlots), stats: stats.New(time.Now())}
 	s.spares = newSpares(s)
 	s.userRelays = relayCount{max: cfg.MaxRelaysPerUser, n: map[int]int{}}
-	s.granted = grantedIDs{max: maxGrantedIDs}
+	s.warm = newWarmRelays(s)
 	lim, err := limits.New(cfg.Limits(), nil, nil)
 	if err != nil {
 		return nil, err
@@ -283,6 +282,7 @@ func (s *Supervisor) Serve(ctx context.Context, ls []Listener) error {
 		l.Close()
 	}
 	s.spares.close()
+	s.warm.clear(true)
 	wg.Wait()
 	s.wg.Wait()
 	return nil
@@ -577,9 +577,6 @@ type exchange struct {
 	refused       string // a stats result: the claimed source was refused
 	// tl: the setup's stages, for the debug line (nil: not at debug).
 	tl *timeline.Timeline
-	// early: a relay being exec'd while the client answers (early.go),
-	// until startRelay takes it or the exchange ends and drops it.
-	early <-chan *earlyRelay
 }
 
 func (x *exchange) recv() (ipc.Message, *os.File, error) {
@@ -609,11 +606,6 @@ func (x *exchange) deny(reason string, details ...string) {
 }
 
 func (x *exchange) run() {
-	defer func() {
-		if e := x.takeEarly(); e != nil {
-			x.s.drop(e)
-		}
-	}()
 	if x.proxied && !x.proxyHeader() {
 		return
 	}
@@ -690,10 +682,6 @@ func (x *exchange) run() {
 		x.reply(ipc.Message{Kind: ipc.Challenge, Salt: x.salt, Digest: x.digest, SaltDigest: x.saltDig, Prompt: prompt})
 	}
 	x.tl.Mark("challenge")
-	if x.module != nil {
-		// While the client answers.
-		x.early = x.s.startEarly(x)
-	}
 	m, handover, err := x.recv()
 	if err != nil {
 		if !errors.Is(err, ipc.ErrClosed) {

@@ -9,9 +9,9 @@
 //	           session channel to ask the supervisor for a new session, with
 //	           --report the channel to report the relay's end on)
 //	--relay --early
-//	           the same, exec'd while the client answers the challenge:
-//	           fd start instead of the first three, which come on it once
-//	           the password is proven (ipc.RelayFile)
+//	           the same, exec'd ahead of its login (a warm relay): fd
+//	           start instead of the first three, which come on it once a
+//	           login is granted its identity (ipc.RelayFile)
 //	--query    as a connection's user, for xpra-proxy list (no fds)
 //
 // Before anything else it checks it holds only its named descriptors and
@@ -51,7 +51,7 @@ func main() {
 
 func run() int {
 	relay := flag.Bool("relay", false, "run the relay stage")
-	early := flag.Bool("early", false, "with --relay: exec'd before the verdict; wait for the client, handover and launch descriptors on the start fd")
+	early := flag.Bool("early", false, "with --relay: exec'd ahead of its login; wait for the client, handover and launch descriptors on the start fd")
 	_ = flag.String("listener", "tcp", "listener type the client came in on (for ps and logs)")
 	peer := flag.String("peer", "", "client address, for logs")
 	_ = flag.String("transport", "", "what arrived (tcp, ssl, ws, wss, unix): shown by xpra-proxy list")
@@ -82,7 +82,10 @@ func run() int {
 	if *report {
 		optional = append(optional, "report")
 	}
-	log = log.With("stage", "relay", "peer", *peer, "pid", os.Getpid())
+	log = log.With("stage", "relay", "pid", os.Getpid())
+	if !*early {
+		log = log.With("peer", *peer)
+	}
 	var tl *timeline.Timeline
 	if *setupStart > 0 {
 		tl = timeline.At(time.Unix(0, *setupStart))
@@ -104,17 +107,26 @@ func run() int {
 		log.Error("start-up: PR_SET_DUMPABLE", "err", err)
 		return 1
 	}
+	// Every signal that ends a relay ends it through ctx, so that its
+	// control socket is removed (SIGHUP's default would kill it on the
+	// spot). A broken log pipe must not kill it either: SIGPIPE for
+	// stderr is ignored, the write just fails.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	var goAt time.Time
 	if *early {
-		// Runtime and package start-up are done: wait for the verdict.
-		tl.Mark("relay_waiting")
-		if err := waitForFiles(fds); err != nil {
+		// Started ahead of its login (a warm relay): go once through
+		// what the login will need, then wait for it.
+		worker.Rehearse()
+		if err := waitForFiles(ctx, fds); err != nil {
 			if errors.Is(err, ipc.ErrClosed) {
-				return 0 // the login failed, or the supervisor ended
+				return 0 // not needed any more, or the supervisor ended
 			}
 			log.Error("start channel", "err", err)
 			return 1
 		}
-		tl.Mark("relay_go")
+		goAt = time.Now()
 	}
 	nc, err := net.FileConn(fds["client"])
 	fds["client"].Close()
@@ -142,13 +154,13 @@ func run() int {
 		return 1
 	}
 	log = log.With("user", l.Username)
-	// Every signal that ends a relay ends it through ctx, so that its
-	// control socket is removed (SIGHUP's default would kill it on the
-	// spot). A broken log pipe must not kill it either: SIGPIPE for
-	// stderr is ignored, the write just fails.
-	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
+	if *early {
+		log = log.With("peer", l.Peer)
+		if l.SetupStart > 0 {
+			tl = timeline.At(time.Unix(0, l.SetupStart))
+			tl.MarkAt("relay_go", goAt)
+		}
+	}
 	tl.Mark("relay_read")
 	s := &worker.Session{State: st, Launch: l, Log: log, StartMode: *startSession, Timeline: tl}
 	if f := fds["session"]; f != nil {
@@ -186,7 +198,8 @@ func run() int {
 
 // waitForFiles takes the client, handover and launch descriptors an
 // early relay is given on its start channel into fds.
-func waitForFiles(fds map[string]*os.File) error {
+// A signal ends the wait as if the channel had closed.
+func waitForFiles(ctx context.Context, fds map[string]*os.File) error {
 	start, err := ipc.FromFile(fds["start"])
 	fds["start"].Close()
 	delete(fds, "start")
@@ -194,7 +207,15 @@ func waitForFiles(fds map[string]*os.File) error {
 		return err
 	}
 	defer start.Close()
+	stop := context.AfterFunc(ctx, func() { start.Close() })
+	defer stop()
 	files, err := start.RecvRelayFiles()
+	if ctx.Err() != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return ipc.ErrClosed
+	}
 	if err != nil {
 		return err
 	}

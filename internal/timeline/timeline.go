@@ -64,6 +64,17 @@ func (t *Timeline) Mark(name string) {
 	t.mu.Unlock()
 }
 
+// MarkAt records that the setup reached the stage at t (a stage passed
+// before the timeline could be made).
+func (t *Timeline) MarkAt(name string, at time.Time) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.stages = append(t.stages, stage{name, at.Sub(t.origin)})
+	t.mu.Unlock()
+}
+
 // Attrs is the stages as log attributes, each its offset from the origin
 // in milliseconds to 0.1 ms, in the order reached.
 func (t *Timeline) Attrs() []any {

@@ -35,11 +35,12 @@ func lastRelay(t *testing.T, p *proxylab.Proxy, n int) int {
 	return pid
 }
 
-// TestEarlyRelayRealClient: a user's second login over TCP and over TLS
-// is served by a relay exec'd while the real 3.1.3 client answered the
-// challenge (issue 17: the exec off the setup's critical path), and the
-// client is attached and drawn to as with an ordinary relay.
-func TestEarlyRelayRealClient(t *testing.T) {
+// TestWarmRelayRealClient: after a user's first login, the next relay
+// for that user is started ahead (issue 17: the exec off the setup's
+// critical path), and the next logins, over TCP and TLS, are served by
+// such relays, with the real 3.1.3 client attached and drawn to as with
+// an exec'd relay.
+func TestWarmRelayRealClient(t *testing.T) {
 	xpralab.Require(t)
 	srv := xpralab.Start(t, xpralab.Options{App: "xclock -update 1"})
 	bin := proxylab.Build(t)
@@ -53,30 +54,30 @@ func TestEarlyRelayRealClient(t *testing.T) {
 	cert, key := testCert(t, dir)
 	p := proxylab.Start(t, "--tcp-auth=sqlite,filename="+db, "--ssl-cert="+cert, "--ssl-key="+key)
 	n := 0
-	for _, scheme := range []string{"tcp", "ssl"} {
-		extra := []string{}
-		if scheme == "ssl" {
-			extra = append(extra, "--ssl-server-verify-mode=none")
-		}
-		url := fmt.Sprintf("%s://early:secret-early@%s/", scheme, p.Addr())
-		for i, wantEarly := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s login %d", scheme, i+1), func(t *testing.T) {
-				a := startAttach(t, url, extra...)
-				defer a.stop()
-				n++
-				pid := lastRelay(t, p, n)
-				cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				if err != nil {
-					t.Fatalf("relay %d: %v", pid, err)
-				}
-				if early := bytes.Contains(cmdline, []byte("\x00--early\x00")); early != wantEarly {
-					t.Errorf("relay %d: early %v, want %v (%q)", pid, early, wantEarly, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
-				}
-				time.Sleep(3 * time.Second)
-				if a.disconnected() {
-					t.Fatalf("the attached client was disconnected:\n%s", a.out)
-				}
-			})
-		}
+	for i, c := range []struct {
+		scheme string
+		warm   bool
+	}{{"tcp", false}, {"tcp", true}, {"ssl", true}} {
+		t.Run(fmt.Sprintf("login %d over %s", i+1, c.scheme), func(t *testing.T) {
+			var extra []string
+			if c.scheme == "ssl" {
+				extra = append(extra, "--ssl-server-verify-mode=none")
+			}
+			a := startAttach(t, fmt.Sprintf("%s://early:secret-early@%s/", c.scheme, p.Addr()), extra...)
+			defer a.stop()
+			n++
+			pid := lastRelay(t, p, n)
+			cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err != nil {
+				t.Fatalf("relay %d: %v", pid, err)
+			}
+			if warm := bytes.Contains(cmdline, []byte("\x00--early\x00")); warm != c.warm {
+				t.Errorf("relay %d: warm %v, want %v (%q)", pid, warm, c.warm, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+			}
+			time.Sleep(3 * time.Second)
+			if a.disconnected() {
+				t.Fatalf("the attached client was disconnected:\n%s", a.out)
+			}
+		})
 	}
 }
