@@ -40,6 +40,7 @@
 #                      IDLE_GAP=10 take about 3.5 minutes per target
 #   BENCH_USER=NAME    the session's throwaway user (default xprabench; it
 #                      needs a home: start-peers.sh creates it with one)
+#   OUR_ARGS="..."     more arguments for our proxy (e.g. --warm-relays=0)
 #   BASE_4M=RATIO      "no worse than today" at 4 MiB: ours/io.Copy's CPU per
 #                      MB recorded in issue 17 (default 0.94)
 # At its end it prints issue 17's goals with their figures and met / not met
@@ -87,7 +88,7 @@ $PY $helper "$db" add bench pw "$U" "$U" "tcp://127.0.0.1:$SRVPORT/" >/dev/null
 $PY $helper "$db" add fake pw "$U" "$U" "tcp://127.0.0.1:$FAKE/" >/dev/null
 chmod 600 "$db"   # our auth modules refuse a password file others can read
 if [ -n "${SETUP_ONLY:-}" ]; then
-  "$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
+  "$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" ${OUR_ARGS:-} 2>"$work/ours.log" &
   our_pid=$!
   old_target=()
   if [ -n "${OLD_BIN:-}" ]; then  # a before/after comparison in one run
@@ -106,7 +107,7 @@ if [ -n "${SETUP_ONLY:-}" ]; then
 fi
 bash "$LAB/start-peers.sh" --proxy "$REF" "$REFPORT" -- "--tcp-auth=sqlite,filename=$db"
 ref_pid=$(cat /tmp/xpra-peers/proxy-$REF.pid)
-"$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" 2>"$work/ours.log" &
+"$our_bin/xpra-proxy" --bind-tcp=127.0.0.1:$OURPORT "--tcp-auth=sqlite,filename=$db" ${OUR_ARGS:-} 2>"$work/ours.log" &
 our_pid=$!
 bin/iocopy -listen 127.0.0.1:$COPYPORT -to 127.0.0.1:$FAKE 2>/dev/null &
 copy_pid=$!
