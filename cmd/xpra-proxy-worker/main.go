@@ -116,9 +116,7 @@ func run() int {
 	defer stop()
 	var goAt time.Time
 	if *early {
-		// Started ahead of its login (a warm relay): go once through
-		// what the login will need, then wait for it.
-		worker.Rehearse()
+		// Started ahead of its login (a warm relay): wait for one.
 		if err := waitForFiles(ctx, fds); err != nil {
 			if errors.Is(err, ipc.ErrClosed) {
 				return 0 // not needed any more, or the supervisor ended
