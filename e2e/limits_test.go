@@ -247,6 +247,8 @@ func children(pid int) (preauth, relay int) {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		switch {
+		case waitingRelay(e.Name()):
+			// A warm relay waiting for a login serves no one yet.
 		case strings.Contains(string(cmdline), "--preauth"):
 			preauth++
 		case strings.Contains(string(cmdline), "--relay"):
@@ -254,6 +256,13 @@ func children(pid int) (preauth, relay int) {
 		}
 	}
 	return preauth, relay
+}
+
+// waitingRelay says whether the process is a warm relay waiting for a
+// login (it names itself so while it waits).
+func waitingRelay(pid string) bool {
+	comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+	return strings.TrimSpace(string(comm)) == "relay-waiting"
 }
 
 func maxOpenFiles(pid int) string {

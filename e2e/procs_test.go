@@ -53,7 +53,7 @@ func childrenIn(supervisor int, mode string) []proclab.Proc {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) {
+		if err != nil || !strings.Contains(string(cmdline), "xpra-proxy-") || !strings.Contains(string(cmdline), mode) || waitingRelay(e.Name()) {
 			continue
 		}
 		if p := proclab.Read(pid); p.Status["PPid"] == strconv.Itoa(supervisor) {

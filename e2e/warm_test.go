@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func TestWarmRelayRealClient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("relay %d: %v", pid, err)
 			}
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "xpra-proxy-work" {
+				t.Errorf("relay %d serving a client is named %q, want the program's name", pid, comm)
+			}
 			if warm := bytes.Contains(cmdline, []byte("\x00--early\x00")); warm != c.warm {
 				t.Errorf("relay %d: warm %v, want %v (%q)", pid, warm, c.warm, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 			}
@@ -80,4 +84,47 @@ func TestWarmRelayRealClient(t *testing.T) {
 			}
 		})
 	}
+	// The next one waits, named so, as the user, not counted as a relay.
+	var waiting []int
+	for _, e := range childrenOfProxy(p.Pid()) {
+		if waitingRelay(strconv.Itoa(e)) {
+			waiting = append(waiting, e)
+		}
+	}
+	if len(waiting) != 1 {
+		t.Fatalf("%d waiting warm relays, want 1", len(waiting))
+	}
+	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", waiting[0])); !strings.Contains(string(st), fmt.Sprintf("Uid:\t%d\t", srv.UID)) {
+		t.Errorf("the waiting relay does not run as the session's user:\n%s", st)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, relays := children(p.Pid())
+		if relays == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relays counted 20 s after every client left", relays)
+		}
+	}
+}
+
+// childrenOfProxy are the pids whose parent is pid.
+func childrenOfProxy(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		if f := strings.Fields(rest); ok && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -28,10 +28,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -45,8 +47,25 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
+// WaitingComm is a warm relay's process name (/proc/PID/comm) while it
+// waits for a login, so that ps, pgrep and tests tell it from a relay
+// that serves one; it takes the program's own name back once it does.
+const WaitingComm = "relay-waiting"
+
+func init() {
+	// main then runs on the main thread, whose name is the process's
+	// (a warm relay renames it while it waits); run unlocks it.
+	runtime.LockOSThread()
+}
+
 func main() {
 	os.Exit(run())
+}
+
+// setComm names the main thread, and so the process.
+func setComm(name string) error {
+	b := append([]byte(name), 0)
+	return unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
 }
 
 func run() int {
@@ -117,6 +136,10 @@ func run() int {
 	var goAt time.Time
 	if *early {
 		// Started ahead of its login (a warm relay): wait for one.
+		own, _ := os.ReadFile("/proc/thread-self/comm")
+		if err := setComm(WaitingComm); err != nil {
+			log.Warn("naming the waiting relay", "err", err)
+		}
 		if err := waitForFiles(ctx, fds); err != nil {
 			if errors.Is(err, ipc.ErrClosed) {
 				return 0 // not needed any more, or the supervisor ended
@@ -125,7 +148,11 @@ func run() int {
 			return 1
 		}
 		goAt = time.Now()
+		if err := setComm(strings.TrimSpace(string(own))); err != nil {
+			log.Warn("naming the relay", "err", err)
+		}
 	}
+	runtime.UnlockOSThread()
 	nc, err := net.FileConn(fds["client"])
 	fds["client"].Close()
 	if err != nil {
