@@ -1180,6 +1180,10 @@ func workers(supervisor int, mode string) []int {
 	for _, k := range children(supervisor) {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
 		args := strings.Split(string(cl), "\x00")
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", k))
+		if strings.TrimSpace(string(comm)) == "relay-waiting" {
+			continue // a warm relay waiting for a login: no one's relay yet
+		}
 		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "xpra-proxy-") && slices.Contains(args, mode) &&
 			proclab.Read(k).Status["NoNewPrivs"] == "1" {
 			out = append(out, k)
