@@ -30,10 +30,10 @@ def pct(v, p):
     return v[f] + (v[min(f + 1, len(v) - 1)] - v[f]) * (k - f)
 
 
-SUP = ["accept", "handover", "hello", "challenge", "early_exec", "answer", "verdict", "early_taken", "relay_exec", "accepted_sent"]
-# relay_waiting and relay_go: an early relay (exec'd during the challenge)
-# waiting for its client, and getting it after the verdict.
-REL = ["relay_main", "relay_waiting", "relay_go", "relay_read", "chosen", "connected", "hello_sent", "server_hello", "hello_forwarded"]
+SUP = ["accept", "handover", "hello", "challenge", "answer", "verdict", "relay_exec", "accepted_sent"]
+# relay_go: a warm relay (started ahead of its login) given its client;
+# such a relay has no relay_main in this connection's timeline.
+REL = ["relay_main", "relay_go", "relay_read", "chosen", "connected", "hello_sent", "server_hello", "hello_forwarded"]
 
 
 def main():

@@ -137,7 +137,7 @@ var (
 	// client until root, once a login is granted its identity, sends it
 	// the three descriptors a Relay gets at exec (client, handover,
 	// launch) on "start" (ipc.RelayFile); root closes "start" when it is
-	// not needed, and it exits (supervisor/early.go).
+	// not needed, and it exits (supervisor/warm.go).
 	EarlyRelay = Spec{
 		Kind: "early relay", Mode: []string{"--relay", "--early"},
 		Fds: []string{"start"}, Optional: []string{"session", "rootcontrol", "report"},
@@ -181,6 +181,11 @@ var (
 		Runs: AsEncoderUser, Pdeathsig: syscall.SIGKILL,
 	}
 )
+
+// WaitingComm is a warm relay's process name (/proc/PID/comm, what ps
+// and pgrep show) while it waits for a login (EarlyRelay), so that it is
+// told from a relay serving one; it takes the program's name back then.
+const WaitingComm = "relay-waiting"
 
 // All are the specs, for tests and documentation.
 var All = []*Spec{&Preauth, &Control, &Metrics, &Relay, &EarlyRelay, &Query, &PAM, &LDAP, &Directory, &Encoder}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/xpralab"
@@ -262,7 +263,7 @@ func children(pid int) (preauth, relay int) {
 // login (it names itself so while it waits).
 func waitingRelay(pid string) bool {
 	comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
-	return strings.TrimSpace(string(comm)) == "relay-waiting"
+	return strings.TrimSpace(string(comm)) == child.WaitingComm
 }
 
 func maxOpenFiles(pid int) string {

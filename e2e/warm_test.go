@@ -86,7 +86,7 @@ func TestWarmRelayRealClient(t *testing.T) {
 	}
 	// The next one waits, named so, as the user, not counted as a relay.
 	var waiting []int
-	for _, e := range childrenOfProxy(p.Pid()) {
+	for _, e := range childrenOf(t, p.Pid()) {
 		if waitingRelay(strconv.Itoa(e)) {
 			waiting = append(waiting, e)
 		}
@@ -106,25 +106,4 @@ func TestWarmRelayRealClient(t *testing.T) {
 			t.Fatalf("%d relays counted 20 s after every client left", relays)
 		}
 	}
-}
-
-// childrenOfProxy are the pids whose parent is pid.
-func childrenOfProxy(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
-		if err != nil {
-			continue
-		}
-		_, rest, ok := strings.Cut(string(b), ") ")
-		if f := strings.Fields(rest); ok && len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
 }

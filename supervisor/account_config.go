@@ -24,7 +24,7 @@ type AccountConfig struct {
 	// is a process of several MB that the supervisor execs as root.
 	MaxRelaysPerUser int `toml:"max-relays-per-user"`
 	// WarmRelays bounds the relays started ahead of their logins, one per
-	// identity that logged in lately (early.go; 0: none).
+	// identity that logged in lately (warm.go; 0: none).
 	WarmRelays int `toml:"warm-relays"`
 }
 

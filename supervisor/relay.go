@@ -28,24 +28,24 @@ import (
 // startRelay starts the relay worker as the session's owner: its uid, gid
 // and supplementary groups (as initgroups would), a clean environment,
 // and only its named descriptors. It takes the warm relay waiting for
-// this identity (early.go), if any, else execs one.
+// this identity (warm.go), if any, else execs one.
 func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, handover, client *os.File) (pid int, err error) {
 	env := filterEnv(sess.Env)
-	id := grantedID{uid: sess.UID, gid: sess.GID}
-	var early *earlyRelay // a warm relay (early.go): ours now, used or dropped below
+	id := relayID{uid: sess.UID, gid: sess.GID}
+	var warm *warmRelay // started ahead (warm.go): ours now, used or dropped below
 	if len(env) == 0 {
-		early = s.warm.take(x.set, id)
+		warm = s.warm.take(x.set, id)
 	}
 	var u *user.User
 	var cred *syscall.Credential
-	if early != nil {
-		u, cred = early.user, early.cred
+	if warm != nil {
+		u, cred = warm.user, warm.cred
 	} else if u, cred, err = relayIdentity(sess.UID, sess.GID); err != nil {
 		return 0, err
 	}
 	defer func() {
-		if early != nil && err != nil {
-			s.drop(early)
+		if warm != nil && err != nil {
+			s.drop(warm)
 		}
 	}()
 	if err := s.userRelays.take(sess.UID, u.Username); err != nil {
@@ -83,16 +83,16 @@ func (s *Supervisor) startRelay(x *exchange, sess *auth.Session, module string, 
 	}
 	defer doc.Close()
 	var r *relayProc
-	if early != nil {
-		if err = early.start.SendRelayFiles(map[string]*os.File{"client": client, "handover": handover, "launch": doc}); err == nil {
-			early.start.Close()
-			r = &relayProc{cmd: early.cmd, report: early.report, sessions: early.sessions}
-			early = nil
+	if warm != nil {
+		if err = warm.start.SendRelayFiles(map[string]*os.File{"client": client, "handover": handover, "launch": doc}); err == nil {
+			warm.start.Close()
+			r = &relayProc{cmd: warm.cmd, report: warm.report, sessions: warm.sessions}
+			warm = nil
 		} else {
 			// It died waiting: exec another, as without one.
-			x.log.Warn("warm relay gone; starting another", "worker", early.pid, "err", err)
-			s.drop(early)
-			early = nil
+			x.log.Warn("warm relay gone; starting another", "worker", warm.pid, "err", err)
+			s.drop(warm)
+			warm = nil
 		}
 	}
 	if r == nil {

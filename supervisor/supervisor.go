@@ -59,7 +59,7 @@ type Supervisor struct {
 	displays  *displayBook           // sessions being started, across reloads
 	// userRelays counts live relays per uid (max-relays-per-user).
 	userRelays relayCount
-	// warm: relays started ahead of their logins, per identity (early.go).
+	// warm: relays started ahead of their logins, per identity (warm.go).
 	warm       *warmRelays
 	registry   *registry // the relays started, for xpra-proxy list and the next supervisor
 	rootCtlDir string    // where each relay's root-only :proxy-PID goes (rootctl.go); "" for none

@@ -47,11 +47,6 @@ import (
 	"github.com/xpra-proxy/xpra-proxy/worker"
 )
 
-// WaitingComm is a warm relay's process name (/proc/PID/comm) while it
-// waits for a login, so that ps, pgrep and tests tell it from a relay
-// that serves one; it takes the program's own name back once it does.
-const WaitingComm = "relay-waiting"
-
 func init() {
 	// main then runs on the main thread, whose name is the process's
 	// (a warm relay renames it while it waits); run unlocks it.
@@ -137,7 +132,7 @@ func run() int {
 	if *early {
 		// Started ahead of its login (a warm relay): wait for one.
 		own, _ := os.ReadFile("/proc/thread-self/comm")
-		if err := setComm(WaitingComm); err != nil {
+		if err := setComm(child.WaitingComm); err != nil {
 			log.Warn("naming the waiting relay", "err", err)
 		}
 		if err := waitForFiles(ctx, fds); err != nil {

@@ -59,6 +59,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xpra-proxy/xpra-proxy/child"
 	"github.com/xpra-proxy/xpra-proxy/internal/proclab"
 	"github.com/xpra-proxy/xpra-proxy/internal/proxylab"
 	"github.com/xpra-proxy/xpra-proxy/internal/testenv"
@@ -1181,7 +1182,7 @@ func workers(supervisor int, mode string) []int {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
 		args := strings.Split(string(cl), "\x00")
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", k))
-		if strings.TrimSpace(string(comm)) == "relay-waiting" {
+		if strings.TrimSpace(string(comm)) == child.WaitingComm {
 			continue // a warm relay waiting for a login: no one's relay yet
 		}
 		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "xpra-proxy-") && slices.Contains(args, mode) &&

@@ -31,13 +31,13 @@ import (
 // warmIdle is how long a warm relay waits for a login before it is ended.
 const warmIdle = 10 * time.Minute
 
-// grantedID is an identity relays run as.
-type grantedID struct{ uid, gid int }
+// relayID is an identity relays run as.
+type relayID struct{ uid, gid int }
 
-// earlyRelay is a relay worker started before its client: waiting in the
+// warmRelay is a relay worker started before its client: waiting in the
 // pool, or taken by a login.
-type earlyRelay struct {
-	id       grantedID
+type warmRelay struct {
+	id       relayID
 	set      *settings // the settings it was started under
 	since    time.Time // ready since
 	user     *user.User
@@ -54,17 +54,17 @@ type warmRelays struct {
 	s        *Supervisor
 	mu       sync.Mutex
 	closed   bool
-	ready    map[grantedID]*earlyRelay
-	starting map[grantedID]bool
+	ready    map[relayID]*warmRelay
+	starting map[relayID]bool
 }
 
 func newWarmRelays(s *Supervisor) *warmRelays {
-	return &warmRelays{s: s, ready: map[grantedID]*earlyRelay{}, starting: map[grantedID]bool{}}
+	return &warmRelays{s: s, ready: map[relayID]*warmRelay{}, starting: map[relayID]bool{}}
 }
 
 // take returns the relay waiting for id under set, if any; the caller
 // owns it.
-func (w *warmRelays) take(set *settings, id grantedID) *earlyRelay {
+func (w *warmRelays) take(set *settings, id relayID) *warmRelay {
 	w.mu.Lock()
 	e := w.ready[id]
 	delete(w.ready, id)
@@ -80,13 +80,13 @@ func (w *warmRelays) take(set *settings, id grantedID) *earlyRelay {
 }
 
 // refillSoon starts the next relay for id after refillDelay.
-func (w *warmRelays) refillSoon(id grantedID) {
+func (w *warmRelays) refillSoon(id relayID) {
 	time.AfterFunc(refillDelay, func() { w.refill(id) })
 }
 
 // refill starts a relay for id in the background unless one waits or is
 // on its way; over warm-relays, the one waiting longest is ended.
-func (w *warmRelays) refill(id grantedID) {
+func (w *warmRelays) refill(id relayID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || w.starting[id] || w.ready[id] != nil || id.uid == 0 || id.gid == 0 {
@@ -97,7 +97,7 @@ func (w *warmRelays) refill(id grantedID) {
 		return
 	}
 	if len(w.ready)+len(w.starting) >= limit {
-		var oldest *earlyRelay
+		var oldest *warmRelay
 		for _, e := range w.ready {
 			if oldest == nil || e.since.Before(oldest.since) {
 				oldest = e
@@ -131,7 +131,7 @@ func (w *warmRelays) refill(id grantedID) {
 }
 
 // expire ends e if it still waits.
-func (w *warmRelays) expire(e *earlyRelay) {
+func (w *warmRelays) expire(e *warmRelay) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ready[e.id] == e {
@@ -153,12 +153,12 @@ func (w *warmRelays) clear(closing bool) {
 }
 
 // execWarm execs a relay as id that waits on its start channel.
-func (s *Supervisor) execWarm(set *settings, id grantedID) (_ *earlyRelay, err error) {
+func (s *Supervisor) execWarm(set *settings, id relayID) (_ *warmRelay, err error) {
 	u, cred, err := relayIdentity(id.uid, id.gid)
 	if err != nil {
 		return nil, err
 	}
-	e := &earlyRelay{id: id, set: set, user: u, cred: cred}
+	e := &warmRelay{id: id, set: set, user: u, cred: cred}
 	var toClose []*os.File
 	defer func() {
 		for _, f := range toClose {
@@ -211,7 +211,7 @@ func (s *Supervisor) execWarm(set *settings, id grantedID) (_ *earlyRelay, err e
 	return e, nil
 }
 
-func (e *earlyRelay) closeConns() {
+func (e *warmRelay) closeConns() {
 	for _, c := range []*ipc.Conn{e.start, e.report, e.sessions} {
 		if c != nil {
 			c.Close()
@@ -222,7 +222,7 @@ func (e *earlyRelay) closeConns() {
 // drop ends a relay that will not get a client: its start channel
 // closes, so it exits; one that does not is killed. Reaped in the
 // background, its root control socket removed.
-func (s *Supervisor) drop(e *earlyRelay) {
+func (s *Supervisor) drop(e *warmRelay) {
 	e.closeConns()
 	go func() {
 		done := make(chan struct{})
