@@ -709,7 +709,9 @@ func TestAcceptToRelay(t *testing.T) {
 // while the first lives, and counts it off when it ends, also when the
 // relay failed to start.
 func TestRelayLimitReleased(t *testing.T) {
-	sv := serveDoubles(t, "--max-relays-per-user=1")
+	// Relays exec'd each time: the test makes the worker unstartable, which
+	// a warm relay (already running that file) would both bypass and hold busy.
+	sv := serveDoubles(t, "--max-relays-per-user=1", "--warm-relays=0")
 	first, line := sv.login(t, "unix", "nobody secret")
 	report(t, line)
 	if _, line := sv.login(t, "unix", "nobody secret"); !strings.HasPrefix(line, `denied: too many connections ["nobody has 1 connections`) {
